@@ -1,0 +1,115 @@
+//! Command-line interface: flags as the seed defined them, plus a few additions.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::config::{DestinationKind, Overrides, SourceKind};
+use crate::filters::FilterConfig;
+
+const EXAMPLES: &str = "\
+Examples:
+  # SQLite (development) to JSON files, one per thread
+  ckpt-migrate --source sqlite --source-config '{\"connection_string\": \"sqlite:///checkpoints.db\"}' \\
+               --destination json --dest-config '{\"output_dir\": \"./export\"}'
+
+  # PostgreSQL chat history to Qdrant Unified Memory
+  ckpt-migrate --source postgresql \\
+               --source-config '{\"connection_string\": \"postgresql://u:p@host/db\", \"table_name\": \"chat_message_history\"}' \\
+               --destination unified --dest-config '{\"qdrant_url\": \"http://localhost:6333\", \"collection\": \"checkpoints\"}' \\
+               --batch-size 500
+
+  # Everything from a YAML file (filters, transformers, batch size)
+  ckpt-migrate --config migration.yaml
+
+  # Check first: counts, a decoded sample, an estimate; writes nothing
+  ckpt-migrate --config migration.yaml --dry-run --verbose
+
+Exit codes: 0 success, 1 finished but some records failed (see the dead-letter file),
+2 bad usage or configuration, 3 the run failed.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ckpt-migrate",
+    version,
+    about = "Move LangGraph / LangChain checkpoints between stores, losslessly.",
+    after_help = EXAMPLES
+)]
+pub struct Cli {
+    /// Where checkpoints come from.
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub source: Option<SourceKind>,
+
+    /// The source's settings as JSON (e.g. '{"connection_string": "sqlite:///c.db"}').
+    #[arg(long, value_name = "JSON")]
+    pub source_config: Option<String>,
+
+    /// Where checkpoints go.
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub destination: Option<DestinationKind>,
+
+    /// The destination's settings as JSON (e.g. '{"output_dir": "./export"}').
+    #[arg(long = "dest-config", value_name = "JSON")]
+    pub dest_config: Option<String>,
+
+    /// A YAML file with the whole migration; flags given as well take precedence.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Checkpoints per batch [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<usize>,
+
+    /// Connect, count, decode a sample, estimate the time, check the destination; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Detailed logs.
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Where records that fail go (JSON lines) [default: next to the output].
+    #[arg(long, value_name = "FILE")]
+    pub dead_letter: Option<PathBuf>,
+
+    /// Only this thread.
+    #[arg(long, value_name = "ID")]
+    pub thread_id: Option<String>,
+
+    /// Only threads matching this glob.
+    #[arg(long, value_name = "GLOB")]
+    pub thread_pattern: Option<String>,
+
+    /// Skip threads matching this glob (repeatable).
+    #[arg(long = "exclude-thread", value_name = "GLOB")]
+    pub exclude_threads: Vec<String>,
+
+    /// Only checkpoints from this date (YYYY-MM-DD, UTC) or RFC 3339 instant on.
+    #[arg(long, value_name = "DATE")]
+    pub date_from: Option<String>,
+
+    /// Only checkpoints up to this date (inclusive) or instant.
+    #[arg(long, value_name = "DATE")]
+    pub date_to: Option<String>,
+}
+
+impl Cli {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            source: self.source,
+            source_config: self.source_config.clone(),
+            destination: self.destination,
+            dest_config: self.dest_config.clone(),
+            batch_size: self.batch_size,
+            dry_run: self.dry_run,
+            dead_letter_path: self.dead_letter.clone(),
+            filters: FilterConfig {
+                thread_id: self.thread_id.clone(),
+                thread_pattern: self.thread_pattern.clone(),
+                exclude_threads: self.exclude_threads.clone(),
+                date_from: self.date_from.clone(),
+                date_to: self.date_to.clone(),
+            },
+        }
+    }
+}

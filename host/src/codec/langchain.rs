@@ -1,0 +1,100 @@
+//! LangChain `Serializable` objects (messages, documents) in LangChain's own
+//! constructor form, as `langchain_core.load.dumpd` writes them:
+//! `{"lc": 1, "type": "constructor", "id": [...namespace, Class], "kwargs": {...}}`.
+//!
+//! The serializer stored the object's full `model_dump()`; `dumpd` keeps only the
+//! "useful" fields: required ones, and optional ones whose value is truthy. Falsy
+//! optional values (`None`, `""`, `0`, `false`, `[]`, `{}`) are dropped, which is what
+//! LangChain does for every message field (their defaults are all falsy). AI messages
+//! always carry `tool_calls` and `invalid_tool_calls` (their `lc_attributes`).
+
+use serde_json::{Map, Value};
+
+/// Modules whose pydantic classes are LangChain `Serializable`s.
+pub fn is_serializable(module: &str) -> bool {
+    const PREFIXES: [&str; 4] = [
+        "langchain_core.messages",
+        "langchain_core.documents",
+        "langchain_core.prompt_values",
+        "langchain.schema",
+    ];
+    PREFIXES.iter().any(|p| module.starts_with(p))
+}
+
+/// The `lc` id namespace LangChain gives a class (`get_lc_namespace`).
+fn namespace(module: &str) -> Vec<String> {
+    let fixed: &[&str] = if module.starts_with("langchain_core.messages") {
+        &["langchain", "schema", "messages"]
+    } else if module.starts_with("langchain_core.documents") {
+        &["langchain", "schema", "document"]
+    } else if module.starts_with("langchain_core.prompt_values") {
+        &["langchain", "prompts", "chat"]
+    } else {
+        return module.split('.').map(str::to_owned).collect();
+    };
+    fixed.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Fields LangChain always keeps because the class requires them.
+fn required_fields(name: &str) -> &'static [&'static str] {
+    if name.starts_with("ToolMessage") {
+        &["content", "tool_call_id"]
+    } else if name == "Document" {
+        &["page_content"]
+    } else {
+        &["content"]
+    }
+}
+
+fn is_truthy(value: &Value) -> bool {
+    match value {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+pub fn constructor(module: &str, name: &str, fields: Map<String, Value>) -> Value {
+    let required = required_fields(name);
+    let mut kwargs: Map<String, Value> = fields
+        .into_iter()
+        .filter(|(k, v)| required.contains(&k.as_str()) || is_truthy(v))
+        .collect();
+    if name.starts_with("AIMessage") {
+        for attr in ["tool_calls", "invalid_tool_calls"] {
+            kwargs
+                .entry(attr)
+                .or_insert_with(|| Value::Array(Vec::new()));
+        }
+    }
+    let mut id = namespace(module);
+    id.push(name.to_owned());
+    serde_json::json!({ "lc": 1, "type": "constructor", "id": id, "kwargs": kwargs })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ai_message_keeps_tool_calls_and_drops_empty_optionals() {
+        let fields = serde_json::json!({
+            "content": "", "additional_kwargs": {}, "response_metadata": {}, "type": "ai",
+            "name": null, "id": "x", "tool_calls": [], "invalid_tool_calls": [],
+            "usage_metadata": null
+        });
+        let Value::Object(fields) = fields else {
+            unreachable!()
+        };
+        let out = constructor("langchain_core.messages.ai", "AIMessage", fields);
+        assert_eq!(
+            out,
+            serde_json::json!({"lc": 1, "type": "constructor",
+                "id": ["langchain", "schema", "messages", "AIMessage"],
+                "kwargs": {"content": "", "type": "ai", "id": "x", "tool_calls": [], "invalid_tool_calls": []}})
+        );
+    }
+}

@@ -1,0 +1,378 @@
+//! Plain-JSON rendering of the Python objects LangGraph's serializer encodes as
+//! "constructor" records: msgpack extension types 0–5 and the legacy JSON
+//! `{"lc": 2, "type": "constructor", …}` envelopes carry the same information
+//! (module, class, positional args, keyword args, method), so both decoders build a
+//! [`PyObject`] and render it here, once.
+//!
+//! The rules follow `fixtures/lgconv.py` (the oracle's converter): UUIDs hyphenated,
+//! datetimes ISO 8601, sets sorted, dataclasses as maps, pydantic models as maps plus
+//! `__type__`, LangChain messages in LangChain's own constructor form.
+
+use serde_json::{Map, Value};
+
+use super::langchain;
+
+/// How the serializer described an object. Arguments are already rendered to JSON.
+#[derive(Debug, Clone)]
+pub struct PyObject {
+    pub module: String,
+    pub name: String,
+    pub args: Vec<Value>,
+    pub kwargs: Option<Map<String, Value>>,
+    pub method: Option<String>,
+    pub kind: PyKind,
+}
+
+/// What produced the object, when the encoding tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PyKind {
+    /// Constructor with arguments (ext 0–3, `lc: 2` with args/kwargs).
+    Constructor,
+    /// A pydantic model (ext 4/5, `lc: 2` with `model_construct` / `construct`).
+    PydanticModel,
+}
+
+/// The rendered value, plus a note when the class was not one we know.
+pub struct Rendered {
+    pub value: Value,
+    pub notice: Option<String>,
+}
+
+impl Rendered {
+    fn known(value: Value) -> Self {
+        Self {
+            value,
+            notice: None,
+        }
+    }
+}
+
+pub fn render(obj: PyObject) -> Rendered {
+    let arg0 = obj.args.first().cloned();
+    match (obj.module.as_str(), obj.name.as_str()) {
+        ("uuid", "UUID") => match arg0 {
+            Some(Value::String(hex)) => Rendered::known(Value::String(hyphenate_uuid(&hex))),
+            _ => unknown(obj),
+        },
+        ("builtins", "set" | "frozenset") => match arg0 {
+            Some(Value::Array(items)) => Rendered::known(Value::Array(sort_set(items))),
+            _ => unknown(obj),
+        },
+        ("collections", "deque") => match arg0 {
+            Some(items @ Value::Array(_)) => Rendered::known(items),
+            _ => unknown(obj),
+        },
+        ("builtins", "bytes" | "bytearray") => match arg0 {
+            Some(Value::String(hex)) => match decode_hex(&hex) {
+                Some(bytes) => Rendered::known(bytes_view(&bytes)),
+                None => unknown(obj),
+            },
+            _ => unknown(obj),
+        },
+        ("decimal", "Decimal") | ("ipaddress", _) => match arg0 {
+            Some(v @ Value::String(_)) => Rendered::known(v),
+            _ => unknown(obj),
+        },
+        ("zoneinfo", "ZoneInfo") => match arg0 {
+            Some(v @ Value::String(_)) => Rendered::known(v),
+            _ => unknown(obj),
+        },
+        ("datetime", "datetime") => match arg0 {
+            Some(v @ Value::String(_)) => Rendered::known(v),
+            _ => unknown(obj),
+        },
+        ("datetime", "date") => match date_iso(&obj.args) {
+            Some(s) => Rendered::known(Value::String(s)),
+            None => match arg0 {
+                Some(v @ Value::String(_)) => Rendered::known(v),
+                _ => unknown(obj),
+            },
+        },
+        ("datetime", "time") => match time_iso(&obj) {
+            Some(s) => Rendered::known(Value::String(s)),
+            None => unknown(obj),
+        },
+        ("datetime", "timedelta") => match timedelta_seconds(&obj.args) {
+            Some(secs) => Rendered::known(number(secs)),
+            None => unknown(obj),
+        },
+        ("datetime", "timezone") => match timezone_str(&obj.args) {
+            Some(s) => Rendered::known(Value::String(s)),
+            None => unknown(obj),
+        },
+        ("pathlib", _) => match path_str(&obj.args) {
+            Some(s) => Rendered::known(Value::String(s)),
+            None => unknown(obj),
+        },
+        ("re", "compile") => Rendered::known(serde_json::json!({
+            "pattern": obj.args.first().cloned().unwrap_or(Value::Null),
+            "flags": obj.args.get(1).cloned().unwrap_or(Value::Null),
+        })),
+        ("pydantic.types", "SecretStr" | "SecretBytes") => {
+            // pydantic's own str() of a secret: never reveal it in the view.
+            Rendered::known(Value::String("**********".into()))
+        }
+        ("langgraph.types", "Send") => {
+            let (node, arg) = match &obj.kwargs {
+                Some(kw) => (
+                    kw.get("node").cloned().unwrap_or(Value::Null),
+                    kw.get("arg").cloned().unwrap_or(Value::Null),
+                ),
+                None => (
+                    obj.args.first().cloned().unwrap_or(Value::Null),
+                    obj.args.get(1).cloned().unwrap_or(Value::Null),
+                ),
+            };
+            Rendered::known(serde_json::json!({ "node": node, "arg": arg }))
+        }
+        _ => render_class(obj),
+    }
+}
+
+/// Objects identified by their shape rather than their class: LangChain serializables,
+/// pydantic models, dataclasses / namedtuples, enums.
+fn render_class(obj: PyObject) -> Rendered {
+    if let Some(kwargs) = obj.kwargs.clone() {
+        if langchain::is_serializable(&obj.module) && obj.kind == PyKind::PydanticModel {
+            return Rendered::known(langchain::constructor(&obj.module, &obj.name, kwargs));
+        }
+        if obj.kind == PyKind::PydanticModel {
+            let mut map = kwargs;
+            map.insert(
+                "__type__".into(),
+                Value::String(format!("{}.{}", obj.module, obj.name)),
+            );
+            return Rendered::known(Value::Object(map));
+        }
+        if obj.args.is_empty() {
+            // dataclass, namedtuple, Interrupt, Command, store Item: a field map.
+            return Rendered::known(Value::Object(kwargs));
+        }
+    }
+    if obj.kwargs.is_none() && obj.args.len() == 1 && obj.method.is_none() {
+        // A single-argument constructor of a class we do not know by name: LangGraph
+        // uses this form for Enum members, whose view is their value.
+        return Rendered::known(obj.args.into_iter().next().unwrap_or(Value::Null));
+    }
+    unknown(obj)
+}
+
+/// A class we cannot render by rule: keep everything we were given, say so.
+fn unknown(obj: PyObject) -> Rendered {
+    let type_name = format!("{}.{}", obj.module, obj.name);
+    let mut map = Map::new();
+    map.insert("__type__".into(), Value::String(type_name.clone()));
+    map.insert("args".into(), Value::Array(obj.args));
+    if let Some(kwargs) = obj.kwargs {
+        map.insert("kwargs".into(), Value::Object(kwargs));
+    }
+    if let Some(method) = obj.method {
+        map.insert("method".into(), Value::String(method));
+    }
+    Rendered {
+        value: Value::Object(map),
+        notice: Some(format!(
+            "no rendering rule for Python type {type_name}; kept its arguments as they are"
+        )),
+    }
+}
+
+/// `{"__bytes__": base64}`, the view of Python bytes.
+pub fn bytes_view(bytes: &[u8]) -> Value {
+    use base64::Engine as _;
+    serde_json::json!({ "__bytes__": base64::engine::general_purpose::STANDARD.encode(bytes) })
+}
+
+fn hyphenate_uuid(hex: &str) -> String {
+    match uuid::Uuid::try_parse(hex) {
+        Ok(u) => u.hyphenated().to_string(),
+        Err(_) => hex.to_string(),
+    }
+}
+
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Python's sort of a set's converted members: strings by code point, numbers
+/// numerically, anything else by canonical JSON text.
+pub fn sort_set(mut items: Vec<Value>) -> Vec<Value> {
+    if items.iter().all(Value::is_string) {
+        items.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+    } else if items.iter().all(Value::is_number) {
+        items.sort_by(|a, b| {
+            let (x, y) = (a.as_f64().unwrap_or(0.0), b.as_f64().unwrap_or(0.0));
+            x.total_cmp(&y)
+        });
+    } else {
+        items.sort_by_cached_key(canonical_json);
+    }
+    items
+}
+
+/// JSON text with sorted keys and no spaces (Python's
+/// `json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)`).
+pub fn canonical_json(value: &Value) -> String {
+    fn sorted(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => {
+                let mut entries: Vec<_> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                Value::Object(entries.into_iter().map(|(k, v)| (k.clone(), sorted(v))).collect())
+            }
+            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    sorted(value).to_string()
+}
+
+fn number(f: f64) -> Value {
+    serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
+}
+
+fn int_arg(args: &[Value], i: usize) -> Option<i64> {
+    args.get(i)?.as_i64()
+}
+
+fn date_iso(args: &[Value]) -> Option<String> {
+    let (y, m, d) = (int_arg(args, 0)?, int_arg(args, 1)?, int_arg(args, 2)?);
+    Some(format!("{y:04}-{m:02}-{d:02}"))
+}
+
+/// `datetime.time.isoformat()`: `HH:MM:SS[.ffffff][+HH:MM]`.
+fn time_iso(obj: &PyObject) -> Option<String> {
+    let field = |name: &str, pos: usize| -> Option<Value> {
+        match &obj.kwargs {
+            Some(kw) if kw.contains_key(name) => kw.get(name).cloned(),
+            _ => obj.args.get(pos).cloned(),
+        }
+    };
+    let h = field("hour", 0)?.as_i64()?;
+    let m = field("minute", 1).and_then(|v| v.as_i64()).unwrap_or(0);
+    let s = field("second", 2).and_then(|v| v.as_i64()).unwrap_or(0);
+    let us = field("microsecond", 3).and_then(|v| v.as_i64()).unwrap_or(0);
+    let mut out = format!("{h:02}:{m:02}:{s:02}");
+    if us != 0 {
+        out.push_str(&format!(".{us:06}"));
+    }
+    if let Some(Value::String(tz)) = field("tzinfo", 4) {
+        // A rendered fixed-offset timezone is "UTC" or "UTC+05:30".
+        match tz.strip_prefix("UTC") {
+            Some("") => out.push_str("+00:00"),
+            Some(offset) if offset.len() >= 6 => out.push_str(&offset[..6]),
+            _ => {}
+        }
+    }
+    Some(out)
+}
+
+/// `timedelta.total_seconds()`, computed like Python does: exact microseconds, one
+/// division.
+fn timedelta_seconds(args: &[Value]) -> Option<f64> {
+    let days = i128::from(int_arg(args, 0)?);
+    let secs = i128::from(int_arg(args, 1).unwrap_or(0));
+    let micros = i128::from(int_arg(args, 2).unwrap_or(0));
+    let total = (days * 86_400 + secs) * 1_000_000 + micros;
+    Some(total as f64 / 1e6)
+}
+
+/// `str(datetime.timezone(offset[, name]))`: the name if given, else `UTC±HH:MM`.
+fn timezone_str(args: &[Value]) -> Option<String> {
+    if let Some(Value::String(name)) = args.get(1) {
+        return Some(name.clone());
+    }
+    let secs = args.first()?.as_f64()?;
+    if secs == 0.0 {
+        return Some("UTC".into());
+    }
+    let sign = if secs < 0.0 { '-' } else { '+' };
+    let total = secs.abs() as i64;
+    Some(format!("UTC{sign}{:02}:{:02}", total / 3600, (total % 3600) / 60))
+}
+
+/// `str(PurePath(*parts))`.
+fn path_str(args: &[Value]) -> Option<String> {
+    let parts: Vec<&str> = match args {
+        [Value::Array(parts)] => parts.iter().map(Value::as_str).collect::<Option<_>>()?,
+        parts => parts.iter().map(Value::as_str).collect::<Option<_>>()?,
+    };
+    let mut out = String::new();
+    for part in parts {
+        if !out.is_empty() && !out.ends_with('/') {
+            out.push('/');
+        }
+        out.push_str(part);
+    }
+    Some(if out.is_empty() { ".".into() } else { out })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(module: &str, name: &str, args: Vec<Value>) -> PyObject {
+        PyObject {
+            module: module.into(),
+            name: name.into(),
+            args,
+            kwargs: None,
+            method: None,
+            kind: PyKind::Constructor,
+        }
+    }
+
+    #[test]
+    fn renders_python_scalars_like_lgconv() {
+        let r = |o| render(o).value;
+        assert_eq!(
+            r(obj("uuid", "UUID", vec!["4b28a002f4e4447fa46615ac55d6bd95".into()])),
+            "4b28a002-f4e4-447f-a466-15ac55d6bd95"
+        );
+        assert_eq!(
+            r(obj("builtins", "set", vec![serde_json::json!(["vip", "shipping"])])),
+            serde_json::json!(["shipping", "vip"])
+        );
+        assert_eq!(
+            r(obj("builtins", "set", vec![serde_json::json!([10, 2.5, 3])])),
+            serde_json::json!([2.5, 3, 10])
+        );
+        assert_eq!(
+            r(obj("datetime", "timedelta", vec![1.into(), 30.into(), 500_000.into()])),
+            serde_json::json!(86430.5)
+        );
+        assert_eq!(
+            r(obj("datetime", "date", vec![2025.into(), 3.into(), 4.into()])),
+            "2025-03-04"
+        );
+        assert_eq!(
+            r(obj("pathlib", "PosixPath", vec![serde_json::json!(["/", "usr", "lib"])])),
+            "/usr/lib"
+        );
+        assert_eq!(r(obj("datetime", "timezone", vec![19800.0.into()])), "UTC+05:30");
+        assert_eq!(r(obj("app.models", "Color", vec!["red".into()])), "red");
+        assert_eq!(
+            r(obj("builtins", "bytes", vec!["00ff".into()])),
+            serde_json::json!({"__bytes__": "AP8="})
+        );
+    }
+
+    #[test]
+    fn unknown_positional_classes_are_kept_and_reported() {
+        let rendered = render(obj("app", "Thing", vec![1.into(), 2.into()]));
+        assert!(rendered.notice.unwrap().contains("app.Thing"));
+        assert_eq!(rendered.value["args"], serde_json::json!([1, 2]));
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_recursively() {
+        let v = serde_json::json!({"b": 1, "a": {"d": 2, "c": [ {"z": 1, "y": 2} ]}});
+        assert_eq!(canonical_json(&v), r#"{"a":{"c":[{"y":2,"z":1}],"d":2},"b":1}"#);
+    }
+}

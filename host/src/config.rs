@@ -1,0 +1,449 @@
+//! The run configuration: YAML file (`--config`) and/or command-line flags.
+//!
+//! Store configs are parsed per store kind with `deny_unknown_fields`, and every error
+//! names the key it is about (`source_config.conection_string: unknown field …`).
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::error::ConfigError;
+use crate::filters::FilterConfig;
+
+pub const DEFAULT_BATCH_SIZE: usize = 1000;
+/// Batches are also cut by size, so a table of huge checkpoints stays in bounded memory.
+pub const DEFAULT_MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    Postgresql,
+    Sqlite,
+    Redis,
+    Unified,
+}
+
+impl SourceKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceKind::Postgresql => "postgresql",
+            SourceKind::Sqlite => "sqlite",
+            SourceKind::Redis => "redis",
+            SourceKind::Unified => "unified",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DestinationKind {
+    Unified,
+    Json,
+    Parquet,
+}
+
+impl DestinationKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            DestinationKind::Unified => "unified",
+            DestinationKind::Json => "json",
+            DestinationKind::Parquet => "parquet",
+        }
+    }
+}
+
+/// The YAML file, key for key as the seed wrote it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `postgresql`, `sqlite`, `redis` or `unified`.
+    pub source_type: Option<SourceKind>,
+    /// The source's own keys (see docs/configuration.md).
+    #[serde(default)]
+    pub source_config: Option<Value>,
+    /// `unified`, `json` or `parquet`.
+    pub destination_type: Option<DestinationKind>,
+    /// The destination's own keys.
+    #[serde(default)]
+    pub destination_config: Option<Value>,
+    /// Declarative filters.
+    #[serde(default)]
+    pub filters: FilterConfig,
+    /// WASM transformer plugins (names of reference plugins or `{path, config}`).
+    #[serde(default)]
+    pub transformers: Vec<Value>,
+    /// Records per batch.
+    pub batch_size: Option<usize>,
+    /// Upper bound of a batch's raw size in bytes.
+    pub max_batch_bytes: Option<usize>,
+    /// Check everything, write nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Where failed records go (JSON lines). Default: next to the output.
+    pub dead_letter_path: Option<PathBuf>,
+}
+
+/// SqliteSaver database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteSourceConfig {
+    /// `sqlite:///relative.db`, `sqlite:////absolute.db`, `sqlite://path` or a plain path.
+    pub connection_string: String,
+}
+
+/// PostgresSaver database or chat-history table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSourceConfig {
+    /// `postgresql://user:password@host:port/db`.
+    pub connection_string: String,
+    /// A chat-history table; checkpoint tables when absent.
+    pub table_name: Option<String>,
+}
+
+/// Redis (langgraph-redis, plain hashes, chat lists).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSourceConfig {
+    /// `redis://[:password@]host:port/db`.
+    pub redis_url: String,
+    /// Key prefix to scan.
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    /// Accepted for compatibility; values are always read as bytes.
+    #[serde(default)]
+    pub decode_responses: Option<bool>,
+}
+
+fn default_key_prefix() -> String {
+    "checkpoint:".into()
+}
+
+/// Qdrant "Unified Memory" collection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnifiedConfig {
+    /// Qdrant URL, e.g. `http://localhost:6333`.
+    pub qdrant_url: String,
+    /// Collection name.
+    pub collection: String,
+    /// API key (or `${ENV_VAR}`).
+    pub api_key: Option<String>,
+    /// Embedding model.
+    pub embedding_model: Option<String>,
+}
+
+/// JSON export.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonSinkConfig {
+    /// Directory that receives the files and `manifest.json`.
+    pub output_dir: PathBuf,
+    /// One `checkpoints.jsonl` (or `.json`) for everything instead of one file per thread.
+    #[serde(default)]
+    pub single_file: bool,
+    /// Pretty-print with this many spaces; files are then JSON arrays (`.json`).
+    pub indent: Option<usize>,
+}
+
+/// Parquet export.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParquetSinkConfig {
+    /// File to write, or root directory when `partition_by` is set.
+    pub output_path: PathBuf,
+    /// `snappy` (default), `zstd`, `gzip`, `lz4` or `none`.
+    #[serde(default)]
+    pub compression: ParquetCompression,
+    /// Hive-style partition columns: `thread_id`, `checkpoint_ns`, `date`.
+    #[serde(default)]
+    pub partition_by: Vec<String>,
+    /// Target row-group size in bytes (uncompressed).
+    pub row_group_bytes: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParquetCompression {
+    #[default]
+    Snappy,
+    Zstd,
+    Gzip,
+    Lz4,
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceConfig {
+    Sqlite(SqliteSourceConfig),
+    Postgres(PostgresSourceConfig),
+    Redis(RedisSourceConfig),
+    Unified(UnifiedConfig),
+}
+
+#[derive(Debug, Clone)]
+pub enum SinkConfig {
+    Json(JsonSinkConfig),
+    Parquet(ParquetSinkConfig),
+    Unified(UnifiedConfig),
+}
+
+impl SourceConfig {
+    pub fn kind(&self) -> SourceKind {
+        match self {
+            SourceConfig::Sqlite(_) => SourceKind::Sqlite,
+            SourceConfig::Postgres(_) => SourceKind::Postgresql,
+            SourceConfig::Redis(_) => SourceKind::Redis,
+            SourceConfig::Unified(_) => SourceKind::Unified,
+        }
+    }
+}
+
+impl SinkConfig {
+    pub fn kind(&self) -> DestinationKind {
+        match self {
+            SinkConfig::Json(_) => DestinationKind::Json,
+            SinkConfig::Parquet(_) => DestinationKind::Parquet,
+            SinkConfig::Unified(_) => DestinationKind::Unified,
+        }
+    }
+}
+
+/// Everything a run needs, validated.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub source: SourceConfig,
+    pub sink: SinkConfig,
+    pub filters: FilterConfig,
+    pub batch_size: usize,
+    pub max_batch_bytes: usize,
+    pub dry_run: bool,
+    pub dead_letter_path: Option<PathBuf>,
+}
+
+/// What the command line contributes; flags win over the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub source: Option<SourceKind>,
+    pub source_config: Option<String>,
+    pub destination: Option<DestinationKind>,
+    pub dest_config: Option<String>,
+    pub batch_size: Option<usize>,
+    pub dry_run: bool,
+    pub dead_letter_path: Option<PathBuf>,
+    pub filters: FilterConfig,
+}
+
+impl RunConfig {
+    /// Builds the run config from an optional YAML file and the flags.
+    pub fn load(file: Option<&Path>, flags: Overrides) -> Result<Self, ConfigError> {
+        let file_config = match file {
+            Some(path) => Some(read_file_config(path)?),
+            None => None,
+        };
+        Self::from_parts(file_config, flags)
+    }
+
+    pub fn from_parts(file: Option<FileConfig>, flags: Overrides) -> Result<Self, ConfigError> {
+        let file = file.unwrap_or(FileConfig {
+            source_type: None,
+            source_config: None,
+            destination_type: None,
+            destination_config: None,
+            filters: FilterConfig::default(),
+            transformers: Vec::new(),
+            batch_size: None,
+            max_batch_bytes: None,
+            dry_run: false,
+            dead_letter_path: None,
+        });
+        if !file.transformers.is_empty() {
+            return Err(ConfigError::NotBuiltYet {
+                kind: "`transformers` (WASM plugins)".into(),
+            });
+        }
+        let source_kind = flags.source.or(file.source_type).ok_or_else(|| {
+            ConfigError::Invalid("no source: give --source or `source_type` in --config".into())
+        })?;
+        let dest_kind = flags.destination.or(file.destination_type).ok_or_else(|| {
+            ConfigError::Invalid(
+                "no destination: give --destination or `destination_type` in --config".into(),
+            )
+        })?;
+        let source_value = match flags.source_config {
+            Some(text) => parse_json_flag("--source-config", &text)?,
+            None => file.source_config.unwrap_or(Value::Null),
+        };
+        let dest_value = match flags.dest_config {
+            Some(text) => parse_json_flag("--dest-config", &text)?,
+            None => file.destination_config.unwrap_or(Value::Null),
+        };
+        let source_value = expand_env(source_value, "source_config")?;
+        let dest_value = expand_env(dest_value, "destination_config")?;
+        let source = match source_kind {
+            SourceKind::Sqlite => SourceConfig::Sqlite(typed("source_config", source_value)?),
+            SourceKind::Postgresql => SourceConfig::Postgres(typed("source_config", source_value)?),
+            SourceKind::Redis => SourceConfig::Redis(typed("source_config", source_value)?),
+            SourceKind::Unified => SourceConfig::Unified(typed("source_config", source_value)?),
+        };
+        let sink = match dest_kind {
+            DestinationKind::Json => SinkConfig::Json(typed("destination_config", dest_value)?),
+            DestinationKind::Parquet => {
+                SinkConfig::Parquet(typed("destination_config", dest_value)?)
+            }
+            DestinationKind::Unified => {
+                SinkConfig::Unified(typed("destination_config", dest_value)?)
+            }
+        };
+        let batch_size = flags
+            .batch_size
+            .or(file.batch_size)
+            .unwrap_or(DEFAULT_BATCH_SIZE);
+        if batch_size == 0 {
+            return Err(ConfigError::Invalid(
+                "batch_size: must be at least 1".into(),
+            ));
+        }
+        let filters = file.filters.merged_with(flags.filters);
+        filters.compile()?;
+        Ok(RunConfig {
+            source,
+            sink,
+            filters,
+            batch_size,
+            max_batch_bytes: file.max_batch_bytes.unwrap_or(DEFAULT_MAX_BATCH_BYTES).max(1),
+            dry_run: flags.dry_run || file.dry_run,
+            dead_letter_path: flags.dead_letter_path.or(file.dead_letter_path),
+        })
+    }
+}
+
+fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let de = serde_yaml::Deserializer::from_str(&text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        ConfigError::Invalid(format!(
+            "{}: {}{}",
+            path.display(),
+            key_prefix(e.path()),
+            e.inner()
+        ))
+    })
+}
+
+fn parse_json_flag(flag: &str, text: &str) -> Result<Value, ConfigError> {
+    serde_json::from_str(text)
+        .map_err(|e| ConfigError::Invalid(format!("{flag} is not valid JSON: {e}")))
+}
+
+fn key_prefix(path: &serde_path_to_error::Path) -> String {
+    let p = path.to_string();
+    if p == "." { String::new() } else { format!("{p}: ") }
+}
+
+/// Deserializes one store's config, naming the offending key on error.
+fn typed<T: DeserializeOwned>(section: &str, value: Value) -> Result<T, ConfigError> {
+    let value = if value.is_null() {
+        Value::Object(Default::default())
+    } else {
+        value
+    };
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." {
+            section.to_owned()
+        } else {
+            format!("{section}.{path}")
+        };
+        ConfigError::Invalid(format!("{at}: {}", e.inner()))
+    })
+}
+
+/// Replaces `${NAME}` in string values with the environment variable's value.
+fn expand_env(value: Value, at: &str) -> Result<Value, ConfigError> {
+    Ok(match value {
+        Value::String(s) => Value::String(expand_env_str(&s, at)?),
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| expand_env(v, &format!("{at}[{i}]")))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let inner = format!("{at}.{k}");
+                    expand_env(v, &inner).map(|v| (k, v))
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        other => other,
+    })
+}
+
+fn expand_env_str(text: &str, at: &str) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or_else(|| {
+            ConfigError::Invalid(format!("{at}: unterminated ${{ in value"))
+        })?;
+        let name = &after[..end];
+        let value = std::env::var(name).map_err(|_| {
+            ConfigError::Invalid(format!("{at}: environment variable {name} is not set"))
+        })?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_yaml(text: &str) -> Result<RunConfig, ConfigError> {
+        let file: FileConfig = serde_yaml::from_str(text).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        RunConfig::from_parts(Some(file), Overrides::default())
+    }
+
+    #[test]
+    fn unknown_store_keys_are_named() {
+        let err = from_yaml(
+            "source_type: sqlite\nsource_config: {conection_string: x}\ndestination_type: json\ndestination_config: {output_dir: out}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("source_config"), "{err}");
+        assert!(err.contains("conection_string"), "{err}");
+    }
+
+    #[test]
+    fn wrong_types_are_named() {
+        let err = from_yaml(
+            "source_type: sqlite\nsource_config: {connection_string: x.db}\ndestination_type: json\ndestination_config: {output_dir: out, indent: many}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("destination_config.indent"), "{err}");
+    }
+
+    #[test]
+    fn env_values_are_expanded_and_missing_ones_named() {
+        // SAFETY of the test: the variable name is unique to this test.
+        let err = expand_env_str("${CKPT_MIGRATE_SURELY_UNSET_VAR}", "source_config.x")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("CKPT_MIGRATE_SURELY_UNSET_VAR"));
+        assert_eq!(expand_env_str("plain", "x").unwrap(), "plain");
+    }
+}

@@ -1,0 +1,75 @@
+//! Retrying store operations whose error says trying again can help.
+
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+
+use crate::error::StoreError;
+use crate::sources::OpenError;
+
+const MAX_RETRIES: usize = 5;
+
+/// An error that may say it is worth retrying.
+pub trait MaybeRetriable: std::fmt::Display {
+    fn is_retriable(&self) -> bool;
+}
+
+impl MaybeRetriable for StoreError {
+    fn is_retriable(&self) -> bool {
+        self.retriable
+    }
+}
+
+impl MaybeRetriable for OpenError {
+    fn is_retriable(&self) -> bool {
+        matches!(self, OpenError::Store(e) if e.retriable)
+    }
+}
+
+/// Delays between attempts: exponential with jitter, bounded in count.
+pub struct Backoff {
+    delays: backon::ExponentialBackoff,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            delays: ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(200))
+                .with_max_delay(Duration::from_secs(10))
+                .with_max_times(MAX_RETRIES)
+                .with_jitter()
+                .build(),
+        }
+    }
+}
+
+impl Backoff {
+    /// How long to wait before trying again after `error`; `None` when the error is
+    /// not retriable or the retries are used up.
+    pub fn retry_after(&mut self, what: &str, error: &impl MaybeRetriable) -> Option<Duration> {
+        if !error.is_retriable() {
+            return None;
+        }
+        let delay = self.delays.next()?;
+        tracing::warn!("{what}: {error}; retrying in {:.1} s", delay.as_secs_f64());
+        Some(delay)
+    }
+}
+
+/// Runs `op`, retrying retriable errors with exponential backoff and jitter.
+pub async fn with_retries<T, E>(what: &str, mut op: impl AsyncFnMut() -> Result<T, E>) -> Result<T, E>
+where
+    E: MaybeRetriable,
+{
+    let mut backoff = Backoff::default();
+    loop {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) => match backoff.retry_after(what, &e) {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => return Err(e),
+            },
+        }
+    }
+}

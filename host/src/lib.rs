@@ -1,0 +1,17 @@
+//! ckpt-migrate: move LangGraph / LangChain checkpoints between stores, losslessly.
+//!
+//! The binary is a thin layer over this library: [`config`] builds a [`config::RunConfig`],
+//! [`engine::run`] moves records from a [`sources::Source`] to a [`sinks::Sink`], and
+//! [`codec`] turns LangGraph's stored values into plain JSON.
+
+pub mod cli;
+pub mod codec;
+pub mod config;
+pub mod dry_run;
+pub mod engine;
+pub mod error;
+pub mod filters;
+pub mod record;
+pub mod run;
+pub mod sinks;
+pub mod sources;

@@ -1,0 +1,80 @@
+//! `ckpt-migrate`: parse the command line, run, map the outcome to an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use ckpt_migrate::cli::Cli;
+use ckpt_migrate::config::RunConfig;
+use ckpt_migrate::engine::{self, NoState, RunReport};
+use ckpt_migrate::{dry_run, error::RunError};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match run(&cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(3))
+        }
+    }
+}
+
+fn init_logging(verbose: bool) {
+    let default = if verbose {
+        "ckpt_migrate=debug,info"
+    } else {
+        "ckpt_migrate=info,warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CKPT_MIGRATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(verbose)
+        .without_time()
+        .init();
+}
+
+fn run(cli: &Cli) -> Result<u8, RunError> {
+    let config = RunConfig::load(cli.config.as_deref(), cli.overrides())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| RunError::Io(format!("cannot start the runtime: {e}")))?;
+    if config.dry_run {
+        let report = runtime.block_on(dry_run::dry_run(&config))?;
+        print!("{}", report.render());
+        return Ok(match (&report.destination_check, report.problems.is_empty()) {
+            (Err(_), _) => 3,
+            (Ok(()), false) => 1,
+            (Ok(()), true) => 0,
+        });
+    }
+    let report = runtime.block_on(engine::run(&config, &mut NoState))?;
+    print_summary(&report);
+    Ok(if report.stats.failed > 0 { 1 } else { 0 })
+}
+
+fn print_summary(report: &RunReport) {
+    let s = &report.stats;
+    eprintln!(
+        "done: {} -> {}\n  read {}  written {}  filtered {}  failed {}\n  {:.1} MiB raw in {:.2} s ({:.0} checkpoints/s), run id {}",
+        report.source,
+        report.destination,
+        s.read,
+        s.written,
+        s.filtered,
+        s.failed,
+        s.bytes_read as f64 / (1024.0 * 1024.0),
+        s.duration.as_secs_f64(),
+        s.records_per_second(),
+        report.run.run_id,
+    );
+    for (kind, n) in &s.undecoded {
+        eprintln!("  note: {kind} ×{n} (raw bytes kept)");
+    }
+    if let Some(path) = &report.dead_letter {
+        eprintln!("  failed records are in {}", path.display());
+    }
+}

@@ -1,0 +1,181 @@
+//! The record that flows through the pipeline: one checkpoint with everything that
+//! belongs to it.
+//!
+//! Two representations live side by side and are never confused:
+//! - **raw**: the exact `(type, bytes)` pairs the store held ([`TypedValue`]). Sinks that
+//!   must be lossless write these untouched.
+//! - **view**: plain JSON for people, filters, plugins and analytics ([`RecordView`]),
+//!   computed once by [`crate::codec::decode_record`].
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A value as LangGraph's serializer stored it: a type tag (`msgpack`, `json`, `bytes`,
+/// `bytearray`, `null`, `empty`, `pickle`, …) and the exact bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypedValue {
+    pub type_tag: String,
+    pub bytes: Vec<u8>,
+}
+
+impl TypedValue {
+    pub fn new(type_tag: impl Into<String>, bytes: impl Into<Vec<u8>>) -> Self {
+        Self {
+            type_tag: type_tag.into(),
+            bytes: bytes.into(),
+        }
+    }
+
+    /// The JSON form used in exports and the dead-letter file: `{"type", "data"}` with
+    /// the bytes in padded base64, so nothing is lost.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({ "type": self.type_tag, "data": B64.encode(&self.bytes) })
+    }
+
+    /// Reads back what [`TypedValue::to_json`] wrote.
+    pub fn from_json(value: &serde_json::Value) -> Option<Self> {
+        let type_tag = value.get("type")?.as_str()?;
+        let data = value.get("data")?.as_str()?;
+        Some(Self::new(type_tag, B64.decode(data).ok()?))
+    }
+}
+
+/// A channel value that its store keeps apart from the checkpoint document
+/// (PostgreSQL `checkpoint_blobs`, Redis blob keys). SQLite has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelBlob {
+    pub channel: String,
+    pub version: String,
+    pub value: TypedValue,
+}
+
+/// One pending write (`writes` / `checkpoint_writes` row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingWrite {
+    pub task_id: String,
+    pub task_path: String,
+    pub idx: i64,
+    pub channel: String,
+    pub value: TypedValue,
+}
+
+/// Where a record came from, for errors and the dead-letter file. Never holds secrets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// Source kind: `sqlite`, `postgresql`, `redis`, `unified`.
+    pub store: String,
+    /// Store-specific place: file and table, key, point id.
+    pub locator: String,
+}
+
+/// The primary key of a checkpoint in every store.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct CheckpointKey {
+    pub thread_id: String,
+    pub checkpoint_ns: String,
+    pub checkpoint_id: String,
+}
+
+impl std::fmt::Display for CheckpointKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "thread_id={:?} checkpoint_ns={:?} checkpoint_id={:?}",
+            self.thread_id, self.checkpoint_ns, self.checkpoint_id
+        )
+    }
+}
+
+/// One checkpoint, raw as stored plus (after decoding) its view.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    pub key: CheckpointKey,
+    pub parent_checkpoint_id: Option<String>,
+    /// The checkpoint document as its store serialized it. SQLite: the whole checkpoint
+    /// (channel values included) as msgpack; PostgreSQL: the JSONB text without the
+    /// values kept in `channel_blobs`.
+    pub checkpoint: TypedValue,
+    /// Channel values stored apart from the document.
+    pub channel_blobs: Vec<ChannelBlob>,
+    /// The metadata as stored (SQLite: JSON text, tag `json`).
+    pub metadata: TypedValue,
+    /// Pending writes in the order the store's saver returns them.
+    pub pending_writes: Vec<PendingWrite>,
+    pub origin: Origin,
+    /// Filled by [`crate::codec::decode_record`].
+    pub view: Option<RecordView>,
+}
+
+impl Checkpoint {
+    /// Total size of the raw values, used to bound batches by bytes.
+    pub fn raw_size(&self) -> usize {
+        self.checkpoint.bytes.len()
+            + self.metadata.bytes.len()
+            + self
+                .channel_blobs
+                .iter()
+                .map(|b| b.value.bytes.len() + b.channel.len() + b.version.len())
+                .sum::<usize>()
+            + self
+                .pending_writes
+                .iter()
+                .map(|w| w.value.bytes.len() + w.task_id.len() + w.channel.len())
+                .sum::<usize>()
+            + self.key.thread_id.len()
+            + self.key.checkpoint_ns.len()
+            + self.key.checkpoint_id.len()
+    }
+
+    /// The raw values as JSON (base64), enough to rebuild the record exactly.
+    pub fn raw_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "checkpoint": self.checkpoint.to_json(),
+            "metadata": self.metadata.to_json(),
+            "channel_blobs": self.channel_blobs.iter().map(|b| serde_json::json!({
+                "channel": b.channel, "version": b.version, "value": b.value.to_json(),
+            })).collect::<Vec<_>>(),
+            "pending_writes": self.pending_writes.iter().map(|w| serde_json::json!({
+                "task_id": w.task_id, "task_path": w.task_path, "idx": w.idx,
+                "channel": w.channel, "value": w.value.to_json(),
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// The plain-JSON view of a checkpoint, in the form of LangGraph's own read-back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordView {
+    /// The checkpoint document with `channel_values` decoded.
+    pub checkpoint: serde_json::Value,
+    pub metadata: serde_json::Value,
+    /// `[{task_id, channel, value}]`.
+    pub pending_writes: Vec<WriteView>,
+    /// The checkpoint's `ts` as found.
+    pub ts: Option<String>,
+    /// `ts` parsed; `None` when absent or unparseable.
+    pub ts_parsed: Option<DateTime<Utc>>,
+    /// Values that were passed through without decoding (pickle, unknown types).
+    pub notices: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteView {
+    pub task_id: String,
+    pub channel: String,
+    pub value: serde_json::Value,
+}
+
+impl RecordView {
+    pub fn pending_writes_json(&self) -> serde_json::Value {
+        serde_json::Value::Array(
+            self.pending_writes
+                .iter()
+                .map(|w| {
+                    serde_json::json!({ "task_id": w.task_id, "channel": w.channel, "value": w.value })
+                })
+                .collect(),
+        )
+    }
+}

@@ -1,0 +1,129 @@
+//! Sinks: where decoded records go. A sink receives records whose view is computed
+//! and says which records it rejected; the engine owns batching and retries.
+
+pub mod json;
+pub mod parquet;
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+
+use crate::config::SinkConfig;
+use crate::error::{ConfigError, StoreError};
+use crate::record::Checkpoint;
+use crate::run::{RunInfo, RunStats};
+use crate::sources::OpenError;
+
+/// A record the sink refused, by its index in the batch.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    pub index: usize,
+    pub reason: String,
+}
+
+#[async_trait]
+pub trait Sink: Send {
+    /// Where we write, fit for logs (no secrets).
+    fn describe(&self) -> String;
+
+    /// Where failed records go unless the config says otherwise.
+    fn default_dead_letter_path(&self) -> PathBuf;
+
+    /// Checks that the destination can be written, writing nothing (dry run).
+    async fn check_writable(&mut self) -> Result<(), StoreError>;
+
+    /// Writes one batch of decoded records. When this returns, the records are as
+    /// durable as the sink makes them (the engine then records resume state).
+    async fn write_batch(&mut self, records: &[Checkpoint]) -> Result<Vec<Rejected>, StoreError>;
+
+    /// Flushes and closes everything; `stats` are the run's final counters.
+    async fn finish(&mut self, stats: &RunStats) -> Result<(), StoreError>;
+}
+
+pub fn open(config: &SinkConfig, run: &RunInfo) -> Result<Box<dyn Sink>, OpenError> {
+    match config {
+        SinkConfig::Json(c) => Ok(Box::new(json::JsonSink::new(c.clone(), run.clone()))),
+        SinkConfig::Parquet(c) => Ok(Box::new(parquet::ParquetSink::new(c.clone(), run.clone())?)),
+        SinkConfig::Unified(_) => Err(OpenError::Config(ConfigError::NotBuiltYet {
+            kind: "destination `unified`".into(),
+        })),
+    }
+}
+
+/// A file or directory name that is safe for any string, and distinct for distinct
+/// strings: ASCII letters, digits, `-`, `_` and `.` stay, every other byte becomes
+/// `%XX`, a leading `.` too (no `..`, no hidden files). Names longer than 120 bytes
+/// are cut and end in `~` plus a hash of the whole string (`~` never appears
+/// otherwise, so cut names cannot collide with uncut ones).
+pub fn safe_file_name(s: &str) -> String {
+    use sha2::Digest as _;
+    const MAX: usize = 120;
+    let mut out = String::with_capacity(s.len());
+    for (i, b) in s.bytes().enumerate() {
+        let keep = b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || (b == b'.' && i > 0);
+        if keep {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if out.is_empty() {
+        return "%".into();
+    }
+    if out.len() <= MAX {
+        return out;
+    }
+    let hash = sha2::Sha256::digest(s.as_bytes());
+    let hex: String = hash.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let mut cut = MAX - 17;
+    // Do not cut inside a %XX escape.
+    while out.as_bytes()[..cut].iter().rev().take(2).any(|&c| c == b'%') {
+        cut -= 1;
+    }
+    format!("{}~{hex}", &out[..cut])
+}
+
+/// Checks, without leaving anything behind, that `dir` (or its nearest existing
+/// ancestor) is a directory we can create files in.
+pub fn check_dir_writable(dir: &Path) -> Result<(), StoreError> {
+    let mut probe = dir;
+    while !probe.exists() {
+        match probe.parent() {
+            Some(p) if !p.as_os_str().is_empty() => probe = p,
+            _ => {
+                probe = Path::new(".");
+                break;
+            }
+        }
+    }
+    if !probe.is_dir() {
+        return Err(StoreError::fatal(format!(
+            "{} exists and is not a directory",
+            probe.display()
+        )));
+    }
+    tempfile::tempfile_in(probe).map(drop).map_err(|e| {
+        StoreError::fatal(format!("cannot write in {}: {e}", probe.display()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_are_safe_and_distinct() {
+        assert_eq!(safe_file_name("customer-0001"), "customer-0001");
+        assert_eq!(safe_file_name("../x"), "%2E.%2Fx");
+        assert_eq!(safe_file_name("a/b"), "a%2Fb");
+        assert_eq!(safe_file_name("a\0b"), "a%00b");
+        assert_eq!(safe_file_name(""), "%");
+        assert_ne!(safe_file_name("a b"), safe_file_name("a_b"));
+        let long = "x".repeat(300);
+        let name = safe_file_name(&long);
+        assert!(name.len() <= 120, "{}", name.len());
+        assert_ne!(name, safe_file_name(&"x".repeat(301)));
+        let long_escapes = "/".repeat(300);
+        assert!(safe_file_name(&long_escapes).len() <= 120);
+    }
+}

@@ -1,0 +1,422 @@
+//! Parquet export: typed columns, row groups cut by size, Hive-style partitions.
+//! Files are written as `*.partial` and renamed when complete, so a file with the
+//! final name is always whole. The schema is documented in docs/parquet-export.md.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{
+    ArrayRef, BinaryArray, Int64Array, ListArray, RecordBatch, StringArray, StructArray,
+    TimestampMicrosecondArray,
+};
+use arrow_buffer::OffsetBuffer;
+use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use async_trait::async_trait;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, GzipLevel, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+
+use super::{Rejected, Sink, check_dir_writable, safe_file_name};
+use crate::config::{ParquetCompression, ParquetSinkConfig};
+use crate::error::{ConfigError, StoreError};
+use crate::record::Checkpoint;
+use crate::run::{RunInfo, RunStats};
+
+pub const DEFAULT_ROW_GROUP_BYTES: usize = 32 * 1024 * 1024;
+/// Partition writers kept open at once; the least recently used is closed beyond it
+/// (its partition continues in a new part file if more rows come).
+const MAX_OPEN_PARTITIONS: usize = 16;
+/// Partition keys that are not columns of the file.
+const DERIVED_PARTITIONS: [&str; 1] = ["date"];
+/// Columns that may be partition keys.
+const PARTITION_COLUMNS: [&str; 2] = ["thread_id", "checkpoint_ns"];
+/// Hive's name for an empty or missing partition value.
+const HIVE_DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
+
+fn blob_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("channel", DataType::Utf8, false),
+        Field::new("version", DataType::Utf8, false),
+        Field::new("type", DataType::Utf8, false),
+        Field::new("data", DataType::Binary, false),
+    ])
+}
+
+fn write_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("task_id", DataType::Utf8, false),
+        Field::new("task_path", DataType::Utf8, false),
+        Field::new("idx", DataType::Int64, false),
+        Field::new("channel", DataType::Utf8, false),
+        Field::new("type", DataType::Utf8, false),
+        Field::new("data", DataType::Binary, false),
+    ])
+}
+
+/// The full schema of an export file (before dropping partition columns).
+pub fn schema() -> SchemaRef {
+    let list_of = |fields: Fields| {
+        DataType::List(Arc::new(Field::new("item", DataType::Struct(fields), false)))
+    };
+    Arc::new(Schema::new(vec![
+        Field::new("thread_id", DataType::Utf8, false),
+        Field::new("checkpoint_ns", DataType::Utf8, false),
+        Field::new("checkpoint_id", DataType::Utf8, false),
+        Field::new("parent_checkpoint_id", DataType::Utf8, true),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        ),
+        Field::new("ts_raw", DataType::Utf8, true),
+        Field::new("checkpoint_json", DataType::Utf8, false),
+        Field::new("metadata_json", DataType::Utf8, false),
+        Field::new("pending_writes_json", DataType::Utf8, false),
+        Field::new("checkpoint_type", DataType::Utf8, false),
+        Field::new("checkpoint_raw", DataType::Binary, false),
+        Field::new("metadata_type", DataType::Utf8, false),
+        Field::new("metadata_raw", DataType::Binary, false),
+        Field::new("channel_blobs", list_of(blob_fields()), false),
+        Field::new("pending_writes", list_of(write_fields()), false),
+        Field::new("origin", DataType::Utf8, false),
+    ]))
+}
+
+fn strings<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(values))
+}
+
+fn binaries<'a>(values: impl Iterator<Item = &'a [u8]>) -> ArrayRef {
+    Arc::new(BinaryArray::from_iter_values(values))
+}
+
+fn list_array(fields: Fields, lengths: Vec<usize>, columns: Vec<ArrayRef>) -> ArrayRef {
+    let item = Arc::new(Field::new("item", DataType::Struct(fields.clone()), false));
+    let values = StructArray::new(fields, columns, None);
+    Arc::new(ListArray::new(
+        item,
+        OffsetBuffer::from_lengths(lengths),
+        Arc::new(values),
+        None,
+    ))
+}
+
+/// The rows of `records` (all decoded) as one batch of [`schema`].
+pub fn to_record_batch(records: &[&Checkpoint]) -> Result<RecordBatch, String> {
+    let view = |r: &Checkpoint| r.view.clone().ok_or_else(|| format!("{} was not decoded", r.key));
+    let views: Vec<_> = records.iter().map(|r| view(r)).collect::<Result<_, _>>()?;
+    let json = |v: &serde_json::Value| v.to_string();
+    let checkpoint_json: Vec<String> = views.iter().map(|v| json(&v.checkpoint)).collect();
+    let metadata_json: Vec<String> = views.iter().map(|v| json(&v.metadata)).collect();
+    let writes_json: Vec<String> = views.iter().map(|v| json(&v.pending_writes_json())).collect();
+
+    let blobs: Vec<_> = records.iter().flat_map(|r| &r.channel_blobs).collect();
+    let blob_list = list_array(
+        blob_fields(),
+        records.iter().map(|r| r.channel_blobs.len()).collect(),
+        vec![
+            strings(blobs.iter().map(|b| b.channel.as_str())),
+            strings(blobs.iter().map(|b| b.version.as_str())),
+            strings(blobs.iter().map(|b| b.value.type_tag.as_str())),
+            binaries(blobs.iter().map(|b| b.value.bytes.as_slice())),
+        ],
+    );
+    let writes: Vec<_> = records.iter().flat_map(|r| &r.pending_writes).collect();
+    let write_list = list_array(
+        write_fields(),
+        records.iter().map(|r| r.pending_writes.len()).collect(),
+        vec![
+            strings(writes.iter().map(|w| w.task_id.as_str())),
+            strings(writes.iter().map(|w| w.task_path.as_str())),
+            Arc::new(Int64Array::from_iter_values(writes.iter().map(|w| w.idx))),
+            strings(writes.iter().map(|w| w.channel.as_str())),
+            strings(writes.iter().map(|w| w.value.type_tag.as_str())),
+            binaries(writes.iter().map(|w| w.value.bytes.as_slice())),
+        ],
+    );
+    let columns: Vec<ArrayRef> = vec![
+        strings(records.iter().map(|r| r.key.thread_id.as_str())),
+        strings(records.iter().map(|r| r.key.checkpoint_ns.as_str())),
+        strings(records.iter().map(|r| r.key.checkpoint_id.as_str())),
+        Arc::new(StringArray::from_iter(
+            records.iter().map(|r| r.parent_checkpoint_id.as_deref()),
+        )),
+        Arc::new(
+            TimestampMicrosecondArray::from_iter(
+                views.iter().map(|v| v.ts_parsed.map(|t| t.timestamp_micros())),
+            )
+            .with_timezone("UTC"),
+        ),
+        Arc::new(StringArray::from_iter(views.iter().map(|v| v.ts.as_deref()))),
+        strings(checkpoint_json.iter().map(String::as_str)),
+        strings(metadata_json.iter().map(String::as_str)),
+        strings(writes_json.iter().map(String::as_str)),
+        strings(records.iter().map(|r| r.checkpoint.type_tag.as_str())),
+        binaries(records.iter().map(|r| r.checkpoint.bytes.as_slice())),
+        strings(records.iter().map(|r| r.metadata.type_tag.as_str())),
+        binaries(records.iter().map(|r| r.metadata.bytes.as_slice())),
+        blob_list,
+        write_list,
+        strings(records.iter().map(|r| r.origin.locator.as_str())),
+    ];
+    RecordBatch::try_new(schema(), columns).map_err(|e| e.to_string())
+}
+
+struct PartWriter {
+    writer: ArrowWriter<File>,
+    partial: PathBuf,
+    path: PathBuf,
+}
+
+pub struct ParquetSink {
+    config: ParquetSinkConfig,
+    run: RunInfo,
+    props: WriterProperties,
+    row_group_bytes: usize,
+    /// Indices of the columns written (partition columns are left out, as Hive does).
+    projection: Vec<usize>,
+    /// Open writers by partition directory ("" when not partitioned), LRU order.
+    open: Vec<(String, PartWriter)>,
+    /// Next part number per partition directory.
+    next_part: HashMap<String, usize>,
+    files_written: Vec<PathBuf>,
+}
+
+impl ParquetSink {
+    pub fn new(config: ParquetSinkConfig, run: RunInfo) -> Result<Self, ConfigError> {
+        for column in &config.partition_by {
+            if !PARTITION_COLUMNS.contains(&column.as_str())
+                && !DERIVED_PARTITIONS.contains(&column.as_str())
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "destination_config.partition_by: unknown column {column:?} (use {})",
+                    [PARTITION_COLUMNS.as_slice(), DERIVED_PARTITIONS.as_slice()]
+                        .concat()
+                        .join(", ")
+                )));
+            }
+        }
+        let compression = match config.compression {
+            ParquetCompression::Snappy => Compression::SNAPPY,
+            ParquetCompression::Zstd => Compression::ZSTD(ZstdLevel::default()),
+            ParquetCompression::Gzip => Compression::GZIP(GzipLevel::default()),
+            ParquetCompression::Lz4 => Compression::LZ4_RAW,
+            ParquetCompression::None => Compression::UNCOMPRESSED,
+        };
+        let props = WriterProperties::builder()
+            .set_compression(compression)
+            // Row groups are cut by bytes (below), not by a row count.
+            .set_max_row_group_size(usize::MAX)
+            .set_key_value_metadata(Some(vec![
+                KeyValue::new("ckpt_migrate.version".into(), run.tool_version.clone()),
+                KeyValue::new("ckpt_migrate.run_id".into(), run.run_id.clone()),
+                KeyValue::new("ckpt_migrate.source".into(), run.source_kind.clone()),
+                KeyValue::new("ckpt_migrate.source_description".into(), run.source.clone()),
+                KeyValue::new("ckpt_migrate.started_at".into(), run.started_at.to_rfc3339()),
+            ]))
+            .build();
+        let full = schema();
+        let projection = (0..full.fields().len())
+            .filter(|&i| !config.partition_by.contains(full.field(i).name()))
+            .collect();
+        Ok(Self {
+            row_group_bytes: config.row_group_bytes.unwrap_or(DEFAULT_ROW_GROUP_BYTES).max(1),
+            config,
+            run,
+            props,
+            projection,
+            open: Vec::new(),
+            next_part: HashMap::new(),
+            files_written: Vec::new(),
+        })
+    }
+
+    fn partitioned(&self) -> bool {
+        !self.config.partition_by.is_empty()
+    }
+
+    /// `col=value/col=value` for a record; "" when not partitioned.
+    fn partition_dir(&self, record: &Checkpoint) -> String {
+        self.config
+            .partition_by
+            .iter()
+            .map(|column| {
+                let value = match column.as_str() {
+                    "thread_id" => record.key.thread_id.clone(),
+                    "checkpoint_ns" => record.key.checkpoint_ns.clone(),
+                    _ => record
+                        .view
+                        .as_ref()
+                        .and_then(|v| v.ts_parsed)
+                        .map(|t| t.format("%Y-%m-%d").to_string())
+                        .unwrap_or_default(),
+                };
+                let value = if value.is_empty() {
+                    HIVE_DEFAULT_PARTITION.to_owned()
+                } else {
+                    safe_file_name(&value)
+                };
+                format!("{column}={value}")
+            })
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    fn io_error(path: &Path, what: &str, e: impl std::fmt::Display) -> StoreError {
+        StoreError::fatal(format!("{what} {}: {e}", path.display()))
+    }
+
+    fn writer_for(&mut self, dir: &str) -> Result<&mut PartWriter, StoreError> {
+        if let Some(pos) = self.open.iter().position(|(d, _)| d == dir) {
+            let entry = self.open.remove(pos);
+            self.open.push(entry);
+        } else {
+            if self.open.len() >= MAX_OPEN_PARTITIONS {
+                let (_, oldest) = self.open.remove(0);
+                self.close_part(oldest)?;
+            }
+            let path = if self.partitioned() {
+                let part = self.next_part.entry(dir.to_owned()).or_insert(0);
+                let path = self
+                    .config
+                    .output_path
+                    .join(dir)
+                    .join(format!("part-{:05}.parquet", *part));
+                *part += 1;
+                path
+            } else {
+                self.config.output_path.clone()
+            };
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| Self::io_error(parent, "cannot create", e))?;
+            }
+            let mut partial = path.clone().into_os_string();
+            partial.push(".partial");
+            let partial = PathBuf::from(partial);
+            let file =
+                File::create(&partial).map_err(|e| Self::io_error(&partial, "cannot create", e))?;
+            let schema = Arc::new(
+                schema()
+                    .project(&self.projection)
+                    .map_err(|e| StoreError::fatal(e.to_string()))?,
+            );
+            let writer = ArrowWriter::try_new(file, schema, Some(self.props.clone()))
+                .map_err(|e| Self::io_error(&partial, "cannot start Parquet file", e))?;
+            self.open.push((
+                dir.to_owned(),
+                PartWriter {
+                    writer,
+                    partial,
+                    path,
+                },
+            ));
+        }
+        Ok(&mut self.open.last_mut().expect("just pushed").1)
+    }
+
+    fn close_part(&mut self, part: PartWriter) -> Result<(), StoreError> {
+        part.writer
+            .close()
+            .map_err(|e| Self::io_error(&part.partial, "cannot finish", e))?;
+        std::fs::rename(&part.partial, &part.path)
+            .map_err(|e| Self::io_error(&part.path, "cannot rename into place", e))?;
+        self.files_written.push(part.path);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Sink for ParquetSink {
+    fn describe(&self) -> String {
+        if self.partitioned() {
+            format!(
+                "Parquet dataset {} partitioned by {}",
+                self.config.output_path.display(),
+                self.config.partition_by.join(", ")
+            )
+        } else {
+            format!("Parquet file {}", self.config.output_path.display())
+        }
+    }
+
+    fn default_dead_letter_path(&self) -> PathBuf {
+        if self.partitioned() {
+            // Hive readers skip names starting with `_`.
+            self.config.output_path.join("_dead_letter.jsonl")
+        } else {
+            let mut path = self.config.output_path.clone().into_os_string();
+            path.push(".dead-letter.jsonl");
+            PathBuf::from(path)
+        }
+    }
+
+    async fn check_writable(&mut self) -> Result<(), StoreError> {
+        if self.partitioned() {
+            check_dir_writable(&self.config.output_path)
+        } else {
+            if self.config.output_path.is_dir() {
+                return Err(StoreError::fatal(format!(
+                    "{} is a directory; give a file path (or set partition_by)",
+                    self.config.output_path.display()
+                )));
+            }
+            let parent = self
+                .config
+                .output_path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            check_dir_writable(parent)
+        }
+    }
+
+    async fn write_batch(&mut self, records: &[Checkpoint]) -> Result<Vec<Rejected>, StoreError> {
+        let mut groups: Vec<(String, Vec<&Checkpoint>)> = Vec::new();
+        for record in records {
+            let dir = self.partition_dir(record);
+            match groups.iter_mut().find(|(d, _)| *d == dir) {
+                Some((_, rows)) => rows.push(record),
+                None => groups.push((dir, vec![record])),
+            }
+        }
+        for (dir, rows) in groups {
+            let batch = to_record_batch(&rows)
+                .map_err(|e| StoreError::fatal(format!("building Parquet rows: {e}")))?;
+            let batch = batch
+                .project(&self.projection)
+                .map_err(|e| StoreError::fatal(e.to_string()))?;
+            let limit = self.row_group_bytes;
+            let part = self.writer_for(&dir)?;
+            part.writer
+                .write(&batch)
+                .map_err(|e| Self::io_error(&part.partial, "cannot write", e))?;
+            if part.writer.in_progress_size() >= limit {
+                part.writer
+                    .flush()
+                    .map_err(|e| Self::io_error(&part.partial, "cannot write", e))?;
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    async fn finish(&mut self, stats: &RunStats) -> Result<(), StoreError> {
+        if self.open.is_empty() && self.files_written.is_empty() && !self.partitioned() {
+            // No record at all: still leave a valid, empty file behind.
+            self.writer_for("")?;
+        }
+        for (_, part) in std::mem::take(&mut self.open) {
+            self.close_part(part)?;
+        }
+        tracing::debug!(
+            "Parquet: {} file(s) written for run {}, {} records",
+            self.files_written.len(),
+            self.run.run_id,
+            stats.written
+        );
+        Ok(())
+    }
+}

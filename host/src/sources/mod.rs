@@ -1,0 +1,94 @@
+//! Sources: stores we read checkpoints from. A source only reads raw records in key
+//! order; decoding, filtering, plugins and writing happen in the engine.
+
+pub mod sqlite;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+
+use crate::config::SourceConfig;
+use crate::error::{ConfigError, StoreError};
+use crate::filters::Filters;
+use crate::record::{Checkpoint, CheckpointKey, Origin};
+
+/// How big one batch may get.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    pub max_records: usize,
+    pub max_bytes: usize,
+}
+
+/// A record the source could not even assemble (missing columns, NULL document…).
+#[derive(Debug, Clone)]
+pub struct FailedRead {
+    pub key: Option<CheckpointKey>,
+    pub origin: Origin,
+    pub error: String,
+}
+
+#[derive(Debug, Default)]
+pub struct SourceBatch {
+    pub records: Vec<Checkpoint>,
+    pub failed: Vec<FailedRead>,
+    /// The last key this batch covers; reading resumes after it.
+    pub last_key: Option<CheckpointKey>,
+    /// Raw bytes read.
+    pub bytes: usize,
+}
+
+/// Record counts per thread, after the filters the source pushed down.
+#[derive(Debug, Default, Clone)]
+pub struct ThreadCounts {
+    pub per_thread: BTreeMap<String, u64>,
+}
+
+impl ThreadCounts {
+    pub fn total(&self) -> u64 {
+        self.per_thread.values().sum()
+    }
+}
+
+#[async_trait]
+pub trait Source: Send {
+    /// Where we read from, fit for logs (no secrets).
+    fn describe(&self) -> String;
+
+    /// The next batch in key order, or `None` at the end.
+    async fn next_batch(&mut self, limits: BatchLimits) -> Result<Option<SourceBatch>, StoreError>;
+
+    /// Continue after `key` (resume). Reads from the start when never called.
+    fn resume_after(&mut self, key: CheckpointKey);
+
+    /// Counts per thread with the source's pushed-down filters applied; `pushed`
+    /// false counts everything.
+    async fn count_by_thread(&mut self, pushed: bool) -> Result<ThreadCounts, StoreError>;
+
+    /// Whether [`Source::count_by_thread`] is cheap enough to size a progress bar.
+    fn counts_cheaply(&self) -> bool {
+        false
+    }
+
+    /// A short description of which filters run inside the store.
+    fn pushdown_summary(&self) -> String {
+        "none".into()
+    }
+}
+
+/// Opens the configured source with the run's filters.
+pub async fn open(config: &SourceConfig, filters: &Filters) -> Result<Box<dyn Source>, OpenError> {
+    match config {
+        SourceConfig::Sqlite(c) => Ok(Box::new(sqlite::SqliteSource::open(c, filters).await?)),
+        other => Err(OpenError::Config(ConfigError::NotBuiltYet {
+            kind: format!("source `{}`", other.kind().name()),
+        })),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

@@ -1,0 +1,490 @@
+//! LangGraph `SqliteSaver` databases: `checkpoints` (the whole checkpoint as one typed
+//! value) and `writes`.
+//!
+//! Reads are keyset-paginated on the primary key `(thread_id, checkpoint_ns,
+//! checkpoint_id)`, so memory is bounded by the batch, not the table, and a page costs
+//! the same at the end of the table as at the start.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use futures_util::TryStreamExt;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteRow};
+use sqlx::{ConnectOptions, Row};
+
+use super::{BatchLimits, FailedRead, Source, SourceBatch, ThreadCounts};
+use crate::config::SqliteSourceConfig;
+use crate::error::StoreError;
+use crate::filters::{Filters, ThreadPushdown};
+use crate::record::{Checkpoint, CheckpointKey, Origin, PendingWrite, TypedValue};
+
+const CHECKPOINT_COLUMNS: [&str; 7] = [
+    "thread_id",
+    "checkpoint_ns",
+    "checkpoint_id",
+    "parent_checkpoint_id",
+    "type",
+    "checkpoint",
+    "metadata",
+];
+const WRITE_COLUMNS: [&str; 8] = [
+    "thread_id",
+    "checkpoint_ns",
+    "checkpoint_id",
+    "task_id",
+    "idx",
+    "channel",
+    "type",
+    "value",
+];
+
+pub struct SqliteSource {
+    conn: SqliteConnection,
+    path: PathBuf,
+    pushdown: ThreadPushdown,
+    /// `writes` exists (SqliteSaver always creates it; hand-made databases may not).
+    has_writes: bool,
+    /// Older SqliteSaver versions have no `writes.task_path`.
+    has_task_path: bool,
+    after: Option<CheckpointKey>,
+    done: bool,
+}
+
+/// `sqlite:///rel.db` (SQLAlchemy style, relative), `sqlite:////abs.db`,
+/// `sqlite://path`, `sqlite:path` or a plain path.
+pub fn path_from_connection_string(s: &str) -> PathBuf {
+    let rest = s
+        .strip_prefix("sqlite:///")
+        .or_else(|| s.strip_prefix("sqlite://"))
+        .or_else(|| s.strip_prefix("sqlite:"))
+        .unwrap_or(s);
+    // A query string (`?mode=ro`) is not part of the file name.
+    let rest = rest.split('?').next().unwrap_or(rest);
+    PathBuf::from(rest)
+}
+
+fn sql_error(path: &Path, what: &str, e: sqlx::Error) -> StoreError {
+    let message = format!("SQLite {}: {what}: {e}", path.display());
+    let retriable = match &e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => true,
+        // SQLITE_BUSY / SQLITE_LOCKED: another process holds a write lock.
+        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("5" | "6" | "261" | "262")),
+        _ => false,
+    };
+    StoreError { message, retriable }
+}
+
+impl SqliteSource {
+    pub async fn open(config: &SqliteSourceConfig, filters: &Filters) -> Result<Self, StoreError> {
+        let path = path_from_connection_string(&config.connection_string);
+        if !path.exists() {
+            return Err(StoreError::fatal(format!(
+                "SQLite database {} does not exist",
+                path.display()
+            )));
+        }
+        if !path.is_file() {
+            return Err(StoreError::fatal(format!(
+                "SQLite database {} is not a file",
+                path.display()
+            )));
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .read_only(true)
+            .disable_statement_logging();
+        let mut conn = match options.clone().connect().await {
+            Ok(conn) => conn,
+            // A WAL database in a read-only directory cannot create its `-shm` file:
+            // read it as immutable instead (nobody can be writing there anyway).
+            Err(_) => options
+                .immutable(true)
+                .connect()
+                .await
+                .map_err(|e| sql_error(&path, "cannot open", e))?,
+        };
+        let tables: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
+                .fetch_all(&mut conn)
+                .await
+                .map_err(|e| sql_error(&path, "cannot read the schema (is it a SQLite database?)", e))?;
+        if !tables.iter().any(|t| t == "checkpoints") {
+            return Err(StoreError::fatal(format!(
+                "SQLite {}: no `checkpoints` table (tables found: {}); is this a LangGraph SqliteSaver database?",
+                path.display(),
+                if tables.is_empty() { "none".into() } else { tables.join(", ") }
+            )));
+        }
+        let columns = table_columns(&mut conn, &path, "checkpoints").await?;
+        check_columns(&path, "checkpoints", &columns, &CHECKPOINT_COLUMNS)?;
+        let has_writes = tables.iter().any(|t| t == "writes");
+        let mut has_task_path = false;
+        if has_writes {
+            let columns = table_columns(&mut conn, &path, "writes").await?;
+            check_columns(&path, "writes", &columns, &WRITE_COLUMNS)?;
+            has_task_path = columns.iter().any(|c| c == "task_path");
+        } else {
+            tracing::warn!(
+                "SQLite {}: no `writes` table; checkpoints are read without pending writes",
+                path.display()
+            );
+        }
+        Ok(Self {
+            conn,
+            path,
+            pushdown: filters.thread_pushdown(),
+            has_writes,
+            has_task_path,
+            after: None,
+            done: false,
+        })
+    }
+
+    /// `WHERE` fragments and their parameters for the pushed-down thread filters.
+    fn filter_sql(&self) -> (Vec<String>, Vec<String>) {
+        let mut clauses = Vec::new();
+        let mut params = Vec::new();
+        if let Some(t) = &self.pushdown.thread_id {
+            clauses.push("thread_id = ?".to_owned());
+            params.push(t.clone());
+        }
+        if let Some(g) = &self.pushdown.include_glob {
+            clauses.push("thread_id GLOB ?".to_owned());
+            params.push(g.clone());
+        }
+        for g in &self.pushdown.exclude_globs {
+            clauses.push("thread_id NOT GLOB ?".to_owned());
+            params.push(g.clone());
+        }
+        (clauses, params)
+    }
+
+    fn origin(&self, key: &CheckpointKey) -> Origin {
+        Origin {
+            store: "sqlite".into(),
+            locator: format!("{} checkpoints[{key}]", self.path.display()),
+        }
+    }
+
+    async fn read_writes(
+        &mut self,
+        first: &CheckpointKey,
+        last: &CheckpointKey,
+    ) -> Result<HashMap<CheckpointKey, Vec<PendingWrite>>, StoreError> {
+        let mut by_key: HashMap<CheckpointKey, Vec<PendingWrite>> = HashMap::new();
+        if !self.has_writes {
+            return Ok(by_key);
+        }
+        let task_path = if self.has_task_path { "task_path" } else { "''" };
+        let sql = format!(
+            "SELECT thread_id, checkpoint_ns, checkpoint_id, task_id, {task_path}, idx, channel, type, \
+             CAST(value AS BLOB) FROM writes \
+             WHERE (thread_id, checkpoint_ns, checkpoint_id) >= (?, ?, ?) \
+               AND (thread_id, checkpoint_ns, checkpoint_id) <= (?, ?, ?) \
+             ORDER BY thread_id, checkpoint_ns, checkpoint_id, {task_path}, task_id, idx"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(&first.thread_id)
+            .bind(&first.checkpoint_ns)
+            .bind(&first.checkpoint_id)
+            .bind(&last.thread_id)
+            .bind(&last.checkpoint_ns)
+            .bind(&last.checkpoint_id)
+            .fetch_all(&mut self.conn)
+            .await
+            .map_err(|e| sql_error(&self.path, "reading `writes`", e))?;
+        for row in rows {
+            let key = CheckpointKey {
+                thread_id: row.try_get(0).map_err(|e| sql_error(&self.path, "writes.thread_id", e))?,
+                checkpoint_ns: row.try_get(1).map_err(|e| sql_error(&self.path, "writes.checkpoint_ns", e))?,
+                checkpoint_id: row.try_get(2).map_err(|e| sql_error(&self.path, "writes.checkpoint_id", e))?,
+            };
+            let write = PendingWrite {
+                task_id: row.try_get(3).map_err(|e| sql_error(&self.path, "writes.task_id", e))?,
+                task_path: row.try_get(4).map_err(|e| sql_error(&self.path, "writes.task_path", e))?,
+                idx: row.try_get(5).map_err(|e| sql_error(&self.path, "writes.idx", e))?,
+                channel: row.try_get(6).map_err(|e| sql_error(&self.path, "writes.channel", e))?,
+                value: TypedValue::new(
+                    row.try_get::<Option<String>, _>(7)
+                        .map_err(|e| sql_error(&self.path, "writes.type", e))?
+                        .unwrap_or_default(),
+                    row.try_get::<Option<Vec<u8>>, _>(8)
+                        .map_err(|e| sql_error(&self.path, "writes.value", e))?
+                        .unwrap_or_default(),
+                ),
+            };
+            by_key.entry(key).or_default().push(write);
+        }
+        Ok(by_key)
+    }
+}
+
+async fn table_columns(
+    conn: &mut SqliteConnection,
+    path: &Path,
+    table: &str,
+) -> Result<Vec<String>, StoreError> {
+    sqlx::query_scalar("SELECT name FROM pragma_table_info(?)")
+        .bind(table)
+        .fetch_all(conn)
+        .await
+        .map_err(|e| sql_error(path, &format!("cannot read the columns of `{table}`"), e))
+}
+
+fn check_columns(
+    path: &Path,
+    table: &str,
+    found: &[String],
+    required: &[&str],
+) -> Result<(), StoreError> {
+    let missing: Vec<&str> = required
+        .iter()
+        .copied()
+        .filter(|c| !found.iter().any(|f| f == c))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::fatal(format!(
+        "SQLite {}: table `{table}` lacks column(s) {} (columns found: {})",
+        path.display(),
+        missing.join(", "),
+        found.join(", ")
+    )))
+}
+
+/// One `checkpoints` row: its key (an unreadable key is an error of the whole read),
+/// then the record's parts or why it cannot be one.
+type RowRead = (CheckpointKey, Result<RowParts, String>);
+
+fn checkpoint_from_row(row: &SqliteRow) -> Result<RowRead, String> {
+    let text = |i: usize, name: &str| -> Result<String, String> {
+        row.try_get::<String, _>(i)
+            .map_err(|e| format!("column {name}: {e}"))
+    };
+    let key = CheckpointKey {
+        thread_id: text(0, "thread_id")?,
+        checkpoint_ns: text(1, "checkpoint_ns")?,
+        checkpoint_id: text(2, "checkpoint_id")?,
+    };
+    let parts = (|| {
+        Ok(RowParts {
+            parent: row
+                .try_get::<Option<String>, _>(3)
+                .map_err(|e| format!("column parent_checkpoint_id: {e}"))?,
+            type_tag: row
+                .try_get::<Option<String>, _>(4)
+                .map_err(|e| format!("column type: {e}"))?,
+            checkpoint: row
+                .try_get::<Option<Vec<u8>>, _>(5)
+                .map_err(|e| format!("column checkpoint: {e}"))?,
+            metadata: row
+                .try_get::<Option<Vec<u8>>, _>(6)
+                .map_err(|e| format!("column metadata: {e}"))?,
+        })
+    })();
+    Ok((key, parts))
+}
+
+struct RowParts {
+    parent: Option<String>,
+    type_tag: Option<String>,
+    checkpoint: Option<Vec<u8>>,
+    metadata: Option<Vec<u8>>,
+}
+
+#[async_trait]
+impl Source for SqliteSource {
+    fn describe(&self) -> String {
+        format!("SQLite {}", self.path.display())
+    }
+
+    fn resume_after(&mut self, key: CheckpointKey) {
+        self.after = Some(key);
+        self.done = false;
+    }
+
+    fn counts_cheaply(&self) -> bool {
+        true
+    }
+
+    fn pushdown_summary(&self) -> String {
+        let (clauses, _) = self.filter_sql();
+        if clauses.is_empty() {
+            "none".into()
+        } else {
+            format!("SQL WHERE {}", clauses.join(" AND "))
+        }
+    }
+
+    async fn next_batch(&mut self, limits: BatchLimits) -> Result<Option<SourceBatch>, StoreError> {
+        if self.done {
+            return Ok(None);
+        }
+        let (mut clauses, mut params) = self.filter_sql();
+        if let Some(after) = &self.after {
+            clauses.insert(0, "(thread_id, checkpoint_ns, checkpoint_id) > (?, ?, ?)".into());
+            params.splice(
+                0..0,
+                [
+                    after.thread_id.clone(),
+                    after.checkpoint_ns.clone(),
+                    after.checkpoint_id.clone(),
+                ],
+            );
+        }
+        let where_sql = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", clauses.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, \
+             CAST(checkpoint AS BLOB), CAST(metadata AS BLOB) FROM checkpoints {where_sql} \
+             ORDER BY thread_id, checkpoint_ns, checkpoint_id LIMIT ?"
+        );
+        let mut query = sqlx::query(&sql);
+        for p in &params {
+            query = query.bind(p);
+        }
+        let limit = i64::try_from(limits.max_records).unwrap_or(i64::MAX);
+        query = query.bind(limit);
+
+        let mut rows: Vec<(CheckpointKey, Result<RowParts, String>)> = Vec::new();
+        let mut bytes = 0usize;
+        let mut fetched = 0usize;
+        {
+            let mut stream = query.fetch(&mut self.conn);
+            while let Some(row) = stream
+                .try_next()
+                .await
+                .map_err(|e| sql_error(&self.path, "reading `checkpoints`", e))?
+            {
+                fetched += 1;
+                match checkpoint_from_row(&row) {
+                    Ok((key, parts)) => {
+                        if let Ok(p) = &parts {
+                            bytes += p.checkpoint.as_ref().map_or(0, Vec::len)
+                                + p.metadata.as_ref().map_or(0, Vec::len);
+                        }
+                        rows.push((key, parts));
+                    }
+                    Err(e) => {
+                        // Without a key we cannot page past it: that is fatal.
+                        return Err(StoreError::fatal(format!(
+                            "SQLite {}: unreadable key in `checkpoints` after {}: {e}",
+                            self.path.display(),
+                            self.after
+                                .as_ref()
+                                .map_or("the start".to_owned(), ToString::to_string)
+                        )));
+                    }
+                }
+                if bytes >= limits.max_bytes {
+                    break;
+                }
+            }
+        }
+        if fetched < limits.max_records && bytes < limits.max_bytes {
+            self.done = true;
+        }
+        let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+            self.done = true;
+            return Ok(None);
+        };
+        let (first, last) = (first.0.clone(), last.0.clone());
+        let mut writes = self.read_writes(&first, &last).await?;
+        let mut batch = SourceBatch {
+            last_key: Some(last.clone()),
+            ..SourceBatch::default()
+        };
+        for (key, parts) in rows {
+            let origin = self.origin(&key);
+            let parts = match parts {
+                Ok(p) => p,
+                Err(error) => {
+                    batch.failed.push(FailedRead {
+                        key: Some(key),
+                        origin,
+                        error,
+                    });
+                    continue;
+                }
+            };
+            let Some(document) = parts.checkpoint else {
+                batch.failed.push(FailedRead {
+                    key: Some(key),
+                    origin,
+                    error: "column checkpoint is NULL".into(),
+                });
+                continue;
+            };
+            let pending_writes = writes.remove(&key).unwrap_or_default();
+            bytes += pending_writes.iter().map(|w| w.value.bytes.len()).sum::<usize>();
+            batch.records.push(Checkpoint {
+                parent_checkpoint_id: parts.parent,
+                checkpoint: TypedValue::new(parts.type_tag.unwrap_or_default(), document),
+                channel_blobs: Vec::new(),
+                // SqliteSaver stores metadata as JSON text (not a serializer value).
+                metadata: TypedValue::new("json", parts.metadata.unwrap_or_default()),
+                pending_writes,
+                origin,
+                view: None,
+                key,
+            });
+        }
+        batch.bytes = bytes;
+        self.after = Some(last);
+        Ok(Some(batch))
+    }
+
+    async fn count_by_thread(&mut self, pushed: bool) -> Result<ThreadCounts, StoreError> {
+        let (clauses, params) = if pushed {
+            self.filter_sql()
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let where_sql = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", clauses.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT thread_id, COUNT(*) FROM checkpoints {where_sql} GROUP BY thread_id ORDER BY thread_id"
+        );
+        let mut query = sqlx::query(&sql);
+        for p in &params {
+            query = query.bind(p);
+        }
+        let rows = query
+            .fetch_all(&mut self.conn)
+            .await
+            .map_err(|e| sql_error(&self.path, "counting `checkpoints`", e))?;
+        let mut counts = ThreadCounts::default();
+        for row in rows {
+            let thread: String = row
+                .try_get(0)
+                .map_err(|e| sql_error(&self.path, "checkpoints.thread_id", e))?;
+            let n: i64 = row
+                .try_get(1)
+                .map_err(|e| sql_error(&self.path, "count", e))?;
+            counts.per_thread.insert(thread, u64::try_from(n).unwrap_or(0));
+        }
+        Ok(counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_strings() {
+        assert_eq!(path_from_connection_string("sqlite:///checkpoints.db"), PathBuf::from("checkpoints.db"));
+        assert_eq!(path_from_connection_string("sqlite:////tmp/c.db"), PathBuf::from("/tmp/c.db"));
+        assert_eq!(path_from_connection_string("sqlite://data/c.db"), PathBuf::from("data/c.db"));
+        assert_eq!(path_from_connection_string("./c.db"), PathBuf::from("./c.db"));
+        assert_eq!(path_from_connection_string("sqlite:///c.db?mode=ro"), PathBuf::from("c.db"));
+    }
+}
