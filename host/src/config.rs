@@ -313,7 +313,10 @@ impl RunConfig {
             sink,
             filters,
             batch_size,
-            max_batch_bytes: file.max_batch_bytes.unwrap_or(DEFAULT_MAX_BATCH_BYTES).max(1),
+            max_batch_bytes: file
+                .max_batch_bytes
+                .unwrap_or(DEFAULT_MAX_BATCH_BYTES)
+                .max(1),
             dry_run: flags.dry_run || file.dry_run,
             dead_letter_path: flags.dead_letter_path.or(file.dead_letter_path),
         })
@@ -343,7 +346,11 @@ fn parse_json_flag(flag: &str, text: &str) -> Result<Value, ConfigError> {
 
 fn key_prefix(path: &serde_path_to_error::Path) -> String {
     let p = path.to_string();
-    if p == "." { String::new() } else { format!("{p}: ") }
+    if p == "." {
+        String::new()
+    } else {
+        format!("{p}: ")
+    }
 }
 
 /// Deserializes one store's config, naming the offending key on error.
@@ -393,9 +400,9 @@ fn expand_env_str(text: &str, at: &str) -> Result<String, ConfigError> {
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after.find('}').ok_or_else(|| {
-            ConfigError::Invalid(format!("{at}: unterminated ${{ in value"))
-        })?;
+        let end = after
+            .find('}')
+            .ok_or_else(|| ConfigError::Invalid(format!("{at}: unterminated ${{ in value")))?;
         let name = &after[..end];
         let value = std::env::var(name).map_err(|_| {
             ConfigError::Invalid(format!("{at}: environment variable {name} is not set"))
@@ -412,7 +419,8 @@ mod tests {
     use super::*;
 
     fn from_yaml(text: &str) -> Result<RunConfig, ConfigError> {
-        let file: FileConfig = serde_yaml::from_str(text).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let file: FileConfig =
+            serde_yaml::from_str(text).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         RunConfig::from_parts(Some(file), Overrides::default())
     }
 

@@ -58,7 +58,11 @@ impl DryRunReport {
             "  selected:     {} after filters, in {} thread(s){}",
             self.selected(),
             self.per_thread.len(),
-            if self.scanned { " (date filters: counted by reading every checkpoint)" } else { "" }
+            if self.scanned {
+                " (date filters: counted by reading every checkpoint)"
+            } else {
+                ""
+            }
         );
         for (thread, n) in self.per_thread.iter().take(50) {
             let _ = writeln!(out, "    {thread:?}: {n}");
@@ -122,8 +126,13 @@ pub async fn dry_run(config: &RunConfig) -> Result<DryRunReport, RunError> {
     })
     .await
     .map_err(|e| engine::open_error(e, "source"))?;
-    let run = RunInfo::new(config.source.kind().name(), source.describe(), config.sink.kind().name());
-    let mut sink = sinks::open(&config.sink, &run).map_err(|e| engine::open_error(e, "destination"))?;
+    let run = RunInfo::new(
+        config.source.kind().name(),
+        source.describe(),
+        config.sink.kind().name(),
+    );
+    let mut sink =
+        sinks::open(&config.sink, &run).map_err(|e| engine::open_error(e, "destination"))?;
     let store = |e| RunError::store("dry run", e);
 
     let total = source.count_by_thread(false).await.map_err(store)?.total();
@@ -164,7 +173,9 @@ pub async fn dry_run(config: &RunConfig) -> Result<DryRunReport, RunError> {
             break;
         };
         for failed in batch.failed {
-            report.problems.push(format!("{}: {}", failed.origin.locator, failed.error));
+            report
+                .problems
+                .push(format!("{}: {}", failed.origin.locator, failed.error));
         }
         for mut record in batch.records {
             if !filters.accepts_thread(&record.key.thread_id) {
@@ -199,7 +210,9 @@ pub async fn dry_run(config: &RunConfig) -> Result<DryRunReport, RunError> {
             break;
         }
     }
-    let elapsed = sample_time.unwrap_or_else(|| started.elapsed()).as_secs_f64();
+    let elapsed = sample_time
+        .unwrap_or_else(|| started.elapsed())
+        .as_secs_f64();
     if timed > 0 && elapsed > 0.0 {
         report.rate = timed as f64 / elapsed;
     }

@@ -48,8 +48,7 @@ impl FilterConfig {
 
     pub fn compile(&self) -> Result<Filters, ConfigError> {
         let glob = |field: &str, p: &str| {
-            Glob::new(p)
-                .map_err(|e| ConfigError::Invalid(format!("filters.{field}: {p:?}: {e}")))
+            Glob::new(p).map_err(|e| ConfigError::Invalid(format!("filters.{field}: {p:?}: {e}")))
         };
         let pattern = match &self.thread_pattern {
             Some(p) => Some(glob("thread_pattern", p)?.compile_matcher()),
@@ -144,10 +143,19 @@ impl Filters {
     }
 
     pub fn accepts_thread(&self, thread_id: &str) -> bool {
-        if self.config.thread_id.as_deref().is_some_and(|t| t != thread_id) {
+        if self
+            .config
+            .thread_id
+            .as_deref()
+            .is_some_and(|t| t != thread_id)
+        {
             return false;
         }
-        if self.pattern.as_ref().is_some_and(|p| !p.is_match(thread_id)) {
+        if self
+            .pattern
+            .as_ref()
+            .is_some_and(|p| !p.is_match(thread_id))
+        {
             return false;
         }
         !self.excludes.is_match(thread_id)

@@ -2,11 +2,11 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use ckpt_migrate::cli::Cli;
 use ckpt_migrate::config::RunConfig;
 use ckpt_migrate::engine::{self, NoState, RunReport};
 use ckpt_migrate::{dry_run, error::RunError};
+use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -45,11 +45,13 @@ fn run(cli: &Cli) -> Result<u8, RunError> {
     if config.dry_run {
         let report = runtime.block_on(dry_run::dry_run(&config))?;
         print!("{}", report.render());
-        return Ok(match (&report.destination_check, report.problems.is_empty()) {
-            (Err(_), _) => 3,
-            (Ok(()), false) => 1,
-            (Ok(()), true) => 0,
-        });
+        return Ok(
+            match (&report.destination_check, report.problems.is_empty()) {
+                (Err(_), _) => 3,
+                (Ok(()), false) => 1,
+                (Ok(()), true) => 0,
+            },
+        );
     }
     let report = runtime.block_on(engine::run(&config, &mut NoState))?;
     print_summary(&report);

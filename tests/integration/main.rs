@@ -1,1 +1,11 @@
-fn main(){}
+//! Integration tests: one binary, shared harness (temp dirs, fixtures, the CLI).
+
+mod harness;
+
+mod cli;
+mod dry_run;
+mod filters;
+mod json_export;
+mod oracle;
+mod parquet_export;
+mod sqlite_source;

@@ -57,8 +57,8 @@ pub fn decode_typed(value: &TypedValue, notices: &mut Vec<String>) -> Result<Val
 /// Computes `checkpoint.view` from the raw values.
 pub fn decode_record(checkpoint: &mut Checkpoint) -> Result<(), DecodeError> {
     let mut notices = Vec::new();
-    let mut doc = decode_typed(&checkpoint.checkpoint, &mut notices)
-        .map_err(|e| e.within("checkpoint"))?;
+    let mut doc =
+        decode_typed(&checkpoint.checkpoint, &mut notices).map_err(|e| e.within("checkpoint"))?;
     let Value::Object(doc_map) = &mut doc else {
         return Err(DecodeError::Shape(format!(
             "checkpoint: expected a map, found {}",
@@ -84,18 +84,17 @@ pub fn decode_record(checkpoint: &mut Checkpoint) -> Result<(), DecodeError> {
             values.insert(blob.channel.clone(), v);
         }
     }
-    let metadata = match decode_typed(&checkpoint.metadata, &mut notices)
-        .map_err(|e| e.within("metadata"))?
-    {
-        Value::Null => Value::Object(Map::new()),
-        m @ Value::Object(_) => m,
-        other => {
-            return Err(DecodeError::Shape(format!(
-                "metadata: expected a map, found {}",
-                json_kind(&other)
-            )));
-        }
-    };
+    let metadata =
+        match decode_typed(&checkpoint.metadata, &mut notices).map_err(|e| e.within("metadata"))? {
+            Value::Null => Value::Object(Map::new()),
+            m @ Value::Object(_) => m,
+            other => {
+                return Err(DecodeError::Shape(format!(
+                    "metadata: expected a map, found {}",
+                    json_kind(&other)
+                )));
+            }
+        };
     let mut pending_writes = Vec::with_capacity(checkpoint.pending_writes.len());
     for (i, w) in checkpoint.pending_writes.iter().enumerate() {
         let value = decode_typed(&w.value, &mut notices).map_err(|e| {

@@ -16,6 +16,9 @@ const EXT_PYDANTIC_V2: i8 = 5;
 /// Parses one complete msgpack value; trailing bytes are an error (a truncated or
 /// concatenated value is corruption, not data).
 pub fn parse(bytes: &[u8]) -> Result<Mp, DecodeError> {
+    // rmpv reads the reserved marker 0xc1 as nil; ormsgpack (and so LangGraph) refuses
+    // it, and so do we: check the structure first.
+    validate(bytes)?;
     let mut cursor = bytes;
     let value = rmpv::decode::read_value(&mut cursor)
         .map_err(|e| DecodeError::Msgpack(format!("{e} (value of {} bytes)", bytes.len())))?;
@@ -27,6 +30,83 @@ pub fn parse(bytes: &[u8]) -> Result<Mp, DecodeError> {
         )));
     }
     Ok(value)
+}
+
+/// Checks that `bytes` is exactly one well-formed msgpack value (no reserved marker,
+/// no truncation, nothing after it). Iterative, so nesting depth costs no stack.
+fn validate(bytes: &[u8]) -> Result<(), DecodeError> {
+    let err = |what: &str, at: usize| {
+        DecodeError::Msgpack(format!(
+            "{what} at byte {at} (value of {} bytes)",
+            bytes.len()
+        ))
+    };
+    let mut pos = 0usize;
+    // Values still to read.
+    let mut pending: u64 = 1;
+    let uint = |pos: usize, n: usize| -> Option<u64> {
+        let b = bytes.get(pos..pos + n)?;
+        Some(b.iter().fold(0u64, |acc, &x| (acc << 8) | u64::from(x)))
+    };
+    while pending > 0 {
+        let at = pos;
+        let marker = *bytes.get(pos).ok_or_else(|| err("truncated value", at))?;
+        pos += 1;
+        pending -= 1;
+        // (bytes of length field, payload bytes fixed, children)
+        let (len_bytes, fixed, children): (usize, u64, u64) = match marker {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => (0, 0, 0),
+            0x80..=0x8f => (0, 0, 2 * u64::from(marker & 0x0f)),
+            0x90..=0x9f => (0, 0, u64::from(marker & 0x0f)),
+            0xa0..=0xbf => (0, u64::from(marker & 0x1f), 0),
+            0xc1 => return Err(err("reserved marker 0xc1", at)),
+            0xc4 | 0xd9 => (1, 0, 0),
+            0xc5 | 0xda => (2, 0, 0),
+            0xc6 | 0xdb => (4, 0, 0),
+            0xc7 => (1, 1, 0),
+            0xc8 => (2, 1, 0),
+            0xc9 => (4, 1, 0),
+            0xca => (0, 4, 0),
+            0xcb => (0, 8, 0),
+            0xcc | 0xd0 => (0, 1, 0),
+            0xcd | 0xd1 => (0, 2, 0),
+            0xce | 0xd2 => (0, 4, 0),
+            0xcf | 0xd3 => (0, 8, 0),
+            0xd4 => (0, 2, 0),
+            0xd5 => (0, 3, 0),
+            0xd6 => (0, 5, 0),
+            0xd7 => (0, 9, 0),
+            0xd8 => (0, 17, 0),
+            0xdc => (2, 0, u64::MAX),
+            0xdd => (4, 0, u64::MAX),
+            0xde => (2, 0, u64::MAX - 1),
+            0xdf => (4, 0, u64::MAX - 1),
+        };
+        let mut length = 0;
+        if len_bytes > 0 {
+            length = uint(pos, len_bytes).ok_or_else(|| err("truncated length", at))?;
+            pos += len_bytes;
+        }
+        let (payload, children) = match children {
+            u64::MAX => (0, length),
+            c if c == u64::MAX - 1 => (0, 2 * length),
+            c => (fixed + if c == 0 { length } else { 0 }, c),
+        };
+        let end = u64::try_from(pos)
+            .ok()
+            .and_then(|p| p.checked_add(payload))
+            .filter(|&e| e <= bytes.len() as u64)
+            .ok_or_else(|| err("truncated value", at))?;
+        pos = end as usize;
+        pending = pending
+            .checked_add(children)
+            .filter(|&p| p <= bytes.len() as u64)
+            .ok_or_else(|| err("container longer than the value", at))?;
+    }
+    if pos != bytes.len() {
+        return Err(err("trailing bytes after the value", pos));
+    }
+    Ok(())
 }
 
 /// Renders a msgpack value; values without a rule are kept and noted in `notices`.
@@ -235,6 +315,28 @@ mod tests {
         let (v, notices) = view(&Mp::Ext(6, vec![1, 2, 3]));
         assert_eq!(v, serde_json::json!({"__ext__": 6, "data": "AQID"}));
         assert_eq!(notices.len(), 1);
+    }
+
+    #[test]
+    fn the_reserved_marker_is_an_error() {
+        assert!(parse(&[0xc1]).is_err());
+        assert!(parse(&[0x92, 0x01, 0xc1]).is_err());
+        assert!(parse(&[0x92, 0x01, 0xc0]).is_ok());
+    }
+
+    #[test]
+    fn validation_accepts_every_kind_of_value() {
+        let value = Mp::Map(vec![
+            ("s".into(), Mp::String("x".repeat(300).into())),
+            ("b".into(), Mp::Binary(vec![7; 70_000])),
+            ("a".into(), Mp::Array((0..20).map(Mp::from).collect())),
+            ("i".into(), Mp::from(-5_000_000_000i64)),
+            ("u".into(), Mp::from(u64::MAX)),
+            ("f".into(), Mp::F32(1.5)),
+            ("e".into(), Mp::Ext(9, vec![1; 16])),
+            ("e3".into(), Mp::Ext(9, vec![1; 3])),
+        ]);
+        assert!(parse(&pack(&value)).is_ok());
     }
 
     #[test]

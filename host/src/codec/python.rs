@@ -224,7 +224,12 @@ pub fn canonical_json(value: &Value) -> String {
             Value::Object(map) => {
                 let mut entries: Vec<_> = map.iter().collect();
                 entries.sort_by(|a, b| a.0.cmp(b.0));
-                Value::Object(entries.into_iter().map(|(k, v)| (k.clone(), sorted(v))).collect())
+                Value::Object(
+                    entries
+                        .into_iter()
+                        .map(|(k, v)| (k.clone(), sorted(v)))
+                        .collect(),
+                )
             }
             Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
             other => other.clone(),
@@ -257,7 +262,9 @@ fn time_iso(obj: &PyObject) -> Option<String> {
     let h = field("hour", 0)?.as_i64()?;
     let m = field("minute", 1).and_then(|v| v.as_i64()).unwrap_or(0);
     let s = field("second", 2).and_then(|v| v.as_i64()).unwrap_or(0);
-    let us = field("microsecond", 3).and_then(|v| v.as_i64()).unwrap_or(0);
+    let us = field("microsecond", 3)
+        .and_then(|v| v.as_i64())
+        .unwrap_or(0);
     let mut out = format!("{h:02}:{m:02}:{s:02}");
     if us != 0 {
         out.push_str(&format!(".{us:06}"));
@@ -294,7 +301,11 @@ fn timezone_str(args: &[Value]) -> Option<String> {
     }
     let sign = if secs < 0.0 { '-' } else { '+' };
     let total = secs.abs() as i64;
-    Some(format!("UTC{sign}{:02}:{:02}", total / 3600, (total % 3600) / 60))
+    Some(format!(
+        "UTC{sign}{:02}:{:02}",
+        total / 3600,
+        (total % 3600) / 60
+    ))
 }
 
 /// `str(PurePath(*parts))`.
@@ -332,30 +343,57 @@ mod tests {
     fn renders_python_scalars_like_lgconv() {
         let r = |o| render(o).value;
         assert_eq!(
-            r(obj("uuid", "UUID", vec!["4b28a002f4e4447fa46615ac55d6bd95".into()])),
+            r(obj(
+                "uuid",
+                "UUID",
+                vec!["4b28a002f4e4447fa46615ac55d6bd95".into()]
+            )),
             "4b28a002-f4e4-447f-a466-15ac55d6bd95"
         );
         assert_eq!(
-            r(obj("builtins", "set", vec![serde_json::json!(["vip", "shipping"])])),
+            r(obj(
+                "builtins",
+                "set",
+                vec![serde_json::json!(["vip", "shipping"])]
+            )),
             serde_json::json!(["shipping", "vip"])
         );
         assert_eq!(
-            r(obj("builtins", "set", vec![serde_json::json!([10, 2.5, 3])])),
+            r(obj(
+                "builtins",
+                "set",
+                vec![serde_json::json!([10, 2.5, 3])]
+            )),
             serde_json::json!([2.5, 3, 10])
         );
         assert_eq!(
-            r(obj("datetime", "timedelta", vec![1.into(), 30.into(), 500_000.into()])),
+            r(obj(
+                "datetime",
+                "timedelta",
+                vec![1.into(), 30.into(), 500_000.into()]
+            )),
             serde_json::json!(86430.5)
         );
         assert_eq!(
-            r(obj("datetime", "date", vec![2025.into(), 3.into(), 4.into()])),
+            r(obj(
+                "datetime",
+                "date",
+                vec![2025.into(), 3.into(), 4.into()]
+            )),
             "2025-03-04"
         );
         assert_eq!(
-            r(obj("pathlib", "PosixPath", vec![serde_json::json!(["/", "usr", "lib"])])),
+            r(obj(
+                "pathlib",
+                "PosixPath",
+                vec![serde_json::json!(["/", "usr", "lib"])]
+            )),
             "/usr/lib"
         );
-        assert_eq!(r(obj("datetime", "timezone", vec![19800.0.into()])), "UTC+05:30");
+        assert_eq!(
+            r(obj("datetime", "timezone", vec![19800.0.into()])),
+            "UTC+05:30"
+        );
         assert_eq!(r(obj("app.models", "Color", vec!["red".into()])), "red");
         assert_eq!(
             r(obj("builtins", "bytes", vec!["00ff".into()])),
@@ -373,6 +411,9 @@ mod tests {
     #[test]
     fn canonical_json_sorts_keys_recursively() {
         let v = serde_json::json!({"b": 1, "a": {"d": 2, "c": [ {"z": 1, "y": 2} ]}});
-        assert_eq!(canonical_json(&v), r#"{"a":{"c":[{"y":2,"z":1}],"d":2},"b":1}"#);
+        assert_eq!(
+            canonical_json(&v),
+            r#"{"a":{"c":[{"y":2,"z":1}],"d":2},"b":1}"#
+        );
     }
 }

@@ -65,7 +65,9 @@ impl DeadLetter {
     pub fn add(&mut self, entry: Entry<'_>) -> std::io::Result<()> {
         tracing::warn!(
             "{} failed at {}: {} ({})",
-            entry.key.map_or_else(|| entry.origin.locator.clone(), ToString::to_string),
+            entry
+                .key
+                .map_or_else(|| entry.origin.locator.clone(), ToString::to_string),
             entry.stage.name(),
             entry.error,
             entry.origin.store

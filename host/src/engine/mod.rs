@@ -55,7 +55,10 @@ pub fn open_error(e: OpenError, what: &str) -> RunError {
 }
 
 /// Runs a migration to the end.
-pub async fn run(config: &RunConfig, observer: &mut dyn CommitObserver) -> Result<RunReport, RunError> {
+pub async fn run(
+    config: &RunConfig,
+    observer: &mut dyn CommitObserver,
+) -> Result<RunReport, RunError> {
     let filters = config.filters.compile()?;
     let mut source = retry::with_retries("opening the source", async || {
         sources::open(&config.source, &filters).await
@@ -68,8 +71,16 @@ pub async fn run(config: &RunConfig, observer: &mut dyn CommitObserver) -> Resul
         config.sink.kind().name(),
     );
     let mut sink = sinks::open(&config.sink, &run).map_err(|e| open_error(e, "destination"))?;
-    tracing::info!("run {}: {} -> {}", run.run_id, source.describe(), sink.describe());
-    tracing::info!("filters pushed into the source: {}", source.pushdown_summary());
+    tracing::info!(
+        "run {}: {} -> {}",
+        run.run_id,
+        source.describe(),
+        sink.describe()
+    );
+    tracing::info!(
+        "filters pushed into the source: {}",
+        source.pushdown_summary()
+    );
     let total = if source.counts_cheaply() {
         source.count_by_thread(true).await.ok().map(|c| c.total())
     } else {
@@ -117,7 +128,15 @@ pub async fn run(config: &RunConfig, observer: &mut dyn CommitObserver) -> Resul
     let outcome = async {
         while let Some(batch) = rx.recv().await {
             let batch = batch.map_err(|e| RunError::store("reading the source failed", e))?;
-            process_batch(batch, &filters, sink.as_mut(), &mut dead, &mut stats, observer).await?;
+            process_batch(
+                batch,
+                &filters,
+                sink.as_mut(),
+                &mut dead,
+                &mut stats,
+                observer,
+            )
+            .await?;
             stats.duration = started.elapsed();
             progress.update(&stats);
         }
@@ -125,7 +144,9 @@ pub async fn run(config: &RunConfig, observer: &mut dyn CommitObserver) -> Resul
     }
     .await;
     drop(rx);
-    let _source = reader.await.map_err(|e| RunError::Io(format!("source task failed: {e}")))?;
+    let _source = reader
+        .await
+        .map_err(|e| RunError::Io(format!("source task failed: {e}")))?;
     progress.finish();
     outcome?;
 
@@ -156,8 +177,9 @@ async fn process_batch(
     stats: &mut RunStats,
     observer: &mut dyn CommitObserver,
 ) -> Result<(), RunError> {
-    let dead_letter_io =
-        |e: std::io::Error, path: &PathBuf| RunError::Io(format!("writing {}: {e}", path.display()));
+    let dead_letter_io = |e: std::io::Error, path: &PathBuf| {
+        RunError::Io(format!("writing {}: {e}", path.display()))
+    };
     stats.batches += 1;
     stats.bytes_read += batch.bytes as u64;
     stats.read += (batch.records.len() + batch.failed.len()) as u64;
@@ -199,9 +221,11 @@ async fn process_batch(
         kept.push(record);
     }
     if !kept.is_empty() {
-        let rejected = retry::with_retries("writing to the destination", async || sink.write_batch(&kept).await)
-            .await
-            .map_err(|e| RunError::store("writing to the destination failed", e))?;
+        let rejected = retry::with_retries("writing to the destination", async || {
+            sink.write_batch(&kept).await
+        })
+        .await
+        .map_err(|e| RunError::store("writing to the destination failed", e))?;
         for r in &rejected {
             let record = &kept[r.index];
             dead.add(Entry {
@@ -222,11 +246,13 @@ async fn process_batch(
     Ok(())
 }
 
-/// Notices are grouped in the summary by their text up to the first digit-bearing
-/// detail, so "(12 bytes)" and "(13 bytes)" count as one kind.
+/// Notices are grouped in the summary without their parenthesized detail, so
+/// "(12 bytes)" and "(13 bytes)" count as one kind.
 fn notice_kind(notice: &str) -> String {
-    match notice.find(" (") {
-        Some(i) => notice[..i].to_owned(),
-        None => notice.to_owned(),
+    match (notice.find(" ("), notice.find(')')) {
+        (Some(start), Some(end)) if end > start => {
+            format!("{}{}", &notice[..start], &notice[end + 1..])
+        }
+        _ => notice.to_owned(),
     }
 }

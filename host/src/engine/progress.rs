@@ -57,7 +57,10 @@ impl Progress {
         let rate = stats.read as f64 / secs;
         let eta = match self.total {
             Some(total) if rate > 0.0 => {
-                format!(", ETA {:.0} s", total.saturating_sub(stats.read) as f64 / rate)
+                format!(
+                    ", ETA {:.0} s",
+                    total.saturating_sub(stats.read) as f64 / rate
+                )
             }
             _ => String::new(),
         };

@@ -58,7 +58,10 @@ impl Backoff {
 }
 
 /// Runs `op`, retrying retriable errors with exponential backoff and jitter.
-pub async fn with_retries<T, E>(what: &str, mut op: impl AsyncFnMut() -> Result<T, E>) -> Result<T, E>
+pub async fn with_retries<T, E>(
+    what: &str,
+    mut op: impl AsyncFnMut() -> Result<T, E>,
+) -> Result<T, E>
 where
     E: MaybeRetriable,
 {

@@ -135,7 +135,8 @@ impl JsonSink {
         };
         let path = self.path(&file_name);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| self.io_error(parent, "cannot create", e))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| self.io_error(parent, "cannot create", e))?;
         }
         let file = if new {
             File::create(&path).map_err(|e| self.io_error(&path, "cannot create", e))?
@@ -156,7 +157,8 @@ impl JsonSink {
             );
             self.order.push(group.to_owned());
         }
-        self.open.push((group.to_owned(), BufWriter::with_capacity(256 * 1024, file)));
+        self.open
+            .push((group.to_owned(), BufWriter::with_capacity(256 * 1024, file)));
         let last = self.open.last_mut().map(|(_, w)| w);
         Ok((last.expect("just pushed"), new))
     }
@@ -177,7 +179,11 @@ impl JsonSink {
     }
 
     fn write_manifest(&self, stats: &RunStats) -> Result<(), StoreError> {
-        let files: Vec<&FileEntry> = self.order.iter().filter_map(|g| self.files.get(g)).collect();
+        let files: Vec<&FileEntry> = self
+            .order
+            .iter()
+            .filter_map(|g| self.files.get(g))
+            .collect();
         let manifest = serde_json::json!({
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -241,7 +247,8 @@ impl Sink for JsonSink {
                 }
                 Ok::<_, std::io::Error>(())
             })();
-            result.map_err(|e| StoreError::fatal(format!("writing JSON for {}: {e}", record.key)))?;
+            result
+                .map_err(|e| StoreError::fatal(format!("writing JSON for {}: {e}", record.key)))?;
             if let Some(entry) = self.files.get_mut(group) {
                 entry.checkpoints += 1;
             }

@@ -77,7 +77,12 @@ pub fn safe_file_name(s: &str) -> String {
     let hex: String = hash.iter().take(8).map(|b| format!("{b:02x}")).collect();
     let mut cut = MAX - 17;
     // Do not cut inside a %XX escape.
-    while out.as_bytes()[..cut].iter().rev().take(2).any(|&c| c == b'%') {
+    while out.as_bytes()[..cut]
+        .iter()
+        .rev()
+        .take(2)
+        .any(|&c| c == b'%')
+    {
         cut -= 1;
     }
     format!("{}~{hex}", &out[..cut])
@@ -102,9 +107,9 @@ pub fn check_dir_writable(dir: &Path) -> Result<(), StoreError> {
             probe.display()
         )));
     }
-    tempfile::tempfile_in(probe).map(drop).map_err(|e| {
-        StoreError::fatal(format!("cannot write in {}: {e}", probe.display()))
-    })
+    tempfile::tempfile_in(probe)
+        .map(drop)
+        .map_err(|e| StoreError::fatal(format!("cannot write in {}: {e}", probe.display())))
 }
 
 #[cfg(test)]

@@ -59,7 +59,11 @@ fn write_fields() -> Fields {
 /// The full schema of an export file (before dropping partition columns).
 pub fn schema() -> SchemaRef {
     let list_of = |fields: Fields| {
-        DataType::List(Arc::new(Field::new("item", DataType::Struct(fields), false)))
+        DataType::List(Arc::new(Field::new(
+            "item",
+            DataType::Struct(fields),
+            false,
+        )))
     };
     Arc::new(Schema::new(vec![
         Field::new("thread_id", DataType::Utf8, false),
@@ -106,12 +110,19 @@ fn list_array(fields: Fields, lengths: Vec<usize>, columns: Vec<ArrayRef>) -> Ar
 
 /// The rows of `records` (all decoded) as one batch of [`schema`].
 pub fn to_record_batch(records: &[&Checkpoint]) -> Result<RecordBatch, String> {
-    let view = |r: &Checkpoint| r.view.clone().ok_or_else(|| format!("{} was not decoded", r.key));
+    let view = |r: &Checkpoint| {
+        r.view
+            .clone()
+            .ok_or_else(|| format!("{} was not decoded", r.key))
+    };
     let views: Vec<_> = records.iter().map(|r| view(r)).collect::<Result<_, _>>()?;
     let json = |v: &serde_json::Value| v.to_string();
     let checkpoint_json: Vec<String> = views.iter().map(|v| json(&v.checkpoint)).collect();
     let metadata_json: Vec<String> = views.iter().map(|v| json(&v.metadata)).collect();
-    let writes_json: Vec<String> = views.iter().map(|v| json(&v.pending_writes_json())).collect();
+    let writes_json: Vec<String> = views
+        .iter()
+        .map(|v| json(&v.pending_writes_json()))
+        .collect();
 
     let blobs: Vec<_> = records.iter().flat_map(|r| &r.channel_blobs).collect();
     let blob_list = list_array(
@@ -146,11 +157,15 @@ pub fn to_record_batch(records: &[&Checkpoint]) -> Result<RecordBatch, String> {
         )),
         Arc::new(
             TimestampMicrosecondArray::from_iter(
-                views.iter().map(|v| v.ts_parsed.map(|t| t.timestamp_micros())),
+                views
+                    .iter()
+                    .map(|v| v.ts_parsed.map(|t| t.timestamp_micros())),
             )
             .with_timezone("UTC"),
         ),
-        Arc::new(StringArray::from_iter(views.iter().map(|v| v.ts.as_deref()))),
+        Arc::new(StringArray::from_iter(
+            views.iter().map(|v| v.ts.as_deref()),
+        )),
         strings(checkpoint_json.iter().map(String::as_str)),
         strings(metadata_json.iter().map(String::as_str)),
         strings(writes_json.iter().map(String::as_str)),
@@ -215,7 +230,10 @@ impl ParquetSink {
                 KeyValue::new("ckpt_migrate.run_id".into(), run.run_id.clone()),
                 KeyValue::new("ckpt_migrate.source".into(), run.source_kind.clone()),
                 KeyValue::new("ckpt_migrate.source_description".into(), run.source.clone()),
-                KeyValue::new("ckpt_migrate.started_at".into(), run.started_at.to_rfc3339()),
+                KeyValue::new(
+                    "ckpt_migrate.started_at".into(),
+                    run.started_at.to_rfc3339(),
+                ),
             ]))
             .build();
         let full = schema();
@@ -223,7 +241,10 @@ impl ParquetSink {
             .filter(|&i| !config.partition_by.contains(full.field(i).name()))
             .collect();
         Ok(Self {
-            row_group_bytes: config.row_group_bytes.unwrap_or(DEFAULT_ROW_GROUP_BYTES).max(1),
+            row_group_bytes: config
+                .row_group_bytes
+                .unwrap_or(DEFAULT_ROW_GROUP_BYTES)
+                .max(1),
             config,
             run,
             props,

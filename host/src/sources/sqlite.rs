@@ -53,14 +53,26 @@ pub struct SqliteSource {
 
 /// `sqlite:///rel.db` (SQLAlchemy style, relative), `sqlite:////abs.db`,
 /// `sqlite://path`, `sqlite:path` or a plain path.
+///
+/// `sqlite:///x/y.db` is relative (`x/y.db`) as in SQLAlchemy, unless only the
+/// absolute `/x/y.db` exists: people write both meanings, and one of them is there.
 pub fn path_from_connection_string(s: &str) -> PathBuf {
-    let rest = s
-        .strip_prefix("sqlite:///")
-        .or_else(|| s.strip_prefix("sqlite://"))
-        .or_else(|| s.strip_prefix("sqlite:"))
+    let without_query = |r: &'static str| -> Option<&str> {
+        let rest = s.strip_prefix(r)?;
+        // A query string (`?mode=ro`) is not part of the file name.
+        Some(rest.split('?').next().unwrap_or(rest))
+    };
+    if let Some(rest) = without_query("sqlite:///") {
+        let relative = PathBuf::from(rest);
+        let absolute = Path::new("/").join(rest);
+        if !relative.exists() && !rest.starts_with('/') && absolute.exists() {
+            return absolute;
+        }
+        return relative;
+    }
+    let rest = without_query("sqlite://")
+        .or_else(|| without_query("sqlite:"))
         .unwrap_or(s);
-    // A query string (`?mode=ro`) is not part of the file name.
-    let rest = rest.split('?').next().unwrap_or(rest);
     PathBuf::from(rest)
 }
 
@@ -69,7 +81,9 @@ fn sql_error(path: &Path, what: &str, e: sqlx::Error) -> StoreError {
     let retriable = match &e {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => true,
         // SQLITE_BUSY / SQLITE_LOCKED: another process holds a write lock.
-        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("5" | "6" | "261" | "262")),
+        sqlx::Error::Database(db) => {
+            matches!(db.code().as_deref(), Some("5" | "6" | "261" | "262"))
+        }
         _ => false,
     };
     StoreError { message, retriable }
@@ -108,12 +122,22 @@ impl SqliteSource {
             sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
                 .fetch_all(&mut conn)
                 .await
-                .map_err(|e| sql_error(&path, "cannot read the schema (is it a SQLite database?)", e))?;
+                .map_err(|e| {
+                    sql_error(
+                        &path,
+                        "cannot read the schema (is it a SQLite database?)",
+                        e,
+                    )
+                })?;
         if !tables.iter().any(|t| t == "checkpoints") {
             return Err(StoreError::fatal(format!(
                 "SQLite {}: no `checkpoints` table (tables found: {}); is this a LangGraph SqliteSaver database?",
                 path.display(),
-                if tables.is_empty() { "none".into() } else { tables.join(", ") }
+                if tables.is_empty() {
+                    "none".into()
+                } else {
+                    tables.join(", ")
+                }
             )));
         }
         let columns = table_columns(&mut conn, &path, "checkpoints").await?;
@@ -176,7 +200,11 @@ impl SqliteSource {
         if !self.has_writes {
             return Ok(by_key);
         }
-        let task_path = if self.has_task_path { "task_path" } else { "''" };
+        let task_path = if self.has_task_path {
+            "task_path"
+        } else {
+            "''"
+        };
         let sql = format!(
             "SELECT thread_id, checkpoint_ns, checkpoint_id, task_id, {task_path}, idx, channel, type, \
              CAST(value AS BLOB) FROM writes \
@@ -196,15 +224,29 @@ impl SqliteSource {
             .map_err(|e| sql_error(&self.path, "reading `writes`", e))?;
         for row in rows {
             let key = CheckpointKey {
-                thread_id: row.try_get(0).map_err(|e| sql_error(&self.path, "writes.thread_id", e))?,
-                checkpoint_ns: row.try_get(1).map_err(|e| sql_error(&self.path, "writes.checkpoint_ns", e))?,
-                checkpoint_id: row.try_get(2).map_err(|e| sql_error(&self.path, "writes.checkpoint_id", e))?,
+                thread_id: row
+                    .try_get(0)
+                    .map_err(|e| sql_error(&self.path, "writes.thread_id", e))?,
+                checkpoint_ns: row
+                    .try_get(1)
+                    .map_err(|e| sql_error(&self.path, "writes.checkpoint_ns", e))?,
+                checkpoint_id: row
+                    .try_get(2)
+                    .map_err(|e| sql_error(&self.path, "writes.checkpoint_id", e))?,
             };
             let write = PendingWrite {
-                task_id: row.try_get(3).map_err(|e| sql_error(&self.path, "writes.task_id", e))?,
-                task_path: row.try_get(4).map_err(|e| sql_error(&self.path, "writes.task_path", e))?,
-                idx: row.try_get(5).map_err(|e| sql_error(&self.path, "writes.idx", e))?,
-                channel: row.try_get(6).map_err(|e| sql_error(&self.path, "writes.channel", e))?,
+                task_id: row
+                    .try_get(3)
+                    .map_err(|e| sql_error(&self.path, "writes.task_id", e))?,
+                task_path: row
+                    .try_get(4)
+                    .map_err(|e| sql_error(&self.path, "writes.task_path", e))?,
+                idx: row
+                    .try_get(5)
+                    .map_err(|e| sql_error(&self.path, "writes.idx", e))?,
+                channel: row
+                    .try_get(6)
+                    .map_err(|e| sql_error(&self.path, "writes.channel", e))?,
                 value: TypedValue::new(
                     row.try_get::<Option<String>, _>(7)
                         .map_err(|e| sql_error(&self.path, "writes.type", e))?
@@ -324,7 +366,10 @@ impl Source for SqliteSource {
         }
         let (mut clauses, mut params) = self.filter_sql();
         if let Some(after) = &self.after {
-            clauses.insert(0, "(thread_id, checkpoint_ns, checkpoint_id) > (?, ?, ?)".into());
+            clauses.insert(
+                0,
+                "(thread_id, checkpoint_ns, checkpoint_id) > (?, ?, ?)".into(),
+            );
             params.splice(
                 0..0,
                 [
@@ -421,7 +466,10 @@ impl Source for SqliteSource {
                 continue;
             };
             let pending_writes = writes.remove(&key).unwrap_or_default();
-            bytes += pending_writes.iter().map(|w| w.value.bytes.len()).sum::<usize>();
+            bytes += pending_writes
+                .iter()
+                .map(|w| w.value.bytes.len())
+                .sum::<usize>();
             batch.records.push(Checkpoint {
                 parent_checkpoint_id: parts.parent,
                 checkpoint: TypedValue::new(parts.type_tag.unwrap_or_default(), document),
@@ -469,7 +517,9 @@ impl Source for SqliteSource {
             let n: i64 = row
                 .try_get(1)
                 .map_err(|e| sql_error(&self.path, "count", e))?;
-            counts.per_thread.insert(thread, u64::try_from(n).unwrap_or(0));
+            counts
+                .per_thread
+                .insert(thread, u64::try_from(n).unwrap_or(0));
         }
         Ok(counts)
     }
@@ -481,10 +531,25 @@ mod tests {
 
     #[test]
     fn connection_strings() {
-        assert_eq!(path_from_connection_string("sqlite:///checkpoints.db"), PathBuf::from("checkpoints.db"));
-        assert_eq!(path_from_connection_string("sqlite:////tmp/c.db"), PathBuf::from("/tmp/c.db"));
-        assert_eq!(path_from_connection_string("sqlite://data/c.db"), PathBuf::from("data/c.db"));
-        assert_eq!(path_from_connection_string("./c.db"), PathBuf::from("./c.db"));
-        assert_eq!(path_from_connection_string("sqlite:///c.db?mode=ro"), PathBuf::from("c.db"));
+        assert_eq!(
+            path_from_connection_string("sqlite:///checkpoints.db"),
+            PathBuf::from("checkpoints.db")
+        );
+        assert_eq!(
+            path_from_connection_string("sqlite:////tmp/c.db"),
+            PathBuf::from("/tmp/c.db")
+        );
+        assert_eq!(
+            path_from_connection_string("sqlite://data/c.db"),
+            PathBuf::from("data/c.db")
+        );
+        assert_eq!(
+            path_from_connection_string("./c.db"),
+            PathBuf::from("./c.db")
+        );
+        assert_eq!(
+            path_from_connection_string("sqlite:///c.db?mode=ro"),
+            PathBuf::from("c.db")
+        );
     }
 }

@@ -1,0 +1,185 @@
+//! Shared helpers: fixture paths, the LangGraph oracle, running the CLI in a temp dir.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ckpt_migrate::codec;
+use ckpt_migrate::config::SqliteSourceConfig;
+use ckpt_migrate::filters::FilterConfig;
+use ckpt_migrate::record::Checkpoint;
+use ckpt_migrate::sources::{BatchLimits, Source, sqlite::SqliteSource};
+use serde_json::Value;
+
+pub type Key = (String, String, String);
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+/// A private copy of the SqliteSaver fixture (opening a WAL database may create
+/// files next to it).
+pub fn sqlite_fixture(dir: &Path) -> PathBuf {
+    let path = dir.join("checkpoints.db");
+    std::fs::copy(fixtures().join("sqlite/checkpoints.db"), &path).expect("copy fixture");
+    path
+}
+
+/// LangGraph's own read-back of a fixture, by key.
+pub fn oracle(name: &str) -> BTreeMap<Key, Value> {
+    let text = std::fs::read_to_string(fixtures().join(format!("oracle/{name}.jsonl")))
+        .expect("oracle file");
+    text.lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).expect("oracle line");
+            (key_of(&v), v)
+        })
+        .collect()
+}
+
+pub fn key_of(v: &Value) -> Key {
+    let s = |k: &str| v[k].as_str().expect(k).to_owned();
+    (s("thread_id"), s("checkpoint_ns"), s("checkpoint_id"))
+}
+
+pub fn record_key(r: &Checkpoint) -> Key {
+    (
+        r.key.thread_id.clone(),
+        r.key.checkpoint_ns.clone(),
+        r.key.checkpoint_id.clone(),
+    )
+}
+
+/// Reads every record of a SQLite database through the library, decoded.
+pub async fn read_sqlite(path: &Path, batch: usize) -> Vec<Checkpoint> {
+    let filters = FilterConfig::default().compile().unwrap();
+    let config = SqliteSourceConfig {
+        connection_string: format!("sqlite://{}", path.display()),
+    };
+    let mut source = SqliteSource::open(&config, &filters).await.expect("open");
+    let limits = BatchLimits {
+        max_records: batch,
+        max_bytes: usize::MAX,
+    };
+    let mut out = Vec::new();
+    while let Some(b) = source.next_batch(limits).await.expect("batch") {
+        assert!(b.failed.is_empty(), "{:?}", b.failed);
+        for mut r in b.records {
+            codec::decode_record(&mut r).expect("decode");
+            out.push(r);
+        }
+    }
+    out
+}
+
+/// The differences between two JSON values, as paths (at most `limit`).
+pub fn diff(a: &Value, b: &Value, path: &str, out: &mut Vec<String>, limit: usize) {
+    if out.len() >= limit {
+        return;
+    }
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for (k, v) in x {
+                match y.get(k) {
+                    Some(w) => diff(v, w, &format!("{path}.{k}"), out, limit),
+                    None => out.push(format!("{path}.{k}: only on the left")),
+                }
+            }
+            for k in y.keys().filter(|k| !x.contains_key(*k)) {
+                out.push(format!("{path}.{k}: only on the right: {}", y[k]));
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (v, w)) in x.iter().zip(y).enumerate() {
+                diff(v, w, &format!("{path}[{i}]"), out, limit);
+            }
+        }
+        _ if a == b => {}
+        _ => out.push(format!("{path}: {} != {}", short(a), short(b))),
+    }
+}
+
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 200 {
+        format!("{}…", &s[..s.floor_char_boundary(200)])
+    } else {
+        s
+    }
+}
+
+pub struct Run {
+    pub output: Output,
+}
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.output.status.code().unwrap_or(-1)
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+}
+
+/// Runs the CLI in `dir`.
+pub fn cli(dir: &Path, args: &[&str]) -> Run {
+    let output = Command::new(env!("CARGO_BIN_EXE_ckpt-migrate"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("CKPT_MIGRATE_LOG")
+        .output()
+        .expect("run ckpt-migrate");
+    Run { output }
+}
+
+/// Writes a YAML config and runs `--config` with it (plus `extra` flags).
+pub fn cli_yaml(dir: &Path, yaml: &str, extra: &[&str]) -> Run {
+    let path = dir.join("migration.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let mut args = vec!["--config", path.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    cli(dir, &args)
+}
+
+/// Reads every exported object from a JSON export directory (either encoding).
+pub fn read_json_export(dir: &Path) -> Vec<Value> {
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).expect("manifest"))
+            .unwrap();
+    let mut out = Vec::new();
+    for file in manifest["files"].as_array().unwrap() {
+        let text = std::fs::read_to_string(dir.join(file["file"].as_str().unwrap())).unwrap();
+        if manifest["encoding"] == "json-array" {
+            let items: Vec<Value> = serde_json::from_str(&text).unwrap();
+            out.extend(items);
+        } else {
+            out.extend(
+                text.lines()
+                    .map(|l| serde_json::from_str::<Value>(l).unwrap()),
+            );
+        }
+    }
+    out
+}
+
+/// The oracle's part of an exported object (pending writes reduced to the oracle's keys).
+pub fn oracle_view_of(export: &Value) -> Value {
+    let writes: Vec<Value> = export["pending_writes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| serde_json::json!({"task_id": w["task_id"], "channel": w["channel"], "value": w["value"]}))
+        .collect();
+    serde_json::json!({
+        "thread_id": export["thread_id"],
+        "checkpoint_ns": export["checkpoint_ns"],
+        "checkpoint_id": export["checkpoint_id"],
+        "parent_checkpoint_id": export["parent_checkpoint_id"],
+        "checkpoint": export["checkpoint"],
+        "metadata": export["metadata"],
+        "pending_writes": writes,
+    })
+}

@@ -1,0 +1,162 @@
+//! JSON export: oracle keys, raw values, layout, safe file names.
+
+use std::collections::BTreeSet;
+
+use base64::Engine as _;
+use sqlx::ConnectOptions;
+
+use crate::harness::{
+    self, cli_yaml, diff, key_of, oracle, oracle_view_of, read_json_export, sqlite_fixture,
+};
+
+fn yaml(dest: &str) -> String {
+    format!(
+        "source_type: sqlite\nsource_config: {{connection_string: 'sqlite:///checkpoints.db'}}\ndestination_type: json\ndestination_config: {dest}\n"
+    )
+}
+
+#[tokio::test]
+async fn export_is_a_superset_of_the_oracle_and_keeps_raw_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_fixture(dir.path());
+    let run = cli_yaml(dir.path(), &yaml("{output_dir: out}"), &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+
+    let exported = read_json_export(&dir.path().join("out"));
+    let expected = oracle("sqlite");
+    assert_eq!(exported.len(), expected.len());
+    let raw: std::collections::BTreeMap<_, _> = harness::read_sqlite(&db, 1000)
+        .await
+        .into_iter()
+        .map(|r| (harness::record_key(&r), r))
+        .collect();
+    let mut matched = 0;
+    for object in &exported {
+        let key = key_of(object);
+        let mut diffs = Vec::new();
+        diff(&oracle_view_of(object), &expected[&key], "", &mut diffs, 5);
+        assert!(diffs.is_empty(), "{key:?}: {diffs:?}");
+        assert!(object["ts"].is_string());
+        // The raw values decode back to the exact stored bytes.
+        let record = &raw[&key];
+        let b64 = |v: &serde_json::Value| {
+            base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap())
+                .unwrap()
+        };
+        assert_eq!(object["raw"]["checkpoint"]["type"], "msgpack");
+        assert_eq!(
+            b64(&object["raw"]["checkpoint"]["data"]),
+            record.checkpoint.bytes
+        );
+        assert_eq!(
+            b64(&object["raw"]["metadata"]["data"]),
+            record.metadata.bytes
+        );
+        let writes = object["raw"]["pending_writes"].as_array().unwrap();
+        assert_eq!(writes.len(), record.pending_writes.len());
+        for (w, r) in writes.iter().zip(&record.pending_writes) {
+            assert_eq!(w["value"]["type"], r.value.type_tag.as_str());
+            assert_eq!(b64(&w["value"]["data"]), r.value.bytes);
+            assert_eq!(w["task_path"], r.task_path.as_str());
+        }
+        matched += 1;
+    }
+    println!(
+        "JSON export: {matched}/{} checkpoints match the oracle",
+        expected.len()
+    );
+
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("out/manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["stats"]["written"], 271);
+    assert_eq!(manifest["stats"]["read"], 271);
+    assert_eq!(manifest["layout"], "per-thread");
+    assert_eq!(manifest["files"].as_array().unwrap().len(), 10);
+    assert_eq!(manifest["source"]["kind"], "sqlite");
+}
+
+#[test]
+fn indent_writes_json_arrays_and_single_file_one_file() {
+    let dir = tempfile::tempdir().unwrap();
+    sqlite_fixture(dir.path());
+    let run = cli_yaml(dir.path(), &yaml("{output_dir: pretty, indent: 2}"), &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let text =
+        std::fs::read_to_string(dir.path().join("pretty/threads/customer-0001.json")).unwrap();
+    assert!(text.starts_with("[\n{\n  \"thread_id\""), "{}", &text[..60]);
+    assert_eq!(read_json_export(&dir.path().join("pretty")).len(), 271);
+
+    let run = cli_yaml(
+        dir.path(),
+        &yaml("{output_dir: single, single_file: true}"),
+        &[],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("single"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+    let text = std::fs::read_to_string(dir.path().join("single/checkpoints.jsonl")).unwrap();
+    assert_eq!(text.lines().count(), 271);
+}
+
+#[tokio::test]
+async fn hostile_thread_ids_get_safe_distinct_file_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_fixture(dir.path());
+    let hostile = [
+        ("test-abc", "../x".to_owned()),
+        ("debug-xyz", "/".to_owned()),
+        ("customer-0005", "a\0b".to_owned()),
+        ("customer-0006", "t".repeat(300)),
+    ];
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&db)
+        .connect()
+        .await
+        .unwrap();
+    for (from, to) in &hostile {
+        for table in ["checkpoints", "writes"] {
+            sqlx::query(&format!(
+                "UPDATE {table} SET thread_id = ? WHERE thread_id = ?"
+            ))
+            .bind(to)
+            .bind(from)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+    }
+    drop(conn);
+    let run = cli_yaml(dir.path(), &yaml("{output_dir: out}"), &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+
+    let out = dir.path().join("out");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let files = manifest["files"].as_array().unwrap();
+    assert_eq!(files.len(), 10);
+    let names: BTreeSet<&str> = files.iter().map(|f| f["file"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 10, "file names must be distinct: {names:?}");
+    for name in &names {
+        let rel = name.strip_prefix("threads/").expect("inside threads/");
+        assert!(
+            !rel.contains('/') && !rel.contains('\0') && !rel.starts_with('.'),
+            "{rel:?}"
+        );
+        assert!(rel.len() <= 130, "{rel:?}");
+        assert!(out.join(name).is_file());
+    }
+    // Nothing escaped the output directory.
+    assert!(!dir.path().join("x.jsonl").exists());
+    let threads: BTreeSet<String> = read_json_export(&out)
+        .iter()
+        .map(|o| o["thread_id"].as_str().unwrap().to_owned())
+        .collect();
+    for (_, id) in &hostile {
+        assert!(threads.contains(id), "{id:?} lost");
+    }
+}

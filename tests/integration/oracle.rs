@@ -1,0 +1,51 @@
+//! The decoder against LangGraph's own read-back of every fixture checkpoint.
+
+use crate::harness::{self, diff, oracle, record_key};
+
+#[tokio::test]
+async fn sqlite_fixture_views_match_the_langgraph_oracle() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = harness::sqlite_fixture(dir.path());
+    let expected = oracle("sqlite");
+    let records = harness::read_sqlite(&db, 1000).await;
+    assert_eq!(records.len(), expected.len(), "record count");
+
+    let mut matched = 0;
+    let mut report = Vec::new();
+    for record in &records {
+        let view = record.view.as_ref().unwrap();
+        let ours = serde_json::json!({
+            "thread_id": record.key.thread_id,
+            "checkpoint_ns": record.key.checkpoint_ns,
+            "checkpoint_id": record.key.checkpoint_id,
+            "parent_checkpoint_id": record.parent_checkpoint_id,
+            "checkpoint": view.checkpoint,
+            "metadata": view.metadata,
+            "pending_writes": view.pending_writes_json(),
+        });
+        let theirs = &expected[&record_key(record)];
+        let mut diffs = Vec::new();
+        diff(&ours, theirs, "", &mut diffs, 5);
+        if diffs.is_empty() {
+            matched += 1;
+        } else if report.len() < 20 {
+            report.push(format!("{}:\n  {}", record.key, diffs.join("\n  ")));
+        }
+        assert!(
+            view.notices.is_empty(),
+            "{}: {:?}",
+            record.key,
+            view.notices
+        );
+    }
+    println!(
+        "oracle/sqlite.jsonl: {matched}/{} checkpoints match",
+        expected.len()
+    );
+    assert_eq!(
+        matched,
+        expected.len(),
+        "mismatches:\n{}",
+        report.join("\n")
+    );
+}
