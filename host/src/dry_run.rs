@@ -198,7 +198,7 @@ pub async fn dry_run(config: &RunConfig) -> Result<DryRunReport, RunError> {
                     *report.undecoded.entry(notice.clone()).or_default() += 1;
                 }
                 // Encoding to the export form is the bulk of a sink's work.
-                let _ = export_object(&record).to_string();
+                let _ = serde_json::to_vec(&export_object(&record));
                 report.sampled += 1;
                 timed += 1;
             }

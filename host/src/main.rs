@@ -1,5 +1,6 @@
 //! `ckpt-migrate`: parse the command line, run, map the outcome to an exit code.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use ckpt_migrate::cli::Cli;
@@ -32,6 +33,7 @@ fn init_logging(verbose: bool) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(verbose)
+        .with_ansi(std::io::stderr().is_terminal())
         .without_time()
         .init();
 }

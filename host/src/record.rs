@@ -34,7 +34,7 @@ impl TypedValue {
         serde_json::json!({ "type": self.type_tag, "data": B64.encode(&self.bytes) })
     }
 
-    /// Reads back what [`TypedValue::to_json`] wrote.
+    /// Reads back what [`TypedValue::to_json`] (or its `Serialize`) wrote.
     pub fn from_json(value: &serde_json::Value) -> Option<Self> {
         let type_tag = value.get("type")?.as_str()?;
         let data = value.get("data")?.as_str()?;
@@ -42,9 +42,19 @@ impl TypedValue {
     }
 }
 
+impl Serialize for TypedValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("type", &self.type_tag)?;
+        map.serialize_entry("data", &B64.encode(&self.bytes))?;
+        map.end()
+    }
+}
+
 /// A channel value that its store keeps apart from the checkpoint document
 /// (PostgreSQL `checkpoint_blobs`, Redis blob keys). SQLite has none.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChannelBlob {
     pub channel: String,
     pub version: String,
@@ -52,7 +62,7 @@ pub struct ChannelBlob {
 }
 
 /// One pending write (`writes` / `checkpoint_writes` row).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PendingWrite {
     pub task_id: String,
     pub task_path: String,
@@ -128,20 +138,30 @@ impl Checkpoint {
             + self.key.checkpoint_id.len()
     }
 
-    /// The raw values as JSON (base64), enough to rebuild the record exactly.
-    pub fn raw_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "checkpoint": self.checkpoint.to_json(),
-            "metadata": self.metadata.to_json(),
-            "channel_blobs": self.channel_blobs.iter().map(|b| serde_json::json!({
-                "channel": b.channel, "version": b.version, "value": b.value.to_json(),
-            })).collect::<Vec<_>>(),
-            "pending_writes": self.pending_writes.iter().map(|w| serde_json::json!({
-                "task_id": w.task_id, "task_path": w.task_path, "idx": w.idx,
-                "channel": w.channel, "value": w.value.to_json(),
-            })).collect::<Vec<_>>(),
-        })
+    /// The raw values, serializable (base64), enough to rebuild the record exactly.
+    pub fn raw(&self) -> RawValues<'_> {
+        RawValues {
+            checkpoint: &self.checkpoint,
+            metadata: &self.metadata,
+            channel_blobs: &self.channel_blobs,
+            pending_writes: &self.pending_writes,
+        }
     }
+
+    /// [`Checkpoint::raw`] as a JSON value.
+    pub fn raw_json(&self) -> serde_json::Value {
+        serde_json::to_value(self.raw()).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Every raw value of a record: `{checkpoint, metadata, channel_blobs, pending_writes}`
+/// with each value as `{"type", "data": base64}`.
+#[derive(Debug, Serialize)]
+pub struct RawValues<'a> {
+    pub checkpoint: &'a TypedValue,
+    pub metadata: &'a TypedValue,
+    pub channel_blobs: &'a [ChannelBlob],
+    pub pending_writes: &'a [PendingWrite],
 }
 
 /// The plain-JSON view of a checkpoint, in the form of LangGraph's own read-back.

@@ -240,6 +240,14 @@ async fn process_batch(
         stats.written += (kept.len() - rejected.len()) as u64;
     }
     stats.failed = dead.count();
+    tracing::debug!(
+        "batch {}: {} raw bytes, written so far {}, filtered {}, failed {}",
+        stats.batches,
+        batch.bytes,
+        stats.written,
+        stats.filtered,
+        stats.failed
+    );
     if let Some(last) = &batch.last_key {
         observer.committed(last, stats);
     }

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::{Rejected, Sink, check_dir_writable, safe_file_name};
 use crate::config::JsonSinkConfig;
 use crate::error::StoreError;
-use crate::record::Checkpoint;
+use crate::record::{Checkpoint, Origin, RawValues};
 use crate::run::{RunInfo, RunStats};
 
 /// Open file handles kept at once; threads beyond this are closed and reopened for
@@ -24,33 +24,60 @@ pub const FORMAT_VERSION: u32 = 1;
 
 /// The exported object of one checkpoint: the oracle's keys (`thread_id`,
 /// `checkpoint_ns`, `checkpoint_id`, `parent_checkpoint_id`, `checkpoint`, `metadata`,
-/// `pending_writes`) plus `ts`, `raw` (every stored value, base64) and `origin`.
-pub fn export_object(record: &Checkpoint) -> Value {
+/// `pending_writes`) plus `ts`, `raw` (every stored value, base64), `origin` and, when
+/// values were passed through undecoded, `notices`. Borrows the record: nothing is
+/// copied to serialize it.
+#[derive(Serialize)]
+pub struct ExportObject<'a> {
+    thread_id: &'a str,
+    checkpoint_ns: &'a str,
+    checkpoint_id: &'a str,
+    parent_checkpoint_id: Option<&'a str>,
+    ts: Option<&'a str>,
+    checkpoint: Option<&'a Value>,
+    metadata: Option<&'a Value>,
+    pending_writes: Vec<ExportWrite<'a>>,
+    raw: RawValues<'a>,
+    origin: &'a Origin,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    notices: &'a [String],
+}
+
+#[derive(Serialize)]
+struct ExportWrite<'a> {
+    task_id: &'a str,
+    task_path: &'a str,
+    idx: i64,
+    channel: &'a str,
+    value: Option<&'a Value>,
+}
+
+pub fn export_object(record: &Checkpoint) -> ExportObject<'_> {
     let view = record.view.as_ref();
-    let mut object = serde_json::json!({
-        "thread_id": record.key.thread_id,
-        "checkpoint_ns": record.key.checkpoint_ns,
-        "checkpoint_id": record.key.checkpoint_id,
-        "parent_checkpoint_id": record.parent_checkpoint_id,
-        "ts": view.and_then(|v| v.ts.clone()),
-        "checkpoint": view.map(|v| v.checkpoint.clone()),
-        "metadata": view.map(|v| v.metadata.clone()),
-        "pending_writes": record.pending_writes.iter().enumerate().map(|(i, w)| serde_json::json!({
-            "task_id": w.task_id,
-            "task_path": w.task_path,
-            "idx": w.idx,
-            "channel": w.channel,
-            "value": view.and_then(|v| v.pending_writes.get(i)).map(|wv| wv.value.clone()),
-        })).collect::<Vec<_>>(),
-        "raw": record.raw_json(),
-        "origin": record.origin,
-    });
-    if let Some(v) = view
-        && !v.notices.is_empty()
-    {
-        object["notices"] = serde_json::json!(v.notices);
+    ExportObject {
+        thread_id: &record.key.thread_id,
+        checkpoint_ns: &record.key.checkpoint_ns,
+        checkpoint_id: &record.key.checkpoint_id,
+        parent_checkpoint_id: record.parent_checkpoint_id.as_deref(),
+        ts: view.and_then(|v| v.ts.as_deref()),
+        checkpoint: view.map(|v| &v.checkpoint),
+        metadata: view.map(|v| &v.metadata),
+        pending_writes: record
+            .pending_writes
+            .iter()
+            .enumerate()
+            .map(|(i, w)| ExportWrite {
+                task_id: &w.task_id,
+                task_path: &w.task_path,
+                idx: w.idx,
+                channel: &w.channel,
+                value: view.and_then(|v| v.pending_writes.get(i)).map(|wv| &wv.value),
+            })
+            .collect(),
+        raw: record.raw(),
+        origin: &record.origin,
+        notices: view.map_or(&[], |v| v.notices.as_slice()),
     }
-    object
 }
 
 #[derive(Debug, Clone, Serialize)]
