@@ -178,6 +178,16 @@ impl Filters {
         after_from && before_until
     }
 
+    /// The lower time bound as `(instant, inclusive)`, for stores that filter by time.
+    pub fn time_from(&self) -> Option<(DateTime<Utc>, bool)> {
+        self.from.as_ref().map(|b| (b.instant, b.inclusive))
+    }
+
+    /// The upper time bound as `(instant, inclusive)`.
+    pub fn time_until(&self) -> Option<(DateTime<Utc>, bool)> {
+        self.until.as_ref().map(|b| (b.instant, b.inclusive))
+    }
+
     /// The thread filters a glob-capable store can apply with the same meaning.
     pub fn thread_pushdown(&self) -> ThreadPushdown {
         ThreadPushdown {

@@ -13,5 +13,6 @@ pub mod error;
 pub mod filters;
 pub mod record;
 pub mod run;
+pub mod secrets;
 pub mod sinks;
 pub mod sources;

@@ -183,3 +183,94 @@ pub fn oracle_view_of(export: &Value) -> Value {
         "pending_writes": writes,
     })
 }
+
+/// The private PostgreSQL server started by `scripts/test.sh`.
+pub fn pg_url() -> String {
+    std::env::var("CKPT_TEST_PG_URL").expect(
+        "CKPT_TEST_PG_URL is not set: run the tests with scripts/test.sh, which starts a \
+         PostgreSQL server on loopback (or point CKPT_TEST_PG_URL at a superuser URL)",
+    )
+}
+
+/// `url` with its database replaced.
+pub fn pg_url_for(db: &str) -> String {
+    let url = pg_url();
+    let (base, _) = url.rsplit_once('/').expect("URL with a database");
+    format!("{base}/{db}")
+}
+
+/// A fresh database on the test server with the given fixture dumps loaded (by
+/// `psql`, as pg_dump files need). Returns its name.
+pub async fn pg_database(dumps: &[&str]) -> String {
+    use sqlx::Connection as _;
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&pg_url())
+        .await
+        .expect("connect to the test server");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    for dump in dumps {
+        let status = Command::new("psql")
+            .args([
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &pg_url_for(&name),
+                "-f",
+            ])
+            .arg(fixtures().join("postgres").join(dump))
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("psql");
+        assert!(status.success(), "loading {dump}");
+    }
+    name
+}
+
+/// Runs SQL statements in a database of the test server.
+pub async fn pg_execute(db: &str, statements: &[&str]) {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(&pg_url_for(db)).await.unwrap();
+    for s in statements {
+        sqlx::query(s)
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{s}: {e}"));
+    }
+}
+
+/// Reads every record of a PostgreSQL source through the library, decoded.
+pub async fn read_postgres(
+    db: &str,
+    table_name: Option<&str>,
+    filters: &FilterConfig,
+    pushdown: ckpt_migrate::sources::Pushdown,
+    batch: usize,
+) -> Vec<Checkpoint> {
+    use ckpt_migrate::sources::postgres::PostgresSource;
+    let compiled = filters.compile().unwrap();
+    let config = ckpt_migrate::config::PostgresSourceConfig {
+        connection_string: pg_url_for(db),
+        table_name: table_name.map(str::to_owned),
+    };
+    let mut source = PostgresSource::open(&config, &compiled, pushdown)
+        .await
+        .expect("open");
+    let limits = BatchLimits {
+        max_records: batch,
+        max_bytes: usize::MAX,
+    };
+    let mut out = Vec::new();
+    while let Some(b) = source.next_batch(limits).await.expect("batch") {
+        assert!(b.failed.is_empty(), "{:?}", b.failed);
+        for mut r in b.records {
+            codec::decode_record(&mut r).expect("decode");
+            out.push(r);
+        }
+    }
+    out
+}

@@ -8,4 +8,5 @@ mod filters;
 mod json_export;
 mod oracle;
 mod parquet_export;
+mod postgres_source;
 mod sqlite_source;

@@ -75,6 +75,42 @@ pub fn constructor(module: &str, name: &str, fields: Map<String, Value>) -> Valu
     serde_json::json!({ "lc": 1, "type": "constructor", "id": id, "kwargs": kwargs })
 }
 
+/// A stored `message_to_dict` object (`{"type": "ai", "data": {...}}`) in LangChain's
+/// constructor form, as `messages_from_dict` followed by `dumpd` gives it.
+pub fn message_from_dict(message: Value, notices: &mut Vec<String>) -> Value {
+    let class = match message.get("type").and_then(Value::as_str) {
+        Some("human") => "HumanMessage",
+        Some("ai") => "AIMessage",
+        Some("system") => "SystemMessage",
+        Some("tool") => "ToolMessage",
+        Some("function") => "FunctionMessage",
+        Some("chat") => "ChatMessage",
+        Some("remove") => "RemoveMessage",
+        Some(
+            chunk @ ("HumanMessageChunk"
+            | "AIMessageChunk"
+            | "SystemMessageChunk"
+            | "ToolMessageChunk"
+            | "FunctionMessageChunk"
+            | "ChatMessageChunk"),
+        ) => chunk,
+        other => {
+            notices.push(format!(
+                "chat message of unknown type {:?} kept as stored",
+                other.unwrap_or("")
+            ));
+            return message;
+        }
+    };
+    match message.get("data") {
+        Some(Value::Object(data)) => constructor("langchain_core.messages", class, data.clone()),
+        _ => {
+            notices.push("chat message without a data map kept as stored".into());
+            message
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

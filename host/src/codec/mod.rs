@@ -3,7 +3,7 @@
 
 mod json;
 mod langchain;
-mod msgpack;
+pub mod msgpack;
 pub mod python;
 
 use chrono::{DateTime, Utc};
@@ -36,12 +36,26 @@ impl DecodeError {
     }
 }
 
+/// Type tag of a chat session's messages: a JSON array of LangChain
+/// `message_to_dict` objects (`{"type": "human", "data": {...}}`), as chat-history
+/// tables store them one per row.
+pub const CHAT_MESSAGES: &str = "chat_messages";
+
 /// The view of one typed value. Values we do not decode (`pickle`, unknown tags) become
 /// `{"__undecoded__": tag, "size": n}` and a notice; their raw bytes stay in the record.
 pub fn decode_typed(value: &TypedValue, notices: &mut Vec<String>) -> Result<Value, DecodeError> {
     match value.type_tag.as_str() {
         "msgpack" => msgpack::to_view(msgpack::parse(&value.bytes)?, notices),
         "json" => Ok(json::to_view(json::parse(&value.bytes)?, notices)),
+        CHAT_MESSAGES => match json::parse(&value.bytes)? {
+            Value::Array(items) => Ok(Value::Array(
+                items
+                    .into_iter()
+                    .map(|m| langchain::message_from_dict(m, notices))
+                    .collect(),
+            )),
+            _ => Err(DecodeError::Shape("chat messages: expected a list".into())),
+        },
         "bytes" | "bytearray" => Ok(python::bytes_view(&value.bytes)),
         "null" | "empty" => Ok(Value::Null),
         other => {

@@ -33,15 +33,28 @@ pub fn parse(bytes: &[u8]) -> Result<Mp, DecodeError> {
 }
 
 /// Checks that `bytes` is exactly one well-formed msgpack value (no reserved marker,
-/// no truncation, nothing after it). Iterative, so nesting depth costs no stack.
+/// no truncation, nothing after it).
 fn validate(bytes: &[u8]) -> Result<(), DecodeError> {
+    let end = value_end(bytes, 0)?;
+    if end != bytes.len() {
+        return Err(DecodeError::Msgpack(format!(
+            "trailing bytes after the value at byte {end} (value of {} bytes)",
+            bytes.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Where the well-formed msgpack value starting at `start` ends. Iterative, so
+/// nesting depth costs no stack.
+pub fn value_end(bytes: &[u8], start: usize) -> Result<usize, DecodeError> {
     let err = |what: &str, at: usize| {
         DecodeError::Msgpack(format!(
             "{what} at byte {at} (value of {} bytes)",
             bytes.len()
         ))
     };
-    let mut pos = 0usize;
+    let mut pos = start;
     // Values still to read.
     let mut pending: u64 = 1;
     let uint = |pos: usize, n: usize| -> Option<u64> {
@@ -103,10 +116,55 @@ fn validate(bytes: &[u8]) -> Result<(), DecodeError> {
             .filter(|&p| p <= bytes.len() as u64)
             .ok_or_else(|| err("container longer than the value", at))?;
     }
-    if pos != bytes.len() {
-        return Err(err("trailing bytes after the value", pos));
+    Ok(pos)
+}
+
+/// The byte ranges of the entries of the `channel_values` map inside a msgpack
+/// checkpoint document, by channel: each range is that value exactly as stored.
+pub fn channel_value_ranges(
+    bytes: &[u8],
+) -> Result<Vec<(String, std::ops::Range<usize>)>, DecodeError> {
+    let not_found = || DecodeError::Shape("checkpoint has no channel_values map".into());
+    let (count, mut pos) = map_header(bytes, 0)?.ok_or_else(not_found)?;
+    for _ in 0..count {
+        let key_end = value_end(bytes, pos)?;
+        let key = parse(&bytes[pos..key_end])?;
+        let value_start = key_end;
+        let value_end_at = value_end(bytes, value_start)?;
+        if key.as_str() == Some("channel_values") {
+            let (n, mut at) = map_header(bytes, value_start)?.ok_or_else(not_found)?;
+            let mut out = Vec::with_capacity(n);
+            for _ in 0..n {
+                let k_end = value_end(bytes, at)?;
+                let name = match parse(&bytes[at..k_end])? {
+                    Mp::String(s) => s.into_str().unwrap_or_default(),
+                    other => other.to_string(),
+                };
+                let v_end = value_end(bytes, k_end)?;
+                out.push((name, k_end..v_end));
+                at = v_end;
+            }
+            return Ok(out);
+        }
+        pos = value_end_at;
     }
-    Ok(())
+    Err(not_found())
+}
+
+/// `(entries, first entry offset)` when a map starts at `pos`.
+fn map_header(bytes: &[u8], pos: usize) -> Result<Option<(usize, usize)>, DecodeError> {
+    let truncated = || DecodeError::Msgpack("truncated map header".into());
+    let marker = *bytes.get(pos).ok_or_else(truncated)?;
+    let be = |n: usize| -> Result<usize, DecodeError> {
+        let b = bytes.get(pos + 1..pos + 1 + n).ok_or_else(truncated)?;
+        Ok(b.iter().fold(0usize, |acc, &x| (acc << 8) | usize::from(x)))
+    };
+    Ok(match marker {
+        0x80..=0x8f => Some((usize::from(marker & 0x0f), pos + 1)),
+        0xde => Some((be(2)?, pos + 3)),
+        0xdf => Some((be(4)?, pos + 5)),
+        _ => None,
+    })
 }
 
 /// Renders a msgpack value; values without a rule are kept and noted in `notices`.

@@ -71,7 +71,9 @@ pub fn export_object(record: &Checkpoint) -> ExportObject<'_> {
                 task_path: &w.task_path,
                 idx: w.idx,
                 channel: &w.channel,
-                value: view.and_then(|v| v.pending_writes.get(i)).map(|wv| &wv.value),
+                value: view
+                    .and_then(|v| v.pending_writes.get(i))
+                    .map(|wv| &wv.value),
             })
             .collect(),
         raw: record.raw(),

@@ -1,6 +1,8 @@
 //! Sources: stores we read checkpoints from. A source only reads raw records in key
 //! order; decoding, filtering, plugins and writing happen in the engine.
 
+pub mod postgres;
+pub mod sql;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
@@ -79,10 +81,21 @@ pub trait Source: Send {
 pub async fn open(config: &SourceConfig, filters: &Filters) -> Result<Box<dyn Source>, OpenError> {
     match config {
         SourceConfig::Sqlite(c) => Ok(Box::new(sqlite::SqliteSource::open(c, filters).await?)),
+        SourceConfig::Postgres(c) => Ok(Box::new(
+            postgres::PostgresSource::open(c, filters, Pushdown::On).await?,
+        )),
         other => Err(OpenError::Config(ConfigError::NotBuiltYet {
             kind: format!("source `{}`", other.kind().name()),
         })),
     }
+}
+
+/// Whether a source may evaluate filters itself (off only to test that pushdown
+/// changes nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushdown {
+    On,
+    Off,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -13,6 +13,7 @@ use futures_util::TryStreamExt;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteRow};
 use sqlx::{ConnectOptions, Row};
 
+use super::sql::{self, Dialect};
 use super::{BatchLimits, FailedRead, Source, SourceBatch, ThreadCounts};
 use crate::config::SqliteSourceConfig;
 use crate::error::StoreError;
@@ -167,21 +168,7 @@ impl SqliteSource {
 
     /// `WHERE` fragments and their parameters for the pushed-down thread filters.
     fn filter_sql(&self) -> (Vec<String>, Vec<String>) {
-        let mut clauses = Vec::new();
-        let mut params = Vec::new();
-        if let Some(t) = &self.pushdown.thread_id {
-            clauses.push("thread_id = ?".to_owned());
-            params.push(t.clone());
-        }
-        if let Some(g) = &self.pushdown.include_glob {
-            clauses.push("thread_id GLOB ?".to_owned());
-            params.push(g.clone());
-        }
-        for g in &self.pushdown.exclude_globs {
-            clauses.push("thread_id NOT GLOB ?".to_owned());
-            params.push(g.clone());
-        }
-        (clauses, params)
+        sql::thread_clauses(Dialect::Sqlite, &self.pushdown, "thread_id", 1)
     }
 
     fn origin(&self, key: &CheckpointKey) -> Origin {

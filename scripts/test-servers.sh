@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Starts private test servers on loopback and prints `export` lines for them:
+#   eval "$(scripts/test-servers.sh start DIR)"   ...   scripts/test-servers.sh stop DIR
+# Each server lives in DIR (a temp dir) and is stopped by `stop`.
+set -euo pipefail
+
+cmd="${1:?start|stop}"
+root="${2:?directory for server state}"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
+
+# PostgreSQL refuses to run as root: run it as the `postgres` user then.
+as_pg() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
+
+start_postgres() {
+  local bin port pass dir
+  bin="$(pg_bin)"
+  [ -n "$bin" ] || { echo "test-servers: PostgreSQL is not installed (run scripts/setup.sh)" >&2; exit 1; }
+  dir="$root/pg"
+  mkdir -p "$dir"
+  pass="ckpt-$(python3 -c 'import secrets; print(secrets.token_hex(8))')"
+  printf '%s\n' "$pass" > "$dir/pwfile"
+  if [ "$(id -u)" -eq 0 ]; then chown -R postgres "$dir"; chmod 700 "$dir"; fi
+  as_pg "$bin/initdb" -D "$dir/data" -U ckpt --pwfile="$dir/pwfile" --auth-local=trust \
+    --auth-host=scram-sha-256 -E UTF8 --locale=C >"$dir/initdb.log" 2>&1 \
+    || { cat "$dir/initdb.log" >&2; exit 1; }
+  port="$(free_port)"
+  as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+    start >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
+  echo "export CKPT_TEST_PG_URL='postgresql://ckpt:$pass@127.0.0.1:$port/postgres'"
+  echo "export CKPT_TEST_PG_PASSWORD='$pass'"
+  echo "export CKPT_TEST_PG_DATA='$dir/data'"
+  echo "export CKPT_TEST_PG_BIN='$bin'"
+  echo "test-servers: PostgreSQL on 127.0.0.1:$port" >&2
+}
+
+stop_postgres() {
+  local bin
+  bin="$(pg_bin)"
+  if [ -n "$bin" ] && [ -d "$root/pg/data" ]; then
+    as_pg "$bin/pg_ctl" -D "$root/pg/data" -m immediate stop >/dev/null 2>&1 || true
+  fi
+}
+
+case "$cmd" in
+  start) mkdir -p "$root"; start_postgres ;;
+  stop) stop_postgres ;;
+  *) echo "usage: $0 start|stop DIR" >&2; exit 2 ;;
+esac

@@ -1,0 +1,491 @@
+//! The PostgreSQL source against a real server (started by scripts/test.sh): the
+//! PostgresSaver fixture and a chat-history table, pushdown, old schemas, snapshots,
+//! and clear errors that never show the password.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ckpt_migrate::codec::msgpack::channel_value_ranges;
+use ckpt_migrate::config::PostgresSourceConfig;
+use ckpt_migrate::filters::FilterConfig;
+use ckpt_migrate::record::Checkpoint;
+use ckpt_migrate::sources::postgres::PostgresSource;
+use ckpt_migrate::sources::{BatchLimits, Pushdown, Source};
+
+use crate::harness::{
+    self, cli, cli_yaml, diff, oracle, pg_database, pg_execute, pg_url, pg_url_for,
+    read_json_export, read_postgres, record_key,
+};
+
+fn view_line(record: &Checkpoint) -> serde_json::Value {
+    let view = record.view.as_ref().unwrap();
+    serde_json::json!({
+        "thread_id": record.key.thread_id,
+        "checkpoint_ns": record.key.checkpoint_ns,
+        "checkpoint_id": record.key.checkpoint_id,
+        "parent_checkpoint_id": record.parent_checkpoint_id,
+        "checkpoint": view.checkpoint,
+        "metadata": view.metadata,
+        "pending_writes": view.pending_writes_json(),
+    })
+}
+
+fn assert_matches_oracle(records: &[Checkpoint], name: &str) -> usize {
+    let expected = oracle(name);
+    assert_eq!(records.len(), expected.len());
+    let mut matched = 0;
+    let mut report = Vec::new();
+    for r in records {
+        let mut diffs = Vec::new();
+        diff(&view_line(r), &expected[&record_key(r)], "", &mut diffs, 5);
+        if diffs.is_empty() {
+            matched += 1;
+        } else if report.len() < 10 {
+            report.push(format!("{}: {diffs:?}", r.key));
+        }
+    }
+    println!(
+        "oracle/{name}.jsonl: {matched}/{} checkpoints match",
+        expected.len()
+    );
+    assert_eq!(matched, expected.len(), "{}", report.join("\n"));
+    matched
+}
+
+#[tokio::test]
+async fn postgres_saver_fixture_matches_the_langgraph_oracle() {
+    let db = pg_database(&["checkpoints.sql"]).await;
+    let records = read_postgres(&db, None, &FilterConfig::default(), Pushdown::On, 37).await;
+    assert_matches_oracle(&records, "postgres");
+    // Inline primitives and blob values end up in one record.
+    let blobs: usize = records.iter().map(|r| r.channel_blobs.len()).sum();
+    assert!(blobs > 0);
+    let keys: Vec<_> = records.iter().map(record_key).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted, "key order");
+}
+
+#[tokio::test]
+async fn an_older_schema_without_task_path_or_migrations_still_reads() {
+    let db = pg_database(&["checkpoints.sql"]).await;
+    pg_execute(
+        &db,
+        &[
+            "ALTER TABLE checkpoint_writes DROP COLUMN task_path",
+            "DROP TABLE checkpoint_migrations",
+            "DROP INDEX IF EXISTS checkpoints_thread_id_idx",
+            "DROP INDEX IF EXISTS checkpoint_blobs_thread_id_idx",
+            "DROP INDEX IF EXISTS checkpoint_writes_thread_id_idx",
+        ],
+    )
+    .await;
+    let records = read_postgres(&db, None, &FilterConfig::default(), Pushdown::On, 100).await;
+    assert_matches_oracle(&records, "postgres");
+}
+
+#[tokio::test]
+async fn raw_values_equal_those_sqlite_stored_for_the_same_state() {
+    let db = pg_database(&["checkpoints.sql"]).await;
+    let pg = read_postgres(&db, None, &FilterConfig::default(), Pushdown::On, 1000).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = harness::read_sqlite(&harness::sqlite_fixture(dir.path()), 1000).await;
+    // Checkpoint ids come from the clock, so pair checkpoints by position in their
+    // (thread, namespace) history; namespaces of subgraphs carry task ids, so compare
+    // by their order too.
+    fn position(records: &[Checkpoint]) -> BTreeMap<String, Vec<&Checkpoint>> {
+        let mut by_thread: BTreeMap<String, Vec<&Checkpoint>> = BTreeMap::new();
+        for r in records {
+            by_thread
+                .entry(r.key.thread_id.clone())
+                .or_default()
+                .push(r);
+        }
+        by_thread
+    }
+    let (pg_threads, sqlite_threads) = (position(&pg), position(&sqlite));
+    let mut equal_values = 0;
+    let mut compared = 0;
+    for (thread, pg_list) in &pg_threads {
+        let sqlite_list = &sqlite_threads[thread];
+        assert_eq!(pg_list.len(), sqlite_list.len(), "{thread}");
+        for (p, s) in pg_list.iter().zip(sqlite_list) {
+            let ranges: BTreeMap<String, _> = channel_value_ranges(&s.checkpoint.bytes)
+                .unwrap()
+                .into_iter()
+                .collect();
+            let sv = s.view.as_ref().unwrap();
+            let pv = p.view.as_ref().unwrap();
+            for blob in p
+                .channel_blobs
+                .iter()
+                .filter(|b| b.value.type_tag == "msgpack")
+            {
+                let Some(range) = ranges.get(&blob.channel) else {
+                    continue;
+                };
+                compared += 1;
+                let same_view = pv.checkpoint["channel_values"][&blob.channel]
+                    == sv.checkpoint["channel_values"][&blob.channel];
+                let same_bytes = blob.value.bytes == s.checkpoint.bytes[range.clone()];
+                // Same bytes must read as the same value. (The same value may be stored
+                // as different bytes: a Python set's order changes between processes.)
+                assert!(
+                    !same_bytes || same_view,
+                    "{thread} {} channel {}",
+                    p.key,
+                    blob.channel
+                );
+                if same_bytes {
+                    equal_values += 1;
+                }
+            }
+            for (pw, sw) in p.pending_writes.iter().zip(&s.pending_writes) {
+                if pw.channel == sw.channel && pw.value.type_tag == sw.value.type_tag {
+                    compared += 1;
+                    let i = p
+                        .pending_writes
+                        .iter()
+                        .position(|w| std::ptr::eq(w, pw))
+                        .unwrap();
+                    let same_view = pv.pending_writes[i].value == sv.pending_writes[i].value;
+                    let same_bytes = pw.value.bytes == sw.value.bytes;
+                    assert!(!same_bytes || same_view, "{thread} write {}", pw.channel);
+                    if same_bytes {
+                        equal_values += 1;
+                    }
+                }
+            }
+        }
+    }
+    println!(
+        "PostgreSQL vs SQLite: {equal_values}/{compared} raw values byte-identical (the rest differ in clock-derived ids or set order)"
+    );
+    assert!(
+        compared > 300 && equal_values * 10 > compared * 8,
+        "{equal_values}/{compared}"
+    );
+}
+
+#[tokio::test]
+async fn chat_history_sessions_match_the_oracle() {
+    let db = pg_database(&["chat_message_history.sql"]).await;
+    let records = read_postgres(
+        &db,
+        Some("chat_message_history"),
+        &FilterConfig::default(),
+        Pushdown::On,
+        3,
+    )
+    .await;
+    let expected = oracle_chat();
+    assert_eq!(records.len(), expected.len());
+    for r in &records {
+        let theirs = &expected[&r.key.thread_id];
+        let view = r.view.as_ref().unwrap();
+        let mut diffs = Vec::new();
+        diff(
+            &view.checkpoint["channel_values"]["messages"],
+            &theirs["messages"],
+            "messages",
+            &mut diffs,
+            5,
+        );
+        assert!(diffs.is_empty(), "{}: {diffs:?}", r.key.thread_id);
+        // Raw: the stored JSON of every message, in id order.
+        let stored: serde_json::Value =
+            serde_json::from_slice(&r.channel_blobs[0].value.bytes).unwrap();
+        assert_eq!(stored, theirs["stored_message_json"]);
+        assert_eq!(
+            view.metadata["message_count"],
+            theirs["messages"].as_array().unwrap().len()
+        );
+        assert!(view.ts_parsed.is_some());
+    }
+    println!(
+        "oracle/chat_message_history.jsonl: {}/{} sessions match",
+        records.len(),
+        expected.len()
+    );
+
+    // langchain_community's message_store (no created_at) in another schema.
+    pg_execute(
+        &db,
+        &[
+            "CREATE SCHEMA app",
+            "CREATE TABLE app.message_store (id SERIAL PRIMARY KEY, session_id TEXT NOT NULL, message JSONB NOT NULL)",
+            "INSERT INTO app.message_store (session_id, message) SELECT session_id::text, message FROM chat_message_history ORDER BY id",
+        ],
+    )
+    .await;
+    let store = read_postgres(
+        &db,
+        Some("app.message_store"),
+        &FilterConfig::default(),
+        Pushdown::On,
+        2,
+    )
+    .await;
+    assert_eq!(store.len(), records.len());
+    for (a, b) in store.iter().zip(&records) {
+        assert_eq!(
+            a.view.as_ref().unwrap().checkpoint["channel_values"],
+            b.view.as_ref().unwrap().checkpoint["channel_values"]
+        );
+    }
+}
+
+fn oracle_chat() -> BTreeMap<String, serde_json::Value> {
+    let text =
+        std::fs::read_to_string(harness::fixtures().join("oracle/chat_message_history.jsonl"))
+            .unwrap();
+    text.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["session_id"].as_str().unwrap().to_owned(), v)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn pushed_down_filters_give_the_engine_result() {
+    let db = pg_database(&["checkpoints.sql"]).await;
+    let all = oracle("postgres");
+    let mut stamps: Vec<String> = all
+        .values()
+        .map(|v| v["checkpoint"]["ts"].as_str().unwrap().to_owned())
+        .collect();
+    stamps.sort();
+    let filters = FilterConfig {
+        thread_pattern: Some("customer-*".into()),
+        exclude_threads: vec!["*-0003".into(), "test_*".into()],
+        date_from: Some(stamps[stamps.len() / 3].clone()),
+        date_to: Some(stamps[stamps.len() * 2 / 3].clone()),
+        ..FilterConfig::default()
+    };
+    let compiled = filters.compile().unwrap();
+    let engine = |records: Vec<Checkpoint>| -> BTreeSet<_> {
+        records
+            .into_iter()
+            .filter(|r| {
+                compiled.accepts_thread(&r.key.thread_id)
+                    && compiled.accepts_time(r.view.as_ref().unwrap().ts_parsed)
+            })
+            .map(|r| record_key(&r))
+            .collect()
+    };
+    let pushed_raw = read_postgres(&db, None, &filters, Pushdown::On, 25).await;
+    let unpushed_raw = read_postgres(&db, None, &filters, Pushdown::Off, 25).await;
+    assert!(pushed_raw.len() < unpushed_raw.len(), "the store filtered");
+    assert_eq!(unpushed_raw.len(), all.len());
+    let pushed = engine(pushed_raw);
+    let in_engine = engine(unpushed_raw);
+    assert_eq!(pushed, in_engine);
+    assert!(!pushed.is_empty());
+    println!("pushdown: {} checkpoints selected both ways", pushed.len());
+}
+
+#[tokio::test]
+async fn one_snapshot_for_the_whole_read() {
+    let db = pg_database(&["checkpoints.sql"]).await;
+    let config = PostgresSourceConfig {
+        connection_string: pg_url_for(&db),
+        table_name: None,
+    };
+    let filters = FilterConfig::default().compile().unwrap();
+    let mut source = PostgresSource::open(&config, &filters, Pushdown::On)
+        .await
+        .unwrap();
+    let limits = BatchLimits {
+        max_records: 50,
+        max_bytes: usize::MAX,
+    };
+    let mut seen = source
+        .next_batch(limits)
+        .await
+        .unwrap()
+        .unwrap()
+        .records
+        .len();
+    // A writer adds a checkpoint (sorting last) and deletes one not read yet.
+    pg_execute(
+        &db,
+        &[
+            "INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, checkpoint, metadata) \
+             VALUES ('zzz-new', '', 'x', '{\"v\": 4, \"ts\": \"2026-01-01T00:00:00+00:00\"}', '{}')",
+            "DELETE FROM checkpoints WHERE thread_id = 'test-abc'",
+        ],
+    )
+    .await;
+    while let Some(b) = source.next_batch(limits).await.unwrap() {
+        assert!(b.records.iter().all(|r| r.key.thread_id != "zzz-new"));
+        seen += b.records.len();
+    }
+    assert_eq!(
+        seen, 271,
+        "the read saw the table as it was when it started"
+    );
+}
+
+#[test]
+fn errors_are_one_clear_line_and_never_show_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let password = std::env::var("CKPT_TEST_PG_PASSWORD").expect("set by scripts/test.sh");
+    let run_with = |url: &str, table: Option<&str>| {
+        let mut config = serde_json::json!({ "connection_string": url });
+        if let Some(t) = table {
+            config["table_name"] = t.into();
+        }
+        cli(
+            dir.path(),
+            &[
+                "--source",
+                "postgresql",
+                "--source-config",
+                &config.to_string(),
+                "--destination",
+                "json",
+                "--dest-config",
+                r#"{"output_dir": "out"}"#,
+            ],
+        )
+    };
+    let check = |run: &harness::Run, expect: &str, secret: &str| {
+        let all = format!("{}{}", run.stdout(), run.stderr());
+        assert_eq!(run.code(), 3, "{all}");
+        assert!(all.contains(expect), "expected {expect:?} in:\n{all}");
+        assert!(!all.contains(secret), "the password leaked:\n{all}");
+        assert!(!dir.path().join("out").exists());
+    };
+    let url = pg_url();
+    // Wrong password.
+    let wrong = url.replace(&password, "not-the-password-42");
+    check(
+        &run_with(&wrong, None),
+        "authentication failed",
+        "not-the-password-42",
+    );
+    // Refused connection.
+    let port = url
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let refused = url.replace(&format!(":{port}/"), ":1/");
+    check(&run_with(&refused, None), "cannot connect", &password);
+    // Not a URL at all.
+    check(
+        &run_with("postgresql://ckpt:sekr1t@[bad/db", None),
+        "not valid",
+        "sekr1t",
+    );
+    // A database that does not exist.
+    check(
+        &run_with(&pg_url_for("no_such_db_here"), None),
+        "does not exist",
+        &password,
+    );
+    // No LangGraph tables.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let empty = rt.block_on(pg_database(&[]));
+    check(
+        &run_with(&pg_url_for(&empty), None),
+        "table checkpoints does not exist",
+        &password,
+    );
+    // A table that is neither: its columns are listed.
+    rt.block_on(pg_execute(
+        &empty,
+        &["CREATE TABLE users (id int, email text)"],
+    ));
+    check(
+        &run_with(&pg_url_for(&empty), Some("users")),
+        "its columns are: id, email",
+        &password,
+    );
+    // A table name that is not an identifier is refused, never spliced into SQL.
+    check(
+        &run_with(&pg_url_for(&empty), Some("users; DROP TABLE users")),
+        "is not a table name",
+        &password,
+    );
+    // Permission denied.
+    let db = rt.block_on(pg_database(&["checkpoints.sql"]));
+    // Roles belong to the cluster: a unique name per run.
+    let role = format!("reader_{}", uuid::Uuid::new_v4().simple());
+    rt.block_on(pg_execute(
+        &db,
+        &[&format!("CREATE ROLE {role} LOGIN PASSWORD 'reader-pw-77'")],
+    ));
+    let reader = pg_url_for(&db).replacen(
+        &format!("ckpt:{password}"),
+        &format!("{role}:reader-pw-77"),
+        1,
+    );
+    check(
+        &run_with(&reader, None),
+        "permission denied",
+        "reader-pw-77",
+    );
+}
+
+#[test]
+fn postgres_to_json_and_dry_run_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt.block_on(pg_database(&[
+        "checkpoints.sql",
+        "chat_message_history.sql",
+    ]));
+    let yaml = format!(
+        "source_type: postgresql\nsource_config: {{connection_string: '{}'}}\ndestination_type: json\ndestination_config: {{output_dir: out}}\nfilters: {{exclude_threads: ['test-*']}}\n",
+        pg_url_for(&db)
+    );
+    let run = cli_yaml(dir.path(), &yaml, &["--dry-run"]);
+    assert_eq!(run.code(), 0, "{}{}", run.stdout(), run.stderr());
+    assert!(
+        run.stdout().contains("271 in the source"),
+        "{}",
+        run.stdout()
+    );
+    assert!(run.stdout().contains("in 9 thread(s)"), "{}", run.stdout());
+    assert!(
+        run.stdout().contains("LIKE"),
+        "pushdown shown: {}",
+        run.stdout()
+    );
+    assert!(!dir.path().join("out").exists());
+
+    let run = cli_yaml(dir.path(), &yaml, &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let exported = read_json_export(&dir.path().join("out"));
+    let expected = oracle("postgres");
+    assert_eq!(
+        exported.len(),
+        expected
+            .values()
+            .filter(|v| v["thread_id"] != "test-abc")
+            .count()
+    );
+    for object in &exported {
+        let mut diffs = Vec::new();
+        diff(
+            &harness::oracle_view_of(object),
+            &expected[&harness::key_of(object)],
+            "",
+            &mut diffs,
+            3,
+        );
+        assert!(diffs.is_empty(), "{diffs:?}");
+    }
+
+    let chat_yaml = format!(
+        "source_type: postgresql\nsource_config: {{connection_string: '{}', table_name: chat_message_history}}\ndestination_type: json\ndestination_config: {{output_dir: chat}}\n",
+        pg_url_for(&db)
+    );
+    let run = cli_yaml(dir.path(), &chat_yaml, &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert_eq!(read_json_export(&dir.path().join("chat")).len(), 4);
+}
