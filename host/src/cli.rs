@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::config::{DestinationKind, Overrides, SourceKind};
+use crate::config::{DestinationKind, Overrides, ResumeMode, SourceKind};
 use crate::filters::FilterConfig;
 
 const EXAMPLES: &str = "\
@@ -25,6 +25,10 @@ Examples:
   # Check first: counts, a decoded sample, an estimate; writes nothing
   ckpt-migrate --config migration.yaml --dry-run --verbose
 
+  # After a crash or Ctrl-C: continue where the destination stopped, then compare
+  ckpt-migrate --config migration.yaml --resume --verify
+  ckpt-migrate verify --config migration.yaml
+
 Exit codes: 0 success, 1 finished but some records failed (see the dead-letter file),
 2 bad usage or configuration, 3 the run failed.";
 
@@ -33,9 +37,36 @@ Exit codes: 0 success, 1 finished but some records failed (see the dead-letter f
     name = "ckpt-migrate",
     version,
     about = "Move LangGraph / LangChain checkpoints between stores, losslessly.",
-    after_help = EXAMPLES
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Compare source and destination: counts per thread and an order-independent
+    /// checksum of every record's key and raw values. Exit 0 when equal, 1 otherwise.
+    Verify(RunArgs),
+}
+
+impl Cli {
+    /// The arguments of whichever command was given.
+    pub fn args(&self) -> &RunArgs {
+        match &self.command {
+            Some(Command::Verify(args)) => args,
+            None => &self.run,
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
     /// Where checkpoints come from.
     #[arg(long, value_enum, value_name = "KIND")]
     pub source: Option<SourceKind>,
@@ -91,9 +122,29 @@ pub struct Cli {
     /// Only checkpoints up to this date (inclusive) or instant.
     #[arg(long, value_name = "DATE")]
     pub date_to: Option<String>,
+
+    /// Continue the unfinished run of this configuration after its last confirmed batch.
+    #[arg(long, conflicts_with = "restart")]
+    pub resume: bool,
+
+    /// Forget the unfinished run of this configuration and start over.
+    #[arg(long)]
+    pub restart: bool,
+
+    /// Stop the run when more records than this have failed (0: never) [default: 100].
+    #[arg(long, value_name = "N")]
+    pub max_errors: Option<u64>,
+
+    /// Process the records of a dead-letter file again (instead of the source).
+    #[arg(long, value_name = "FILE")]
+    pub replay_dead_letter: Option<PathBuf>,
+
+    /// After the run, compare source and destination (as `ckpt-migrate verify`).
+    #[arg(long)]
+    pub verify: bool,
 }
 
-impl Cli {
+impl RunArgs {
     pub fn overrides(&self) -> Overrides {
         Overrides {
             source: self.source,
@@ -110,6 +161,15 @@ impl Cli {
                 date_from: self.date_from.clone(),
                 date_to: self.date_to.clone(),
             },
+            max_errors: self.max_errors,
+            resume: if self.resume {
+                ResumeMode::Resume
+            } else if self.restart {
+                ResumeMode::Restart
+            } else {
+                ResumeMode::Ask
+            },
+            replay_dead_letter: self.replay_dead_letter.clone(),
         }
     }
 }

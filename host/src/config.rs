@@ -13,6 +13,10 @@ use crate::error::ConfigError;
 use crate::filters::FilterConfig;
 
 pub const DEFAULT_BATCH_SIZE: usize = 1000;
+pub const DEFAULT_MAX_ERRORS: u64 = 100;
+pub const DEFAULT_MAX_RETRIES: usize = 5;
+pub const DEFAULT_RETRY_BUDGET_SECONDS: u64 = 60;
+pub const DEFAULT_STATE_DIR: &str = ".ckpt-migrate";
 /// Batches are also cut by size, so a table of huge checkpoints stays in bounded memory.
 pub const DEFAULT_MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
 
@@ -83,6 +87,14 @@ pub struct FileConfig {
     pub dry_run: bool,
     /// Where failed records go (JSON lines). Default: next to the output.
     pub dead_letter_path: Option<PathBuf>,
+    /// Stop the run when more records than this have failed (0: never stop).
+    pub max_errors: Option<u64>,
+    /// Retries of a retriable store error before the run fails.
+    pub max_retries: Option<usize>,
+    /// Total seconds a run may spend waiting between retries of one operation.
+    pub retry_budget_seconds: Option<u64>,
+    /// Directory of the resume state files.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// SqliteSaver database.
@@ -177,6 +189,8 @@ pub enum ParquetCompression {
 
 #[derive(Debug, Clone)]
 pub enum SourceConfig {
+    /// Replaying a dead-letter file.
+    DeadLetter(PathBuf),
     Sqlite(SqliteSourceConfig),
     Postgres(PostgresSourceConfig),
     Redis(RedisSourceConfig),
@@ -191,9 +205,17 @@ pub enum SinkConfig {
 }
 
 impl SourceConfig {
+    /// The name of the source kind (`dead-letter` when replaying).
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            SourceConfig::DeadLetter(_) => "dead-letter",
+            other => other.kind().name(),
+        }
+    }
+
     pub fn kind(&self) -> SourceKind {
         match self {
-            SourceConfig::Sqlite(_) => SourceKind::Sqlite,
+            SourceConfig::DeadLetter(_) | SourceConfig::Sqlite(_) => SourceKind::Sqlite,
             SourceConfig::Postgres(_) => SourceKind::Postgresql,
             SourceConfig::Redis(_) => SourceKind::Redis,
             SourceConfig::Unified(_) => SourceKind::Unified,
@@ -221,6 +243,39 @@ pub struct RunConfig {
     pub max_batch_bytes: usize,
     pub dry_run: bool,
     pub dead_letter_path: Option<PathBuf>,
+    /// 0: never stop for failed records.
+    pub max_errors: u64,
+    pub retry: RetryPolicy,
+    pub state_dir: PathBuf,
+    pub resume: ResumeMode,
+    /// A hash of what decides the output (stores, their settings, filters) with
+    /// secrets removed: it names the resume state file.
+    pub fingerprint: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_retries: usize,
+    pub budget: std::time::Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_retries: DEFAULT_MAX_RETRIES,
+            budget: std::time::Duration::from_secs(DEFAULT_RETRY_BUDGET_SECONDS),
+        }
+    }
+}
+
+/// What to do with the state of an unfinished run of the same config.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ResumeMode {
+    /// Refuse to start and say so.
+    #[default]
+    Ask,
+    Resume,
+    Restart,
 }
 
 /// What the command line contributes; flags win over the file.
@@ -234,6 +289,10 @@ pub struct Overrides {
     pub dry_run: bool,
     pub dead_letter_path: Option<PathBuf>,
     pub filters: FilterConfig,
+    pub max_errors: Option<u64>,
+    pub resume: ResumeMode,
+    /// Read the records of this dead-letter file instead of the source.
+    pub replay_dead_letter: Option<PathBuf>,
 }
 
 impl RunConfig {
@@ -258,13 +317,23 @@ impl RunConfig {
             max_batch_bytes: None,
             dry_run: false,
             dead_letter_path: None,
+            max_errors: None,
+            max_retries: None,
+            retry_budget_seconds: None,
+            state_dir: None,
         });
         if !file.transformers.is_empty() {
             return Err(ConfigError::NotBuiltYet {
                 kind: "`transformers` (WASM plugins)".into(),
             });
         }
-        let source_kind = flags.source.or(file.source_type).ok_or_else(|| {
+        let source_kind = flags.source.or(file.source_type);
+        let source_kind = match (&flags.replay_dead_letter, source_kind) {
+            // Replaying needs no source; the configured one (if any) is not read.
+            (Some(_), kind) => Some(kind.unwrap_or(SourceKind::Sqlite)),
+            (None, kind) => kind,
+        };
+        let source_kind = source_kind.ok_or_else(|| {
             ConfigError::Invalid("no source: give --source or `source_type` in --config".into())
         })?;
         let dest_kind = flags.destination.or(file.destination_type).ok_or_else(|| {
@@ -280,13 +349,27 @@ impl RunConfig {
             Some(text) => parse_json_flag("--dest-config", &text)?,
             None => file.destination_config.unwrap_or(Value::Null),
         };
+        let filters = file.filters.clone().merged_with(flags.filters.clone());
+        let fingerprint = fingerprint(&[
+            serde_json::json!(flags.replay_dead_letter),
+            serde_json::json!(source_kind.name()),
+            source_value.clone(),
+            serde_json::json!(dest_kind.name()),
+            dest_value.clone(),
+            serde_json::to_value(&filters).unwrap_or_default(),
+        ]);
         let source_value = expand_env(source_value, "source_config")?;
         let dest_value = expand_env(dest_value, "destination_config")?;
-        let source = match source_kind {
-            SourceKind::Sqlite => SourceConfig::Sqlite(typed("source_config", source_value)?),
-            SourceKind::Postgresql => SourceConfig::Postgres(typed("source_config", source_value)?),
-            SourceKind::Redis => SourceConfig::Redis(typed("source_config", source_value)?),
-            SourceKind::Unified => SourceConfig::Unified(typed("source_config", source_value)?),
+        let source = match (&flags.replay_dead_letter, source_kind) {
+            (Some(path), _) => SourceConfig::DeadLetter(path.clone()),
+            (None, kind) => match kind {
+                SourceKind::Sqlite => SourceConfig::Sqlite(typed("source_config", source_value)?),
+                SourceKind::Postgresql => {
+                    SourceConfig::Postgres(typed("source_config", source_value)?)
+                }
+                SourceKind::Redis => SourceConfig::Redis(typed("source_config", source_value)?),
+                SourceKind::Unified => SourceConfig::Unified(typed("source_config", source_value)?),
+            },
         };
         let sink = match dest_kind {
             DestinationKind::Json => SinkConfig::Json(typed("destination_config", dest_value)?),
@@ -306,7 +389,6 @@ impl RunConfig {
                 "batch_size: must be at least 1".into(),
             ));
         }
-        let filters = file.filters.merged_with(flags.filters);
         filters.compile()?;
         Ok(RunConfig {
             source,
@@ -319,8 +401,57 @@ impl RunConfig {
                 .max(1),
             dry_run: flags.dry_run || file.dry_run,
             dead_letter_path: flags.dead_letter_path.or(file.dead_letter_path),
+            max_errors: flags
+                .max_errors
+                .or(file.max_errors)
+                .unwrap_or(DEFAULT_MAX_ERRORS),
+            retry: RetryPolicy {
+                max_retries: file.max_retries.unwrap_or(DEFAULT_MAX_RETRIES),
+                budget: std::time::Duration::from_secs(
+                    file.retry_budget_seconds
+                        .unwrap_or(DEFAULT_RETRY_BUDGET_SECONDS),
+                ),
+            },
+            state_dir: file
+                .state_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
+            resume: flags.resume,
+            fingerprint,
         })
     }
+}
+
+/// SHA-256 (hex, 16 bytes) of the canonical JSON of `parts`, secrets replaced first:
+/// passwords in URLs and values of keys that name secrets. `${ENV}` references are
+/// hashed as written, so a rotated password keeps the state valid.
+fn fingerprint(parts: &[Value]) -> String {
+    use sha2::Digest as _;
+    fn scrub(value: &Value) -> Value {
+        match value {
+            Value::String(s) => Value::String(crate::secrets::redact_url(s)),
+            Value::Array(items) => Value::Array(items.iter().map(scrub).collect()),
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| {
+                        let secret = ["password", "api_key", "token", "secret"]
+                            .iter()
+                            .any(|s| k.to_ascii_lowercase().contains(s));
+                        let v = if secret && v.is_string() {
+                            Value::String("***".into())
+                        } else {
+                            scrub(v)
+                        };
+                        (k.clone(), v)
+                    })
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+    let scrubbed: Vec<Value> = parts.iter().map(scrub).collect();
+    let text = crate::codec::python::canonical_json(&Value::Array(scrubbed));
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
 fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {

@@ -121,13 +121,13 @@ fn human_duration(secs: f64) -> String {
 
 pub async fn dry_run(config: &RunConfig) -> Result<DryRunReport, RunError> {
     let filters = config.filters.compile()?;
-    let mut source = retry::with_retries("opening the source", async || {
+    let mut source = retry::with_retries(config.retry, "opening the source", async || {
         sources::open(&config.source, &filters).await
     })
     .await
     .map_err(|e| engine::open_error(e, "source"))?;
     let run = RunInfo::new(
-        config.source.kind().name(),
+        config.source.kind_name(),
         source.describe(),
         config.sink.kind().name(),
     );

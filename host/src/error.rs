@@ -53,6 +53,14 @@ pub enum RunError {
     },
     #[error("{0}")]
     Io(String),
+    #[error(
+        "stopped: {failed} records failed, more than --max-errors {limit} (they are in the dead-letter file; the run can be resumed with --resume)"
+    )]
+    TooManyErrors { failed: u64, limit: u64 },
+    #[error(
+        "interrupted after {written} checkpoints were written; the state is in {state}: run the same command with --resume to continue"
+    )]
+    Interrupted { written: u64, state: String },
 }
 
 impl RunError {
@@ -67,7 +75,8 @@ impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
             RunError::Config(_) => 2,
-            RunError::Store { .. } | RunError::Io(_) => 3,
+            RunError::Store { .. } | RunError::Io(_) | RunError::TooManyErrors { .. } => 3,
+            RunError::Interrupted { .. } => 130,
         }
     }
 }

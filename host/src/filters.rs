@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::error::ConfigError;
 
 /// The `filters:` block of the YAML.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct FilterConfig {
     /// Only this thread.

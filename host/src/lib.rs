@@ -16,3 +16,4 @@ pub mod run;
 pub mod secrets;
 pub mod sinks;
 pub mod sources;
+pub mod verify;

@@ -3,15 +3,15 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use ckpt_migrate::cli::Cli;
+use ckpt_migrate::cli::{Cli, Command};
 use ckpt_migrate::config::RunConfig;
-use ckpt_migrate::engine::{self, NoState, RunReport};
-use ckpt_migrate::{dry_run, error::RunError};
+use ckpt_migrate::engine::{self, RunReport, Shutdown};
+use ckpt_migrate::{dry_run, error::RunError, verify};
 use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    init_logging(cli.args().verbose);
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -39,11 +39,17 @@ fn init_logging(verbose: bool) {
 }
 
 fn run(cli: &Cli) -> Result<u8, RunError> {
-    let config = RunConfig::load(cli.config.as_deref(), cli.overrides())?;
+    let args = cli.args();
+    let config = RunConfig::load(args.config.as_deref(), args.overrides())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| RunError::Io(format!("cannot start the runtime: {e}")))?;
+    if let Some(Command::Verify(_)) = &cli.command {
+        let report = runtime.block_on(verify::verify(&config))?;
+        print!("{}", report.render());
+        return Ok(if report.is_equal() { 0 } else { 1 });
+    }
     if config.dry_run {
         let report = runtime.block_on(dry_run::dry_run(&config))?;
         print!("{}", report.render());
@@ -55,13 +61,28 @@ fn run(cli: &Cli) -> Result<u8, RunError> {
             },
         );
     }
-    let report = runtime.block_on(engine::run(&config, &mut NoState))?;
+    let shutdown = Shutdown::default();
+    let report = runtime.block_on(async {
+        shutdown.listen();
+        engine::run(&config, &shutdown).await
+    })?;
     print_summary(&report);
-    Ok(if report.stats.failed > 0 { 1 } else { 0 })
+    let mut code = if report.stats.failed > 0 { 1 } else { 0 };
+    if args.verify {
+        let check = runtime.block_on(verify::verify(&config))?;
+        print!("{}", check.render());
+        if !check.is_equal() {
+            code = 1;
+        }
+    }
+    Ok(code)
 }
 
 fn print_summary(report: &RunReport) {
     let s = &report.stats;
+    if let Some(at) = &report.resumed_from {
+        eprintln!("resumed after {at}");
+    }
     eprintln!(
         "done: {} -> {}\n  read {}  written {}  filtered {}  failed {}\n  {:.1} MiB raw in {:.2} s ({:.0} checkpoints/s), run id {}",
         report.source,

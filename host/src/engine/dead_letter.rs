@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use crate::record::{CheckpointKey, Origin};
+use crate::record::{Checkpoint, CheckpointKey, Origin};
 
 /// The pipeline stage at which a record failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,8 +40,15 @@ pub struct Entry<'a> {
     pub error: &'a str,
     pub key: Option<&'a CheckpointKey>,
     pub origin: &'a Origin,
-    /// The record's raw values (`Checkpoint::raw_json`), when there is a record.
-    pub raw: Option<Value>,
+    /// The record, when there is one: its raw values are kept so it can be replayed.
+    pub record: Option<&'a Checkpoint>,
+}
+
+/// The `record` of a dead-letter line: everything needed to rebuild the record.
+pub fn record_json(record: &Checkpoint) -> Value {
+    let mut raw = record.raw_json();
+    raw["parent_checkpoint_id"] = serde_json::json!(record.parent_checkpoint_id);
+    raw
 }
 
 impl DeadLetter {
@@ -89,7 +96,7 @@ impl DeadLetter {
             "error": entry.error,
             "key": entry.key,
             "origin": entry.origin,
-            "record": entry.raw,
+            "record": entry.record.map(record_json),
         });
         let writer = self.writer.as_mut().expect("opened above");
         serde_json::to_writer(&mut *writer, &line)?;
@@ -103,5 +110,46 @@ impl DeadLetter {
             Some(w) => w.flush(),
             None => Ok(()),
         }
+    }
+
+    /// Flushes and fsyncs, so the file is as durable as the state that counts it.
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        match &mut self.writer {
+            Some(w) => {
+                w.flush()?;
+                w.get_ref().sync_data()
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Continues the file of an earlier run that had `entries` confirmed entries:
+    /// lines after those (from records that will be processed again) are cut off.
+    pub fn resume(&mut self, entries: u64) -> std::io::Result<()> {
+        self.count = entries;
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut seen = 0u64;
+        let mut keep = 0usize;
+        for (i, b) in bytes.iter().enumerate() {
+            if seen == entries {
+                break;
+            }
+            if *b == b'\n' {
+                seen += 1;
+                keep = i + 1;
+            }
+        }
+        if seen < entries {
+            keep = bytes.len();
+            self.count = seen;
+        }
+        OpenOptions::new()
+            .write(true)
+            .open(&self.path)?
+            .set_len(keep as u64)
     }
 }

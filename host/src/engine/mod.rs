@@ -3,11 +3,15 @@
 //! The source runs in its own task and hands batches over a bounded channel, so
 //! reading overlaps decoding and writing while memory stays bounded (at most
 //! [`IN_FLIGHT_BATCHES`] batches wait). Records fail one by one into the dead-letter
-//! file; only store errors that retries cannot fix stop the run.
+//! file; only store errors that retries cannot fix stop the run. After every batch the
+//! sink makes its output durable and the resume state records how far it got.
 
 pub mod dead_letter;
+pub mod fault;
 pub mod progress;
 pub mod retry;
+pub mod shutdown;
+pub mod state;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -15,26 +19,20 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use crate::codec;
-use crate::config::RunConfig;
-use crate::error::{RunError, StoreError};
+use crate::config::{ResumeMode, RunConfig};
+use crate::error::{ConfigError, RunError, StoreError};
 use crate::filters::Filters;
-use crate::record::{Checkpoint, CheckpointKey};
+use crate::record::Checkpoint;
 use crate::run::{RunInfo, RunStats};
 use crate::sinks::{self, Sink};
 use crate::sources::{self, BatchLimits, OpenError, SourceBatch};
 use dead_letter::{DeadLetter, Entry, Stage};
+use retry::Backoff;
+pub use shutdown::Shutdown;
+use state::{Counts, RunState, StateFile, Status};
 
 /// Batches read ahead of the writer.
 const IN_FLIGHT_BATCHES: usize = 2;
-
-/// Told about every batch the sink has confirmed; resume state hangs off this.
-pub trait CommitObserver: Send {
-    fn committed(&mut self, _last_key: &CheckpointKey, _stats: &RunStats) {}
-}
-
-/// An observer that keeps nothing.
-pub struct NoState;
-impl CommitObserver for NoState {}
 
 /// What a finished run reports.
 #[derive(Debug)]
@@ -45,6 +43,8 @@ pub struct RunReport {
     pub destination: String,
     /// The dead-letter file, when records failed.
     pub dead_letter: Option<PathBuf>,
+    /// Set when this run continued an earlier one.
+    pub resumed_from: Option<String>,
 }
 
 pub fn open_error(e: OpenError, what: &str) -> RunError {
@@ -54,23 +54,110 @@ pub fn open_error(e: OpenError, what: &str) -> RunError {
     }
 }
 
-/// Runs a migration to the end.
-pub async fn run(
-    config: &RunConfig,
-    observer: &mut dyn CommitObserver,
-) -> Result<RunReport, RunError> {
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+fn io_error(path: &std::path::Path, e: std::io::Error) -> RunError {
+    RunError::Io(format!("writing {}: {e}", path.display()))
+}
+
+/// The state of an unfinished earlier run to continue, per the resume mode.
+fn previous_run(config: &RunConfig, file: &StateFile) -> Result<Option<RunState>, RunError> {
+    let previous = file
+        .load()
+        .map_err(|e| RunError::Io(format!("reading the resume state: {e}")))?
+        .filter(|s| s.status != Status::Finished);
+    match (config.resume, previous) {
+        (ResumeMode::Restart, _) => {
+            file.remove()
+                .map_err(|e| RunError::Io(format!("removing {}: {e}", file.path().display())))?;
+            Ok(None)
+        }
+        (ResumeMode::Ask, Some(state)) => Err(RunError::Config(ConfigError::Invalid(format!(
+            "an unfinished run of this configuration was found ({}; {} written, status {:?}, state {}): \
+             give --resume to continue it or --restart to start over",
+            state
+                .last_key
+                .as_ref()
+                .map_or("no batch confirmed yet".into(), |k| format!(
+                    "last confirmed {k}"
+                )),
+            state.counts.written,
+            state.status,
+            file.path().display()
+        )))),
+        (ResumeMode::Resume, None) => {
+            tracing::info!(
+                "--resume: no unfinished run of this configuration; starting from the beginning"
+            );
+            Ok(None)
+        }
+        (_, previous) => Ok(previous),
+    }
+}
+
+/// Runs a migration to the end (or until interrupted).
+pub async fn run(config: &RunConfig, shutdown: &Shutdown) -> Result<RunReport, RunError> {
     let filters = config.filters.compile()?;
-    let mut source = retry::with_retries("opening the source", async || {
+    let faults = fault::Faults::from_env();
+    let state_file = StateFile::new(&config.state_dir, &config.fingerprint);
+    let previous = previous_run(config, &state_file)?;
+
+    let mut source = retry::with_retries(config.retry, "opening the source", async || {
         sources::open(&config.source, &filters).await
     })
     .await
     .map_err(|e| open_error(e, "source"))?;
-    let run = RunInfo::new(
-        config.source.kind().name(),
+    let mut run = RunInfo::new(
+        config.source.kind_name(),
         source.describe(),
         config.sink.kind().name(),
     );
+    if let Some(p) = &previous {
+        run.run_id = p.run_id.clone();
+    }
     let mut sink = sinks::open(&config.sink, &run).map_err(|e| open_error(e, "destination"))?;
+    let mut dead_letter_path = config
+        .dead_letter_path
+        .clone()
+        .unwrap_or_else(|| sink.default_dead_letter_path());
+    if let crate::config::SourceConfig::DeadLetter(replayed) = &config.source
+        && same_file(replayed, &dead_letter_path)
+    {
+        // Never append to the file being replayed.
+        dead_letter_path = sinks::partial_path(&dead_letter_path).with_extension("replay.jsonl");
+    }
+    let mut dead = DeadLetter::new(dead_letter_path, run.run_id.clone());
+    let mut stats = RunStats::default();
+    let mut resumed_from = None;
+    if let Some(p) = &previous {
+        sink.resume(p.sink.clone())
+            .await
+            .map_err(|e| RunError::store("resuming the destination failed", e))?;
+        dead.resume(p.dead_letter_entries)
+            .map_err(|e| io_error(dead.path(), e))?;
+        stats.read = p.counts.read;
+        stats.written = p.counts.written;
+        stats.filtered = p.counts.filtered;
+        stats.failed = p.counts.failed;
+        if let Some(key) = &p.last_key {
+            source.resume_after(key.clone());
+        }
+        let at = p
+            .last_key
+            .as_ref()
+            .map_or("the beginning".into(), ToString::to_string);
+        tracing::info!(
+            "resuming run {} after {at} ({} already written)",
+            p.run_id,
+            p.counts.written
+        );
+        resumed_from = Some(at);
+    }
     tracing::info!(
         "run {}: {} -> {}",
         run.run_id,
@@ -81,28 +168,48 @@ pub async fn run(
         "filters pushed into the source: {}",
         source.pushdown_summary()
     );
-    let total = if source.counts_cheaply() {
+    let mut state = RunState {
+        version: state::STATE_VERSION,
+        fingerprint: config.fingerprint.clone(),
+        run_id: run.run_id.clone(),
+        status: Status::Running,
+        last_key: previous.as_ref().and_then(|p| p.last_key.clone()),
+        sink: previous
+            .as_ref()
+            .map_or(serde_json::Value::Null, |p| p.sink.clone()),
+        counts: previous
+            .as_ref()
+            .map(|p| p.counts.clone())
+            .unwrap_or_default(),
+        dead_letter_entries: dead.count(),
+        source: run.source.clone(),
+        destination: sink.describe(),
+        started_at: previous
+            .as_ref()
+            .map_or_else(|| run.started_at.to_rfc3339(), |p| p.started_at.clone()),
+        updated_at: chrono::Utc::now().to_rfc3339(),
+    };
+    state_file
+        .save(&state)
+        .map_err(|e| io_error(state_file.path(), e))?;
+
+    let total = if source.counts_cheaply() && previous.is_none() {
         source.count_by_thread(true).await.ok().map(|c| c.total())
     } else {
         None
     };
-    let dead_letter_path = config
-        .dead_letter_path
-        .clone()
-        .unwrap_or_else(|| sink.default_dead_letter_path());
-    let mut dead = DeadLetter::new(dead_letter_path, run.run_id.clone());
     let mut progress = progress::Progress::new(total);
     let started = Instant::now();
-    let mut stats = RunStats::default();
 
     let limits = BatchLimits {
         max_records: config.batch_size,
         max_bytes: config.max_batch_bytes,
     };
+    let policy = config.retry;
     let (tx, mut rx) = mpsc::channel::<Result<SourceBatch, StoreError>>(IN_FLIGHT_BATCHES);
     let reader = tokio::spawn(async move {
         loop {
-            let mut backoff = retry::Backoff::default();
+            let mut backoff = Backoff::new(policy);
             let next = loop {
                 match source.next_batch(limits).await {
                     Err(e) => match backoff.retry_after("reading the source", &e) {
@@ -112,58 +219,133 @@ pub async fn run(
                     ok => break ok,
                 }
             };
-            let end = !matches!(next, Ok(Some(_)));
             let item = match next {
                 Ok(Some(batch)) => Ok(batch),
                 Ok(None) => break,
                 Err(e) => Err(e),
             };
+            let end = item.is_err();
             if tx.send(item).await.is_err() || end {
                 break;
             }
         }
-        source
     });
 
-    let outcome = async {
-        while let Some(batch) = rx.recv().await {
-            let batch = batch.map_err(|e| RunError::store("reading the source failed", e))?;
-            process_batch(
-                batch,
-                &filters,
-                sink.as_mut(),
-                &mut dead,
-                &mut stats,
-                observer,
-            )
-            .await?;
-            stats.duration = started.elapsed();
-            progress.update(&stats);
+    let mut stop: Option<RunError> = None;
+    let mut interrupted = false;
+    while let Some(batch) = rx.recv().await {
+        let batch = match batch {
+            Ok(b) => b,
+            Err(e) => {
+                stop = Some(RunError::store("reading the source failed", e));
+                break;
+            }
+        };
+        let last_key = batch.last_key.clone();
+        if let Err(e) = process_batch(
+            batch,
+            &filters,
+            sink.as_mut(),
+            &mut dead,
+            &mut stats,
+            policy,
+        )
+        .await
+        {
+            stop = Some(e);
+            break;
         }
-        Ok::<_, RunError>(())
+        faults.after_write(stats.batches);
+        // Make the batch durable, then record it: the state never runs ahead.
+        match retry::with_retries(policy, "confirming the destination", async || {
+            sink.checkpoint().await
+        })
+        .await
+        {
+            Ok(Some(sink_state)) => {
+                dead.sync().map_err(|e| io_error(dead.path(), e))?;
+                state.last_key = last_key.or(state.last_key.take());
+                state.sink = sink_state;
+                state.counts = Counts {
+                    read: stats.read,
+                    written: stats.written,
+                    filtered: stats.filtered,
+                    failed: stats.failed,
+                };
+                state.dead_letter_entries = dead.count();
+                state.updated_at = chrono::Utc::now().to_rfc3339();
+                state_file
+                    .save(&state)
+                    .map_err(|e| io_error(state_file.path(), e))?;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                stop = Some(RunError::store("confirming the destination failed", e));
+                break;
+            }
+        }
+        faults.after_commit(stats.batches);
+        stats.duration = started.elapsed();
+        progress.update(&stats);
+        if config.max_errors > 0 && stats.failed > config.max_errors {
+            stop = Some(RunError::TooManyErrors {
+                failed: stats.failed,
+                limit: config.max_errors,
+            });
+            break;
+        }
+        if shutdown.requested() {
+            interrupted = true;
+            break;
+        }
     }
-    .await;
     drop(rx);
-    let _source = reader
-        .await
-        .map_err(|e| RunError::Io(format!("source task failed: {e}")))?;
+    reader.abort();
+    let _ = reader.await;
     progress.finish();
-    outcome?;
-
     stats.duration = started.elapsed();
-    stats.failed = dead.count();
-    dead.flush()
-        .map_err(|e| RunError::Io(format!("writing {}: {e}", dead.path().display())))?;
+    dead.flush().map_err(|e| io_error(dead.path(), e))?;
+
+    if interrupted || stop.is_some() {
+        state.status = if interrupted {
+            Status::Interrupted
+        } else {
+            Status::Failed
+        };
+        state.updated_at = chrono::Utc::now().to_rfc3339();
+        state_file
+            .save(&state)
+            .map_err(|e| io_error(state_file.path(), e))?;
+        sink.suspend()
+            .await
+            .map_err(|e| RunError::store("closing the destination failed", e))?;
+        return Err(match stop {
+            Some(e) => e,
+            None => RunError::Interrupted {
+                written: stats.written,
+                state: state_file.path().display().to_string(),
+            },
+        });
+    }
+
     let destination = sink.describe();
-    sink.finish(&stats)
-        .await
-        .map_err(|e| RunError::store("finishing the destination failed", e))?;
+    retry::with_retries(policy, "finishing the destination", async || {
+        sink.finish(&stats).await
+    })
+    .await
+    .map_err(|e| RunError::store("finishing the destination failed", e))?;
+    state.status = Status::Finished;
+    state.updated_at = chrono::Utc::now().to_rfc3339();
+    state_file
+        .save(&state)
+        .map_err(|e| io_error(state_file.path(), e))?;
     Ok(RunReport {
         source: run.source.clone(),
         destination,
         dead_letter: (dead.count() > 0).then(|| dead.path().clone()),
         run,
         stats,
+        resumed_from,
     })
 }
 
@@ -175,11 +357,8 @@ async fn process_batch(
     sink: &mut dyn Sink,
     dead: &mut DeadLetter,
     stats: &mut RunStats,
-    observer: &mut dyn CommitObserver,
+    policy: crate::config::RetryPolicy,
 ) -> Result<(), RunError> {
-    let dead_letter_io = |e: std::io::Error, path: &PathBuf| {
-        RunError::Io(format!("writing {}: {e}", path.display()))
-    };
     stats.batches += 1;
     stats.bytes_read += batch.bytes as u64;
     stats.read += (batch.records.len() + batch.failed.len()) as u64;
@@ -189,9 +368,9 @@ async fn process_batch(
             error: &failed.error,
             key: failed.key.as_ref(),
             origin: &failed.origin,
-            raw: None,
+            record: None,
         })
-        .map_err(|e| dead_letter_io(e, dead.path()))?;
+        .map_err(|e| io_error(dead.path(), e))?;
     }
     let mut kept: Vec<Checkpoint> = Vec::with_capacity(batch.records.len());
     for mut record in batch.records {
@@ -205,9 +384,9 @@ async fn process_batch(
                 error: &e.to_string(),
                 key: Some(&record.key),
                 origin: &record.origin,
-                raw: Some(record.raw_json()),
+                record: Some(&record),
             })
-            .map_err(|e| dead_letter_io(e, dead.path()))?;
+            .map_err(|e| io_error(dead.path(), e))?;
             continue;
         }
         let view = record.view.as_ref().expect("decoded above");
@@ -221,7 +400,7 @@ async fn process_batch(
         kept.push(record);
     }
     if !kept.is_empty() {
-        let rejected = retry::with_retries("writing to the destination", async || {
+        let rejected = retry::with_retries(policy, "writing to the destination", async || {
             sink.write_batch(&kept).await
         })
         .await
@@ -233,9 +412,9 @@ async fn process_batch(
                 error: &r.reason,
                 key: Some(&record.key),
                 origin: &record.origin,
-                raw: Some(record.raw_json()),
+                record: Some(record),
             })
-            .map_err(|e| dead_letter_io(e, dead.path()))?;
+            .map_err(|e| io_error(dead.path(), e))?;
         }
         stats.written += (kept.len() - rejected.len()) as u64;
     }
@@ -248,9 +427,6 @@ async fn process_batch(
         stats.filtered,
         stats.failed
     );
-    if let Some(last) = &batch.last_key {
-        observer.committed(last, stats);
-    }
     Ok(())
 }
 

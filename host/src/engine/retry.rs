@@ -7,7 +7,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use crate::error::StoreError;
 use crate::sources::OpenError;
 
-const MAX_RETRIES: usize = 5;
+use crate::config::RetryPolicy;
 
 /// An error that may say it is worth retrying.
 pub trait MaybeRetriable: std::fmt::Display {
@@ -26,25 +26,28 @@ impl MaybeRetriable for OpenError {
     }
 }
 
-/// Delays between attempts: exponential with jitter, bounded in count.
+/// Delays between attempts: exponential with jitter, bounded in count and in total
+/// waiting time.
 pub struct Backoff {
     delays: backon::ExponentialBackoff,
+    budget: Duration,
+    waited: Duration,
 }
 
-impl Default for Backoff {
-    fn default() -> Self {
+impl Backoff {
+    pub fn new(policy: RetryPolicy) -> Self {
         Self {
             delays: ExponentialBuilder::default()
                 .with_min_delay(Duration::from_millis(200))
                 .with_max_delay(Duration::from_secs(10))
-                .with_max_times(MAX_RETRIES)
+                .with_max_times(policy.max_retries)
                 .with_jitter()
                 .build(),
+            budget: policy.budget,
+            waited: Duration::ZERO,
         }
     }
-}
 
-impl Backoff {
     /// How long to wait before trying again after `error`; `None` when the error is
     /// not retriable or the retries are used up.
     pub fn retry_after(&mut self, what: &str, error: &impl MaybeRetriable) -> Option<Duration> {
@@ -52,6 +55,10 @@ impl Backoff {
             return None;
         }
         let delay = self.delays.next()?;
+        if self.waited + delay > self.budget {
+            return None;
+        }
+        self.waited += delay;
         tracing::warn!("{what}: {error}; retrying in {:.1} s", delay.as_secs_f64());
         Some(delay)
     }
@@ -59,13 +66,14 @@ impl Backoff {
 
 /// Runs `op`, retrying retriable errors with exponential backoff and jitter.
 pub async fn with_retries<T, E>(
+    policy: RetryPolicy,
     what: &str,
     mut op: impl AsyncFnMut() -> Result<T, E>,
 ) -> Result<T, E>
 where
     E: MaybeRetriable,
 {
-    let mut backoff = Backoff::default();
+    let mut backoff = Backoff::new(policy);
     loop {
         match op().await {
             Ok(v) => return Ok(v),

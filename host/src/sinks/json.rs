@@ -7,10 +7,10 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Rejected, Sink, check_dir_writable, safe_file_name};
+use super::{Rejected, Sink, check_dir_writable, partial_path, safe_file_name};
 use crate::config::JsonSinkConfig;
 use crate::error::StoreError;
 use crate::record::{Checkpoint, Origin, RawValues};
@@ -82,21 +82,34 @@ pub fn export_object(record: &Checkpoint) -> ExportObject<'_> {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct FileEntry {
-    /// `None` for the single file.
-    thread_id: Option<String>,
+    /// The thread id, or "" for the single file.
+    group: String,
+    /// Path relative to the output directory, as it is named when complete.
     file: String,
     checkpoints: u64,
+    /// Bytes written so far (what a resumed run keeps of the `.partial` file).
+    length: u64,
+}
+
+/// What the sink records at a checkpoint: every file and its confirmed length.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct ResumeState {
+    files: Vec<FileEntry>,
 }
 
 pub struct JsonSink {
     config: JsonSinkConfig,
     run: RunInfo,
-    files: HashMap<String, FileEntry>,
-    /// Order in which threads got a file (for a stable manifest).
-    order: Vec<String>,
-    open: Vec<(String, BufWriter<File>)>,
+    /// Index into `entries` by group.
+    index: HashMap<String, usize>,
+    /// Files in the order they were created (a stable manifest).
+    entries: Vec<FileEntry>,
+    /// Open writers (by entry index), least recently used first.
+    open: Vec<(usize, BufWriter<File>)>,
+    /// Entries written since the last checkpoint (to fsync).
+    dirty: Vec<usize>,
 }
 
 impl JsonSink {
@@ -104,9 +117,10 @@ impl JsonSink {
         Self {
             config,
             run,
-            files: HashMap::new(),
-            order: Vec::new(),
+            index: HashMap::new(),
+            entries: Vec::new(),
             open: Vec::new(),
+            dirty: Vec::new(),
         }
     }
 
@@ -122,7 +136,7 @@ impl JsonSink {
         self.config.output_dir.join(file)
     }
 
-    fn io_error(&self, path: &Path, what: &str, e: std::io::Error) -> StoreError {
+    fn io_error(path: &Path, what: &str, e: std::io::Error) -> StoreError {
         let message = format!("{what} {}: {e}", path.display());
         match e.kind() {
             std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut => {
@@ -132,64 +146,57 @@ impl JsonSink {
         }
     }
 
-    /// The writer for `group` (a thread id, or "" for the single file), opening,
-    /// creating or reopening its file.
-    fn writer(&mut self, group: &str) -> Result<(&mut BufWriter<File>, bool), StoreError> {
-        if let Some(pos) = self.open.iter().position(|(g, _)| g == group) {
-            let first = self.files.get(group).is_none_or(|f| f.checkpoints == 0);
+    /// The entry index for `group`, creating its (empty) `.partial` file if new.
+    fn entry_for(&mut self, group: &str) -> Result<usize, StoreError> {
+        if let Some(&i) = self.index.get(group) {
+            return Ok(i);
+        }
+        // Thread files live in `threads/` so no thread id can collide with
+        // `manifest.json` or `dead-letter.jsonl`.
+        let stem = if self.config.single_file {
+            "checkpoints".to_owned()
+        } else {
+            format!("threads/{}", safe_file_name(group))
+        };
+        let file = format!("{stem}.{}", self.extension());
+        let partial = partial_path(&self.path(&file));
+        if let Some(parent) = partial.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Self::io_error(parent, "cannot create", e))?;
+        }
+        File::create(&partial).map_err(|e| Self::io_error(&partial, "cannot create", e))?;
+        self.entries.push(FileEntry {
+            group: group.to_owned(),
+            file,
+            checkpoints: 0,
+            length: 0,
+        });
+        let i = self.entries.len() - 1;
+        self.index.insert(group.to_owned(), i);
+        Ok(i)
+    }
+
+    /// The open writer of entry `i` (reopened for appending when it was closed).
+    fn writer(&mut self, i: usize) -> Result<&mut BufWriter<File>, StoreError> {
+        if let Some(pos) = self.open.iter().position(|(e, _)| *e == i) {
             let entry = self.open.remove(pos);
             self.open.push(entry);
-            let last = self.open.last_mut().map(|(_, w)| w);
-            return Ok((last.expect("just pushed"), first));
-        }
-        if self.open.len() >= MAX_OPEN_FILES {
-            let (_, mut oldest) = self.open.remove(0);
-            oldest
-                .flush()
-                .map_err(|e| StoreError::fatal(format!("flushing a JSON file: {e}")))?;
-        }
-        let existing = self.files.get(group).map(|f| f.file.clone());
-        let (file_name, new) = match existing {
-            Some(name) => (name, false),
-            None => {
-                // Thread files live in `threads/` so no thread id can collide with
-                // `manifest.json` or `dead-letter.jsonl`.
-                let stem = if self.config.single_file {
-                    "checkpoints".to_owned()
-                } else {
-                    format!("threads/{}", safe_file_name(group))
-                };
-                (format!("{stem}.{}", self.extension()), true)
-            }
-        };
-        let path = self.path(&file_name);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| self.io_error(parent, "cannot create", e))?;
-        }
-        let file = if new {
-            File::create(&path).map_err(|e| self.io_error(&path, "cannot create", e))?
         } else {
-            OpenOptions::new()
+            if self.open.len() >= MAX_OPEN_FILES {
+                let (_, mut oldest) = self.open.remove(0);
+                oldest
+                    .flush()
+                    .map_err(|e| StoreError::fatal(format!("flushing a JSON file: {e}")))?;
+            }
+            let partial = partial_path(&self.path(&self.entries[i].file));
+            let file = OpenOptions::new()
                 .append(true)
-                .open(&path)
-                .map_err(|e| self.io_error(&path, "cannot reopen", e))?
-        };
-        if new {
-            self.files.insert(
-                group.to_owned(),
-                FileEntry {
-                    thread_id: (!self.config.single_file).then(|| group.to_owned()),
-                    file: file_name,
-                    checkpoints: 0,
-                },
-            );
-            self.order.push(group.to_owned());
+                .open(&partial)
+                .map_err(|e| Self::io_error(&partial, "cannot reopen", e))?;
+            self.open
+                .push((i, BufWriter::with_capacity(256 * 1024, file)));
         }
-        self.open
-            .push((group.to_owned(), BufWriter::with_capacity(256 * 1024, file)));
-        let last = self.open.last_mut().map(|(_, w)| w);
-        Ok((last.expect("just pushed"), new))
+        Ok(&mut self.open.last_mut().expect("just pushed").1)
     }
 
     fn encode(&self, record: &Checkpoint) -> Result<Vec<u8>, String> {
@@ -207,11 +214,25 @@ impl JsonSink {
         }
     }
 
+    fn close_all(&mut self) -> Result<(), StoreError> {
+        for (_, mut w) in self.open.drain(..) {
+            w.flush()
+                .map_err(|e| StoreError::fatal(format!("flushing JSON output: {e}")))?;
+        }
+        Ok(())
+    }
+
     fn write_manifest(&self, stats: &RunStats) -> Result<(), StoreError> {
-        let files: Vec<&FileEntry> = self
-            .order
+        let files: Vec<Value> = self
+            .entries
             .iter()
-            .filter_map(|g| self.files.get(g))
+            .map(|e| {
+                serde_json::json!({
+                    "thread_id": (!self.config.single_file).then_some(&e.group),
+                    "file": e.file,
+                    "checkpoints": e.checkpoints,
+                })
+            })
             .collect();
         let manifest = serde_json::json!({
             "format": FORMAT,
@@ -229,7 +250,7 @@ impl JsonSink {
         let path = self.path("manifest.json");
         let text = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| StoreError::fatal(format!("encoding the manifest: {e}")))?;
-        std::fs::write(&path, text).map_err(|e| self.io_error(&path, "cannot write", e))
+        std::fs::write(&path, text).map_err(|e| Self::io_error(&path, "cannot write", e))
     }
 }
 
@@ -248,8 +269,6 @@ impl Sink for JsonSink {
     }
 
     async fn write_batch(&mut self, records: &[Checkpoint]) -> Result<Vec<Rejected>, StoreError> {
-        let dir = self.config.output_dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|e| self.io_error(&dir, "cannot create", e))?;
         let mut rejected = Vec::new();
         let array = self.is_array();
         for (index, record) in records.iter().enumerate() {
@@ -265,48 +284,166 @@ impl Sink for JsonSink {
             } else {
                 record.key.thread_id.as_str()
             };
-            let (writer, first) = self.writer(group)?;
+            let i = self.entry_for(group)?;
+            let first = self.entries[i].checkpoints == 0;
+            let separator: &[u8] = match (array, first) {
+                (true, true) => b"[\n",
+                (true, false) => b",\n",
+                (false, _) => b"",
+            };
+            let terminator: &[u8] = if array { b"" } else { b"\n" };
+            let writer = self.writer(i)?;
             let result = (|| {
-                if array {
-                    writer.write_all(if first { b"[\n" } else { b",\n" })?;
-                }
+                writer.write_all(separator)?;
                 writer.write_all(&bytes)?;
-                if !array {
-                    writer.write_all(b"\n")?;
-                }
-                Ok::<_, std::io::Error>(())
+                writer.write_all(terminator)
             })();
             result
                 .map_err(|e| StoreError::fatal(format!("writing JSON for {}: {e}", record.key)))?;
-            if let Some(entry) = self.files.get_mut(group) {
-                entry.checkpoints += 1;
+            let entry = &mut self.entries[i];
+            entry.checkpoints += 1;
+            entry.length += (separator.len() + bytes.len() + terminator.len()) as u64;
+            if !self.dirty.contains(&i) {
+                self.dirty.push(i);
             }
-        }
-        for (_, w) in &mut self.open {
-            w.flush()
-                .map_err(|e| StoreError::fatal(format!("flushing JSON output: {e}")))?;
         }
         Ok(rejected)
     }
 
-    async fn finish(&mut self, stats: &RunStats) -> Result<(), StoreError> {
-        std::fs::create_dir_all(&self.config.output_dir)
-            .map_err(|e| self.io_error(&self.config.output_dir, "cannot create", e))?;
-        for (_, mut w) in self.open.drain(..) {
+    async fn checkpoint(&mut self) -> Result<Option<Value>, StoreError> {
+        for (i, w) in &mut self.open {
             w.flush()
                 .map_err(|e| StoreError::fatal(format!("flushing JSON output: {e}")))?;
+            if self.dirty.contains(i) {
+                w.get_ref()
+                    .sync_data()
+                    .map_err(|e| StoreError::fatal(format!("syncing JSON output: {e}")))?;
+            }
         }
-        if self.is_array() {
-            for entry in self.files.values() {
-                let path = self.path(&entry.file);
+        self.dirty.clear();
+        let state = ResumeState {
+            files: self.entries.clone(),
+        };
+        serde_json::to_value(state)
+            .map(Some)
+            .map_err(|e| StoreError::fatal(e.to_string()))
+    }
+
+    async fn resume(&mut self, state: Value) -> Result<(), StoreError> {
+        let state: ResumeState = if state.is_null() {
+            ResumeState::default()
+        } else {
+            serde_json::from_value(state)
+                .map_err(|e| StoreError::fatal(format!("unreadable JSON resume state: {e}")))?
+        };
+        for entry in state.files {
+            let final_path = self.path(&entry.file);
+            let partial = partial_path(&final_path);
+            // A crash during `finish` may have renamed some files already.
+            if !partial.exists() && final_path.exists() {
+                std::fs::rename(&final_path, &partial)
+                    .map_err(|e| Self::io_error(&final_path, "cannot reopen", e))?;
+            }
+            let file = OpenOptions::new()
+                .write(true)
+                .open(&partial)
+                .map_err(|e| Self::io_error(&partial, "cannot resume", e))?;
+            // Drop what was written after the last confirmed batch.
+            file.set_len(entry.length)
+                .map_err(|e| Self::io_error(&partial, "cannot resume", e))?;
+            self.index.insert(entry.group.clone(), self.entries.len());
+            self.entries.push(entry);
+        }
+        Ok(())
+    }
+
+    async fn suspend(&mut self) -> Result<(), StoreError> {
+        self.close_all()
+    }
+
+    async fn finish(&mut self, stats: &RunStats) -> Result<(), StoreError> {
+        std::fs::create_dir_all(&self.config.output_dir)
+            .map_err(|e| Self::io_error(&self.config.output_dir, "cannot create", e))?;
+        self.close_all()?;
+        for entry in &self.entries {
+            let final_path = self.path(&entry.file);
+            let partial = partial_path(&final_path);
+            if self.is_array() {
                 let mut f = OpenOptions::new()
                     .append(true)
-                    .open(&path)
-                    .map_err(|e| self.io_error(&path, "cannot reopen", e))?;
+                    .open(&partial)
+                    .map_err(|e| Self::io_error(&partial, "cannot reopen", e))?;
                 f.write_all(b"\n]\n")
-                    .map_err(|e| self.io_error(&path, "cannot write", e))?;
+                    .and_then(|()| f.sync_data())
+                    .map_err(|e| Self::io_error(&partial, "cannot write", e))?;
             }
+            std::fs::rename(&partial, &final_path)
+                .map_err(|e| Self::io_error(&final_path, "cannot rename into place", e))?;
         }
         self.write_manifest(stats)
     }
+}
+
+/// Reads a finished export back into records (raw values, keys, parent), for
+/// `verify`. Needs `manifest.json`: an export without it did not finish.
+pub fn read_back(
+    config: &JsonSinkConfig,
+    each: &mut dyn FnMut(Checkpoint),
+) -> Result<(), StoreError> {
+    let manifest_path = config.output_dir.join("manifest.json");
+    let manifest: Value = std::fs::read(&manifest_path)
+        .map_err(|e| {
+            StoreError::fatal(format!(
+                "{}: {e} (an export without its manifest did not finish)",
+                manifest_path.display()
+            ))
+        })
+        .and_then(|b| {
+            serde_json::from_slice(&b)
+                .map_err(|e| StoreError::fatal(format!("{}: {e}", manifest_path.display())))
+        })?;
+    let array = manifest["encoding"] == "json-array";
+    for file in manifest["files"].as_array().into_iter().flatten() {
+        let name = file["file"].as_str().unwrap_or_default();
+        let path = config.output_dir.join(name);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| StoreError::fatal(format!("{}: {e}", path.display())))?;
+        let objects: Vec<Value> = if array {
+            serde_json::from_str(&text)
+                .map_err(|e| StoreError::fatal(format!("{}: {e}", path.display())))?
+        } else {
+            text.lines()
+                .enumerate()
+                .map(|(i, line)| {
+                    serde_json::from_str(line).map_err(|e| {
+                        StoreError::fatal(format!("{} line {}: {e}", path.display(), i + 1))
+                    })
+                })
+                .collect::<Result<_, _>>()?
+        };
+        for object in objects {
+            let mut record = object["raw"].clone();
+            record["parent_checkpoint_id"] = object["parent_checkpoint_id"].clone();
+            let entry = serde_json::json!({
+                "key": {
+                    "thread_id": object["thread_id"],
+                    "checkpoint_ns": object["checkpoint_ns"],
+                    "checkpoint_id": object["checkpoint_id"],
+                },
+                "origin": object["origin"],
+                "record": record,
+            });
+            match crate::sources::dead_letter::record_from_entry(&entry) {
+                Ok(Some(r)) => each(r),
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(StoreError::fatal(format!(
+                        "{}: a checkpoint cannot be read back: {e}",
+                        path.display()
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -36,6 +36,20 @@ pub trait Sink: Send {
     /// durable as the sink makes them (the engine then records resume state).
     async fn write_batch(&mut self, records: &[Checkpoint]) -> Result<Vec<Rejected>, StoreError>;
 
+    /// Makes everything written so far durable and returns what [`Sink::resume`]
+    /// needs to continue right after it. `None`: this sink cannot continue mid-way, so
+    /// a resumed run starts it over (the engine then does not advance the resume
+    /// point).
+    async fn checkpoint(&mut self) -> Result<Option<serde_json::Value>, StoreError>;
+
+    /// Continues the output of an earlier run from one of its checkpoints (or from
+    /// `null`: start over). Called before the first write.
+    async fn resume(&mut self, state: serde_json::Value) -> Result<(), StoreError>;
+
+    /// Stops without finishing (interrupted or failed run): files are closed but keep
+    /// their `.partial` names, so nothing unfinished looks complete.
+    async fn suspend(&mut self) -> Result<(), StoreError>;
+
     /// Flushes and closes everything; `stats` are the run's final counters.
     async fn finish(&mut self, stats: &RunStats) -> Result<(), StoreError>;
 }
@@ -86,6 +100,13 @@ pub fn safe_file_name(s: &str) -> String {
         cut -= 1;
     }
     format!("{}~{hex}", &out[..cut])
+}
+
+/// `path` with `.partial` appended: where a file lives until it is complete.
+pub fn partial_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".partial");
+    PathBuf::from(p)
 }
 
 /// Checks, without leaving anything behind, that `dir` (or its nearest existing

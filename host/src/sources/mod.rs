@@ -1,6 +1,7 @@
 //! Sources: stores we read checkpoints from. A source only reads raw records in key
 //! order; decoding, filtering, plugins and writing happen in the engine.
 
+pub mod dead_letter;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
@@ -80,6 +81,7 @@ pub trait Source: Send {
 /// Opens the configured source with the run's filters.
 pub async fn open(config: &SourceConfig, filters: &Filters) -> Result<Box<dyn Source>, OpenError> {
     match config {
+        SourceConfig::DeadLetter(path) => Ok(Box::new(dead_letter::DeadLetterSource::open(path)?)),
         SourceConfig::Sqlite(c) => Ok(Box::new(sqlite::SqliteSource::open(c, filters).await?)),
         SourceConfig::Postgres(c) => Ok(Box::new(
             postgres::PostgresSource::open(c, filters, Pushdown::On).await?,

@@ -1,0 +1,107 @@
+//! The resume state: one small JSON file per run configuration
+//! (`<state_dir>/state-<fingerprint>.json`), rewritten atomically (temporary file,
+//! fsync, rename) only after the destination confirmed what it records. It holds keys
+//! and counts, never a secret.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::record::CheckpointKey;
+
+pub const STATE_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Running, or killed while running.
+    Running,
+    /// Stopped by Ctrl-C / SIGTERM after finishing its batch.
+    Interrupted,
+    /// Stopped by an error (retries exhausted, too many failed records).
+    Failed,
+    Finished,
+}
+
+/// Counters as of the last confirmed batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub read: u64,
+    pub written: u64,
+    pub filtered: u64,
+    pub failed: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunState {
+    pub version: u32,
+    pub fingerprint: String,
+    pub run_id: String,
+    pub status: Status,
+    /// Everything up to and including this key is in the destination.
+    pub last_key: Option<CheckpointKey>,
+    /// The destination's own resume data (open files and their lengths…).
+    pub sink: Value,
+    pub counts: Counts,
+    /// Entries of the dead-letter file as of `last_key` (later ones are dropped on
+    /// resume: those records are processed again).
+    #[serde(default)]
+    pub dead_letter_entries: u64,
+    pub source: String,
+    pub destination: String,
+    pub started_at: String,
+    pub updated_at: String,
+}
+
+pub struct StateFile {
+    path: PathBuf,
+}
+
+impl StateFile {
+    pub fn new(dir: &Path, fingerprint: &str) -> Self {
+        Self {
+            path: dir.join(format!("state-{fingerprint}.json")),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn load(&self) -> std::io::Result<Option<RunState>> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: {e}", self.path.display()),
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn save(&self, state: &RunState) -> std::io::Result<()> {
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut tmp = self.path.clone().into_os_string();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        {
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(&serde_json::to_vec_pretty(state)?)?;
+            file.sync_all()?;
+        }
+        std::fs::rename(&tmp, &self.path)
+    }
+
+    pub fn remove(&self) -> std::io::Result<()> {
+        match std::fs::remove_file(&self.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
