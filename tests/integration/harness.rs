@@ -274,3 +274,73 @@ pub async fn read_postgres(
     }
     out
 }
+
+/// Runs the CLI in `dir` with extra environment variables.
+pub fn cli_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ckpt-migrate"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_remove("CKPT_MIGRATE_LOG");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    Run {
+        output: command.output().expect("run ckpt-migrate"),
+    }
+}
+
+/// Starts the CLI in the background (for kill and signal tests).
+pub fn spawn_cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ckpt-migrate"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_remove("CKPT_MIGRATE_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.spawn().expect("spawn ckpt-migrate")
+}
+
+/// The resume state file of the single run configuration used in `dir`.
+pub fn state_of(dir: &Path) -> Option<Value> {
+    let states = dir.join(".ckpt-migrate");
+    let entry = std::fs::read_dir(states).ok()?.find_map(|e| {
+        let p = e.ok()?.path();
+        (p.extension()? == "json").then_some(p)
+    })?;
+    serde_json::from_slice(&std::fs::read(entry).ok()?).ok()
+}
+
+/// Waits (bounded) until `done` holds.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Every file under `dir`, relative, sorted.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}

@@ -9,4 +9,5 @@ mod json_export;
 mod oracle;
 mod parquet_export;
 mod postgres_source;
+mod reliability;
 mod sqlite_source;
