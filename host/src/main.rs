@@ -96,6 +96,12 @@ fn print_summary(report: &RunReport) {
         s.records_per_second(),
         report.run.run_id,
     );
+    if s.vanished > 0 {
+        eprintln!(
+            "  {} key(s) vanished (expired or deleted) between listing and reading: skipped",
+            s.vanished
+        );
+    }
     for (kind, n) in &s.undecoded {
         eprintln!("  note: {kind} ×{n} (raw bytes kept)");
     }

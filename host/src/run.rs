@@ -44,6 +44,8 @@ pub struct RunStats {
     /// Raw bytes read.
     pub bytes_read: u64,
     pub batches: u64,
+    /// Keys that expired between listing and reading.
+    pub vanished: u64,
     #[serde(serialize_with = "seconds")]
     pub duration: Duration,
     /// Values passed through undecoded, by description.

@@ -344,3 +344,130 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// The private Redis server (with RedisJSON) started by `scripts/test.sh`.
+pub fn redis_url() -> String {
+    std::env::var("CKPT_TEST_REDIS_URL").expect(
+        "CKPT_TEST_REDIS_URL is not set: run the tests with scripts/test.sh, which starts \
+         Redis with the RedisJSON module on loopback",
+    )
+}
+
+/// A database of its own on the test server for each caller (the server has 1024).
+pub fn redis_db() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    let n = NEXT.fetch_add(1, Ordering::SeqCst);
+    assert!(n < 1024, "out of Redis databases");
+    format!("{}/{n}", redis_url())
+}
+
+/// Loads a fixture dump (`dump.jsonl`: one key per line, exact bytes) into `url`.
+pub async fn redis_load(url: &str, dump: &str) {
+    use base64::Engine as _;
+    let b64 = |v: &Value| {
+        base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap())
+            .unwrap()
+    };
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let text = std::fs::read_to_string(fixtures().join(dump)).unwrap();
+    let mut pipe = redis::pipe();
+    for line in text.lines() {
+        let entry: Value = serde_json::from_str(line).unwrap();
+        let key = b64(&entry["key"]);
+        let value = &entry["value"];
+        match entry["type"].as_str().unwrap() {
+            "string" => {
+                pipe.cmd("SET").arg(&key).arg(b64(value)).ignore();
+            }
+            "hash" => {
+                for pair in value.as_array().unwrap() {
+                    pipe.cmd("HSET")
+                        .arg(&key)
+                        .arg(b64(&pair[0]))
+                        .arg(b64(&pair[1]))
+                        .ignore();
+                }
+            }
+            "zset" => {
+                for pair in value.as_array().unwrap() {
+                    let score: f64 = pair[1].as_str().unwrap().parse().unwrap();
+                    pipe.cmd("ZADD")
+                        .arg(&key)
+                        .arg(score)
+                        .arg(b64(&pair[0]))
+                        .ignore();
+                }
+            }
+            "list" => {
+                for item in value.as_array().unwrap() {
+                    pipe.cmd("RPUSH").arg(&key).arg(b64(item)).ignore();
+                }
+            }
+            "ReJSON-RL" => {
+                let doc: Value = serde_json::from_str(value.as_str().unwrap()).unwrap();
+                pipe.cmd("JSON.SET")
+                    .arg(&key)
+                    .arg("$")
+                    .arg(doc[0].to_string())
+                    .ignore();
+            }
+            other => panic!("dump type {other}"),
+        }
+        if let Some(ms) = entry["pttl_ms"].as_i64().filter(|ms| *ms > 0) {
+            pipe.cmd("PEXPIRE").arg(&key).arg(ms).ignore();
+        }
+    }
+    let () = pipe.query_async(&mut conn).await.unwrap();
+}
+
+/// Runs Redis commands against `url`.
+pub async fn redis_exec(url: &str, commands: &[&[&str]]) {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for c in commands {
+        let mut cmd = redis::cmd(c[0]);
+        for a in &c[1..] {
+            cmd.arg(*a);
+        }
+        let _: redis::Value = cmd
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{c:?}: {e}"));
+    }
+}
+
+/// Reads every record of a Redis source through the library, decoded.
+pub async fn read_redis(
+    url: &str,
+    prefix: &str,
+    filters: &FilterConfig,
+    batch: usize,
+) -> (Vec<Checkpoint>, u64) {
+    use ckpt_migrate::sources::redis::RedisSource;
+    let compiled = filters.compile().unwrap();
+    let config = ckpt_migrate::config::RedisSourceConfig {
+        redis_url: url.to_owned(),
+        key_prefix: prefix.to_owned(),
+        decode_responses: None,
+    };
+    let mut source = RedisSource::open(&config, &compiled).await.expect("open");
+    let limits = BatchLimits {
+        max_records: batch,
+        max_bytes: usize::MAX,
+    };
+    let mut out = Vec::new();
+    let mut vanished = 0;
+    while let Some(b) = source.next_batch(limits).await.expect("batch") {
+        assert!(b.failed.is_empty(), "{:?}", b.failed);
+        vanished += b.vanished;
+        for mut r in b.records {
+            codec::decode_record(&mut r).expect("decode");
+            out.push(r);
+        }
+    }
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    (out, vanished)
+}

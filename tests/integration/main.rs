@@ -9,5 +9,6 @@ mod json_export;
 mod oracle;
 mod parquet_export;
 mod postgres_source;
+mod redis_source;
 mod reliability;
 mod sqlite_source;

@@ -22,6 +22,9 @@ pub fn to_view(value: Value, notices: &mut Vec<String>) -> Value {
                 .into_iter()
                 .map(|(k, v)| (k, to_view(v, notices)))
                 .collect();
+            if let Some(v) = marker(&map) {
+                return v;
+            }
             match constructor(&map) {
                 Some(obj) => {
                     let rendered = python::render(obj);
@@ -33,6 +36,26 @@ pub fn to_view(value: Value, notices: &mut Vec<String>) -> Value {
         }
         other => other,
     }
+}
+
+/// langgraph-redis' markers for LangGraph types: `{"__interrupt__": true, "value",
+/// "id"}` is an `Interrupt` (its dataclass fields, `response_schema` defaulting to
+/// null), `{"__send__": true, "node", "arg"}` a `Send`.
+fn marker(map: &Map<String, Value>) -> Option<Value> {
+    if map.get("__interrupt__") == Some(&Value::Bool(true)) {
+        return Some(serde_json::json!({
+            "value": map.get("value").cloned().unwrap_or(Value::Null),
+            "id": map.get("id").cloned().unwrap_or(Value::Null),
+            "response_schema": map.get("response_schema").cloned().unwrap_or(Value::Null),
+        }));
+    }
+    if map.get("__send__") == Some(&Value::Bool(true)) {
+        return Some(serde_json::json!({
+            "node": map.get("node").cloned().unwrap_or(Value::Null),
+            "arg": map.get("arg").cloned().unwrap_or(Value::Null),
+        }));
+    }
+    None
 }
 
 fn constructor(map: &Map<String, Value>) -> Option<PyObject> {

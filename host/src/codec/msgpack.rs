@@ -119,36 +119,63 @@ pub fn value_end(bytes: &[u8], start: usize) -> Result<usize, DecodeError> {
     Ok(pos)
 }
 
+/// The entries of the map that starts at `pos`: each key (as text) with the byte
+/// range of its value.
+pub fn map_entry_ranges(
+    bytes: &[u8],
+    pos: usize,
+) -> Result<Vec<(String, std::ops::Range<usize>)>, DecodeError> {
+    let (count, mut at) = map_header(bytes, pos)?
+        .ok_or_else(|| DecodeError::Shape(format!("expected a map at byte {pos}")))?;
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        let key_end = value_end(bytes, at)?;
+        let name = match parse(&bytes[at..key_end])? {
+            Mp::String(s) => s.into_str().unwrap_or_default(),
+            other => other.to_string(),
+        };
+        let end = value_end(bytes, key_end)?;
+        out.push((name, key_end..end));
+        at = end;
+    }
+    Ok(out)
+}
+
+/// The byte ranges of the items of the array that `bytes` holds.
+pub fn array_item_ranges(bytes: &[u8]) -> Result<Vec<std::ops::Range<usize>>, DecodeError> {
+    validate(bytes)?;
+    let truncated = || DecodeError::Msgpack("truncated array header".into());
+    let marker = *bytes.first().ok_or_else(truncated)?;
+    let be = |n: usize| -> Result<usize, DecodeError> {
+        let b = bytes.get(1..1 + n).ok_or_else(truncated)?;
+        Ok(b.iter().fold(0usize, |acc, &x| (acc << 8) | usize::from(x)))
+    };
+    let (count, mut at) = match marker {
+        0x90..=0x9f => (usize::from(marker & 0x0f), 1),
+        0xdc => (be(2)?, 3),
+        0xdd => (be(4)?, 5),
+        _ => return Err(DecodeError::Shape("expected an array".into())),
+    };
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        let end = value_end(bytes, at)?;
+        out.push(at..end);
+        at = end;
+    }
+    Ok(out)
+}
+
 /// The byte ranges of the entries of the `channel_values` map inside a msgpack
 /// checkpoint document, by channel: each range is that value exactly as stored.
 pub fn channel_value_ranges(
     bytes: &[u8],
 ) -> Result<Vec<(String, std::ops::Range<usize>)>, DecodeError> {
-    let not_found = || DecodeError::Shape("checkpoint has no channel_values map".into());
-    let (count, mut pos) = map_header(bytes, 0)?.ok_or_else(not_found)?;
-    for _ in 0..count {
-        let key_end = value_end(bytes, pos)?;
-        let key = parse(&bytes[pos..key_end])?;
-        let value_start = key_end;
-        let value_end_at = value_end(bytes, value_start)?;
-        if key.as_str() == Some("channel_values") {
-            let (n, mut at) = map_header(bytes, value_start)?.ok_or_else(not_found)?;
-            let mut out = Vec::with_capacity(n);
-            for _ in 0..n {
-                let k_end = value_end(bytes, at)?;
-                let name = match parse(&bytes[at..k_end])? {
-                    Mp::String(s) => s.into_str().unwrap_or_default(),
-                    other => other.to_string(),
-                };
-                let v_end = value_end(bytes, k_end)?;
-                out.push((name, k_end..v_end));
-                at = v_end;
-            }
-            return Ok(out);
-        }
-        pos = value_end_at;
-    }
-    Err(not_found())
+    let top = map_entry_ranges(bytes, 0)?;
+    let (_, range) = top
+        .into_iter()
+        .find(|(k, _)| k == "channel_values")
+        .ok_or_else(|| DecodeError::Shape("checkpoint has no channel_values map".into()))?;
+    map_entry_ranges(bytes, range.start)
 }
 
 /// `(entries, first entry offset)` when a map starts at `pos`.

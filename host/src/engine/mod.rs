@@ -144,7 +144,11 @@ pub async fn run(config: &RunConfig, shutdown: &Shutdown) -> Result<RunReport, R
         stats.written = p.counts.written;
         stats.filtered = p.counts.filtered;
         stats.failed = p.counts.failed;
-        if let Some(key) = &p.last_key {
+        if !p.position.is_null() {
+            source
+                .resume_from(&p.position)
+                .map_err(|e| RunError::store("resuming the source failed", e))?;
+        } else if let Some(key) = &p.last_key {
             source.resume_after(key.clone());
         }
         let at = p
@@ -174,6 +178,9 @@ pub async fn run(config: &RunConfig, shutdown: &Shutdown) -> Result<RunReport, R
         run_id: run.run_id.clone(),
         status: Status::Running,
         last_key: previous.as_ref().and_then(|p| p.last_key.clone()),
+        position: previous
+            .as_ref()
+            .map_or(serde_json::Value::Null, |p| p.position.clone()),
         sink: previous
             .as_ref()
             .map_or(serde_json::Value::Null, |p| p.sink.clone()),
@@ -242,6 +249,7 @@ pub async fn run(config: &RunConfig, shutdown: &Shutdown) -> Result<RunReport, R
             }
         };
         let last_key = batch.last_key.clone();
+        let position = batch.position.clone();
         if let Err(e) = process_batch(
             batch,
             &filters,
@@ -264,6 +272,9 @@ pub async fn run(config: &RunConfig, shutdown: &Shutdown) -> Result<RunReport, R
         {
             Ok(Some(sink_state)) => {
                 dead.sync().map_err(|e| io_error(dead.path(), e))?;
+                if position.is_some() || last_key.is_some() {
+                    state.position = position.unwrap_or(serde_json::Value::Null);
+                }
                 state.last_key = last_key.or(state.last_key.take());
                 state.sink = sink_state;
                 state.counts = Counts {
@@ -361,6 +372,7 @@ async fn process_batch(
 ) -> Result<(), RunError> {
     stats.batches += 1;
     stats.bytes_read += batch.bytes as u64;
+    stats.vanished += batch.vanished;
     stats.read += (batch.records.len() + batch.failed.len()) as u64;
     for failed in &batch.failed {
         dead.add(Entry {

@@ -42,6 +42,9 @@ pub struct RunState {
     pub status: Status,
     /// Everything up to and including this key is in the destination.
     pub last_key: Option<CheckpointKey>,
+    /// Where the source continues (its own form; `null`: after `last_key`).
+    #[serde(default)]
+    pub position: Value,
     /// The destination's own resume data (open files and their lengths…).
     pub sink: Value,
     pub counts: Counts,

@@ -1,8 +1,10 @@
 //! Sources: stores we read checkpoints from. A source only reads raw records in key
 //! order; decoding, filtering, plugins and writing happen in the engine.
 
+pub mod chat;
 pub mod dead_letter;
 pub mod postgres;
+pub mod redis;
 pub mod sql;
 pub mod sqlite;
 
@@ -38,6 +40,11 @@ pub struct SourceBatch {
     pub last_key: Option<CheckpointKey>,
     /// Raw bytes read.
     pub bytes: usize,
+    /// Where reading continues after this batch, when the last key cannot say it
+    /// (a Redis SCAN cursor). `None`: after `last_key`.
+    pub position: Option<serde_json::Value>,
+    /// Keys that vanished between listing and reading (expired): skipped, counted.
+    pub vanished: u64,
 }
 
 /// Record counts per thread, after the filters the source pushed down.
@@ -63,6 +70,15 @@ pub trait Source: Send {
     /// Continue after `key` (resume). Reads from the start when never called.
     fn resume_after(&mut self, key: CheckpointKey);
 
+    /// Continue from a position an earlier batch reported ([`SourceBatch::position`],
+    /// or its `last_key` as JSON).
+    fn resume_from(&mut self, position: &serde_json::Value) -> Result<(), StoreError> {
+        let key: CheckpointKey = serde_json::from_value(position.clone())
+            .map_err(|e| StoreError::fatal(format!("unreadable resume position: {e}")))?;
+        self.resume_after(key);
+        Ok(())
+    }
+
     /// Counts per thread with the source's pushed-down filters applied; `pushed`
     /// false counts everything.
     async fn count_by_thread(&mut self, pushed: bool) -> Result<ThreadCounts, StoreError>;
@@ -83,9 +99,11 @@ pub async fn open(config: &SourceConfig, filters: &Filters) -> Result<Box<dyn So
     match config {
         SourceConfig::DeadLetter(path) => Ok(Box::new(dead_letter::DeadLetterSource::open(path)?)),
         SourceConfig::Sqlite(c) => Ok(Box::new(sqlite::SqliteSource::open(c, filters).await?)),
+        SourceConfig::Redis(c) => Ok(Box::new(redis::RedisSource::open(c, filters).await?)),
         SourceConfig::Postgres(c) => Ok(Box::new(
             postgres::PostgresSource::open(c, filters, Pushdown::On).await?,
         )),
+        #[allow(unreachable_patterns)]
         other => Err(OpenError::Config(ConfigError::NotBuiltYet {
             kind: format!("source `{}`", other.kind().name()),
         })),

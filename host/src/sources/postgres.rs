@@ -16,6 +16,7 @@ use futures_util::TryStreamExt;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow};
 use sqlx::{ConnectOptions, Connection, Row};
 
+use super::chat;
 use super::sql::{self, Dialect, quote_ident};
 use super::{BatchLimits, Pushdown, Source, SourceBatch, ThreadCounts};
 use crate::config::PostgresSourceConfig;
@@ -613,7 +614,7 @@ impl PostgresSource {
                 .push((r.get(1), message, r.get(3)));
         }
         let mut batch = SourceBatch {
-            last_key: Some(chat_key(&last)),
+            last_key: Some(chat::session_key(&last)),
             bytes,
             ..SourceBatch::default()
         };
@@ -622,9 +623,9 @@ impl PostgresSource {
             let origin = self.origin(format!("{} {name}[session_id={session:?}]", self.url));
             batch
                 .records
-                .push(chat_record(&name, &session, messages, origin));
+                .push(chat::session_record(&name, &session, messages, origin));
         }
-        self.after = Some(chat_key(&last));
+        self.after = Some(chat::session_key(&last));
         Ok(Some(batch))
     }
 }
@@ -642,65 +643,6 @@ fn password_of(url: &str) -> Option<String> {
     let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
     let userinfo = &authority[..authority.rfind('@')?];
     Some(userinfo.split_once(':')?.1.to_owned()).filter(|p| !p.is_empty())
-}
-
-fn chat_key(session: &str) -> CheckpointKey {
-    CheckpointKey {
-        thread_id: session.to_owned(),
-        checkpoint_ns: String::new(),
-        checkpoint_id: session.to_owned(),
-    }
-}
-
-/// One chat session as a record: thread and checkpoint id are the session id, the
-/// messages (stored `message` JSON, in id order) are the `messages` channel, row ids and
-/// times are in the metadata.
-fn chat_record(
-    table: &str,
-    session: &str,
-    messages: Vec<(i64, String, Option<String>)>,
-    origin: Origin,
-) -> Checkpoint {
-    let last_at = messages.iter().rev().find_map(|m| m.2.clone());
-    let version = messages.len().to_string();
-    let document = serde_json::json!({
-        "v": 4,
-        "id": session,
-        "ts": last_at,
-        "channel_values": {},
-        "channel_versions": { "messages": version },
-        "versions_seen": {},
-        "updated_channels": ["messages"],
-    });
-    let metadata = serde_json::json!({
-        "source": "chat_history",
-        "table": table,
-        "message_count": messages.len(),
-        "message_ids": messages.iter().map(|m| m.0).collect::<Vec<_>>(),
-        "created_at": messages.iter().map(|m| m.2.clone()).collect::<Vec<_>>(),
-    });
-    let mut array = String::from("[");
-    for (i, (_, message, _)) in messages.iter().enumerate() {
-        if i > 0 {
-            array.push(',');
-        }
-        array.push_str(message);
-    }
-    array.push(']');
-    Checkpoint {
-        key: chat_key(session),
-        parent_checkpoint_id: None,
-        checkpoint: TypedValue::new("json", document.to_string()),
-        channel_blobs: vec![ChannelBlob {
-            channel: "messages".into(),
-            version,
-            value: TypedValue::new(crate::codec::CHAT_MESSAGES, array),
-        }],
-        metadata: TypedValue::new("json", metadata.to_string()),
-        pending_writes: Vec::new(),
-        origin,
-        view: None,
-    }
 }
 
 #[async_trait]
