@@ -116,9 +116,9 @@ fn stores_not_built_yet_are_usage_errors() {
         dir.path(),
         &[
             "--source",
-            "redis",
+            "unified",
             "--source-config",
-            r#"{"redis_url": "redis://127.0.0.1:1"}"#,
+            r#"{"qdrant_url": "http://127.0.0.1:1", "collection": "c"}"#,
             "--destination",
             "json",
             "--dest-config",
