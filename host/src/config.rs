@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::error::ConfigError;
 use crate::filters::FilterConfig;
+use crate::plugins::PluginSpec;
 
 pub const DEFAULT_BATCH_SIZE: usize = 1000;
 pub const DEFAULT_MAX_ERRORS: u64 = 100;
@@ -251,6 +252,8 @@ pub struct RunConfig {
     /// A hash of what decides the output (stores, their settings, filters) with
     /// secrets removed: it names the resume state file.
     pub fingerprint: String,
+    /// WASM plugins in the order they run: filter plugins, then transformers.
+    pub plugins: Vec<PluginSpec>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -322,11 +325,6 @@ impl RunConfig {
             retry_budget_seconds: None,
             state_dir: None,
         });
-        if !file.transformers.is_empty() {
-            return Err(ConfigError::NotBuiltYet {
-                kind: "`transformers` (WASM plugins)".into(),
-            });
-        }
         let source_kind = flags.source.or(file.source_type);
         let source_kind = match (&flags.replay_dead_letter, source_kind) {
             // Replaying needs no source; the configured one (if any) is not read.
@@ -357,7 +355,21 @@ impl RunConfig {
             serde_json::json!(dest_kind.name()),
             dest_value.clone(),
             serde_json::to_value(&filters).unwrap_or_default(),
+            Value::Array(file.transformers.clone()),
         ]);
+        let mut plugins = Vec::new();
+        for (i, entry) in filters.plugins.iter().enumerate() {
+            plugins.push(PluginSpec::from_entry(
+                entry,
+                &format!("filters.plugins[{i}]"),
+            )?);
+        }
+        for (i, entry) in file.transformers.iter().enumerate() {
+            plugins.push(PluginSpec::from_entry(
+                entry,
+                &format!("transformers[{i}]"),
+            )?);
+        }
         let source_value = expand_env(source_value, "source_config")?;
         let dest_value = expand_env(dest_value, "destination_config")?;
         let source = match (&flags.replay_dead_letter, source_kind) {
@@ -417,6 +429,7 @@ impl RunConfig {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
             resume: flags.resume,
             fingerprint,
+            plugins,
         })
     }
 }

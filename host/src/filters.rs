@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::error::ConfigError;
 
 /// The `filters:` block of the YAML.
-#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FilterConfig {
     /// Only this thread.
@@ -25,6 +25,9 @@ pub struct FilterConfig {
     pub date_from: Option<String>,
     /// Only checkpoints on or before this date (the whole day, UTC) or instant.
     pub date_to: Option<String>,
+    /// WASM filter plugins, run after the declarative filters (see docs/plugins.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plugins: Vec<serde_json::Value>,
 }
 
 impl FilterConfig {
@@ -35,11 +38,16 @@ impl FilterConfig {
         self.exclude_threads.extend(other.exclude_threads);
         self.date_from = other.date_from.or(self.date_from);
         self.date_to = other.date_to.or(self.date_to);
+        self.plugins.extend(other.plugins);
         self
     }
 
     pub fn is_empty(&self) -> bool {
-        *self == FilterConfig::default()
+        self.thread_id.is_none()
+            && self.thread_pattern.is_none()
+            && self.exclude_threads.is_empty()
+            && !self.has_date_filter()
+            && self.plugins.is_empty()
     }
 
     pub fn has_date_filter(&self) -> bool {

@@ -11,6 +11,7 @@ pub mod dry_run;
 pub mod engine;
 pub mod error;
 pub mod filters;
+pub mod plugins;
 pub mod record;
 pub mod run;
 pub mod secrets;

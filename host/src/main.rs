@@ -3,15 +3,17 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use ckpt_migrate::cli::{Cli, Command};
+use ckpt_migrate::cli::{Cli, Command, PluginCheckArgs, PluginCommand};
 use ckpt_migrate::config::RunConfig;
 use ckpt_migrate::engine::{self, RunReport, Shutdown};
+use ckpt_migrate::error::ConfigError;
+use ckpt_migrate::plugins::{self, PluginSpec};
 use ckpt_migrate::{dry_run, error::RunError, verify};
 use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.args().verbose);
+    init_logging(cli.verbose());
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -39,6 +41,9 @@ fn init_logging(verbose: bool) {
 }
 
 fn run(cli: &Cli) -> Result<u8, RunError> {
+    if let Some(Command::Plugin(PluginCommand::Check(check))) = &cli.command {
+        return plugin_check(check);
+    }
     let args = cli.args();
     let config = RunConfig::load(args.config.as_deref(), args.overrides())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -76,6 +81,31 @@ fn run(cli: &Cli) -> Result<u8, RunError> {
         }
     }
     Ok(code)
+}
+
+fn plugin_check(args: &PluginCheckArgs) -> Result<u8, RunError> {
+    let bad = |m: String| RunError::Config(ConfigError::Invalid(m));
+    let config = match &args.config {
+        Some(text) => serde_json::from_str(text)
+            .map_err(|e| bad(format!("--config is not valid JSON: {e}")))?,
+        None => serde_json::Value::Null,
+    };
+    let named = !args.plugin.ends_with(".wasm") && !std::path::Path::new(&args.plugin).exists();
+    let mut entry = serde_json::json!({ "config": config });
+    entry[if named { "name" } else { "path" }] = args.plugin.clone().into();
+    if let Some(ms) = args.timeout_ms {
+        entry["timeout_ms"] = ms.into();
+    }
+    if let Some(mb) = args.memory_mb {
+        entry["memory_mb"] = mb.into();
+    }
+    if let Some(dir) = &args.allow_dir {
+        entry["allow_dir"] = dir.display().to_string().into();
+    }
+    let spec = PluginSpec::from_entry(&entry, "plugin")?;
+    let report = plugins::check::check(&spec).map_err(|e| bad(e.to_string()))?;
+    print!("{report}");
+    Ok(0)
 }
 
 fn print_summary(report: &RunReport) {

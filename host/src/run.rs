@@ -24,7 +24,9 @@ impl RunInfo {
     pub fn new(source_kind: &str, source: String, destination_kind: &str) -> Self {
         Self {
             run_id: uuid::Uuid::new_v4().to_string(),
-            started_at: Utc::now(),
+            // Microseconds: the precision every output (RFC 3339 text, Parquet) keeps.
+            started_at: DateTime::from_timestamp_micros(Utc::now().timestamp_micros())
+                .unwrap_or_else(Utc::now),
             source_kind: source_kind.into(),
             source,
             destination_kind: destination_kind.into(),

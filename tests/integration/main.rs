@@ -8,6 +8,7 @@ mod filters;
 mod json_export;
 mod oracle;
 mod parquet_export;
+mod plugins;
 mod postgres_source;
 mod redis_source;
 mod reliability;

@@ -136,6 +136,73 @@ pub fn decode_record(checkpoint: &mut Checkpoint) -> Result<(), DecodeError> {
     Ok(())
 }
 
+/// `value` (a plain-JSON map) encoded like `like` was: JSON text for `json`, msgpack
+/// for `msgpack`. Used when a plugin changes the metadata.
+pub fn encode_like(like: &TypedValue, value: &Value) -> Result<TypedValue, String> {
+    match like.type_tag.as_str() {
+        "json" => Ok(TypedValue::new("json", value.to_string())),
+        "msgpack" => {
+            let mut out = Vec::new();
+            rmpv::encode::write_value(&mut out, &json_to_msgpack(value))
+                .map_err(|e| format!("encoding msgpack: {e}"))?;
+            Ok(TypedValue::new("msgpack", out))
+        }
+        other => Err(format!("cannot rewrite a value stored as {other:?}")),
+    }
+}
+
+fn json_to_msgpack(value: &Value) -> rmpv::Value {
+    match value {
+        Value::Null => rmpv::Value::Nil,
+        Value::Bool(b) => rmpv::Value::Boolean(*b),
+        Value::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+            (Some(u), _, _) => rmpv::Value::from(u),
+            (_, Some(i), _) => rmpv::Value::from(i),
+            (_, _, Some(f)) => rmpv::Value::F64(f),
+            _ => rmpv::Value::Nil,
+        },
+        Value::String(s) => rmpv::Value::from(s.as_str()),
+        Value::Array(items) => rmpv::Value::Array(items.iter().map(json_to_msgpack).collect()),
+        Value::Object(map) => rmpv::Value::Map(
+            map.iter()
+                .map(|(k, v)| (rmpv::Value::from(k.as_str()), json_to_msgpack(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// The checkpoint document with its `ts` replaced, every other byte of it kept: msgpack
+/// documents are re-encoded entry by entry, JSON documents keep their key order.
+pub fn set_document_ts(doc: &TypedValue, ts: &str) -> Result<TypedValue, String> {
+    match doc.type_tag.as_str() {
+        "msgpack" => {
+            let entries = msgpack::map_entry_ranges(&doc.bytes, 0).map_err(|e| e.to_string())?;
+            let mut value = msgpack::parse(&doc.bytes).map_err(|e| e.to_string())?;
+            let rmpv::Value::Map(map) = &mut value else {
+                return Err("checkpoint is not a map".into());
+            };
+            match map.iter_mut().find(|(k, _)| k.as_str() == Some("ts")) {
+                Some((_, v)) => *v = rmpv::Value::from(ts),
+                None => map.push((rmpv::Value::from("ts"), rmpv::Value::from(ts))),
+            }
+            let _ = entries;
+            let mut out = Vec::with_capacity(doc.bytes.len());
+            rmpv::encode::write_value(&mut out, &value)
+                .map_err(|e| format!("encoding msgpack: {e}"))?;
+            Ok(TypedValue::new("msgpack", out))
+        }
+        "json" => {
+            let mut value: Value = serde_json::from_slice(&doc.bytes).map_err(|e| e.to_string())?;
+            let Value::Object(map) = &mut value else {
+                return Err("checkpoint is not a map".into());
+            };
+            map.insert("ts".into(), Value::String(ts.to_owned()));
+            Ok(TypedValue::new("json", value.to_string()))
+        }
+        other => Err(format!("cannot rewrite a checkpoint stored as {other:?}")),
+    }
+}
+
 /// Parses the timestamps LangGraph writes (`datetime.isoformat()`, RFC 3339).
 pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)

@@ -15,6 +15,8 @@ use crate::record::{Checkpoint, CheckpointKey, Origin};
 pub enum Stage {
     Read,
     Decode,
+    /// A WASM filter or transformer rejected the record, or failed on its batch.
+    Plugin,
     Write,
 }
 
@@ -23,6 +25,7 @@ impl Stage {
         match self {
             Stage::Read => "read",
             Stage::Decode => "decode",
+            Stage::Plugin => "plugin",
             Stage::Write => "write",
         }
     }

@@ -22,6 +22,7 @@ use crate::codec;
 use crate::config::{ResumeMode, RunConfig};
 use crate::error::{ConfigError, RunError, StoreError};
 use crate::filters::Filters;
+use crate::plugins::{Outcome, Plugin, RunContext};
 use crate::record::Checkpoint;
 use crate::run::{RunInfo, RunStats};
 use crate::sinks::{self, Sink};
@@ -106,6 +107,8 @@ pub async fn run(config: &RunConfig, shutdown: &Shutdown) -> Result<RunReport, R
     let faults = fault::Faults::from_env();
     let state_file = StateFile::new(&config.state_dir, &config.fingerprint);
     let previous = previous_run(config, &state_file)?;
+    let mut plugins = crate::plugins::load_all(&config.plugins)
+        .map_err(|e| RunError::Config(ConfigError::Invalid(e.to_string())))?;
 
     let mut source = retry::with_retries(config.retry, "opening the source", async || {
         sources::open(&config.source, &filters).await
@@ -250,15 +253,13 @@ pub async fn run(config: &RunConfig, shutdown: &Shutdown) -> Result<RunReport, R
         };
         let last_key = batch.last_key.clone();
         let position = batch.position.clone();
-        if let Err(e) = process_batch(
-            batch,
-            &filters,
-            sink.as_mut(),
-            &mut dead,
-            &mut stats,
-            policy,
-        )
-        .await
+        let stage = Stages {
+            filters: &filters,
+            plugins: &mut plugins,
+            run: &run,
+        };
+        if let Err(e) =
+            process_batch(batch, stage, sink.as_mut(), &mut dead, &mut stats, policy).await
         {
             stop = Some(e);
             break;
@@ -360,11 +361,91 @@ pub async fn run(config: &RunConfig, shutdown: &Shutdown) -> Result<RunReport, R
     })
 }
 
-/// Filters and decodes a batch, writes what is left, and sends failures to the
-/// dead-letter file.
+/// What runs on every batch between the source and the sink.
+struct Stages<'a> {
+    filters: &'a Filters,
+    plugins: &'a mut [Plugin],
+    run: &'a RunInfo,
+}
+
+/// Runs the plugins in order on the records that are left; rejected and failed
+/// records go to the dead-letter file, dropped ones count as filtered.
+fn run_plugins(
+    plugins: &mut [Plugin],
+    ctx: &RunContext,
+    mut kept: Vec<Checkpoint>,
+    dead: &mut DeadLetter,
+    stats: &mut RunStats,
+) -> Result<Vec<Checkpoint>, RunError> {
+    for plugin in plugins.iter_mut() {
+        if kept.is_empty() {
+            break;
+        }
+        let refs: Vec<&Checkpoint> = kept.iter().collect();
+        let outcomes = match plugin.run(ctx, &refs) {
+            Ok(o) => o,
+            Err(e) => {
+                // The whole batch failed in this plugin: every record of it goes to the
+                // dead-letter file with the plugin's message; the run goes on.
+                let message = e.to_string();
+                tracing::warn!(
+                    "{message}: {} record(s) of batch {} to the dead-letter file",
+                    kept.len(),
+                    ctx.batch_index
+                );
+                for record in &kept {
+                    dead.add(Entry {
+                        stage: Stage::Plugin,
+                        error: &message,
+                        key: Some(&record.key),
+                        origin: &record.origin,
+                        record: Some(record),
+                    })
+                    .map_err(|e| io_error(dead.path(), e))?;
+                }
+                return Ok(Vec::new());
+            }
+        };
+        let mut next = Vec::with_capacity(kept.len());
+        for (mut record, outcome) in kept.into_iter().zip(outcomes) {
+            let failure = match outcome {
+                Outcome::Keep => None,
+                Outcome::Drop => {
+                    stats.filtered += 1;
+                    continue;
+                }
+                Outcome::Reject(reason) => {
+                    Some(format!("plugin {} rejected it: {reason}", plugin.label))
+                }
+                Outcome::Patch { ts, metadata_json } => {
+                    crate::plugins::apply_patch(&mut record, ts, metadata_json)
+                        .err()
+                        .map(|e| format!("plugin {}: {e}", plugin.label))
+                }
+            };
+            match failure {
+                None => next.push(record),
+                Some(error) => dead
+                    .add(Entry {
+                        stage: Stage::Plugin,
+                        error: &error,
+                        key: Some(&record.key),
+                        origin: &record.origin,
+                        record: Some(&record),
+                    })
+                    .map_err(|e| io_error(dead.path(), e))?,
+            }
+        }
+        kept = next;
+    }
+    Ok(kept)
+}
+
+/// Filters and decodes a batch, runs the plugins, writes what is left, and sends
+/// failures to the dead-letter file.
 async fn process_batch(
     batch: SourceBatch,
-    filters: &Filters,
+    stage: Stages<'_>,
     sink: &mut dyn Sink,
     dead: &mut DeadLetter,
     stats: &mut RunStats,
@@ -384,6 +465,7 @@ async fn process_batch(
         })
         .map_err(|e| io_error(dead.path(), e))?;
     }
+    let filters = stage.filters;
     let mut kept: Vec<Checkpoint> = Vec::with_capacity(batch.records.len());
     for mut record in batch.records {
         if !filters.accepts_thread(&record.key.thread_id) {
@@ -410,6 +492,21 @@ async fn process_batch(
             *stats.undecoded.entry(notice_kind(notice)).or_default() += 1;
         }
         kept.push(record);
+    }
+    if !stage.plugins.is_empty() {
+        let ctx = RunContext {
+            run_id: stage.run.run_id.clone(),
+            run_started_at: stage
+                .run
+                .started_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            source_kind: stage.run.source_kind.clone(),
+            destination_kind: stage.run.destination_kind.clone(),
+            batch_index: stats.batches - 1,
+        };
+        // Plugins run synchronously (WASI drives its own futures): step out of the async
+        // context while they do.
+        kept = tokio::task::block_in_place(|| run_plugins(stage.plugins, &ctx, kept, dead, stats))?;
     }
     if !kept.is_empty() {
         let rejected = retry::with_retries(policy, "writing to the destination", async || {

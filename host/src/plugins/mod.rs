@@ -1,0 +1,527 @@
+//! The WebAssembly plugin host: user filters and transformers as sandboxed components
+//! (wasmtime component model), called once per batch.
+//!
+//! Sandbox: a plugin gets the host's `log` import and WASI with nothing behind it — no
+//! preopened directory, no environment, no network, a clock frozen at the Unix epoch
+//! and deterministic randomness — unless its YAML entry grants a read-only directory
+//! (`allow_dir`). Each call is bounded in time (epoch interruption) and memory
+//! (`StoreLimits`); a trap, timeout or error fails that batch's records into the
+//! dead-letter file and the next batch gets a fresh instance. Compiled components are
+//! cached on disk by wasmtime (keyed by its version, settings and the component's bytes).
+
+pub mod check;
+pub mod sandbox;
+pub mod v0_1_0;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, Store};
+
+use crate::error::ConfigError;
+use crate::record::Checkpoint;
+use sandbox::PluginState;
+
+pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
+pub const DEFAULT_MEMORY_MB: u64 = 256;
+
+/// The reference plugins, built from `plugins/` by the build script and embedded.
+pub const REFERENCE_PLUGINS: [(&str, &[u8]); 2] = [
+    (
+        "add_metadata",
+        include_bytes!(concat!(env!("CKPT_PLUGIN_WASM_DIR"), "/add_metadata.wasm")),
+    ),
+    (
+        "normalize_timestamps",
+        include_bytes!(concat!(
+            env!("CKPT_PLUGIN_WASM_DIR"),
+            "/normalize_timestamps.wasm"
+        )),
+    ),
+];
+
+/// One plugin entry of the YAML (`transformers:` or `filters: {plugins: …}`): a
+/// reference plugin's name, or a map.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSpec {
+    /// A reference plugin (`add_metadata`, `normalize_timestamps`).
+    pub name: Option<String>,
+    /// A component file (`.wasm`) implementing the plugin world.
+    pub path: Option<PathBuf>,
+    /// Passed to the plugin's `init` as JSON text (nested values allowed).
+    #[serde(default)]
+    pub config: Value,
+    /// Wall-clock limit per call, in milliseconds (default 5000).
+    pub timeout_ms: Option<u64>,
+    /// Memory limit, in MiB (default 256).
+    pub memory_mb: Option<u64>,
+    /// A host directory the plugin may read (read-only), seen inside as `/data`.
+    pub allow_dir: Option<PathBuf>,
+}
+
+impl PluginSpec {
+    /// Reads a YAML entry: a string names a reference plugin.
+    pub fn from_entry(entry: &Value, at: &str) -> Result<Self, ConfigError> {
+        let spec = match entry {
+            Value::String(name) => PluginSpec {
+                name: Some(name.clone()),
+                path: None,
+                config: Value::Null,
+                timeout_ms: None,
+                memory_mb: None,
+                allow_dir: None,
+            },
+            other => {
+                serde_path_to_error::deserialize::<_, PluginSpec>(other.clone()).map_err(|e| {
+                    let path = e.path().to_string();
+                    let at = if path == "." {
+                        at.to_owned()
+                    } else {
+                        format!("{at}.{path}")
+                    };
+                    ConfigError::Invalid(format!("{at}: {}", e.inner()))
+                })?
+            }
+        };
+        match (&spec.name, &spec.path) {
+            (Some(name), None) if !REFERENCE_PLUGINS.iter().any(|(n, _)| n == name) => {
+                Err(ConfigError::Invalid(format!(
+                    "{at}: no reference plugin named {name:?} (there are: {}); give `path:` for your own",
+                    REFERENCE_PLUGINS.map(|(n, _)| n).join(", ")
+                )))
+            }
+            (None, None) => Err(ConfigError::Invalid(format!(
+                "{at}: give a plugin `name` or a `path`"
+            ))),
+            (Some(_), Some(_)) => Err(ConfigError::Invalid(format!(
+                "{at}: give either `name` (a reference plugin) or `path`, not both"
+            ))),
+            _ => Ok(spec),
+        }
+    }
+
+    /// How the plugin is named in logs and the dead-letter file.
+    pub fn label(&self) -> String {
+        match (&self.name, &self.path) {
+            (Some(n), _) => n.clone(),
+            (None, Some(p)) => p.display().to_string(),
+            (None, None) => "plugin".into(),
+        }
+    }
+
+    fn bytes(&self) -> Result<Vec<u8>, PluginError> {
+        match (&self.name, &self.path) {
+            (Some(name), None) => REFERENCE_PLUGINS
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, b)| b.to_vec())
+                .ok_or_else(|| PluginError::Load(format!("no reference plugin {name:?}"))),
+            (_, Some(path)) => std::fs::read(path).map_err(|e| {
+                PluginError::Load(format!("cannot read plugin {}: {e}", path.display()))
+            }),
+            (None, None) => Err(PluginError::Load("no plugin given".into())),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// The plugin cannot be used at all (missing file, wrong API version, init refused).
+    #[error("{0}")]
+    Load(String),
+    /// One call failed (trap, timeout, memory, the plugin's own error).
+    #[error("{0}")]
+    Call(String),
+}
+
+/// Which parts of a record a plugin reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    pub metadata: bool,
+    pub checkpoint: bool,
+    pub pending_writes: bool,
+}
+
+impl std::fmt::Display for Needs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<&str> = [
+            (self.metadata, "metadata"),
+            (self.checkpoint, "checkpoint"),
+            (self.pending_writes, "pending-writes"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, n)| *n)
+        .collect();
+        if parts.is_empty() {
+            write!(f, "keys and ts only")
+        } else {
+            write!(f, "{}", parts.join(", "))
+        }
+    }
+}
+
+/// The run facts every call gets.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    pub run_id: String,
+    pub run_started_at: String,
+    pub source_kind: String,
+    pub destination_kind: String,
+    pub batch_index: u64,
+}
+
+/// A plugin's answer for one record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Keep,
+    Drop,
+    Patch {
+        ts: Option<String>,
+        metadata_json: Option<String>,
+    },
+    Reject(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Filter,
+    Transformer,
+}
+
+/// The engine shared by all plugins of a run, with its epoch ticker.
+pub struct PluginHost {
+    engine: Engine,
+    ticker: std::sync::Arc<sandbox::EpochTicker>,
+}
+
+impl PluginHost {
+    pub fn new() -> Result<Self, PluginError> {
+        let mut config = wasmtime::Config::new();
+        config.epoch_interruption(true);
+        // No component-model async is used: calls are much cheaper without it.
+        config.concurrency_support(false);
+        if let Some(dir) = cache_dir() {
+            let mut cache = wasmtime::CacheConfig::new();
+            cache.with_directory(&dir);
+            match wasmtime::Cache::new(cache) {
+                Ok(c) => {
+                    config.cache(Some(c));
+                }
+                Err(e) => tracing::warn!("no compiled-plugin cache in {}: {e}", dir.display()),
+            }
+        }
+        let engine = Engine::new(&config)
+            .map_err(|e| PluginError::Load(format!("cannot start the plugin engine: {e}")))?;
+        let ticker = sandbox::EpochTicker::start(engine.clone());
+        Ok(Self { engine, ticker })
+    }
+}
+
+/// Where compiled components are kept: `$CKPT_MIGRATE_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/ckpt-migrate/components`, else `~/.cache/ckpt-migrate/components`.
+pub fn cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("CKPT_MIGRATE_CACHE_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))?;
+    Some(base.join("ckpt-migrate").join("components"))
+}
+
+enum Bindings {
+    Filter(v0_1_0::filter::FilterPlugin),
+    Transformer(v0_1_0::transformer::TransformerPlugin),
+}
+
+/// A loaded, initialized plugin.
+pub struct Plugin {
+    pub label: String,
+    pub name: String,
+    pub version: String,
+    pub needs: Needs,
+    pub kind: Kind,
+    spec: PluginSpec,
+    engine: Engine,
+    component: Component,
+    linker: Linker<PluginState>,
+    /// The live instance; `None` after a trap (a fresh one is made for the next call).
+    live: Option<(Store<PluginState>, Bindings)>,
+    /// Keeps time limits enforced while the plugin lives.
+    _ticker: std::sync::Arc<sandbox::EpochTicker>,
+}
+
+/// Checks which plugin API the component implements, before instantiating it.
+fn plugin_kind(engine: &Engine, component: &Component, label: &str) -> Result<Kind, PluginError> {
+    let ty = component.component_type();
+    let exports: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    if exports.iter().any(|e| e == v0_1_0::TRANSFORMER_EXPORT) {
+        return Ok(Kind::Transformer);
+    }
+    if exports.iter().any(|e| e == v0_1_0::FILTER_EXPORT) {
+        return Ok(Kind::Filter);
+    }
+    let ours: Vec<&String> = exports
+        .iter()
+        .filter(|e| e.starts_with("ckpt-migrate:plugin/"))
+        .collect();
+    if let Some(other) = ours.first() {
+        let version = other.rsplit_once('@').map_or("unknown", |(_, v)| v);
+        return Err(PluginError::Load(format!(
+            "plugin {label} implements plugin API {version} ({other}); this ckpt-migrate speaks API {}: \
+             rebuild the plugin against wit/v{} or use a ckpt-migrate that supports {version}",
+            v0_1_0::VERSION,
+            v0_1_0::VERSION
+        )));
+    }
+    Err(PluginError::Load(format!(
+        "{label} is not a ckpt-migrate plugin: it exports neither {} nor {} (it exports: {})",
+        v0_1_0::TRANSFORMER_EXPORT,
+        v0_1_0::FILTER_EXPORT,
+        if exports.is_empty() {
+            "nothing".into()
+        } else {
+            exports.join(", ")
+        }
+    )))
+}
+
+impl Plugin {
+    pub fn load(host: &PluginHost, spec: &PluginSpec) -> Result<Self, PluginError> {
+        let label = spec.label();
+        let bytes = spec.bytes()?;
+        let started = std::time::Instant::now();
+        let component = Component::new(&host.engine, &bytes).map_err(|e| {
+            PluginError::Load(format!("plugin {label} is not a valid component: {e}"))
+        })?;
+        tracing::debug!(
+            "plugin {label}: component ready in {:.1} ms ({} bytes)",
+            started.elapsed().as_secs_f64() * 1e3,
+            bytes.len()
+        );
+        let kind = plugin_kind(&host.engine, &component, &label)?;
+        let mut linker = Linker::new(&host.engine);
+        sandbox::link(&mut linker)
+            .map_err(|e| PluginError::Load(format!("plugin {label}: {e}")))?;
+        let mut plugin = Plugin {
+            label: label.clone(),
+            name: label,
+            version: String::new(),
+            needs: Needs::default(),
+            kind,
+            spec: spec.clone(),
+            engine: host.engine.clone(),
+            component,
+            linker,
+            live: None,
+            _ticker: host.ticker.clone(),
+        };
+        plugin.instantiate().map_err(|e| match e {
+            PluginError::Call(m) => PluginError::Load(m),
+            other => other,
+        })?;
+        Ok(plugin)
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.spec.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS).max(1))
+    }
+
+    /// A fresh instance, initialized with the plugin's config.
+    fn instantiate(&mut self) -> Result<(), PluginError> {
+        let label = self.label.clone();
+        let memory = self.spec.memory_mb.unwrap_or(DEFAULT_MEMORY_MB) * 1024 * 1024;
+        let state = PluginState::new(
+            &label,
+            usize::try_from(memory).unwrap_or(usize::MAX),
+            self.spec.allow_dir.as_deref(),
+        )
+        .map_err(|e| PluginError::Load(format!("plugin {label}: {e}")))?;
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        sandbox::arm_deadline(&mut store, self.timeout());
+        let config_json = if self.spec.config.is_null() {
+            "{}".to_owned()
+        } else {
+            self.spec.config.to_string()
+        };
+        let call_error =
+            |e: wasmtime::Error| PluginError::Call(describe_trap(&label, &e, self.timeout()));
+        let (bindings, info) = match self.kind {
+            Kind::Transformer => {
+                let b = v0_1_0::transformer::TransformerPlugin::instantiate(
+                    &mut store,
+                    &self.component,
+                    &self.linker,
+                )
+                .map_err(call_error)?;
+                let info = b
+                    .ckpt_migrate_plugin_transformer()
+                    .call_init(&mut store, &config_json)
+                    .map_err(call_error)?;
+                (Bindings::Transformer(b), info)
+            }
+            Kind::Filter => {
+                let b = v0_1_0::filter::FilterPlugin::instantiate(
+                    &mut store,
+                    &self.component,
+                    &self.linker,
+                )
+                .map_err(call_error)?;
+                let info = b
+                    .ckpt_migrate_plugin_filter()
+                    .call_init(&mut store, &config_json)
+                    .map_err(call_error)?;
+                (Bindings::Filter(b), info)
+            }
+        };
+        let info =
+            info.map_err(|e| PluginError::Load(format!("plugin {label} refused its config: {e}")))?;
+        self.name = info.name;
+        self.version = info.version;
+        self.needs = v0_1_0::needs(info.needs);
+        self.live = Some((store, bindings));
+        Ok(())
+    }
+
+    /// Runs the plugin on a batch: one outcome per record, in order.
+    pub fn run(
+        &mut self,
+        ctx: &RunContext,
+        records: &[&Checkpoint],
+    ) -> Result<Vec<Outcome>, PluginError> {
+        if self.live.is_none() {
+            self.instantiate()
+                .map_err(|e| PluginError::Call(e.to_string()))?;
+        }
+        let timeout = self.timeout();
+        let label = self.label.clone();
+        let wit_records: Vec<_> = records
+            .iter()
+            .map(|r| v0_1_0::record(r, self.needs))
+            .collect();
+        let wit_ctx = v0_1_0::context(ctx);
+        let (store, bindings) = self.live.as_mut().expect("instantiated above");
+        sandbox::arm_deadline(store, timeout);
+        let result = match bindings {
+            Bindings::Transformer(b) => b
+                .ckpt_migrate_plugin_transformer()
+                .call_transform(&mut *store, &wit_ctx, &wit_records)
+                .map(|r| {
+                    r.map(|o| {
+                        o.into_iter()
+                            .map(v0_1_0::transform_outcome)
+                            .collect::<Vec<_>>()
+                    })
+                }),
+            Bindings::Filter(b) => b
+                .ckpt_migrate_plugin_filter()
+                .call_filter(&mut *store, &wit_ctx, &wit_records)
+                .map(|r| {
+                    r.map(|o| {
+                        o.into_iter()
+                            .map(v0_1_0::filter_outcome)
+                            .collect::<Vec<_>>()
+                    })
+                }),
+        };
+        let outcomes = match result {
+            Ok(Ok(outcomes)) => outcomes,
+            Ok(Err(message)) => {
+                return Err(PluginError::Call(format!("plugin {label}: {message}")));
+            }
+            Err(trap) => {
+                // After a trap the instance is unusable: the next batch gets a new one.
+                let memory_hit = store.data().limits_hit();
+                self.live = None;
+                let mut message = describe_trap(&label, &trap, timeout);
+                if memory_hit {
+                    message.push_str(" (memory limit reached)");
+                }
+                return Err(PluginError::Call(message));
+            }
+        };
+        if outcomes.len() != records.len() {
+            return Err(PluginError::Call(format!(
+                "plugin {label} answered {} outcomes for {} records",
+                outcomes.len(),
+                records.len()
+            )));
+        }
+        Ok(outcomes)
+    }
+}
+
+/// A trap as one clear sentence.
+fn describe_trap(label: &str, e: &wasmtime::Error, timeout: Duration) -> String {
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => format!(
+            "plugin {label} timed out (limit {} ms per batch)",
+            timeout.as_millis()
+        ),
+        Some(trap) => format!("plugin {label} trapped: {trap}"),
+        None => format!("plugin {label} failed: {e:#}"),
+    }
+}
+
+/// Loads plugin specs in order (filters first, then transformers).
+pub fn load_all(specs: &[PluginSpec]) -> Result<Vec<Plugin>, PluginError> {
+    if specs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let host = PluginHost::new()?;
+    let plugins = specs
+        .iter()
+        .map(|s| Plugin::load(&host, s))
+        .collect::<Result<Vec<_>, _>>()?;
+    for p in &plugins {
+        tracing::info!(
+            "plugin {}: {} {} ({:?}, reads {})",
+            p.label,
+            p.name,
+            p.version,
+            p.kind,
+            p.needs
+        );
+    }
+    Ok(plugins)
+}
+
+/// Applies a transformer's patch to a record: the view and the raw values both change,
+/// so stores written from raw values see the new metadata and `ts` too.
+pub fn apply_patch(
+    record: &mut Checkpoint,
+    ts: Option<String>,
+    metadata_json: Option<String>,
+) -> Result<(), String> {
+    if let Some(text) = metadata_json {
+        let metadata: Value = serde_json::from_str(&text)
+            .map_err(|e| format!("patched metadata is not JSON: {e}"))?;
+        if !metadata.is_object() {
+            return Err("patched metadata is not a JSON object".into());
+        }
+        record.metadata = crate::codec::encode_like(&record.metadata, &metadata)?;
+        if let Some(view) = record.view.as_mut() {
+            view.metadata = metadata;
+        }
+    }
+    if let Some(ts) = ts {
+        record.checkpoint = crate::codec::set_document_ts(&record.checkpoint, &ts)?;
+        if let Some(view) = record.view.as_mut() {
+            if let Some(doc) = view.checkpoint.as_object_mut() {
+                doc.insert("ts".into(), Value::String(ts.clone()));
+            }
+            view.ts_parsed = crate::codec::parse_timestamp(&ts);
+            view.ts = Some(ts);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,370 @@
+//! WASM plugins built from source (plugins/): the reference transformers, filter
+//! plugins, hostile guests stopped by the sandbox, API version checks, the compile
+//! cache and `plugin check`.
+
+use std::path::{Path, PathBuf};
+
+use crate::harness::{cli, cli_env, cli_yaml, read_json_export, sqlite_fixture};
+
+fn wasm(name: &str) -> PathBuf {
+    Path::new(env!("CKPT_PLUGIN_WASM_DIR")).join(format!("{name}.wasm"))
+}
+
+fn yaml(extra: &str) -> String {
+    format!(
+        "source_type: sqlite\nsource_config: {{connection_string: 'sqlite:///checkpoints.db'}}\ndestination_type: json\ndestination_config: {{output_dir: out}}\nbatch_size: 50\n{extra}"
+    )
+}
+
+#[test]
+fn reference_plugins_in_the_seed_form_stamp_and_normalize() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_fixture(dir.path());
+    // Timestamps in several forms in one thread's metadata.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use sqlx::ConnectOptions;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(&db).connect().await.unwrap();
+        sqlx::query(
+            "UPDATE checkpoints SET metadata = CAST(json_set(CAST(metadata AS TEXT), \
+             '$.created_at', 1700000000123, '$.updated_at', '2025-01-02 03:04:05', \
+             '$.seen_at', 'not a date', '$.timestamp', 1700000000) AS BLOB) WHERE thread_id = 'test-abc'",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    });
+    let run = cli_yaml(
+        dir.path(),
+        &yaml("transformers: [add_metadata, normalize_timestamps]\n"),
+        &[],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert!(
+        run.stderr().contains("not a timestamp I can read"),
+        "reported: {}",
+        run.stderr()
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("out/manifest.json")).unwrap())
+            .unwrap();
+    let started =
+        chrono::DateTime::parse_from_rfc3339(manifest["started_at"].as_str().unwrap()).unwrap();
+    let exported = read_json_export(&dir.path().join("out"));
+    assert_eq!(exported.len(), 271);
+    for object in &exported {
+        let m = &object["metadata"];
+        let migrated =
+            chrono::DateTime::parse_from_rfc3339(m["migrated_at"].as_str().unwrap()).unwrap();
+        assert_eq!(migrated, started, "migrated_at is the run's start");
+        assert_eq!(m["migration_run_id"], manifest["run_id"]);
+        assert_eq!(m["migration_source"], "sqlite");
+        assert!(m["source"].is_string(), "existing keys are kept");
+        // The raw metadata was rewritten too (the export keeps both).
+        let raw = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            object["raw"]["metadata"]["data"].as_str().unwrap(),
+        )
+        .unwrap();
+        let raw: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        assert_eq!(&raw, m);
+        if object["thread_id"] == "test-abc" {
+            assert_eq!(m["created_at"], "2023-11-14T22:13:20.123Z");
+            assert_eq!(m["updated_at"], "2025-01-02T03:04:05Z");
+            assert_eq!(m["timestamp"], "2023-11-14T22:13:20Z");
+            assert_eq!(
+                m["seen_at"], "not a date",
+                "unreadable values are left alone"
+            );
+        }
+    }
+}
+
+#[test]
+fn add_metadata_config_adds_static_fields_and_may_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    sqlite_fixture(dir.path());
+    let extra = "transformers:\n  - name: add_metadata\n    config: { fields: { team: support, tenant: replaced, nested: { a: [1, 2] } }, overwrite: true }\n";
+    let run = cli_yaml(dir.path(), &yaml(extra), &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    for object in read_json_export(&dir.path().join("out")) {
+        assert_eq!(object["metadata"]["team"], "support");
+        assert_eq!(object["metadata"]["tenant"], "replaced");
+        assert_eq!(
+            object["metadata"]["nested"],
+            serde_json::json!({"a": [1, 2]})
+        );
+    }
+}
+
+#[test]
+fn filter_plugins_keep_drop_and_reject() {
+    let dir = tempfile::tempdir().unwrap();
+    sqlite_fixture(dir.path());
+    let extra = format!(
+        "filters:\n  exclude_threads: ['customer-0006']\n  plugins:\n    - path: {}\n      config: {{ prefix: customer-, reject: [customer-0002] }}\n",
+        wasm("keep_prefix").display()
+    );
+    let run = cli_yaml(dir.path(), &yaml(&extra), &[]);
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    let exported = read_json_export(&dir.path().join("out"));
+    let oracle = crate::harness::oracle("sqlite");
+    let count = |f: &dyn Fn(&str) -> bool| oracle.keys().filter(|(t, _, _)| f(t)).count();
+    let kept =
+        count(&|t| t.starts_with("customer-") && t != "customer-0002" && t != "customer-0006");
+    let rejected = count(&|t| t == "customer-0002");
+    assert_eq!(exported.len(), kept);
+    assert!(
+        exported
+            .iter()
+            .all(|o| o["thread_id"].as_str().unwrap().starts_with("customer-"))
+    );
+    // customer-0006 never leaves SQLite (pushed down); the plugin drops the others.
+    let read = 271 - count(&|t| t == "customer-0006");
+    let expected = format!(
+        "read {read}  written {kept}  filtered {}  failed {rejected}",
+        read - kept - rejected
+    );
+    assert!(
+        run.stderr().contains(&expected),
+        "{expected}: {}",
+        run.stderr()
+    );
+    let dead = std::fs::read_to_string(dir.path().join("out/dead-letter.jsonl")).unwrap();
+    assert_eq!(dead.lines().count(), rejected);
+    assert!(
+        dead.contains("\"stage\":\"plugin\"")
+            && dead.contains("plugin ")
+            && dead.contains("reject list"),
+        "{dead}"
+    );
+}
+
+/// Runs the hostile plugin in `mode` on batch 0 (50 records): that batch ends in the
+/// dead-letter file, the other 221 records are written, the process survives.
+fn hostile(mode: &str, extra: &str) -> (crate::harness::Run, String) {
+    let dir = tempfile::tempdir().unwrap();
+    sqlite_fixture(dir.path());
+    let spec = format!(
+        "transformers:\n  - path: {}\n    config: {{ mode: {mode}, batch: 0 }}\n{extra}",
+        wasm("hostile").display()
+    );
+    let run = cli_yaml(dir.path(), &yaml(&spec), &[]);
+    let dead =
+        std::fs::read_to_string(dir.path().join("out/dead-letter.jsonl")).unwrap_or_default();
+    if run.code() == 1 {
+        assert_eq!(
+            read_json_export(&dir.path().join("out")).len(),
+            221,
+            "{mode}: the rest migrates"
+        );
+        assert_eq!(
+            dead.lines().count(),
+            50,
+            "{mode}: exactly the first batch fails"
+        );
+        assert!(
+            run.stderr()
+                .contains("read 271  written 221  filtered 0  failed 50"),
+            "{}",
+            run.stderr()
+        );
+    }
+    (run, dead)
+}
+
+#[test]
+fn an_infinite_loop_is_stopped_within_the_time_limit() {
+    let (run, dead) = hostile("loop", "    timeout_ms: 300\n");
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    assert!(
+        dead.contains("timed out (limit 300 ms per batch)"),
+        "{dead}"
+    );
+}
+
+#[test]
+fn a_huge_allocation_is_refused_and_the_host_lives() {
+    let (run, dead) = hostile("alloc", "    memory_mb: 64\n");
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    assert!(
+        dead.contains("plugin ") && dead.contains("trapped"),
+        "{dead}"
+    );
+    assert!(dead.contains("memory limit reached"), "{dead}");
+}
+
+#[test]
+fn files_and_environment_are_denied() {
+    let (run, dead) = hostile("read-file", "");
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    assert!(dead.contains("could not read /etc/passwd"), "{dead}");
+    assert!(!dead.contains("root:"), "the file leaked");
+    // SAFETY of the check: HOME is set for the host process; the plugin must not see it.
+    let (run, dead) = hostile("read-env", "");
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    assert!(
+        dead.contains("could not read the environment variable HOME"),
+        "{dead}"
+    );
+}
+
+#[test]
+fn a_panic_traps_that_batch_only() {
+    let (run, dead) = hostile("panic", "");
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    assert!(dead.contains("trapped"), "{dead}");
+    // The next batch got a fresh instance: later batches were written (checked above).
+}
+
+#[test]
+fn a_granted_directory_is_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    sqlite_fixture(dir.path());
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("label.txt"), "granted\n").unwrap();
+    let spec = format!(
+        "transformers:\n  - path: {}\n    config: {{ mode: read-file, path: /data/label.txt, batch: 0 }}\n    allow_dir: {}\n",
+        wasm("hostile").display(),
+        data.display()
+    );
+    let run = cli_yaml(dir.path(), &yaml(&spec), &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let exported = read_json_export(&dir.path().join("out"));
+    assert_eq!(
+        exported
+            .iter()
+            .filter(|o| o["metadata"]["file"] == "granted")
+            .count(),
+        50
+    );
+}
+
+#[test]
+fn a_plugin_for_another_api_version_is_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    sqlite_fixture(dir.path());
+    let run = cli_yaml(
+        dir.path(),
+        &yaml(&format!(
+            "transformers:\n  - path: {}\n",
+            wasm("future_api").display()
+        )),
+        &[],
+    );
+    assert_eq!(run.code(), 2, "{}", run.stderr());
+    assert!(
+        run.stderr().contains("implements plugin API 0.2.0")
+            && run.stderr().contains("speaks API 0.1.0"),
+        "{}",
+        run.stderr()
+    );
+    assert!(!dir.path().join("out").exists());
+    let run = cli_yaml(dir.path(), &yaml("transformers: [no_such_plugin]\n"), &[]);
+    assert_eq!(run.code(), 2);
+    assert!(
+        run.stderr().contains("transformers[0]") && run.stderr().contains("no_such_plugin"),
+        "{}",
+        run.stderr()
+    );
+    let run = cli_yaml(
+        dir.path(),
+        &yaml("transformers:\n  - path: x.wasm\n    timeout: 5\n"),
+        &[],
+    );
+    assert_eq!(run.code(), 2);
+    assert!(
+        run.stderr().contains("transformers[0]") && run.stderr().contains("timeout"),
+        "{}",
+        run.stderr()
+    );
+}
+
+#[test]
+fn compiled_components_are_cached_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    sqlite_fixture(dir.path());
+    let cache = dir.path().join("cache");
+    let env = [("CKPT_MIGRATE_CACHE_DIR", cache.to_str().unwrap())];
+    let config = dir.path().join("m.yaml");
+    std::fs::write(&config, yaml("transformers: [add_metadata]\n")).unwrap();
+    let first = cli_env(dir.path(), &["--config", config.to_str().unwrap()], &env);
+    assert_eq!(first.code(), 0, "{}", first.stderr());
+    let snapshot = || {
+        // Compiled artifacts only (wasmtime also keeps usage statistics next to them).
+        let mut files: Vec<(String, std::time::SystemTime)> = crate::harness::files_under(&cache)
+            .into_iter()
+            .filter(|f| {
+                !f.ends_with(".stats") && !f.rsplit('/').next().unwrap_or("").starts_with('.')
+            })
+            .map(|f| {
+                let modified = std::fs::metadata(cache.join(&f))
+                    .unwrap()
+                    .modified()
+                    .unwrap();
+                (f, modified)
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let after_first = snapshot();
+    assert!(!after_first.is_empty(), "the compiled component was stored");
+    let second = cli_env(
+        dir.path(),
+        &["--config", config.to_str().unwrap(), "--restart"],
+        &env,
+    );
+    assert_eq!(second.code(), 0, "{}", second.stderr());
+    assert_eq!(
+        snapshot(),
+        after_first,
+        "the second run compiled nothing new"
+    );
+}
+
+#[test]
+fn plugin_check_shows_what_a_plugin_is_and_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = cli(dir.path(), &["plugin", "check", "normalize_timestamps"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let out = run.stdout();
+    assert!(
+        out.contains("plugin:   normalize_timestamps 0.1.0"),
+        "{out}"
+    );
+    assert!(
+        out.contains("kind:     Transformer (plugin API 0.1.0)"),
+        "{out}"
+    );
+    assert!(out.contains("reads:    metadata"), "{out}");
+    assert!(
+        out.contains("\"created_at\":\"2025-06-01T12:00:01.250Z\""),
+        "{out}"
+    );
+    let run = cli(
+        dir.path(),
+        &[
+            "plugin",
+            "check",
+            wasm("keep_prefix").to_str().unwrap(),
+            "--config",
+            r#"{"prefix": "test-"}"#,
+        ],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert!(
+        run.stdout().contains("kind:     Filter")
+            && run
+                .stdout()
+                .contains("test-abc 1f000000-0000-6000-8000-000000000003: keep"),
+        "{}",
+        run.stdout()
+    );
+    let run = cli(
+        dir.path(),
+        &["plugin", "check", wasm("future_api").to_str().unwrap()],
+    );
+    assert_eq!(run.code(), 2);
+}
