@@ -144,8 +144,25 @@ pub struct UnifiedConfig {
     pub collection: String,
     /// API key (or `${ENV_VAR}`).
     pub api_key: Option<String>,
-    /// Embedding model.
+    /// Embedding model: `none` (zero vectors, the default), `hash` (local, offline), or
+    /// a model name for an OpenAI-compatible endpoint.
     pub embedding_model: Option<String>,
+    /// Full embedding settings (win over `embedding_model`); see docs/unified.md.
+    pub embedding: Option<crate::unified::embedding::EmbeddingConfig>,
+    /// gRPC port when `qdrant_url` names the REST port (default: 6334 for 6333).
+    pub grpc_port: Option<u16>,
+    /// Upsert requests in flight at once (default 3).
+    pub upsert_streams: Option<usize>,
+    /// Upper bound of one upsert request in bytes (default 16 MiB; Qdrant refuses 32).
+    pub max_request_bytes: Option<usize>,
+}
+
+impl UnifiedConfig {
+    pub fn embedding_config(&self) -> crate::unified::embedding::EmbeddingConfig {
+        self.embedding.clone().unwrap_or_else(|| {
+            crate::unified::embedding::EmbeddingConfig::from_model(self.embedding_model.as_deref())
+        })
+    }
 }
 
 /// JSON export.
@@ -195,14 +212,14 @@ pub enum SourceConfig {
     Sqlite(SqliteSourceConfig),
     Postgres(PostgresSourceConfig),
     Redis(RedisSourceConfig),
-    Unified(UnifiedConfig),
+    Unified(Box<UnifiedConfig>),
 }
 
 #[derive(Debug, Clone)]
 pub enum SinkConfig {
     Json(JsonSinkConfig),
     Parquet(ParquetSinkConfig),
-    Unified(UnifiedConfig),
+    Unified(Box<UnifiedConfig>),
 }
 
 impl SourceConfig {
@@ -380,7 +397,9 @@ impl RunConfig {
                     SourceConfig::Postgres(typed("source_config", source_value)?)
                 }
                 SourceKind::Redis => SourceConfig::Redis(typed("source_config", source_value)?),
-                SourceKind::Unified => SourceConfig::Unified(typed("source_config", source_value)?),
+                SourceKind::Unified => {
+                    SourceConfig::Unified(Box::new(typed("source_config", source_value)?))
+                }
             },
         };
         let sink = match dest_kind {
@@ -389,7 +408,7 @@ impl RunConfig {
                 SinkConfig::Parquet(typed("destination_config", dest_value)?)
             }
             DestinationKind::Unified => {
-                SinkConfig::Unified(typed("destination_config", dest_value)?)
+                SinkConfig::Unified(Box::new(typed("destination_config", dest_value)?))
             }
         };
         let batch_size = flags

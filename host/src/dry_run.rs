@@ -131,8 +131,8 @@ pub async fn dry_run(config: &RunConfig) -> Result<DryRunReport, RunError> {
         source.describe(),
         config.sink.kind().name(),
     );
-    let mut sink =
-        sinks::open(&config.sink, &run).map_err(|e| engine::open_error(e, "destination"))?;
+    let mut sink = sinks::open(&config.sink, &run, config.retry)
+        .map_err(|e| engine::open_error(e, "destination"))?;
     let store = |e| RunError::store("dry run", e);
 
     let total = source.count_by_thread(false).await.map_err(store)?.total();

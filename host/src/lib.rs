@@ -17,4 +17,5 @@ pub mod run;
 pub mod secrets;
 pub mod sinks;
 pub mod sources;
+pub mod unified;
 pub mod verify;

@@ -11,7 +11,7 @@ use sha2::Digest as _;
 use crate::codec;
 use crate::config::{RunConfig, SinkConfig};
 use crate::engine::{self, retry};
-use crate::error::{ConfigError, RunError};
+use crate::error::RunError;
 use crate::record::Checkpoint;
 use crate::sinks;
 use crate::sources::{self, BatchLimits};
@@ -145,6 +145,32 @@ impl VerifyReport {
     }
 }
 
+/// Every point of a Unified Memory collection, as records.
+async fn read_back_unified(
+    config: &crate::config::UnifiedConfig,
+    each: &mut dyn FnMut(Checkpoint),
+) -> Result<(), crate::error::StoreError> {
+    let filters = crate::filters::FilterConfig::default()
+        .compile()
+        .map_err(|e| crate::error::StoreError::fatal(e.to_string()))?;
+    let mut source = crate::sources::unified::UnifiedSource::open(config, &filters).await?;
+    use crate::sources::Source as _;
+    let limits = BatchLimits {
+        max_records: 500,
+        max_bytes: usize::MAX,
+    };
+    while let Some(batch) = source.next_batch(limits).await? {
+        if let Some(f) = batch.failed.first() {
+            return Err(crate::error::StoreError::fatal(format!(
+                "{}: {}",
+                f.origin.locator, f.error
+            )));
+        }
+        batch.records.into_iter().for_each(&mut *each);
+    }
+    Ok(())
+}
+
 pub async fn verify(config: &RunConfig) -> Result<VerifyReport, RunError> {
     let filters = config.filters.compile()?;
     let mut report = VerifyReport::default();
@@ -191,11 +217,7 @@ pub async fn verify(config: &RunConfig) -> Result<VerifyReport, RunError> {
     match &config.sink {
         SinkConfig::Json(c) => sinks::json::read_back(c, &mut each),
         SinkConfig::Parquet(c) => sinks::parquet::read_back(c, &mut each),
-        SinkConfig::Unified(_) => {
-            return Err(RunError::Config(ConfigError::NotBuiltYet {
-                kind: "verify for destination `unified`".into(),
-            }));
-        }
+        SinkConfig::Unified(c) => read_back_unified(c, &mut each).await,
     }
     .map_err(|e| RunError::store("reading the destination back", e))?;
     Ok(report)

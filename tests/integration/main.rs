@@ -13,3 +13,4 @@ mod postgres_source;
 mod redis_source;
 mod reliability;
 mod sqlite_source;
+mod unified;

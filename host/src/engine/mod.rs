@@ -123,7 +123,13 @@ pub async fn run(config: &RunConfig, shutdown: &Shutdown) -> Result<RunReport, R
     if let Some(p) = &previous {
         run.run_id = p.run_id.clone();
     }
-    let mut sink = sinks::open(&config.sink, &run).map_err(|e| open_error(e, "destination"))?;
+    let mut sink =
+        sinks::open(&config.sink, &run, config.retry).map_err(|e| open_error(e, "destination"))?;
+    retry::with_retries(config.retry, "preparing the destination", async || {
+        sink.prepare().await
+    })
+    .await
+    .map_err(|e| RunError::store("preparing the destination failed", e))?;
     let mut dead_letter_path = config
         .dead_letter_path
         .clone()

@@ -3,13 +3,14 @@
 
 pub mod json;
 pub mod parquet;
+pub mod unified;
 
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
-use crate::config::SinkConfig;
-use crate::error::{ConfigError, StoreError};
+use crate::config::{RetryPolicy, SinkConfig};
+use crate::error::StoreError;
 use crate::record::Checkpoint;
 use crate::run::{RunInfo, RunStats};
 use crate::sources::OpenError;
@@ -28,6 +29,12 @@ pub trait Sink: Send {
 
     /// Where failed records go unless the config says otherwise.
     fn default_dead_letter_path(&self) -> PathBuf;
+
+    /// Makes the destination ready before anything is read (creates a collection,
+    /// checks its shape): configuration problems show up before any work is done.
+    async fn prepare(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// Checks that the destination can be written, writing nothing (dry run).
     async fn check_writable(&mut self) -> Result<(), StoreError>;
@@ -54,13 +61,19 @@ pub trait Sink: Send {
     async fn finish(&mut self, stats: &RunStats) -> Result<(), StoreError>;
 }
 
-pub fn open(config: &SinkConfig, run: &RunInfo) -> Result<Box<dyn Sink>, OpenError> {
+pub fn open(
+    config: &SinkConfig,
+    run: &RunInfo,
+    retry: RetryPolicy,
+) -> Result<Box<dyn Sink>, OpenError> {
     match config {
         SinkConfig::Json(c) => Ok(Box::new(json::JsonSink::new(c.clone(), run.clone()))),
         SinkConfig::Parquet(c) => Ok(Box::new(parquet::ParquetSink::new(c.clone(), run.clone())?)),
-        SinkConfig::Unified(_) => Err(OpenError::Config(ConfigError::NotBuiltYet {
-            kind: "destination `unified`".into(),
-        })),
+        SinkConfig::Unified(c) => Ok(Box::new(unified::UnifiedSink::new(
+            (**c).clone(),
+            run.clone(),
+            retry,
+        )?)),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod postgres;
 pub mod redis;
 pub mod sql;
 pub mod sqlite;
+pub mod unified;
 
 use std::collections::BTreeMap;
 
@@ -103,10 +104,7 @@ pub async fn open(config: &SourceConfig, filters: &Filters) -> Result<Box<dyn So
         SourceConfig::Postgres(c) => Ok(Box::new(
             postgres::PostgresSource::open(c, filters, Pushdown::On).await?,
         )),
-        #[allow(unreachable_patterns)]
-        other => Err(OpenError::Config(ConfigError::NotBuiltYet {
-            kind: format!("source `{}`", other.kind().name()),
-        })),
+        SourceConfig::Unified(c) => Ok(Box::new(unified::UnifiedSource::open(c, filters).await?)),
     }
 }
 

@@ -1,0 +1,270 @@
+//! Unified Memory (Qdrant): against the real server named by `QDRANT_URL`; without
+//! one those tests say they were skipped. The OpenAI-compatible embedding client is
+//! tested against a small local HTTP server.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use ckpt_migrate::config::RetryPolicy;
+use ckpt_migrate::unified::embedding::{Embedder, EmbeddingConfig};
+
+use crate::harness::{cli_yaml, key_of, read_json_export, sqlite_fixture};
+
+/// The Qdrant server to test against, or `None` after saying why the test is skipped.
+fn qdrant(test: &str) -> Option<String> {
+    match std::env::var("QDRANT_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!(
+                "SKIPPED {test}: QDRANT_URL is not set, so there is no real Qdrant server to test against"
+            );
+            None
+        }
+    }
+}
+
+fn collection(name: &str) -> String {
+    format!("ckpt_{name}_{}", uuid::Uuid::new_v4().simple())
+}
+
+fn unified_yaml(url: &str, collection: &str, embedding: &str) -> String {
+    format!(
+        "source_type: sqlite\nsource_config: {{connection_string: 'sqlite:///checkpoints.db'}}\ndestination_type: unified\ndestination_config: {{qdrant_url: '{url}', collection: {collection}{embedding}}}\nbatch_size: 40\n"
+    )
+}
+
+#[test]
+fn sqlite_to_unified_is_idempotent_verifiable_and_round_trips_losslessly() {
+    let Some(url) = qdrant("sqlite_to_unified") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    sqlite_fixture(dir.path());
+    let name = collection("rt");
+    let yaml = unified_yaml(&url, &name, ", embedding: {provider: hash, dimensions: 64}");
+    let run = cli_yaml(dir.path(), &yaml, &["--verify"]);
+    assert_eq!(run.code(), 0, "{}{}", run.stdout(), run.stderr());
+    assert!(run.stdout().contains("equal"), "{}", run.stdout());
+    // A second run upserts the same points: still 271, still equal.
+    let again = cli_yaml(dir.path(), &yaml, &["--restart", "--verify"]);
+    assert_eq!(again.code(), 0, "{}", again.stderr());
+    assert!(
+        again.stdout().contains("destination 271 in 10 thread(s)"),
+        "{}",
+        again.stdout()
+    );
+
+    // Unified → JSON gives the same raw values as SQLite → JSON.
+    let back = format!(
+        "source_type: unified\nsource_config: {{qdrant_url: '{url}', collection: {name}}}\ndestination_type: json\ndestination_config: {{output_dir: from_qdrant}}\n"
+    );
+    let run = cli_yaml(dir.path(), &back, &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let direct = "source_type: sqlite\nsource_config: {connection_string: 'sqlite:///checkpoints.db'}\ndestination_type: json\ndestination_config: {output_dir: direct}\n";
+    assert_eq!(cli_yaml(dir.path(), direct, &[]).code(), 0);
+    let raw = |out: &str| -> BTreeMap<_, _> {
+        read_json_export(&dir.path().join(out))
+            .into_iter()
+            .map(|o| {
+                (
+                    key_of(&o),
+                    (
+                        o["raw"].clone(),
+                        o["parent_checkpoint_id"].clone(),
+                        o["checkpoint"].clone(),
+                    ),
+                )
+            })
+            .collect()
+    };
+    let (a, b) = (raw("from_qdrant"), raw("direct"));
+    assert_eq!(a.len(), 271);
+    assert_eq!(
+        a, b,
+        "SQLite → unified → JSON equals SQLite → JSON, raw value for raw value"
+    );
+
+    // The source pushes a thread filter into Qdrant.
+    let one = format!(
+        "source_type: unified\nsource_config: {{qdrant_url: '{url}', collection: {name}}}\ndestination_type: json\ndestination_config: {{output_dir: one}}\nfilters: {{thread_id: test-abc}}\n"
+    );
+    let run = cli_yaml(dir.path(), &one, &["--verbose"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert!(
+        run.stderr().contains("Qdrant filter thread_id"),
+        "{}",
+        run.stderr()
+    );
+    let expected = crate::harness::oracle("sqlite")
+        .keys()
+        .filter(|(t, _, _)| t == "test-abc")
+        .count();
+    assert_eq!(read_json_export(&dir.path().join("one")).len(), expected);
+}
+
+#[test]
+fn a_collection_with_another_vector_size_is_refused_before_writing() {
+    let Some(url) = qdrant("vector_size_mismatch") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    sqlite_fixture(dir.path());
+    let name = collection("size");
+    let first = cli_yaml(
+        dir.path(),
+        &unified_yaml(&url, &name, ", embedding: {provider: hash, dimensions: 32}"),
+        &[],
+    );
+    assert_eq!(first.code(), 0, "{}", first.stderr());
+    let second = cli_yaml(
+        dir.path(),
+        &unified_yaml(&url, &name, ", embedding: {provider: none, dimensions: 48}"),
+        &[],
+    );
+    assert_eq!(second.code(), 3, "{}", second.stderr());
+    assert!(
+        second.stderr().contains("size 32") && second.stderr().contains("makes 48"),
+        "{}",
+        second.stderr()
+    );
+    assert!(
+        second.stderr().contains("read 0") || !second.stderr().contains("written"),
+        "nothing was written"
+    );
+}
+
+#[test]
+fn unified_without_a_server_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    sqlite_fixture(dir.path());
+    // Port 1 on loopback: nothing listens there.
+    let run = cli_yaml(
+        dir.path(),
+        &unified_yaml("http://127.0.0.1:1", "c", ", api_key: secret-key-123"),
+        &[],
+    );
+    assert_eq!(run.code(), 3, "{}", run.stderr());
+    assert!(run.stderr().contains("Qdrant"), "{}", run.stderr());
+    assert!(
+        !run.stderr().contains("secret-key-123"),
+        "the API key leaked: {}",
+        run.stderr()
+    );
+}
+
+/// A one-route HTTP server: answers the first `fail_first` requests with 429, then
+/// embeddings of `dims` dimensions; records the request bodies.
+fn embedding_server(
+    dims: usize,
+    fail_first: usize,
+) -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { break };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 8192];
+            let body = loop {
+                let read = stream.read(&mut chunk).unwrap_or(0);
+                if read == 0 {
+                    break None;
+                }
+                buf.extend_from_slice(&chunk[..read]);
+                let text = String::from_utf8_lossy(&buf).into_owned();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + length {
+                        break Some(
+                            serde_json::from_slice::<serde_json::Value>(
+                                &buf[end + 4..end + 4 + length],
+                            )
+                            .unwrap(),
+                        );
+                    }
+                }
+            };
+            let Some(body) = body else { continue };
+            let inputs = body["input"].as_array().map_or(0, Vec::len);
+            log.lock().unwrap().push(body);
+            let (status, reply) = if n < fail_first {
+                (
+                    "429 Too Many Requests",
+                    serde_json::json!({"error": {"message": "slow down"}}),
+                )
+            } else {
+                let data: Vec<_> = (0..inputs)
+                    .map(|i| serde_json::json!({"index": i, "embedding": vec![i as f32 / 10.0; dims]}))
+                    .collect();
+                ("200 OK", serde_json::json!({"data": data, "model": "test"}))
+            };
+            let text = reply.to_string();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                text.len()
+            );
+        }
+    });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn openai_compatible_embeddings_are_batched_and_retried() {
+    let (url, seen) = embedding_server(8, 1);
+    // SAFETY of the test: a variable name of its own.
+    let config = EmbeddingConfig {
+        provider: "openai".into(),
+        model: Some("text-embedding-test".into()),
+        dimensions: Some(8),
+        base_url: Some(url),
+        api_key_env: Some("CKPT_TEST_NO_SUCH_KEY_VAR".into()),
+        batch_size: Some(3),
+    };
+    let embedder = Embedder::new(&config, RetryPolicy::default()).unwrap();
+    let texts: Vec<String> = (0..7).map(|i| format!("text {i}")).collect();
+    let vectors = embedder.embed(&texts).await.unwrap();
+    assert_eq!(vectors.len(), 7);
+    assert!(vectors.iter().all(|v| v.len() == 8));
+    assert_eq!(vectors[1][0], 0.1);
+    let requests = seen.lock().unwrap();
+    // 1 refused (429) + 3 batches of at most 3 texts.
+    assert_eq!(requests.len(), 4, "{requests:?}");
+    assert!(
+        requests
+            .iter()
+            .all(|r| r["model"] == "text-embedding-test" && r["dimensions"] == 8)
+    );
+    assert_eq!(requests[1]["input"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn embedding_errors_that_are_not_transient_fail_at_once() {
+    let (url, _) = embedding_server(4, 0);
+    let config = EmbeddingConfig {
+        provider: "openai".into(),
+        model: Some("m".into()),
+        dimensions: Some(6),
+        base_url: Some(url),
+        api_key_env: None,
+        batch_size: None,
+    };
+    let embedder = Embedder::new(&config, RetryPolicy::default()).unwrap();
+    let err = embedder.embed(&["x".to_owned()]).await.unwrap_err();
+    assert!(
+        !err.retriable && err.message.contains("returned 4 dimensions"),
+        "{}",
+        err.message
+    );
+}
