@@ -155,6 +155,9 @@ pub struct UnifiedConfig {
     pub upsert_streams: Option<usize>,
     /// Upper bound of one upsert request in bytes (default 16 MiB; Qdrant refuses 32).
     pub max_request_bytes: Option<usize>,
+    /// `false`: one `wait=true` upsert per batch, nothing in flight (the baseline the
+    /// benchmark compares with). Default `true`.
+    pub pipeline: Option<bool>,
 }
 
 impl UnifiedConfig {

@@ -247,6 +247,7 @@ mod tests {
             grpc_port,
             upsert_streams: None,
             max_request_bytes: None,
+            pipeline: None,
         }
     }
 

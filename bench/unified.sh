@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Throughput into Qdrant: the baseline (one wait=true upsert per batch, nothing in
+# flight) against the pipeline (concurrent wait=false upserts + a confirming count),
+# in the same run, on the same data. Figures go to bench/results/.
+#
+#   QDRANT_URL=http://127.0.0.1:6333 bench/unified.sh [SQLITE_DB] [BATCH_SIZE]
+#
+# SQLITE_DB defaults to the bundled fixture (271 checkpoints); for a real measurement
+# generate a large one with the shared fixtures' generator:
+#   python generate.py --scale 20000 --out /tmp/bench-data --targets sqlite
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${QDRANT_URL:?set QDRANT_URL to a Qdrant server (REST URL, e.g. http://127.0.0.1:6333)}"
+db="$(realpath "${1:-tests/fixtures/sqlite/checkpoints.db}")"
+batch="${2:-500}"
+cargo build --release --quiet -p ckpt-migrate
+bin="$PWD/target/release/ckpt-migrate"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+mkdir -p bench/results
+
+run() { # name pipeline
+  local collection="bench_$1_$$"
+  cat > "$work/$1.yaml" <<YAML
+source_type: sqlite
+source_config: { connection_string: "$db" }
+destination_type: unified
+destination_config: { qdrant_url: "$QDRANT_URL", collection: $collection, pipeline: $2, embedding: { provider: hash, dimensions: 256 } }
+batch_size: $batch
+state_dir: $work/state-$1
+YAML
+  local start end
+  start=$(date +%s.%N)
+  (cd "$work" && "$bin" --config "$work/$1.yaml" 2> "$work/$1.log")
+  end=$(date +%s.%N)
+  python3 - "$work/$1.log" "$start" "$end" <<'PY'
+import re, sys
+log = open(sys.argv[1]).read()
+written = int(re.search(r"written (\d+)", log).group(1))
+secs = float(sys.argv[3]) - float(sys.argv[2])
+print(f"{written} {secs:.3f} {written / secs:.1f}")
+PY
+}
+
+read -r n_base t_base r_base < <(run baseline false)
+read -r n_pipe t_pipe r_pipe < <(run pipeline true)
+ratio=$(python3 -c "print(f'{$r_pipe / $r_base:.2f}')")
+out="bench/results/unified-$(date -u +%Y%m%dT%H%M%SZ).json"
+cat > "$out" <<JSON
+{"benchmark": "unified-upsert", "qdrant_url": "$QDRANT_URL", "source": "$db", "batch_size": $batch,
+ "baseline": {"points": $n_base, "seconds": $t_base, "points_per_second": $r_base},
+ "pipeline": {"points": $n_pipe, "seconds": $t_pipe, "points_per_second": $r_pipe},
+ "speedup": $ratio}
+JSON
+echo "baseline (sequential, wait=true): $n_base points in ${t_base}s = $r_base points/s"
+echo "pipeline (3 streams, wait=false + confirm): $n_pipe points in ${t_pipe}s = $r_pipe points/s"
+echo "speedup: ${ratio}x   (figures in $out)"
