@@ -50,6 +50,40 @@ pub fn record_key(r: &Checkpoint) -> Key {
     )
 }
 
+/// A record in the form of an oracle line.
+pub fn view_line(r: &Checkpoint) -> Value {
+    let view = r.view.as_ref().expect("decoded");
+    serde_json::json!({
+        "thread_id": r.key.thread_id,
+        "checkpoint_ns": r.key.checkpoint_ns,
+        "checkpoint_id": r.key.checkpoint_id,
+        "parent_checkpoint_id": r.parent_checkpoint_id,
+        "checkpoint": view.checkpoint,
+        "metadata": view.metadata,
+        "pending_writes": view.pending_writes_json(),
+    })
+}
+
+/// Every record a source gives, decoded (a failed read fails the test), and the
+/// number of vanished keys.
+pub async fn drain(source: &mut dyn Source, batch: usize) -> (Vec<Checkpoint>, u64) {
+    let limits = BatchLimits {
+        max_records: batch,
+        max_bytes: usize::MAX,
+    };
+    let mut out = Vec::new();
+    let mut vanished = 0;
+    while let Some(b) = source.next_batch(limits).await.expect("batch") {
+        assert!(b.failed.is_empty(), "{:?}", b.failed);
+        vanished += b.vanished;
+        for mut r in b.records {
+            codec::decode_record(&mut r).expect("decode");
+            out.push(r);
+        }
+    }
+    (out, vanished)
+}
+
 /// Reads every record of a SQLite database through the library, decoded.
 pub async fn read_sqlite(path: &Path, batch: usize) -> Vec<Checkpoint> {
     let filters = FilterConfig::default().compile().unwrap();
@@ -57,19 +91,7 @@ pub async fn read_sqlite(path: &Path, batch: usize) -> Vec<Checkpoint> {
         connection_string: format!("sqlite://{}", path.display()),
     };
     let mut source = SqliteSource::open(&config, &filters).await.expect("open");
-    let limits = BatchLimits {
-        max_records: batch,
-        max_bytes: usize::MAX,
-    };
-    let mut out = Vec::new();
-    while let Some(b) = source.next_batch(limits).await.expect("batch") {
-        assert!(b.failed.is_empty(), "{:?}", b.failed);
-        for mut r in b.records {
-            codec::decode_record(&mut r).expect("decode");
-            out.push(r);
-        }
-    }
-    out
+    drain(&mut source, batch).await.0
 }
 
 /// The differences between two JSON values, as paths (at most `limit`).
@@ -454,20 +476,7 @@ pub async fn read_redis(
         decode_responses: None,
     };
     let mut source = RedisSource::open(&config, &compiled).await.expect("open");
-    let limits = BatchLimits {
-        max_records: batch,
-        max_bytes: usize::MAX,
-    };
-    let mut out = Vec::new();
-    let mut vanished = 0;
-    while let Some(b) = source.next_batch(limits).await.expect("batch") {
-        assert!(b.failed.is_empty(), "{:?}", b.failed);
-        vanished += b.vanished;
-        for mut r in b.records {
-            codec::decode_record(&mut r).expect("decode");
-            out.push(r);
-        }
-    }
+    let (mut out, vanished) = drain(&mut source, batch).await;
     out.sort_by(|a, b| a.key.cmp(&b.key));
     (out, vanished)
 }

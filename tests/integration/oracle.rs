@@ -14,15 +14,7 @@ async fn sqlite_fixture_views_match_the_langgraph_oracle() {
     let mut report = Vec::new();
     for record in &records {
         let view = record.view.as_ref().unwrap();
-        let ours = serde_json::json!({
-            "thread_id": record.key.thread_id,
-            "checkpoint_ns": record.key.checkpoint_ns,
-            "checkpoint_id": record.key.checkpoint_id,
-            "parent_checkpoint_id": record.parent_checkpoint_id,
-            "checkpoint": view.checkpoint,
-            "metadata": view.metadata,
-            "pending_writes": view.pending_writes_json(),
-        });
+        let ours = harness::view_line(record);
         let theirs = &expected[&record_key(record)];
         let mut diffs = Vec::new();
         diff(&ours, theirs, "", &mut diffs, 5);

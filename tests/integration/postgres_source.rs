@@ -13,21 +13,8 @@ use ckpt_migrate::sources::{BatchLimits, Pushdown, Source};
 
 use crate::harness::{
     self, cli, cli_yaml, diff, oracle, pg_database, pg_execute, pg_url, pg_url_for,
-    read_json_export, read_postgres, record_key,
+    read_json_export, read_postgres, record_key, view_line,
 };
-
-fn view_line(record: &Checkpoint) -> serde_json::Value {
-    let view = record.view.as_ref().unwrap();
-    serde_json::json!({
-        "thread_id": record.key.thread_id,
-        "checkpoint_ns": record.key.checkpoint_ns,
-        "checkpoint_id": record.key.checkpoint_id,
-        "parent_checkpoint_id": record.parent_checkpoint_id,
-        "checkpoint": view.checkpoint,
-        "metadata": view.metadata,
-        "pending_writes": view.pending_writes_json(),
-    })
-}
 
 fn assert_matches_oracle(records: &[Checkpoint], name: &str) -> usize {
     let expected = oracle(name);

@@ -9,18 +9,8 @@ use serde_json::Value;
 
 use crate::harness::{
     self, cli, cli_yaml, diff, oracle, read_json_export, read_redis, record_key, redis_db,
-    redis_exec, redis_load, sqlite_fixture,
+    redis_exec, redis_load, sqlite_fixture, view_line,
 };
-
-fn view_line(r: &ckpt_migrate::record::Checkpoint) -> Value {
-    let view = r.view.as_ref().unwrap();
-    serde_json::json!({
-        "thread_id": r.key.thread_id, "checkpoint_ns": r.key.checkpoint_ns,
-        "checkpoint_id": r.key.checkpoint_id, "parent_checkpoint_id": r.parent_checkpoint_id,
-        "checkpoint": view.checkpoint, "metadata": view.metadata,
-        "pending_writes": view.pending_writes_json(),
-    })
-}
 
 #[tokio::test]
 async fn plainredis_fixture_matches_the_langgraph_oracle() {

@@ -17,6 +17,28 @@ fn sqlite_yaml(dest: &str) -> String {
 const JSON_DEST: &str = "json\ndestination_config: {output_dir: out}";
 const PARQUET_DEST: &str = "parquet\ndestination_config: {output_path: out/cp.parquet}";
 
+/// `--resume --verify` finishes the run and proves the destination equals the source.
+fn resume_and_verify(dir: &std::path::Path, config: &str) {
+    let resumed = cli_env(dir, &["--config", config, "--resume", "--verify"], &[]);
+    assert_eq!(
+        resumed.code(),
+        0,
+        "{}{}",
+        resumed.stdout(),
+        resumed.stderr()
+    );
+    assert!(
+        resumed.stdout().contains("equal: same records, each once"),
+        "{}",
+        resumed.stdout()
+    );
+    assert!(
+        resumed.stderr().contains("resumed after"),
+        "{}",
+        resumed.stderr()
+    );
+}
+
 fn write_yaml(dir: &std::path::Path, yaml: &str) -> String {
     let path = dir.join("migration.yaml");
     std::fs::write(&path, yaml).unwrap();
@@ -134,19 +156,7 @@ fn sqlite_to_parquet_survives_crashes() {
         &[("CKPT_MIGRATE_FAULT", "crash-after-write:5")],
     );
     assert_eq!(crashed.output.status.code(), None);
-    let resumed = cli_env(
-        dir.path(),
-        &["--config", &config, "--resume", "--verify"],
-        &[],
-    );
-    assert_eq!(
-        resumed.code(),
-        0,
-        "{}{}",
-        resumed.stdout(),
-        resumed.stderr()
-    );
-    assert!(resumed.stdout().contains("equal"), "{}", resumed.stdout());
+    resume_and_verify(dir.path(), &config);
 }
 
 #[tokio::test]
@@ -182,19 +192,7 @@ fn kill_9_mid_run_then_resume() {
     child.wait().unwrap();
     let state = state_of(dir.path()).unwrap();
     assert_eq!(state["status"], "running");
-    let resumed = cli_env(
-        dir.path(),
-        &["--config", &config, "--resume", "--verify"],
-        &[],
-    );
-    assert_eq!(
-        resumed.code(),
-        0,
-        "{}{}",
-        resumed.stdout(),
-        resumed.stderr()
-    );
-    assert!(resumed.stdout().contains("equal"), "{}", resumed.stdout());
+    resume_and_verify(dir.path(), &config);
     assert_eq!(read_json_export(&dir.path().join("out")).len(), 271);
 }
 
@@ -232,19 +230,7 @@ fn sigterm_finishes_the_batch_and_says_how_to_resume() {
             .iter()
             .all(|f| f.ends_with(".partial"))
     );
-    let resumed = cli_env(
-        dir.path(),
-        &["--config", &config, "--resume", "--verify"],
-        &[],
-    );
-    assert_eq!(
-        resumed.code(),
-        0,
-        "{}{}",
-        resumed.stdout(),
-        resumed.stderr()
-    );
-    assert!(resumed.stdout().contains("equal"));
+    resume_and_verify(dir.path(), &config);
 }
 
 #[test]

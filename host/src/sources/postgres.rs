@@ -17,7 +17,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow};
 use sqlx::{ConnectOptions, Connection, Row};
 
 use super::chat;
-use super::sql::{self, Dialect, quote_ident};
+use super::sql::{self, Dialect, quote_ident, where_sql};
 use super::{BatchLimits, Pushdown, Source, SourceBatch, ThreadCounts};
 use crate::config::PostgresSourceConfig;
 use crate::error::StoreError;
@@ -630,14 +630,6 @@ impl PostgresSource {
     }
 }
 
-fn where_sql(clauses: &[String]) -> String {
-    if clauses.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", clauses.join(" AND "))
-    }
-}
-
 fn password_of(url: &str) -> Option<String> {
     let rest = url.split_once("://")?.1;
     let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
@@ -675,11 +667,7 @@ impl Source for PostgresSource {
                 sql::thread_clauses(Dialect::Postgres, &self.pushdown, "session_id::text", 1)
             }
         };
-        if clauses.is_empty() {
-            "none".into()
-        } else {
-            format!("SQL WHERE {}", clauses.join(" AND "))
-        }
+        sql::pushdown_summary(&clauses)
     }
 
     async fn next_batch(&mut self, limits: BatchLimits) -> Result<Option<SourceBatch>, StoreError> {

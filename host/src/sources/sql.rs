@@ -60,6 +60,24 @@ pub fn thread_clauses(
     (clauses, params)
 }
 
+/// `WHERE a AND b …`, or nothing when there is no clause.
+pub fn where_sql(clauses: &[String]) -> String {
+    if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    }
+}
+
+/// How the pushed-down clauses read in logs and the dry run.
+pub fn pushdown_summary(clauses: &[String]) -> String {
+    if clauses.is_empty() {
+        "none".into()
+    } else {
+        format!("SQL WHERE {}", clauses.join(" AND "))
+    }
+}
+
 /// A `*`/`?` glob as a `LIKE` pattern with `\` as the escape character.
 pub fn glob_to_like(glob: &str) -> String {
     let mut out = String::with_capacity(glob.len() + 4);

@@ -339,12 +339,7 @@ impl Source for SqliteSource {
     }
 
     fn pushdown_summary(&self) -> String {
-        let (clauses, _) = self.filter_sql();
-        if clauses.is_empty() {
-            "none".into()
-        } else {
-            format!("SQL WHERE {}", clauses.join(" AND "))
-        }
+        sql::pushdown_summary(&self.filter_sql().0)
     }
 
     async fn next_batch(&mut self, limits: BatchLimits) -> Result<Option<SourceBatch>, StoreError> {
@@ -366,11 +361,7 @@ impl Source for SqliteSource {
                 ],
             );
         }
-        let where_sql = if clauses.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", clauses.join(" AND "))
-        };
+        let where_sql = sql::where_sql(&clauses);
         let sql = format!(
             "SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, \
              CAST(checkpoint AS BLOB), CAST(metadata AS BLOB) FROM checkpoints {where_sql} \
@@ -480,11 +471,7 @@ impl Source for SqliteSource {
         } else {
             (Vec::new(), Vec::new())
         };
-        let where_sql = if clauses.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", clauses.join(" AND "))
-        };
+        let where_sql = sql::where_sql(&clauses);
         let sql = format!(
             "SELECT thread_id, COUNT(*) FROM checkpoints {where_sql} GROUP BY thread_id ORDER BY thread_id"
         );

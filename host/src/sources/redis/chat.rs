@@ -1,7 +1,7 @@
 //! `RedisChatMessageHistory`: one list per session, `message_store:{session}`, each
 //! item a `message_to_dict` JSON string, newest first (LPUSH): read in reverse.
 
-use super::{Redis, ScanWalk, escape_glob};
+use super::{Redis, ScanWalk, thread_glob};
 use crate::error::StoreError;
 use crate::filters::ThreadPushdown;
 use crate::sources::chat::{StoredMessage, session_record};
@@ -15,11 +15,7 @@ pub struct ChatLayout {
 impl ChatLayout {
     pub fn new(prefix: &str, pushdown: ThreadPushdown) -> Self {
         let mut pattern = prefix.as_bytes().to_vec();
-        match (&pushdown.thread_id, &pushdown.include_glob) {
-            (Some(t), _) => pattern.extend(escape_glob(t.as_bytes())),
-            (None, Some(g)) => pattern.extend(g.as_bytes()),
-            (None, None) => pattern.push(b'*'),
-        }
+        pattern.extend(thread_glob(&pushdown));
         Self {
             prefix: prefix.to_owned(),
             scan: ScanWalk::new(pattern, format!("{prefix}*").into_bytes()),
@@ -31,37 +27,12 @@ impl ChatLayout {
         redis: &mut Redis,
         limits: BatchLimits,
     ) -> Result<Option<SourceBatch>, StoreError> {
-        let Some(keys) = self.scan.next_keys(redis, limits.max_records).await? else {
+        let Some((keys, mut batch)) = self.scan.next_page(redis, limits.max_records).await? else {
             return Ok(None);
         };
-        let mut batch = SourceBatch {
-            position: Some(self.scan.position()),
-            ..SourceBatch::default()
-        };
-        let mut pipe = redis::pipe();
-        for k in &keys {
-            pipe.cmd("TYPE").arg(k);
-        }
-        let types: Vec<String> = redis.pipe("TYPE", &pipe).await?;
-        let lists: Vec<Vec<u8>> = keys
-            .into_iter()
-            .zip(types)
-            .filter_map(|(k, t)| match t.as_str() {
-                "list" => Some(k),
-                "none" => {
-                    batch.vanished += 1;
-                    None
-                }
-                other => {
-                    batch.failed.push(FailedRead {
-                        key: None,
-                        origin: redis.origin(&k),
-                        error: format!("key has type {other}, expected a list of chat messages"),
-                    });
-                    None
-                }
-            })
-            .collect();
+        let lists = redis
+            .keys_of_type(keys, "list", "a list of chat messages", &mut batch)
+            .await?;
         let mut pipe = redis::pipe();
         for k in &lists {
             pipe.cmd("LRANGE").arg(k).arg(0).arg(-1);

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use super::{Redis, ScanWalk, escape_glob};
+use super::{Redis, ScanWalk, thread_glob};
 use crate::error::StoreError;
 use crate::filters::ThreadPushdown;
 use crate::record::{Checkpoint, CheckpointKey, PendingWrite, TypedValue};
@@ -25,11 +25,7 @@ pub struct DocsLayout {
 impl DocsLayout {
     pub fn new(pushdown: ThreadPushdown) -> Self {
         let mut pattern = b"checkpoint$".to_vec();
-        match (&pushdown.thread_id, &pushdown.include_glob) {
-            (Some(t), _) => pattern.extend(escape_glob(t.as_bytes())),
-            (None, Some(g)) => pattern.extend(g.as_bytes()),
-            (None, None) => pattern.push(b'*'),
-        }
+        pattern.extend(thread_glob(&pushdown));
         pattern.extend(b"$*");
         Self {
             scan: ScanWalk::new(pattern, b"checkpoint$*".to_vec()),
@@ -76,12 +72,8 @@ impl DocsLayout {
         if self.writes.is_none() {
             self.load_writes(redis).await?;
         }
-        let Some(keys) = self.scan.next_keys(redis, limits.max_records).await? else {
+        let Some((keys, mut batch)) = self.scan.next_page(redis, limits.max_records).await? else {
             return Ok(None);
-        };
-        let mut batch = SourceBatch {
-            position: Some(self.scan.position()),
-            ..SourceBatch::default()
         };
         let mut parsed = Vec::new();
         for k in keys {

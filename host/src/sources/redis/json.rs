@@ -35,35 +35,15 @@ impl JsonLayout {
         redis: &mut Redis,
         limits: BatchLimits,
     ) -> Result<Option<SourceBatch>, StoreError> {
-        let Some(keys) = self.scan.next_keys(redis, limits.max_records).await? else {
+        let Some((keys, mut batch)) = self.scan.next_page(redis, limits.max_records).await? else {
             return Ok(None);
         };
-        let mut batch = SourceBatch {
-            position: Some(self.scan.position()),
-            ..SourceBatch::default()
-        };
+        let json_keys = redis
+            .keys_of_type(keys, "ReJSON-RL", "a RedisJSON document", &mut batch)
+            .await?;
         let mut pipe = redis::pipe();
-        for k in &keys {
-            pipe.cmd("TYPE").arg(k);
-        }
-        let types: Vec<String> = redis.pipe("TYPE", &pipe).await?;
-        let mut pipe = redis::pipe();
-        let mut json_keys = Vec::new();
-        for (k, t) in keys.into_iter().zip(types) {
-            match t.as_str() {
-                "ReJSON-RL" => {
-                    pipe.cmd("JSON.GET").arg(&k).arg("$");
-                    json_keys.push(k);
-                }
-                "none" => batch.vanished += 1,
-                other => batch.failed.push(FailedRead {
-                    key: None,
-                    origin: redis.origin(&k),
-                    error: format!(
-                        "key has type {other}, expected a RedisJSON document (ReJSON-RL)"
-                    ),
-                }),
-            }
+        for k in &json_keys {
+            pipe.cmd("JSON.GET").arg(k).arg("$");
         }
         let texts: Vec<Option<String>> = if json_keys.is_empty() {
             Vec::new()

@@ -116,6 +116,38 @@ impl Redis {
         }
     }
 
+    /// The keys that have type `expected`. Keys gone since the SCAN are counted in
+    /// `batch.vanished`; keys of another type fail into `batch.failed`, named.
+    pub async fn keys_of_type(
+        &mut self,
+        keys: Vec<Vec<u8>>,
+        expected: &str,
+        meaning: &str,
+        batch: &mut SourceBatch,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(keys);
+        }
+        let mut pipe = redis::pipe();
+        for k in &keys {
+            pipe.cmd("TYPE").arg(k);
+        }
+        let types: Vec<String> = self.pipe("TYPE", &pipe).await?;
+        let mut kept = Vec::with_capacity(keys.len());
+        for (k, t) in keys.into_iter().zip(types) {
+            match t.as_str() {
+                t if t == expected => kept.push(k),
+                "none" => batch.vanished += 1,
+                other => batch.failed.push(crate::sources::FailedRead {
+                    key: None,
+                    origin: self.origin(&k),
+                    error: format!("key has type {other}, expected {meaning} ({expected})"),
+                }),
+            }
+        }
+        Ok(kept)
+    }
+
     /// One `SCAN` page: the next cursor and the keys.
     pub async fn scan(
         &mut self,
@@ -437,6 +469,22 @@ impl ScanWalk {
             }
         }
         Ok(Some(keys))
+    }
+
+    /// The next keys and an empty batch positioned after them; `None` at the end.
+    pub async fn next_page(
+        &mut self,
+        redis: &mut Redis,
+        want: usize,
+    ) -> Result<Option<(Vec<Vec<u8>>, SourceBatch)>, StoreError> {
+        let Some(keys) = self.next_keys(redis, want).await? else {
+            return Ok(None);
+        };
+        let batch = SourceBatch {
+            position: Some(self.position()),
+            ..SourceBatch::default()
+        };
+        Ok(Some((keys, batch)))
     }
 
     /// The position after the pages returned so far.
