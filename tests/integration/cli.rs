@@ -110,7 +110,7 @@ fn wrong_types_are_usage_errors_that_name_the_key() {
 }
 
 #[test]
-fn stores_not_built_yet_are_usage_errors() {
+fn an_unreachable_store_is_a_failure_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let run = cli(
         dir.path(),
@@ -125,8 +125,8 @@ fn stores_not_built_yet_are_usage_errors() {
             r#"{"output_dir": "out"}"#,
         ],
     );
-    assert_eq!(run.code(), 2, "{}", run.stderr());
-    assert!(run.stderr().contains("not built yet"), "{}", run.stderr());
+    assert_eq!(run.code(), 3, "{}", run.stderr());
+    assert!(run.stderr().contains("Qdrant http://127.0.0.1:1"), "{}", run.stderr());
 }
 
 #[test]
