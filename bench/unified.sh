@@ -13,8 +13,13 @@ cd "$(dirname "$0")/.."
 : "${QDRANT_URL:?set QDRANT_URL to a Qdrant server (REST URL, e.g. http://127.0.0.1:6333)}"
 db="$(realpath "${1:-tests/fixtures/sqlite/checkpoints.db}")"
 batch="${2:-500}"
-cargo build --release --quiet -p ckpt-migrate
-bin="$PWD/target/release/ckpt-migrate"
+# CKPT_MIGRATE_BIN: an already built binary (both runs use the same one either way).
+if [ -n "${CKPT_MIGRATE_BIN:-}" ]; then
+  bin="$(realpath "$CKPT_MIGRATE_BIN")"
+else
+  cargo build --release --quiet -p ckpt-migrate
+  bin="$PWD/target/release/ckpt-migrate"
+fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 mkdir -p bench/results
@@ -47,7 +52,7 @@ read -r n_pipe t_pipe r_pipe < <(run pipeline true)
 ratio=$(python3 -c "print(f'{$r_pipe / $r_base:.2f}')")
 out="bench/results/unified-$(date -u +%Y%m%dT%H%M%SZ).json"
 cat > "$out" <<JSON
-{"benchmark": "unified-upsert", "qdrant_url": "$QDRANT_URL", "source": "$db", "batch_size": $batch,
+{"benchmark": "unified-upsert", "qdrant_url": "$QDRANT_URL", "source": "$db", "batch_size": $batch, "binary": "$bin",
  "baseline": {"points": $n_base, "seconds": $t_base, "points_per_second": $r_base},
  "pipeline": {"points": $n_pipe, "seconds": $t_pipe, "points_per_second": $r_pipe},
  "speedup": $ratio}
