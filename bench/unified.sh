@@ -41,7 +41,7 @@ YAML
   python3 - "$work/$1.log" "$start" "$end" <<'PY'
 import re, sys
 log = open(sys.argv[1]).read()
-written = int(re.search(r"written (\d+)", log).group(1))
+written = int(re.search(r"read \d+  written (\d+)", log).group(1))
 secs = float(sys.argv[3]) - float(sys.argv[2])
 print(f"{written} {secs:.3f} {written / secs:.1f}")
 PY
