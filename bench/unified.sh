@@ -13,6 +13,8 @@ cd "$(dirname "$0")/.."
 : "${QDRANT_URL:?set QDRANT_URL to a Qdrant server (REST URL, e.g. http://127.0.0.1:6333)}"
 db="$(realpath "${1:-tests/fixtures/sqlite/checkpoints.db}")"
 batch="${2:-500}"
+# Both runs cut a batch into requests of this size; the pipeline sends them concurrently.
+request_bytes="${REQUEST_BYTES:-2000000}"
 # CKPT_MIGRATE_BIN: an already built binary (both runs use the same one either way).
 if [ -n "${CKPT_MIGRATE_BIN:-}" ]; then
   bin="$(realpath "$CKPT_MIGRATE_BIN")"
@@ -30,7 +32,7 @@ run() { # name pipeline
 source_type: sqlite
 source_config: { connection_string: "$db" }
 destination_type: unified
-destination_config: { qdrant_url: "$QDRANT_URL", collection: $collection, pipeline: $2, embedding: { provider: hash, dimensions: 256 } }
+destination_config: { qdrant_url: "$QDRANT_URL", collection: $collection, pipeline: $2, max_request_bytes: $request_bytes, embedding: { provider: hash, dimensions: 256 } }
 batch_size: $batch
 state_dir: $work/state-$1
 YAML
@@ -52,7 +54,7 @@ read -r n_pipe t_pipe r_pipe < <(run pipeline true)
 ratio=$(python3 -c "print(f'{$r_pipe / $r_base:.2f}')")
 out="bench/results/unified-$(date -u +%Y%m%dT%H%M%SZ).json"
 cat > "$out" <<JSON
-{"benchmark": "unified-upsert", "qdrant_url": "$QDRANT_URL", "source": "$db", "batch_size": $batch, "binary": "$bin",
+{"benchmark": "unified-upsert", "qdrant_url": "$QDRANT_URL", "source": "$db", "batch_size": $batch, "request_bytes": $request_bytes, "binary": "$bin",
  "baseline": {"points": $n_base, "seconds": $t_base, "points_per_second": $r_base},
  "pipeline": {"points": $n_pipe, "seconds": $t_pipe, "points_per_second": $r_pipe},
  "speedup": $ratio}
