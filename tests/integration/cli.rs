@@ -126,7 +126,11 @@ fn an_unreachable_store_is_a_failure_naming_it() {
         ],
     );
     assert_eq!(run.code(), 3, "{}", run.stderr());
-    assert!(run.stderr().contains("Qdrant http://127.0.0.1:1"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("Qdrant http://127.0.0.1:1"),
+        "{}",
+        run.stderr()
+    );
 }
 
 #[test]

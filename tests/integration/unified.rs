@@ -131,7 +131,11 @@ fn a_collection_with_another_vector_size_is_refused_before_writing() {
     );
     // Refused while preparing, before the source was read: no run summary at all.
     assert!(!second.stderr().contains("done:"), "{}", second.stderr());
-    assert!(second.stderr().contains("nothing was written"), "{}", second.stderr());
+    assert!(
+        second.stderr().contains("nothing was written"),
+        "{}",
+        second.stderr()
+    );
 }
 
 #[test]
