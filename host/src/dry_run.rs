@@ -7,11 +7,11 @@ use std::time::Instant;
 
 use crate::codec;
 use crate::config::RunConfig;
-use crate::engine::{self, retry};
+use crate::engine;
 use crate::error::RunError;
 use crate::run::RunInfo;
 use crate::sinks::{self, json::export_object};
-use crate::sources::{self, BatchLimits};
+use crate::sources::BatchLimits;
 
 /// Records decoded and timed for the estimate.
 const SAMPLE_SIZE: usize = 200;
@@ -121,11 +121,7 @@ fn human_duration(secs: f64) -> String {
 
 pub async fn dry_run(config: &RunConfig) -> Result<DryRunReport, RunError> {
     let filters = config.filters.compile()?;
-    let mut source = retry::with_retries(config.retry, "opening the source", async || {
-        sources::open(&config.source, &filters).await
-    })
-    .await
-    .map_err(|e| engine::open_error(e, "source"))?;
+    let mut source = engine::open_source(config, &filters).await?;
     let run = RunInfo::new(
         config.source.kind_name(),
         source.describe(),

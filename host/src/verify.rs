@@ -10,11 +10,11 @@ use sha2::Digest as _;
 
 use crate::codec;
 use crate::config::{RunConfig, SinkConfig};
-use crate::engine::{self, retry};
+use crate::engine;
 use crate::error::RunError;
 use crate::record::Checkpoint;
 use crate::sinks;
-use crate::sources::{self, BatchLimits};
+use crate::sources::BatchLimits;
 
 /// Count and checksum of one thread's records.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -174,11 +174,7 @@ async fn read_back_unified(
 pub async fn verify(config: &RunConfig) -> Result<VerifyReport, RunError> {
     let filters = config.filters.compile()?;
     let mut report = VerifyReport::default();
-    let mut source = retry::with_retries(config.retry, "opening the source", async || {
-        sources::open(&config.source, &filters).await
-    })
-    .await
-    .map_err(|e| engine::open_error(e, "source"))?;
+    let mut source = engine::open_source(config, &filters).await?;
     let limits = BatchLimits {
         max_records: config.batch_size,
         max_bytes: config.max_batch_bytes,

@@ -26,7 +26,7 @@ use crate::plugins::{Outcome, Plugin, RunContext};
 use crate::record::Checkpoint;
 use crate::run::{RunInfo, RunStats};
 use crate::sinks::{self, Sink};
-use crate::sources::{self, BatchLimits, OpenError, SourceBatch};
+use crate::sources::{self, BatchLimits, OpenError, Source, SourceBatch};
 use dead_letter::{DeadLetter, Entry, Stage};
 use retry::Backoff;
 pub use shutdown::Shutdown;
@@ -46,6 +46,19 @@ pub struct RunReport {
     pub dead_letter: Option<PathBuf>,
     /// Set when this run continued an earlier one.
     pub resumed_from: Option<String>,
+}
+
+/// Opens the configured source, retrying transient errors (the run, the dry run and
+/// `verify` all start this way).
+pub async fn open_source(
+    config: &RunConfig,
+    filters: &Filters,
+) -> Result<Box<dyn Source>, RunError> {
+    retry::with_retries(config.retry, "opening the source", async || {
+        sources::open(&config.source, filters).await
+    })
+    .await
+    .map_err(|e| open_error(e, "source"))
 }
 
 pub fn open_error(e: OpenError, what: &str) -> RunError {
@@ -110,11 +123,7 @@ pub async fn run(config: &RunConfig, shutdown: &Shutdown) -> Result<RunReport, R
     let mut plugins = crate::plugins::load_all(&config.plugins)
         .map_err(|e| RunError::Config(ConfigError::Invalid(e.to_string())))?;
 
-    let mut source = retry::with_retries(config.retry, "opening the source", async || {
-        sources::open(&config.source, &filters).await
-    })
-    .await
-    .map_err(|e| open_error(e, "source"))?;
+    let mut source = open_source(config, &filters).await?;
     let mut run = RunInfo::new(
         config.source.kind_name(),
         source.describe(),
@@ -149,10 +158,7 @@ pub async fn run(config: &RunConfig, shutdown: &Shutdown) -> Result<RunReport, R
             .map_err(|e| RunError::store("resuming the destination failed", e))?;
         dead.resume(p.dead_letter_entries)
             .map_err(|e| io_error(dead.path(), e))?;
-        stats.read = p.counts.read;
-        stats.written = p.counts.written;
-        stats.filtered = p.counts.filtered;
-        stats.failed = p.counts.failed;
+        p.counts.restore(&mut stats);
         if !p.position.is_null() {
             source
                 .resume_from(&p.position)
@@ -284,12 +290,7 @@ pub async fn run(config: &RunConfig, shutdown: &Shutdown) -> Result<RunReport, R
                 }
                 state.last_key = last_key.or(state.last_key.take());
                 state.sink = sink_state;
-                state.counts = Counts {
-                    read: stats.read,
-                    written: stats.written,
-                    filtered: stats.filtered,
-                    failed: stats.failed,
-                };
+                state.counts = Counts::of(&stats);
                 state.dead_letter_entries = dead.count();
                 state.updated_at = chrono::Utc::now().to_rfc3339();
                 state_file

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::record::CheckpointKey;
+use crate::run::RunStats;
 
 pub const STATE_VERSION: u32 = 1;
 
@@ -32,6 +33,25 @@ pub struct Counts {
     pub written: u64,
     pub filtered: u64,
     pub failed: u64,
+}
+
+impl Counts {
+    pub fn of(stats: &RunStats) -> Self {
+        Self {
+            read: stats.read,
+            written: stats.written,
+            filtered: stats.filtered,
+            failed: stats.failed,
+        }
+    }
+
+    /// Puts the counters of a resumed run back into `stats`.
+    pub fn restore(&self, stats: &mut RunStats) {
+        stats.read = self.read;
+        stats.written = self.written;
+        stats.filtered = self.filtered;
+        stats.failed = self.failed;
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
