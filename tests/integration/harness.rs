@@ -375,13 +375,20 @@ pub fn redis_url() -> String {
     )
 }
 
-/// A database of its own on the test server for each caller (the server has 1024).
+/// An empty database of its own on the test server for each caller (the server has 1024).
 pub fn redis_db() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(1);
     let n = NEXT.fetch_add(1, Ordering::SeqCst);
     assert!(n < 1024, "out of Redis databases");
-    format!("{}/{n}", redis_url())
+    let url = format!("{}/{n}", redis_url());
+    // Empty, even when an earlier run of the tests used the same server.
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let () = redis::cmd("FLUSHDB").query(&mut conn).unwrap();
+    url
 }
 
 /// Loads a fixture dump (`dump.jsonl`: one key per line, exact bytes) into `url`.
@@ -479,4 +486,29 @@ pub async fn read_redis(
     let (mut out, vanished) = drain(&mut source, batch).await;
     out.sort_by(|a, b| a.key.cmp(&b.key));
     (out, vanished)
+}
+
+/// Runs `--source KIND --source-config CONFIG` into a JSON export in `dir/out`.
+pub fn migrate_to_json(dir: &Path, kind: &str, config: &Value) -> Run {
+    cli(
+        dir,
+        &[
+            "--source",
+            kind,
+            "--source-config",
+            &config.to_string(),
+            "--destination",
+            "json",
+            "--dest-config",
+            r#"{"output_dir": "out"}"#,
+        ],
+    )
+}
+
+/// A run that failed (exit 3) with an error containing `expect` and not `secret`.
+pub fn assert_failed_naming(run: &Run, expect: &str, secret: &str) {
+    let all = format!("{}{}", run.stdout(), run.stderr());
+    assert_eq!(run.code(), 3, "{all}");
+    assert!(all.contains(expect), "expected {expect:?} in:\n{all}");
+    assert!(!all.contains(secret), "a secret leaked:\n{all}");
 }

@@ -12,8 +12,8 @@ use ckpt_migrate::sources::postgres::PostgresSource;
 use ckpt_migrate::sources::{BatchLimits, Pushdown, Source};
 
 use crate::harness::{
-    self, cli, cli_yaml, diff, oracle, pg_database, pg_execute, pg_url, pg_url_for,
-    read_json_export, read_postgres, record_key, view_line,
+    self, cli_yaml, diff, oracle, pg_database, pg_execute, pg_url, pg_url_for, read_json_export,
+    read_postgres, record_key, view_line,
 };
 
 fn assert_matches_oracle(records: &[Checkpoint], name: &str) -> usize {
@@ -322,25 +322,10 @@ fn errors_are_one_clear_line_and_never_show_the_password() {
         if let Some(t) = table {
             config["table_name"] = t.into();
         }
-        cli(
-            dir.path(),
-            &[
-                "--source",
-                "postgresql",
-                "--source-config",
-                &config.to_string(),
-                "--destination",
-                "json",
-                "--dest-config",
-                r#"{"output_dir": "out"}"#,
-            ],
-        )
+        harness::migrate_to_json(dir.path(), "postgresql", &config)
     };
     let check = |run: &harness::Run, expect: &str, secret: &str| {
-        let all = format!("{}{}", run.stdout(), run.stderr());
-        assert_eq!(run.code(), 3, "{all}");
-        assert!(all.contains(expect), "expected {expect:?} in:\n{all}");
-        assert!(!all.contains(secret), "the password leaked:\n{all}");
+        harness::assert_failed_naming(run, expect, secret);
         assert!(!dir.path().join("out").exists());
     };
     let url = pg_url();

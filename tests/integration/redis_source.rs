@@ -8,8 +8,8 @@ use ckpt_migrate::filters::FilterConfig;
 use serde_json::Value;
 
 use crate::harness::{
-    self, cli, cli_yaml, diff, oracle, read_json_export, read_redis, record_key, redis_db,
-    redis_exec, redis_load, sqlite_fixture, view_line,
+    self, cli_yaml, diff, oracle, read_json_export, read_redis, record_key, redis_db, redis_exec,
+    redis_load, sqlite_fixture, view_line,
 };
 
 #[tokio::test]
@@ -301,27 +301,13 @@ fn errors_are_clear_and_never_show_the_password() {
     let password = std::env::var("CKPT_TEST_REDIS_PASSWORD").unwrap();
     let url = harness::redis_url();
     let run_with = |url: &str| {
-        let config = serde_json::json!({ "redis_url": url });
-        cli(
+        harness::migrate_to_json(
             dir.path(),
-            &[
-                "--source",
-                "redis",
-                "--source-config",
-                &config.to_string(),
-                "--destination",
-                "json",
-                "--dest-config",
-                r#"{"output_dir": "out"}"#,
-            ],
+            "redis",
+            &serde_json::json!({ "redis_url": url }),
         )
     };
-    let check = |run: &harness::Run, expect: &str, secret: &str| {
-        let all = format!("{}{}", run.stdout(), run.stderr());
-        assert_eq!(run.code(), 3, "{all}");
-        assert!(all.contains(expect), "expected {expect:?} in:\n{all}");
-        assert!(!all.contains(secret), "a secret leaked:\n{all}");
-    };
+    let check = harness::assert_failed_naming;
     check(
         &run_with(&url.replace(&password, "wrong-pass-4242")),
         "authentication failed",
@@ -407,19 +393,10 @@ fn redis_cluster_is_refused_clearly() {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
     std::thread::sleep(std::time::Duration::from_millis(200));
-    let config = serde_json::json!({ "redis_url": url });
-    let run = cli(
+    let run = harness::migrate_to_json(
         dir.path(),
-        &[
-            "--source",
-            "redis",
-            "--source-config",
-            &config.to_string(),
-            "--destination",
-            "json",
-            "--dest-config",
-            r#"{"output_dir": "out"}"#,
-        ],
+        "redis",
+        &serde_json::json!({ "redis_url": url }),
     );
     let _ = server.kill();
     let _ = server.wait();
