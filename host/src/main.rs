@@ -103,7 +103,13 @@ fn plugin_check(args: &PluginCheckArgs) -> Result<u8, RunError> {
         entry["allow_dir"] = dir.display().to_string().into();
     }
     let spec = PluginSpec::from_entry(&entry, "plugin")?;
-    let report = plugins::check::check(&spec).map_err(|e| bad(e.to_string()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| RunError::Io(format!("cannot start the runtime: {e}")))?;
+    let report = runtime
+        .block_on(plugins::check::check(&spec))
+        .map_err(|e| bad(e.to_string()))?;
     print!("{report}");
     Ok(0)
 }
@@ -126,6 +132,12 @@ fn print_summary(report: &RunReport) {
         s.records_per_second(),
         report.run.run_id,
     );
+    if let Some(peak) = ckpt_migrate::run::peak_memory_bytes() {
+        eprintln!(
+            "  peak memory {:.1} MiB",
+            peak as f64 / (1024.0 * 1024.0)
+        );
+    }
     if s.vanished > 0 {
         eprintln!(
             "  {} key(s) vanished (expired or deleted) between listing and reading: skipped",

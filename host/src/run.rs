@@ -68,3 +68,11 @@ impl RunStats {
         }
     }
 }
+
+/// The process's peak resident memory (Linux `VmHWM`), for the run summary.
+pub fn peak_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}

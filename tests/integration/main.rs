@@ -12,5 +12,6 @@ mod plugins;
 mod postgres_source;
 mod redis_source;
 mod reliability;
+mod sandbox;
 mod sqlite_source;
 mod unified;

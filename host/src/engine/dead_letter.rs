@@ -3,11 +3,12 @@
 //! be inspected or replayed. The file is created on the first failure only.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::PathBuf;
 
 use serde_json::Value;
 
+use crate::plugins::output::{MAX_ERROR_BYTES, one_line};
 use crate::record::{Checkpoint, CheckpointKey, Origin};
 
 /// The pipeline stage at which a record failed.
@@ -40,7 +41,10 @@ pub struct DeadLetter {
 
 pub struct Entry<'a> {
     pub stage: Stage,
+    /// One line; plugin text in it is already bounded.
     pub error: &'a str,
+    /// A long message that several entries share, stored on one of them only.
+    pub detail: Option<&'a str>,
     pub key: Option<&'a CheckpointKey>,
     pub origin: &'a Origin,
     /// The record, when there is one: its raw values are kept so it can be replayed.
@@ -79,7 +83,7 @@ impl DeadLetter {
                 .key
                 .map_or_else(|| entry.origin.locator.clone(), ToString::to_string),
             entry.stage.name(),
-            entry.error,
+            one_line(entry.error, MAX_ERROR_BYTES),
             entry.origin.store
         );
         if self.writer.is_none() {
@@ -92,7 +96,7 @@ impl DeadLetter {
                 .open(&self.path)?;
             self.writer = Some(BufWriter::new(file));
         }
-        let line = serde_json::json!({
+        let mut line = serde_json::json!({
             "run_id": self.run_id,
             "at": chrono::Utc::now().to_rfc3339(),
             "stage": entry.stage.name(),
@@ -101,6 +105,9 @@ impl DeadLetter {
             "origin": entry.origin,
             "record": entry.record.map(record_json),
         });
+        if let Some(detail) = entry.detail {
+            line["error_detail"] = detail.into();
+        }
         let writer = self.writer.as_mut().expect("opened above");
         serde_json::to_writer(&mut *writer, &line)?;
         writer.write_all(b"\n")?;
@@ -128,31 +135,80 @@ impl DeadLetter {
 
     /// Continues the file of an earlier run that had `entries` confirmed entries:
     /// lines after those (from records that will be processed again) are cut off.
+    /// The file is read in pieces, never whole: it may be far larger than memory.
     pub fn resume(&mut self, entries: u64) -> std::io::Result<()> {
         self.count = entries;
-        let bytes = match std::fs::read(&self.path) {
-            Ok(b) => b,
+        let file = match File::open(&self.path) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
         };
+        let mut reader = BufReader::with_capacity(64 * 1024, file);
         let mut seen = 0u64;
-        let mut keep = 0usize;
-        for (i, b) in bytes.iter().enumerate() {
-            if seen == entries {
+        let mut keep = 0u64;
+        while seen < entries {
+            let chunk = reader.fill_buf()?;
+            if chunk.is_empty() {
                 break;
             }
-            if *b == b'\n' {
-                seen += 1;
-                keep = i + 1;
+            let mut used = chunk.len();
+            for (i, b) in chunk.iter().enumerate() {
+                if *b == b'\n' {
+                    seen += 1;
+                    if seen == entries {
+                        used = i + 1;
+                        break;
+                    }
+                }
             }
+            keep += used as u64;
+            reader.consume(used);
         }
         if seen < entries {
-            keep = bytes.len();
+            // Fewer lines than the state counted (an unterminated last line is kept).
+            keep = reader.get_ref().metadata()?.len();
             self.count = seen;
         }
         OpenOptions::new()
             .write(true)
             .open(&self.path)?
-            .set_len(keep as u64)
+            .set_len(keep)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_with(lines: &[&str]) -> (tempfile::TempDir, DeadLetter) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dead-letter.jsonl");
+        std::fs::write(&path, lines.concat()).unwrap();
+        (dir, DeadLetter::new(path, "run".into()))
+    }
+
+    #[test]
+    fn resume_cuts_after_the_confirmed_entries() {
+        // Lines longer than the read buffer, so a line spans several reads.
+        let long = format!("{}\n", "x".repeat(200 * 1024));
+        let (_dir, mut dead) = file_with(&["a\n", &long, "b\n", "c\n"]);
+        dead.resume(3).unwrap();
+        assert_eq!(dead.count(), 3);
+        let kept = std::fs::read_to_string(dead.path()).unwrap();
+        assert_eq!(kept, format!("a\n{long}b\n"));
+        dead.resume(0).unwrap();
+        assert_eq!(std::fs::metadata(dead.path()).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn resume_keeps_a_file_shorter_than_the_state_says() {
+        let (_dir, mut dead) = file_with(&["a\n", "b\n", "unterminated"]);
+        dead.resume(5).unwrap();
+        assert_eq!(dead.count(), 2);
+        let kept = std::fs::read_to_string(dead.path()).unwrap();
+        assert_eq!(kept, "a\nb\nunterminated");
+        let (_dir, mut missing) = file_with(&[]);
+        std::fs::remove_file(missing.path()).unwrap();
+        missing.resume(4).unwrap();
     }
 }

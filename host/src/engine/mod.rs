@@ -22,7 +22,7 @@ use crate::codec;
 use crate::config::{ResumeMode, RunConfig};
 use crate::error::{ConfigError, RunError, StoreError};
 use crate::filters::Filters;
-use crate::plugins::{Outcome, Plugin, RunContext};
+use crate::plugins::{Outcome, Plugin, RunContext, output};
 use crate::record::Checkpoint;
 use crate::run::{RunInfo, RunStats};
 use crate::sinks::{self, Sink};
@@ -121,6 +121,7 @@ pub async fn run(config: &RunConfig, shutdown: &Shutdown) -> Result<RunReport, R
     let state_file = StateFile::new(&config.state_dir, &config.fingerprint);
     let previous = previous_run(config, &state_file)?;
     let mut plugins = crate::plugins::load_all(&config.plugins)
+        .await
         .map_err(|e| RunError::Config(ConfigError::Invalid(e.to_string())))?;
 
     let mut source = open_source(config, &filters).await?;
@@ -269,12 +270,20 @@ pub async fn run(config: &RunConfig, shutdown: &Shutdown) -> Result<RunReport, R
             filters: &filters,
             plugins: &mut plugins,
             run: &run,
+            shutdown,
         };
-        if let Err(e) =
-            process_batch(batch, stage, sink.as_mut(), &mut dead, &mut stats, policy).await
-        {
-            stop = Some(e);
-            break;
+        match process_batch(batch, stage, sink.as_mut(), &mut dead, &mut stats, policy).await {
+            Ok(()) => {}
+            // Stopped inside a plugin call: nothing of this batch was written or
+            // recorded, so the state stays at the last confirmed batch.
+            Err(RunError::Interrupted { .. }) => {
+                interrupted = true;
+                break;
+            }
+            Err(e) => {
+                stop = Some(e);
+                break;
+            }
         }
         faults.after_write(stats.batches);
         // Make the batch durable, then record it: the state never runs ahead.
@@ -373,37 +382,48 @@ struct Stages<'a> {
     filters: &'a Filters,
     plugins: &'a mut [Plugin],
     run: &'a RunInfo,
+    shutdown: &'a Shutdown,
 }
 
 /// Runs the plugins in order on the records that are left; rejected and failed
 /// records go to the dead-letter file, dropped ones count as filtered.
-fn run_plugins(
+async fn run_plugins(
     plugins: &mut [Plugin],
     ctx: &RunContext,
     mut kept: Vec<Checkpoint>,
     dead: &mut DeadLetter,
     stats: &mut RunStats,
+    shutdown: &Shutdown,
 ) -> Result<Vec<Checkpoint>, RunError> {
     for plugin in plugins.iter_mut() {
         if kept.is_empty() {
             break;
         }
         let refs: Vec<&Checkpoint> = kept.iter().collect();
-        let outcomes = match plugin.run(ctx, &refs) {
+        let outcomes = match plugin.run(ctx, &refs, shutdown.wait()).await {
             Ok(o) => o,
+            Err(crate::plugins::PluginError::Interrupted(_)) => {
+                return Err(RunError::Interrupted {
+                    written: stats.written,
+                    state: String::new(),
+                });
+            }
             Err(e) => {
                 // The whole batch failed in this plugin: every record of it goes to the
-                // dead-letter file with the plugin's message; the run goes on.
+                // dead-letter file, the run goes on. The (bounded) message is stored
+                // once, on the batch's first line; each line names it briefly.
                 let message = e.to_string();
+                let (summary, cut) = plugin_failure_summary(&message, ctx.batch_index);
                 tracing::warn!(
                     "{message}: {} record(s) of batch {} to the dead-letter file",
                     kept.len(),
                     ctx.batch_index
                 );
-                for record in &kept {
+                for (i, record) in kept.iter().enumerate() {
                     dead.add(Entry {
                         stage: Stage::Plugin,
-                        error: &message,
+                        error: &summary,
+                        detail: (cut && i == 0).then_some(message.as_str()),
                         key: Some(&record.key),
                         origin: &record.origin,
                         record: Some(record),
@@ -421,9 +441,11 @@ fn run_plugins(
                     stats.filtered += 1;
                     continue;
                 }
-                Outcome::Reject(reason) => {
-                    Some(format!("plugin {} rejected it: {reason}", plugin.label))
-                }
+                Outcome::Reject(reason) => Some(format!(
+                    "plugin {} rejected it: {}",
+                    plugin.label,
+                    output::one_line(&reason, output::MAX_REASON_BYTES)
+                )),
                 Outcome::Patch { ts, metadata_json } => {
                     crate::plugins::apply_patch(&mut record, ts, metadata_json)
                         .err()
@@ -436,6 +458,7 @@ fn run_plugins(
                     .add(Entry {
                         stage: Stage::Plugin,
                         error: &error,
+                        detail: None,
                         key: Some(&record.key),
                         origin: &record.origin,
                         record: Some(&record),
@@ -465,6 +488,7 @@ async fn process_batch(
     for failed in &batch.failed {
         dead.add(Entry {
             stage: Stage::Read,
+            detail: None,
             error: &failed.error,
             key: failed.key.as_ref(),
             origin: &failed.origin,
@@ -482,6 +506,7 @@ async fn process_batch(
         if let Err(e) = codec::decode_record(&mut record) {
             dead.add(Entry {
                 stage: Stage::Decode,
+                detail: None,
                 error: &e.to_string(),
                 key: Some(&record.key),
                 origin: &record.origin,
@@ -511,9 +536,7 @@ async fn process_batch(
             destination_kind: stage.run.destination_kind.clone(),
             batch_index: stats.batches - 1,
         };
-        // Plugins run synchronously (WASI drives its own futures): step out of the async
-        // context while they do.
-        kept = tokio::task::block_in_place(|| run_plugins(stage.plugins, &ctx, kept, dead, stats))?;
+        kept = run_plugins(stage.plugins, &ctx, kept, dead, stats, stage.shutdown).await?;
     }
     if !kept.is_empty() {
         let rejected = retry::with_retries(policy, "writing to the destination", async || {
@@ -525,6 +548,7 @@ async fn process_batch(
             let record = &kept[r.index];
             dead.add(Entry {
                 stage: Stage::Write,
+                detail: None,
                 error: &r.reason,
                 key: Some(&record.key),
                 origin: &record.origin,
@@ -544,6 +568,22 @@ async fn process_batch(
         stats.failed
     );
     Ok(())
+}
+
+/// What each dead-letter line of a batch that failed in a plugin says: the message,
+/// or when it is long its start and where the whole of it is (then `true`).
+fn plugin_failure_summary(message: &str, batch_index: u64) -> (String, bool) {
+    let short = output::one_line(message, output::MAX_ERROR_SUMMARY_BYTES);
+    if short == message {
+        (format!("{message} (batch {batch_index})"), false)
+    } else {
+        (
+            format!(
+                "{short} (batch {batch_index}; the whole message is in `error_detail` on this batch's first dead-letter line)"
+            ),
+            true,
+        )
+    }
 }
 
 /// Notices are grouped in the summary without their parenthesized detail, so

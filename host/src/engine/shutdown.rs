@@ -3,21 +3,37 @@
 //! on disk is always one the destination confirmed, so that is safe too.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::watch;
 
 /// Exit code of a run stopped by a signal (128 + SIGINT, as shells report it).
 pub const INTERRUPTED_EXIT_CODE: i32 = 130;
 
-#[derive(Clone, Default)]
-pub struct Shutdown(Arc<AtomicBool>);
+/// Whether the run was asked to stop; checked between batches, and awaited by work
+/// that must not make the stop wait (a plugin call).
+#[derive(Clone)]
+pub struct Shutdown(Arc<watch::Sender<bool>>);
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self(Arc::new(watch::Sender::new(false)))
+    }
+}
 
 impl Shutdown {
     pub fn requested(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        *self.0.borrow()
     }
 
     pub fn request(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.0.send_replace(true);
+    }
+
+    /// Completes when a stop is requested (at once if it already was).
+    pub async fn wait(&self) {
+        let mut requested = self.0.subscribe();
+        // The sender lives as long as `self`, so this only ends on a request.
+        let _ = requested.wait_for(|stop| *stop).await;
     }
 
     /// Listens for signals for the rest of the process (call inside a runtime).
@@ -31,7 +47,7 @@ impl Shutdown {
                     first = false;
                     flag.request();
                     eprintln!(
-                        "\nstopping after the current batch (press Ctrl-C again to stop at once; the run stays resumable)"
+                        "\nstopping after the current batch (a plugin call in progress is cut short; press Ctrl-C again to stop at once; the run stays resumable)"
                     );
                 } else {
                     eprintln!("\nstopped at once; resume with --resume");

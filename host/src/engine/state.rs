@@ -19,7 +19,8 @@ pub const STATE_VERSION: u32 = 1;
 pub enum Status {
     /// Running, or killed while running.
     Running,
-    /// Stopped by Ctrl-C / SIGTERM after finishing its batch.
+    /// Stopped by Ctrl-C / SIGTERM, after its batch or inside a plugin call (that
+    /// batch is not recorded: a resume does it again).
     Interrupted,
     /// Stopped by an error (retries exhausted, too many failed records).
     Failed,

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use serde_json::json;
 
+use super::output::{MAX_ERROR_BYTES, MAX_REASON_BYTES, one_line};
 use super::{Outcome, Plugin, PluginError, PluginHost, PluginSpec, RunContext};
 use crate::codec;
 use crate::record::{Checkpoint, CheckpointKey, Origin, TypedValue};
@@ -70,9 +71,9 @@ pub fn sample_records() -> Vec<Checkpoint> {
         .collect()
 }
 
-pub fn check(spec: &PluginSpec) -> Result<String, PluginError> {
+pub async fn check(spec: &PluginSpec) -> Result<String, PluginError> {
     let host = PluginHost::new()?;
-    let mut plugin = Plugin::load(&host, spec)?;
+    let mut plugin = Plugin::load(&host, spec).await?;
     let mut out = String::new();
     let _ = writeln!(out, "plugin:   {} {}", plugin.name, plugin.version);
     let _ = writeln!(
@@ -102,20 +103,22 @@ pub fn check(spec: &PluginSpec) -> Result<String, PluginError> {
     };
     let refs: Vec<&Checkpoint> = records.iter().collect();
     let _ = writeln!(out, "sample run ({} records):", records.len());
-    match plugin.run(&ctx, &refs) {
+    match plugin.run(&ctx, &refs, std::future::pending()).await {
         Ok(outcomes) => {
             for (r, o) in records.iter().zip(outcomes) {
                 let answer = match o {
                     Outcome::Keep => "keep".to_owned(),
                     Outcome::Drop => "drop".to_owned(),
-                    Outcome::Reject(reason) => format!("reject: {reason}"),
+                    Outcome::Reject(reason) => {
+                        format!("reject: {}", one_line(&reason, MAX_REASON_BYTES))
+                    }
                     Outcome::Patch { ts, metadata_json } => {
                         let mut parts = Vec::new();
                         if let Some(ts) = ts {
-                            parts.push(format!("ts -> {ts}"));
+                            parts.push(format!("ts -> {}", one_line(&ts, MAX_REASON_BYTES)));
                         }
                         if let Some(m) = metadata_json {
-                            parts.push(format!("metadata -> {m}"));
+                            parts.push(format!("metadata -> {}", one_line(&m, MAX_ERROR_BYTES)));
                         }
                         format!("patch: {}", parts.join("; "))
                     }

@@ -4,14 +4,19 @@
 //! Sandbox: a plugin gets the host's `log` import and WASI with nothing behind it — no
 //! preopened directory, no environment, no network, a clock frozen at the Unix epoch
 //! and deterministic randomness — unless its YAML entry grants a read-only directory
-//! (`allow_dir`). Each call is bounded in time (epoch interruption) and memory
-//! (`StoreLimits`); a trap, timeout or error fails that batch's records into the
-//! dead-letter file and the next batch gets a fresh instance. Compiled components are
-//! cached on disk by wasmtime (keyed by its version, settings and the component's bytes).
+//! (`allow_dir`). Each call is bounded in time (a deadline that drops the call, even
+//! inside a blocking host call) and in memory (one budget for all its memories and
+//! tables); what it returns or logs is bounded and escaped (`output`). A trap,
+//! timeout or error fails that batch's records into the dead-letter file and the next
+//! batch gets a fresh instance. Compiled components are cached on disk by wasmtime
+//! (keyed by its version, settings and the component's bytes).
 
 pub mod check;
+pub mod output;
 pub mod sandbox;
 pub mod v0_1_0;
+
+use std::future::Future;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -136,6 +141,9 @@ pub enum PluginError {
     /// One call failed (trap, timeout, memory, the plugin's own error).
     #[error("{0}")]
     Call(String),
+    /// The run was asked to stop (Ctrl-C, SIGTERM) while the plugin was in a call.
+    #[error("plugin {0} was stopped: the run was interrupted")]
+    Interrupted(String),
 }
 
 /// Which parts of a record a plugin reads.
@@ -202,6 +210,8 @@ pub struct PluginHost {
 impl PluginHost {
     pub fn new() -> Result<Self, PluginError> {
         let mut config = wasmtime::Config::new();
+        // Calls run on a fiber (async is always on in this wasmtime), so a deadline
+        // can drop one wherever it is; the epoch makes running wasm yield.
         config.epoch_interruption(true);
         // No component-model async is used: calls are much cheaper without it.
         config.concurrency_support(false);
@@ -295,7 +305,7 @@ fn plugin_kind(engine: &Engine, component: &Component, label: &str) -> Result<Ki
 }
 
 impl Plugin {
-    pub fn load(host: &PluginHost, spec: &PluginSpec) -> Result<Self, PluginError> {
+    pub async fn load(host: &PluginHost, spec: &PluginSpec) -> Result<Self, PluginError> {
         let label = spec.label();
         let bytes = spec.bytes()?;
         let started = std::time::Instant::now();
@@ -324,10 +334,13 @@ impl Plugin {
             live: None,
             _ticker: host.ticker.clone(),
         };
-        plugin.instantiate().map_err(|e| match e {
-            PluginError::Call(m) => PluginError::Load(m),
-            other => other,
-        })?;
+        plugin
+            .instantiate(std::future::pending())
+            .await
+            .map_err(|e| match e {
+                PluginError::Call(m) => PluginError::Load(m),
+                other => other,
+            })?;
         Ok(plugin)
     }
 
@@ -335,9 +348,31 @@ impl Plugin {
         Duration::from_millis(self.spec.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS).max(1))
     }
 
+    /// Runs `call` under the plugin's time limit; `stop` ends it early (Ctrl-C). Both
+    /// drop the call wherever it is, inside wasm or inside a host call.
+    async fn bounded<T>(
+        label: &str,
+        timeout: Duration,
+        call: impl Future<Output = wasmtime::Result<T>>,
+        stop: impl Future<Output = ()>,
+    ) -> Result<T, PluginError> {
+        tokio::select! {
+            result = tokio::time::timeout(timeout, call) => match result {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(trap)) => Err(PluginError::Call(describe_trap(label, &trap))),
+                Err(_elapsed) => Err(PluginError::Call(format!(
+                    "plugin {label} timed out (limit {} ms per batch)",
+                    timeout.as_millis()
+                ))),
+            },
+            () = stop => Err(PluginError::Interrupted(label.to_owned())),
+        }
+    }
+
     /// A fresh instance, initialized with the plugin's config.
-    fn instantiate(&mut self) -> Result<(), PluginError> {
+    async fn instantiate(&mut self, stop: impl Future<Output = ()>) -> Result<(), PluginError> {
         let label = self.label.clone();
+        let timeout = self.timeout();
         let memory = self.spec.memory_mb.unwrap_or(DEFAULT_MEMORY_MB) * 1024 * 1024;
         let state = PluginState::new(
             &label,
@@ -347,60 +382,75 @@ impl Plugin {
         .map_err(|e| PluginError::Load(format!("plugin {label}: {e}")))?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        sandbox::arm_deadline(&mut store, self.timeout());
+        sandbox::yield_every_tick(&mut store);
         let config_json = if self.spec.config.is_null() {
             "{}".to_owned()
         } else {
             self.spec.config.to_string()
         };
-        let call_error =
-            |e: wasmtime::Error| PluginError::Call(describe_trap(&label, &e, self.timeout()));
-        let (bindings, info) = match self.kind {
-            Kind::Transformer => {
-                let b = v0_1_0::transformer::TransformerPlugin::instantiate(
-                    &mut store,
-                    &self.component,
-                    &self.linker,
-                )
-                .map_err(call_error)?;
-                let info = b
-                    .ckpt_migrate_plugin_transformer()
-                    .call_init(&mut store, &config_json)
-                    .map_err(call_error)?;
-                (Bindings::Transformer(b), info)
-            }
-            Kind::Filter => {
-                let b = v0_1_0::filter::FilterPlugin::instantiate(
-                    &mut store,
-                    &self.component,
-                    &self.linker,
-                )
-                .map_err(call_error)?;
-                let info = b
-                    .ckpt_migrate_plugin_filter()
-                    .call_init(&mut store, &config_json)
-                    .map_err(call_error)?;
-                (Bindings::Filter(b), info)
-            }
+        let (component, linker, kind) = (&self.component, &self.linker, self.kind);
+        let store_ref = &mut store;
+        let started = async move {
+            Ok(match kind {
+                Kind::Transformer => {
+                    let b = v0_1_0::transformer::TransformerPlugin::instantiate_async(
+                        &mut *store_ref,
+                        component,
+                        linker,
+                    )
+                    .await?;
+                    let info = b
+                        .ckpt_migrate_plugin_transformer()
+                        .call_init(&mut *store_ref, &config_json)
+                        .await?;
+                    (Bindings::Transformer(b), info)
+                }
+                Kind::Filter => {
+                    let b = v0_1_0::filter::FilterPlugin::instantiate_async(
+                        &mut *store_ref,
+                        component,
+                        linker,
+                    )
+                    .await?;
+                    let info = b
+                        .ckpt_migrate_plugin_filter()
+                        .call_init(&mut *store_ref, &config_json)
+                        .await?;
+                    (Bindings::Filter(b), info)
+                }
+            })
         };
-        let info =
-            info.map_err(|e| PluginError::Load(format!("plugin {label} refused its config: {e}")))?;
-        self.name = info.name;
-        self.version = info.version;
+        let result = Self::bounded(&label, timeout, started, stop).await;
+        store.data_mut().report_suppressed();
+        let (bindings, info) = result.map_err(|e| with_memory_note(e, &store))?;
+        let info = info.map_err(|e| {
+            PluginError::Load(format!(
+                "plugin {label} refused its config: {}",
+                output::one_line(&e, output::MAX_ERROR_BYTES)
+            ))
+        })?;
+        self.name = output::one_line(&info.name, 200).into_owned();
+        self.version = output::one_line(&info.version, 200).into_owned();
         self.needs = v0_1_0::needs(info.needs);
         self.live = Some((store, bindings));
         Ok(())
     }
 
-    /// Runs the plugin on a batch: one outcome per record, in order.
-    pub fn run(
+    /// Runs the plugin on a batch: one outcome per record, in order. `stop` ends the
+    /// call early (the run is being interrupted). After any failure the instance is
+    /// dropped: the next batch gets a fresh one.
+    pub async fn run(
         &mut self,
         ctx: &RunContext,
         records: &[&Checkpoint],
+        stop: impl Future<Output = ()>,
     ) -> Result<Vec<Outcome>, PluginError> {
+        let mut stop = std::pin::pin!(stop);
         if self.live.is_none() {
-            self.instantiate()
-                .map_err(|e| PluginError::Call(e.to_string()))?;
+            self.instantiate(stop.as_mut()).await.map_err(|e| match e {
+                PluginError::Load(m) => PluginError::Call(m),
+                other => other,
+            })?;
         }
         let timeout = self.timeout();
         let label = self.label.clone();
@@ -410,78 +460,76 @@ impl Plugin {
             .collect();
         let wit_ctx = v0_1_0::context(ctx);
         let (store, bindings) = self.live.as_mut().expect("instantiated above");
-        sandbox::arm_deadline(store, timeout);
-        let result = match bindings {
-            Bindings::Transformer(b) => b
-                .ckpt_migrate_plugin_transformer()
-                .call_transform(&mut *store, &wit_ctx, &wit_records)
-                .map(|r| {
-                    r.map(|o| {
-                        o.into_iter()
-                            .map(v0_1_0::transform_outcome)
-                            .collect::<Vec<_>>()
-                    })
-                }),
-            Bindings::Filter(b) => b
-                .ckpt_migrate_plugin_filter()
-                .call_filter(&mut *store, &wit_ctx, &wit_records)
-                .map(|r| {
-                    r.map(|o| {
-                        o.into_iter()
-                            .map(v0_1_0::filter_outcome)
-                            .collect::<Vec<_>>()
-                    })
-                }),
+        store.data_mut().start_call();
+        let call = async {
+            Ok(match bindings {
+                Bindings::Transformer(b) => b
+                    .ckpt_migrate_plugin_transformer()
+                    .call_transform(&mut *store, &wit_ctx, &wit_records)
+                    .await?
+                    .map(|o| o.into_iter().map(v0_1_0::transform_outcome).collect()),
+                Bindings::Filter(b) => b
+                    .ckpt_migrate_plugin_filter()
+                    .call_filter(&mut *store, &wit_ctx, &wit_records)
+                    .await?
+                    .map(|o| o.into_iter().map(v0_1_0::filter_outcome).collect()),
+            })
         };
-        let outcomes = match result {
-            Ok(Ok(outcomes)) => outcomes,
-            Ok(Err(message)) => {
-                return Err(PluginError::Call(format!("plugin {label}: {message}")));
-            }
-            Err(trap) => {
-                // After a trap the instance is unusable: the next batch gets a new one.
-                let memory_hit = store.data().limits_hit();
-                self.live = None;
-                let mut message = describe_trap(&label, &trap, timeout);
-                if memory_hit {
-                    message.push_str(" (memory limit reached)");
-                }
-                return Err(PluginError::Call(message));
-            }
-        };
-        if outcomes.len() != records.len() {
-            return Err(PluginError::Call(format!(
+        let result: Result<Result<Vec<Outcome>, String>, PluginError> =
+            Self::bounded(&label, timeout, call, stop).await;
+        store.data_mut().report_suppressed();
+        let failure = match result {
+            Ok(Ok(outcomes)) if outcomes.len() == records.len() => return Ok(outcomes),
+            Ok(Ok(outcomes)) => PluginError::Call(format!(
                 "plugin {label} answered {} outcomes for {} records",
                 outcomes.len(),
                 records.len()
-            )));
+            )),
+            Ok(Err(message)) => PluginError::Call(format!(
+                "plugin {label} failed: {}",
+                output::one_line(&message, output::MAX_ERROR_BYTES)
+            )),
+            Err(e) => with_memory_note(e, store),
+        };
+        // A failed instance may be in any state (half-done work, a dropped call):
+        // the next batch gets a new one, as after a trap.
+        self.live = None;
+        Err(failure)
+    }
+}
+
+/// Says so when the instance had hit its memory budget: that is usually why it failed.
+fn with_memory_note(e: PluginError, store: &Store<PluginState>) -> PluginError {
+    match e {
+        PluginError::Call(mut message) if store.data().limits_hit() => {
+            message.push_str(" (memory limit reached)");
+            PluginError::Call(message)
         }
-        Ok(outcomes)
+        other => other,
     }
 }
 
 /// A trap as one clear sentence.
-fn describe_trap(label: &str, e: &wasmtime::Error, timeout: Duration) -> String {
+fn describe_trap(label: &str, e: &wasmtime::Error) -> String {
     match e.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::Interrupt) => format!(
-            "plugin {label} timed out (limit {} ms per batch)",
-            timeout.as_millis()
-        ),
         Some(trap) => format!("plugin {label} trapped: {trap}"),
-        None => format!("plugin {label} failed: {e:#}"),
+        None => format!(
+            "plugin {label} failed: {}",
+            output::one_line(&format!("{e:#}"), output::MAX_ERROR_BYTES)
+        ),
     }
 }
 
 /// Loads plugin specs in order (filters first, then transformers).
-pub fn load_all(specs: &[PluginSpec]) -> Result<Vec<Plugin>, PluginError> {
+pub async fn load_all(specs: &[PluginSpec]) -> Result<Vec<Plugin>, PluginError> {
     if specs.is_empty() {
         return Ok(Vec::new());
     }
     let host = PluginHost::new()?;
-    let plugins = specs
-        .iter()
-        .map(|s| Plugin::load(&host, s))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut plugins = Vec::with_capacity(specs.len());
+    for spec in specs {
+        plugins.push(Plugin::load(&host, spec).await?);
+    }
     for p in &plugins {
         tracing::info!(
             "plugin {}: {} {} ({:?}, reads {})",
@@ -496,25 +544,53 @@ pub fn load_all(specs: &[PluginSpec]) -> Result<Vec<Plugin>, PluginError> {
 }
 
 /// Applies a transformer's patch to a record: the view and the raw values both change,
-/// so stores written from raw values see the new metadata and `ts` too.
+/// so stores written from raw values see the new metadata and `ts` too. A patch is
+/// checked whole before anything changes: a refused patch leaves the record as it was.
 pub fn apply_patch(
     record: &mut Checkpoint,
     ts: Option<String>,
     metadata_json: Option<String>,
 ) -> Result<(), String> {
-    if let Some(text) = metadata_json {
-        let metadata: Value = serde_json::from_str(&text)
-            .map_err(|e| format!("patched metadata is not JSON: {e}"))?;
-        if !metadata.is_object() {
-            return Err("patched metadata is not a JSON object".into());
+    let metadata = match metadata_json {
+        Some(text) => {
+            let metadata: Value = serde_json::from_str(&text).map_err(|e| {
+                format!(
+                    "patched metadata is not JSON: {}",
+                    output::one_line(&e.to_string(), output::MAX_REASON_BYTES)
+                )
+            })?;
+            if !metadata.is_object() {
+                return Err("patched metadata is not a JSON object".into());
+            }
+            let raw = crate::codec::encode_like(&record.metadata, &metadata)?;
+            Some((raw, metadata))
         }
-        record.metadata = crate::codec::encode_like(&record.metadata, &metadata)?;
+        None => None,
+    };
+    let ts = match ts {
+        Some(ts) => {
+            // LangGraph writes `ts` as `datetime.isoformat()` with an offset, and
+            // parses and orders it as such: any other text makes a record it cannot read.
+            if chrono::DateTime::parse_from_rfc3339(&ts).is_err() {
+                return Err(format!(
+                    "patched ts {:?} is not an ISO 8601 timestamp with an offset \
+                     (LangGraph writes e.g. 2025-06-01T12:00:00.000000+00:00)",
+                    output::one_line(&ts, 100)
+                ));
+            }
+            let document = crate::codec::set_document_ts(&record.checkpoint, &ts)?;
+            Some((document, ts))
+        }
+        None => None,
+    };
+    if let Some((raw, metadata)) = metadata {
+        record.metadata = raw;
         if let Some(view) = record.view.as_mut() {
             view.metadata = metadata;
         }
     }
-    if let Some(ts) = ts {
-        record.checkpoint = crate::codec::set_document_ts(&record.checkpoint, &ts)?;
+    if let Some((document, ts)) = ts {
+        record.checkpoint = document;
         if let Some(view) = record.view.as_mut() {
             if let Some(doc) = view.checkpoint.as_object_mut() {
                 doc.insert("ts".into(), Value::String(ts.clone()));

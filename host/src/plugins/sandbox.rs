@@ -1,5 +1,6 @@
-//! What a plugin instance runs inside: WASI with nothing granted, a memory limiter, a
-//! time limit per call (epoch interruption), and the host `log` import.
+//! What a plugin instance runs inside: WASI with nothing granted, one memory budget
+//! for everything the instance allocates, a time limit per call, and the host `log`
+//! import (bounded and escaped).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,53 +12,113 @@ use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
+use super::output::{self, LogBudget};
 use super::v0_1_0::host;
 
-/// The epoch advances every tick; a call may run `timeout / TICK` ticks.
+/// The epoch advances every tick; a running call yields to the host once a tick, so
+/// the host can stop it at its deadline even while it computes.
 const TICK: Duration = Duration::from_millis(10);
 
-/// Tables and instances a component may create (Python guests need ~64 instances).
-const MAX_INSTANCES: usize = 256;
-const MAX_TABLE_ELEMENTS: usize = 10_000_000;
+/// Caps on how many of each thing one plugin instance may create. Python guests
+/// need ~64 instances; no guest we know needs more than a few memories or tables.
+pub const MAX_INSTANCES: usize = 256;
+pub const MAX_MEMORIES: usize = 32;
+pub const MAX_TABLES: usize = 64;
+/// Host bytes a table element costs (a pointer), counted against the memory budget.
+const TABLE_ELEMENT_BYTES: usize = 8;
 
 pub struct PluginState {
     label: String,
     wasi: WasiCtx,
     table: ResourceTable,
-    pub limits: MemoryLimiter,
+    pub limits: MemoryBudget,
+    log_budget: LogBudget,
 }
 
-/// Refuses memory growth beyond the limit and remembers that it did.
-pub struct MemoryLimiter {
+/// One budget for everything an instance allocates in host memory: every linear
+/// memory and every table, from their initial sizes on (wasmtime asks the limiter
+/// when they are created too). Growth past it is refused, and remembered.
+pub struct MemoryBudget {
     max_bytes: usize,
+    used: usize,
+    /// What the last approved growth added, taken back if the growth then failed.
+    pending: usize,
     hit: bool,
 }
 
-impl wasmtime::ResourceLimiter for MemoryLimiter {
+impl MemoryBudget {
+    fn new(max_bytes: usize) -> Self {
+        Self {
+            max_bytes,
+            used: 0,
+            pending: 0,
+            hit: false,
+        }
+    }
+
+    fn grow(&mut self, current: usize, desired: usize) -> bool {
+        let added = desired.saturating_sub(current);
+        match self.used.checked_add(added) {
+            Some(total) if total <= self.max_bytes => {
+                self.used = total;
+                self.pending = added;
+                true
+            }
+            _ => {
+                self.hit = true;
+                self.pending = 0;
+                false
+            }
+        }
+    }
+
+    fn growth_failed(&mut self) {
+        self.used -= std::mem::take(&mut self.pending);
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryBudget {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.max_bytes {
-            self.hit = true;
-            return Ok(false);
-        }
-        Ok(true)
+        Ok(self.grow(current, desired))
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.growth_failed();
+        Ok(())
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+        Ok(self.grow(
+            current.saturating_mul(TABLE_ELEMENT_BYTES),
+            desired.saturating_mul(TABLE_ELEMENT_BYTES),
+        ))
+    }
+
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.growth_failed();
+        Ok(())
     }
 
     fn instances(&self) -> usize {
         MAX_INSTANCES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
     }
 }
 
@@ -104,15 +165,32 @@ impl PluginState {
             label: label.to_owned(),
             wasi: builder.build(),
             table: ResourceTable::new(),
-            limits: MemoryLimiter {
-                max_bytes: max_memory,
-                hit: false,
-            },
+            limits: MemoryBudget::new(max_memory),
+            log_budget: LogBudget::default(),
         })
     }
 
     pub fn limits_hit(&self) -> bool {
         self.limits.hit
+    }
+
+    /// Starts a call: a new log budget. Says once how many messages the previous
+    /// call had over its budget.
+    pub fn start_call(&mut self) {
+        self.report_suppressed();
+    }
+
+    /// Reports log messages the last call wrote over its budget.
+    pub fn report_suppressed(&mut self) {
+        let suppressed = self.log_budget.reset();
+        if suppressed > 0 {
+            tracing::warn!(
+                "plugin {}: {suppressed} more log message(s) of this call not shown (at most {} messages, {} KiB per call)",
+                self.label,
+                output::MAX_LOG_MESSAGES_PER_CALL,
+                output::MAX_LOG_BYTES_PER_CALL / 1024
+            );
+        }
     }
 }
 
@@ -127,7 +205,11 @@ impl WasiView for PluginState {
 
 impl host::Host for PluginState {
     fn log(&mut self, level: host::Level, message: String) {
+        if !self.log_budget.admit(message.len()) {
+            return;
+        }
         let label = &self.label;
+        let message = output::one_line(&message, output::MAX_LOG_MESSAGE_BYTES);
         match level {
             host::Level::Debug => tracing::debug!("plugin {label}: {message}"),
             host::Level::Info => tracing::info!("plugin {label}: {message}"),
@@ -138,18 +220,20 @@ impl host::Host for PluginState {
 }
 
 /// Links WASI (Rust guests import it even when unused; it grants nothing here) and
-/// the host interface.
+/// the host interface. WASI is linked in its async form: a guest that blocks in a
+/// host call (a sleep, a poll on a clock) waits on a future that the call's deadline
+/// drops, so no host call outlives the time limit.
 pub fn link(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
-    wasmtime_wasi::p2::add_to_linker_sync(linker)?;
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
     host::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |s| s)?;
     Ok(())
 }
 
-/// Lets the next call run for at most `timeout`.
-pub fn arm_deadline(store: &mut Store<PluginState>, timeout: Duration) {
-    let ticks = timeout.as_millis().div_ceil(TICK.as_millis()).max(1);
-    store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
-    store.epoch_deadline_trap();
+/// Makes running wasm yield to the host every tick, so the timer that bounds a call
+/// (and Ctrl-C) can end it even in a loop that never calls out.
+pub fn yield_every_tick(store: &mut Store<PluginState>) {
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_async_yield_and_update(1);
 }
 
 /// Advances the engine's epoch every tick until dropped.

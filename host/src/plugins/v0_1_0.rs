@@ -6,6 +6,9 @@ pub mod transformer {
     wasmtime::component::bindgen!({
         path: "../wit/v0.1.0",
         world: "transformer-plugin",
+        // Calls into a plugin are async so that a deadline can drop them, even when
+        // the guest waits inside a host call.
+        exports: { default: async },
     });
 }
 
@@ -13,6 +16,7 @@ pub mod filter {
     wasmtime::component::bindgen!({
         path: "../wit/v0.1.0",
         world: "filter-plugin",
+        exports: { default: async },
         with: {
             "ckpt-migrate:plugin/types": super::transformer::ckpt_migrate::plugin::types,
             "ckpt-migrate:plugin/host": super::transformer::ckpt_migrate::plugin::host,
