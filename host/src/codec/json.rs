@@ -7,8 +7,56 @@ use serde_json::{Map, Value};
 use super::DecodeError;
 use super::python::{self, PyKind, PyObject};
 
+/// Parses JSON as Python's `json.loads` does: also the bare `NaN`, `Infinity` and
+/// `-Infinity` that `json.dumps` writes for non-finite floats (SqliteSaver metadata
+/// holds them), which become their `float_view`.
 pub fn parse(bytes: &[u8]) -> Result<Value, DecodeError> {
-    serde_json::from_slice(bytes).map_err(|e| DecodeError::Json(e.to_string()))
+    match serde_json::from_slice(bytes) {
+        Ok(v) => Ok(v),
+        Err(first) => match with_non_finite_floats(bytes) {
+            Some(text) => serde_json::from_slice(&text),
+            None => Err(first),
+        }
+        .map_err(|e| DecodeError::Json(e.to_string())),
+    }
+}
+
+/// `bytes` with Python's non-finite float tokens (outside strings) replaced by their
+/// view objects; `None` when there are none.
+fn with_non_finite_floats(bytes: &[u8]) -> Option<Vec<u8>> {
+    const TOKENS: [(&[u8], &[u8]); 3] = [
+        (b"-Infinity", br#"{"__float__":"-Infinity"}"#),
+        (b"Infinity", br#"{"__float__":"Infinity"}"#),
+        (b"NaN", br#"{"__float__":"NaN"}"#),
+    ];
+    let mut out = Vec::with_capacity(bytes.len() + 32);
+    let (mut in_string, mut escaped, mut found) = (false, false, false);
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            out.push(b);
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'"' {
+            in_string = true;
+        } else if let Some((token, view)) = TOKENS.iter().find(|(t, _)| bytes[i..].starts_with(t)) {
+            out.extend_from_slice(view);
+            i += token.len();
+            found = true;
+            continue;
+        }
+        out.push(b);
+        i += 1;
+    }
+    found.then_some(out)
 }
 
 /// Renders the `lc: 2` envelopes inside a parsed JSON value.
@@ -113,5 +161,17 @@ mod tests {
         assert_eq!(view["msg"]["lc"], 1);
         assert_eq!(view["profile"]["__type__"], "app.Profile");
         assert!(notices.is_empty());
+    }
+
+    #[test]
+    fn reads_python_non_finite_floats_outside_strings() {
+        let text = br#"{"a": NaN, "b": [Infinity, -Infinity], "s": "NaN \" Infinity", "c": 0.9949503943874963}"#;
+        let v = parse(text).unwrap();
+        assert_eq!(v["a"], serde_json::json!({"__float__": "NaN"}));
+        assert_eq!(v["b"][0], serde_json::json!({"__float__": "Infinity"}));
+        assert_eq!(v["b"][1], serde_json::json!({"__float__": "-Infinity"}));
+        assert_eq!(v["s"], "NaN \" Infinity");
+        assert_eq!(v["c"].as_f64(), Some(0.9949503943874963));
+        assert!(parse(b"{\"a\": Nope}").is_err());
     }
 }

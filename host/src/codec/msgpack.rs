@@ -206,8 +206,8 @@ pub fn to_view(value: Mp, notices: &mut Vec<String>) -> Result<Value, DecodeErro
                 Value::from(i.as_i64().unwrap_or_default())
             }
         }
-        Mp::F32(f) => float(f64::from(f))?,
-        Mp::F64(f) => float(f)?,
+        Mp::F32(f) => python::float_view(f64::from(f)),
+        Mp::F64(f) => python::float_view(f),
         Mp::String(s) => Value::String(
             s.into_str()
                 .ok_or_else(|| DecodeError::Msgpack("string is not valid UTF-8".into()))?,
@@ -229,12 +229,6 @@ pub fn to_view(value: Mp, notices: &mut Vec<String>) -> Result<Value, DecodeErro
         }
         Mp::Ext(code, data) => ext_to_view(code, &data, notices)?,
     })
-}
-
-fn float(f: f64) -> Result<Value, DecodeError> {
-    serde_json::Number::from_f64(f)
-        .map(Value::Number)
-        .ok_or_else(|| DecodeError::Msgpack(format!("non-finite float {f} has no JSON form")))
 }
 
 /// Python's `json.dumps` of a non-string key: `1`, `true`, `null`; other keys (which

@@ -417,3 +417,23 @@ mod tests {
         );
     }
 }
+
+/// A Python float in the view: finite floats are JSON numbers (exact: serde_json
+/// writes the shortest text that reads back as the same double); NaN and the
+/// infinities, which JSON has no number for, are `{"__float__": "NaN" | "Infinity" |
+/// "-Infinity"}` (the fixtures' `lgconv` rule 3a).
+pub fn float_view(f: f64) -> Value {
+    match serde_json::Number::from_f64(f) {
+        Some(n) => Value::Number(n),
+        None => {
+            let name = if f.is_nan() {
+                "NaN"
+            } else if f > 0.0 {
+                "Infinity"
+            } else {
+                "-Infinity"
+            };
+            serde_json::json!({ "__float__": name })
+        }
+    }
+}
