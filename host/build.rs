@@ -84,9 +84,8 @@ const WAT_GUESTS: [&str; 1] = ["hoard"];
 /// Assembles a core module, embeds the `transformer-plugin` world of `wit` and wraps
 /// it as a component, as `wasm-tools component new` would.
 fn wat_component(source: &Path, wit: &Path) -> Vec<u8> {
-    let fail = |what: &str, e: &dyn std::fmt::Display| -> ! {
-        panic!("{what} {}: {e}", source.display())
-    };
+    let fail =
+        |what: &str, e: &dyn std::fmt::Display| -> ! { panic!("{what} {}: {e}", source.display()) };
     let mut module = wat::parse_file(source).unwrap_or_else(|e| fail("assembling", &e));
     let mut resolve = wit_parser::Resolve::default();
     let (package, _) = resolve

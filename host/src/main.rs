@@ -133,10 +133,7 @@ fn print_summary(report: &RunReport) {
         report.run.run_id,
     );
     if let Some(peak) = ckpt_migrate::run::peak_memory_bytes() {
-        eprintln!(
-            "  peak memory {:.1} MiB",
-            peak as f64 / (1024.0 * 1024.0)
-        );
+        eprintln!("  peak memory {:.1} MiB", peak as f64 / (1024.0 * 1024.0));
     }
     if s.vanished > 0 {
         eprintln!(

@@ -95,17 +95,22 @@ fn a_panic_traps_that_batch_only() {
     // The next batch got a fresh instance: later batches were written (checked above).
 }
 
-
 #[test]
 fn a_plugin_blocked_in_a_host_call_is_stopped_at_the_time_limit() {
     // A 30 s sleep per record (25 minutes for the batch) under a 500 ms limit.
     let (run, dead, took) = hostile_with("mode: sleep, seconds: 30", "    timeout_ms: 500\n");
     assert_eq!(run.code(), 1, "{}", run.stderr());
-    assert!(dead.contains("timed out (limit 500 ms per batch)"), "{dead}");
+    assert!(
+        dead.contains("timed out (limit 500 ms per batch)"),
+        "{dead}"
+    );
     assert!(took < Duration::from_secs(25), "the run took {took:?}");
     let (run, dead, took) = hostile_with("mode: sleep-forever", "    timeout_ms: 500\n");
     assert_eq!(run.code(), 1, "{}", run.stderr());
-    assert!(dead.contains("timed out (limit 500 ms per batch)"), "{dead}");
+    assert!(
+        dead.contains("timed out (limit 500 ms per batch)"),
+        "{dead}"
+    );
     assert!(took < Duration::from_secs(25), "the run took {took:?}");
 }
 
@@ -198,15 +203,25 @@ fn a_huge_error_is_stored_once_per_batch_and_bounded() {
         dead.len(),
         small.len()
     );
-    assert!(run.stderr().len() < 256 * 1024, "log {} bytes", run.stderr().len());
+    assert!(
+        run.stderr().len() < 256 * 1024,
+        "log {} bytes",
+        run.stderr().len()
+    );
     let lines: Vec<serde_json::Value> = dead
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let detailed: Vec<_> = lines.iter().filter(|l| l.get("error_detail").is_some()).collect();
+    let detailed: Vec<_> = lines
+        .iter()
+        .filter(|l| l.get("error_detail").is_some())
+        .collect();
     assert_eq!(detailed.len(), 1, "the whole message once per batch");
     let detail = detailed[0]["error_detail"].as_str().unwrap();
-    assert!(detail.starts_with("plugin ") && detail.contains("more bytes cut)"), "{detail:.300}");
+    assert!(
+        detail.starts_with("plugin ") && detail.contains("more bytes cut)"),
+        "{detail:.300}"
+    );
     for line in &lines {
         let error = line["error"].as_str().unwrap();
         assert!(error.len() < 512, "{error}");
@@ -221,10 +236,17 @@ fn huge_reject_reasons_are_bounded() {
     for line in dead.lines() {
         let line: serde_json::Value = serde_json::from_str(line).unwrap();
         let error = line["error"].as_str().unwrap();
-        assert!(error.starts_with("plugin ") && error.contains("rejected it: RRR"), "{error:.200}");
+        assert!(
+            error.starts_with("plugin ") && error.contains("rejected it: RRR"),
+            "{error:.200}"
+        );
         assert!(error.len() < 1200, "{} bytes", error.len());
     }
-    assert!(run.stderr().len() < 256 * 1024, "log {} bytes", run.stderr().len());
+    assert!(
+        run.stderr().len() < 256 * 1024,
+        "log {} bytes",
+        run.stderr().len()
+    );
 }
 
 #[test]

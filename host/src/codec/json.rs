@@ -75,7 +75,7 @@ pub fn to_view(value: Value, notices: &mut Vec<String>) -> Value {
             }
             match constructor(&map) {
                 Some(obj) => {
-                    let rendered = python::render(obj);
+                    let rendered = python::render(obj, python::Style::Python);
                     notices.extend(rendered.notice);
                     rendered.value
                 }

@@ -4,6 +4,7 @@
 mod json;
 mod langchain;
 pub mod msgpack;
+mod numpy;
 pub mod python;
 
 use chrono::{DateTime, Utc};

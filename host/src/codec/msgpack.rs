@@ -4,7 +4,7 @@ use rmpv::Value as Mp;
 use serde_json::{Map, Value};
 
 use super::DecodeError;
-use super::python::{self, PyKind, PyObject};
+use super::python::{self, PyKind, PyObject, Style};
 
 const EXT_CONSTRUCTOR_SINGLE_ARG: i8 = 0;
 const EXT_CONSTRUCTOR_POS_ARGS: i8 = 1;
@@ -12,6 +12,7 @@ const EXT_CONSTRUCTOR_KW_ARGS: i8 = 2;
 const EXT_METHOD_SINGLE_ARG: i8 = 3;
 const EXT_PYDANTIC_V1: i8 = 4;
 const EXT_PYDANTIC_V2: i8 = 5;
+const EXT_NUMPY_ARRAY: i8 = 6;
 
 /// Parses one complete msgpack value; trailing bytes are an error (a truncated or
 /// concatenated value is corruption, not data).
@@ -196,6 +197,11 @@ fn map_header(bytes: &[u8], pos: usize) -> Result<Option<(usize, usize)>, Decode
 
 /// Renders a msgpack value; values without a rule are kept and noted in `notices`.
 pub fn to_view(value: Mp, notices: &mut Vec<String>) -> Result<Value, DecodeError> {
+    render(value, notices, Style::Python)
+}
+
+fn render(value: Mp, notices: &mut Vec<String>, style: Style) -> Result<Value, DecodeError> {
+    let pydantic = style == Style::PydanticJson;
     Ok(match value {
         Mp::Nil => Value::Null,
         Mp::Boolean(b) => Value::Bool(b),
@@ -206,28 +212,32 @@ pub fn to_view(value: Mp, notices: &mut Vec<String>) -> Result<Value, DecodeErro
                 Value::from(i.as_i64().unwrap_or_default())
             }
         }
+        // pydantic's JSON mode writes NaN and the infinities as null.
+        Mp::F32(f) if pydantic && !f.is_finite() => Value::Null,
+        Mp::F64(f) if pydantic && !f.is_finite() => Value::Null,
         Mp::F32(f) => python::float_view(f64::from(f)),
         Mp::F64(f) => python::float_view(f),
         Mp::String(s) => Value::String(
             s.into_str()
                 .ok_or_else(|| DecodeError::Msgpack("string is not valid UTF-8".into()))?,
         ),
+        Mp::Binary(b) if pydantic => python::pydantic_bytes_view(&b),
         Mp::Binary(b) => python::bytes_view(&b),
         Mp::Array(items) => Value::Array(
             items
                 .into_iter()
-                .map(|v| to_view(v, notices))
+                .map(|v| render(v, notices, style))
                 .collect::<Result<_, _>>()?,
         ),
         Mp::Map(entries) => {
             let mut map = Map::with_capacity(entries.len());
             for (k, v) in entries {
-                let key = map_key(to_view(k, notices)?);
-                map.insert(key, to_view(v, notices)?);
+                let key = map_key(render(k, notices, style)?);
+                map.insert(key, render(v, notices, style)?);
             }
             Value::Object(map)
         }
-        Mp::Ext(code, data) => ext_to_view(code, &data, notices)?,
+        Mp::Ext(code, data) => ext_to_view(code, &data, notices, style)?,
     })
 }
 
@@ -240,13 +250,29 @@ fn map_key(key: Value) -> String {
     }
 }
 
-fn ext_to_view(code: i8, data: &[u8], notices: &mut Vec<String>) -> Result<Value, DecodeError> {
-    if !(EXT_CONSTRUCTOR_SINGLE_ARG..=EXT_PYDANTIC_V2).contains(&code) {
-        // 6 (numpy), 7 (delta snapshot) and anything newer: pass the bytes through.
+fn ext_to_view(
+    code: i8,
+    data: &[u8],
+    notices: &mut Vec<String>,
+    style: Style,
+) -> Result<Value, DecodeError> {
+    if code == EXT_NUMPY_ARRAY {
+        let array = parse(data).map_err(|e| e.to_string());
+        match array.and_then(|a| super::numpy::to_view(&a)) {
+            Ok(view) => return Ok(view),
+            Err(why) => notices.push(format!(
+                "numpy array kept undecoded: {why} ({} bytes)",
+                data.len()
+            )),
+        }
+    } else if !(EXT_CONSTRUCTOR_SINGLE_ARG..=EXT_PYDANTIC_V2).contains(&code) {
+        // 7 (delta snapshot) and anything newer: pass the bytes through.
         notices.push(format!(
             "msgpack extension type {code} kept undecoded ({} bytes)",
             data.len()
         ));
+    }
+    if !(EXT_CONSTRUCTOR_SINGLE_ARG..=EXT_PYDANTIC_V2).contains(&code) {
         let mut map = Map::new();
         map.insert("__ext__".into(), Value::from(code));
         map.insert("data".into(), python::bytes_view(data)["__bytes__"].clone());
@@ -274,7 +300,23 @@ fn ext_to_view(code: i8, data: &[u8], notices: &mut Vec<String>) -> Result<Value
         Some(Mp::String(m)) => m.into_str(),
         _ => None,
     };
-    let payload = to_view(payload, notices)?;
+    // A pydantic v2 model's fields render as its `model_dump(mode="json")` does;
+    // LangChain's (messages) as LangChain's `dumpd`, by the Python rules.
+    let payload_style = if code == EXT_PYDANTIC_V2 && !super::langchain::is_serializable(&module) {
+        Style::PydanticJson
+    } else {
+        style
+    };
+    // A set whose members were stored as lists or maps (tuples, dicts) cannot be
+    // rebuilt by Python: LangGraph reads it back as the plain list, in stored order.
+    let unhashable_set = code == EXT_CONSTRUCTOR_SINGLE_ARG
+        && module == "builtins"
+        && matches!(name.as_str(), "set" | "frozenset")
+        && matches!(&payload, Mp::Array(items) if items.iter().any(|m| matches!(m, Mp::Array(_) | Mp::Map(_))));
+    let payload = render(payload, notices, payload_style)?;
+    if unhashable_set {
+        return Ok(payload);
+    }
     let mut obj = PyObject {
         module,
         name,
@@ -311,7 +353,7 @@ fn ext_to_view(code: i8, data: &[u8], notices: &mut Vec<String>) -> Result<Value
             )));
         }
     }
-    let rendered = python::render(obj);
+    let rendered = python::render(obj, style);
     notices.extend(rendered.notice);
     Ok(rendered.value)
 }
@@ -391,9 +433,13 @@ mod tests {
 
     #[test]
     fn unknown_extensions_pass_through_and_are_reported() {
+        let (v, notices) = view(&Mp::Ext(7, vec![1, 2, 3]));
+        assert_eq!(v, serde_json::json!({"__ext__": 7, "data": "AQID"}));
+        assert_eq!(notices.len(), 1);
+        // A numpy payload we cannot read is kept the same way, saying why.
         let (v, notices) = view(&Mp::Ext(6, vec![1, 2, 3]));
         assert_eq!(v, serde_json::json!({"__ext__": 6, "data": "AQID"}));
-        assert_eq!(notices.len(), 1);
+        assert!(notices[0].starts_with("numpy array kept undecoded"), "{notices:?}");
     }
 
     #[test]

@@ -32,6 +32,18 @@ pub enum PyKind {
     PydanticModel,
 }
 
+/// Which rules render a value. Inside a pydantic v2 model, LangGraph's read-back is
+/// the model, and its view is `model_dump(mode="json")` (the fixtures' `lgconv` rule
+/// 5): pydantic's own JSON forms apply to the model's fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// `lgconv`'s rules for Python objects.
+    Python,
+    /// pydantic v2's JSON mode: UTC datetimes end in `Z`, timedeltas are ISO 8601
+    /// durations, bytes are UTF-8 text, sets keep their order, NaN/±inf are null.
+    PydanticJson,
+}
+
 /// The rendered value, plus a note when the class was not one we know.
 pub struct Rendered {
     pub value: Value,
@@ -47,14 +59,17 @@ impl Rendered {
     }
 }
 
-pub fn render(obj: PyObject) -> Rendered {
+pub fn render(obj: PyObject, style: Style) -> Rendered {
     let arg0 = obj.args.first().cloned();
+    let pydantic = style == Style::PydanticJson;
     match (obj.module.as_str(), obj.name.as_str()) {
         ("uuid", "UUID") => match arg0 {
             Some(Value::String(hex)) => Rendered::known(Value::String(hyphenate_uuid(&hex))),
             _ => unknown(obj),
         },
         ("builtins", "set" | "frozenset") => match arg0 {
+            // pydantic's JSON mode keeps a set's order.
+            Some(Value::Array(items)) if pydantic => Rendered::known(Value::Array(items)),
             Some(Value::Array(items)) => Rendered::known(Value::Array(sort_set(items))),
             _ => unknown(obj),
         },
@@ -78,6 +93,7 @@ pub fn render(obj: PyObject) -> Rendered {
             _ => unknown(obj),
         },
         ("datetime", "datetime") => match arg0 {
+            Some(Value::String(iso)) if pydantic => Rendered::known(Value::String(utc_as_z(iso))),
             Some(v @ Value::String(_)) => Rendered::known(v),
             _ => unknown(obj),
         },
@@ -89,11 +105,13 @@ pub fn render(obj: PyObject) -> Rendered {
             },
         },
         ("datetime", "time") => match time_iso(&obj) {
+            Some(s) if pydantic => Rendered::known(Value::String(utc_as_z(s))),
             Some(s) => Rendered::known(Value::String(s)),
             None => unknown(obj),
         },
-        ("datetime", "timedelta") => match timedelta_seconds(&obj.args) {
-            Some(secs) => Rendered::known(number(secs)),
+        ("datetime", "timedelta") => match timedelta_micros(&obj.args) {
+            Some(micros) if pydantic => Rendered::known(Value::String(iso_duration(micros))),
+            Some(micros) => Rendered::known(number(micros_to_seconds(micros))),
             None => unknown(obj),
         },
         ("datetime", "timezone") => match timezone_str(&obj.args) {
@@ -174,6 +192,15 @@ fn unknown(obj: PyObject) -> Rendered {
         notice: Some(format!(
             "no rendering rule for Python type {type_name}; kept its arguments as they are"
         )),
+    }
+}
+
+/// Python bytes in pydantic's JSON mode: their UTF-8 text (pydantic's default), or
+/// the usual view when they are not UTF-8.
+pub fn pydantic_bytes_view(bytes: &[u8]) -> Value {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Value::String(text.to_owned()),
+        Err(_) => bytes_view(bytes),
     }
 }
 
@@ -280,14 +307,67 @@ fn time_iso(obj: &PyObject) -> Option<String> {
     Some(out)
 }
 
-/// `timedelta.total_seconds()`, computed like Python does: exact microseconds, one
-/// division.
-fn timedelta_seconds(args: &[Value]) -> Option<f64> {
+/// A timedelta's `(days, seconds, microseconds)` as one exact count of microseconds.
+fn timedelta_micros(args: &[Value]) -> Option<i128> {
     let days = i128::from(int_arg(args, 0)?);
     let secs = i128::from(int_arg(args, 1).unwrap_or(0));
     let micros = i128::from(int_arg(args, 2).unwrap_or(0));
-    let total = (days * 86_400 + secs) * 1_000_000 + micros;
-    Some(total as f64 / 1e6)
+    Some((days * 86_400 + secs) * 1_000_000 + micros)
+}
+
+/// `timedelta.total_seconds()`: Python divides the exact integer, correctly rounded.
+/// Above 2^53 µs an `as f64` first would round twice; the decimal text of the exact
+/// quotient, parsed, rounds once.
+fn micros_to_seconds(micros: i128) -> f64 {
+    let sign = if micros < 0 { "-" } else { "" };
+    let abs = micros.unsigned_abs();
+    format!("{sign}{}.{:06}", abs / 1_000_000, abs % 1_000_000)
+        .parse()
+        .unwrap_or(f64::NAN)
+}
+
+/// pydantic's ISO 8601 form of a timedelta (`PT1H30M0.000005S`, `-P1DT2H`, `PT0S`).
+fn iso_duration(micros: i128) -> String {
+    let mut out = String::from(if micros < 0 { "-P" } else { "P" });
+    let abs = micros.unsigned_abs();
+    let (days, rest) = (abs / 86_400_000_000, abs % 86_400_000_000);
+    let (years, days) = (days / 365, days % 365);
+    if years != 0 {
+        out.push_str(&format!("{years}Y"));
+    }
+    if days != 0 {
+        out.push_str(&format!("{days}D"));
+    }
+    if rest != 0 {
+        let (secs, frac) = (rest / 1_000_000, rest % 1_000_000);
+        let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
+        out.push('T');
+        if h != 0 {
+            out.push_str(&format!("{h}H"));
+        }
+        if m != 0 {
+            out.push_str(&format!("{m}M"));
+        }
+        if s != 0 || frac != 0 {
+            if frac == 0 {
+                out.push_str(&format!("{s}S"));
+            } else {
+                let digits = format!("{frac:06}");
+                out.push_str(&format!("{s}.{}S", digits.trim_end_matches('0')));
+            }
+        }
+    } else if years == 0 && days == 0 {
+        out.push_str("T0S");
+    }
+    out
+}
+
+/// pydantic writes a UTC offset as `Z`.
+fn utc_as_z(iso: String) -> String {
+    match iso.strip_suffix("+00:00") {
+        Some(head) => format!("{head}Z"),
+        None => iso,
+    }
 }
 
 /// `str(datetime.timezone(offset[, name]))`: the name if given, else `UTC±HH:MM`.
@@ -324,6 +404,26 @@ fn path_str(args: &[Value]) -> Option<String> {
     Some(if out.is_empty() { ".".into() } else { out })
 }
 
+/// A Python float in the view: finite floats are JSON numbers (exact: serde_json
+/// writes the shortest text that reads back as the same double); NaN and the
+/// infinities, which JSON has no number for, are `{"__float__": "NaN" | "Infinity" |
+/// "-Infinity"}` (the fixtures' `lgconv` rule 3a).
+pub fn float_view(f: f64) -> Value {
+    match serde_json::Number::from_f64(f) {
+        Some(n) => Value::Number(n),
+        None => {
+            let name = if f.is_nan() {
+                "NaN"
+            } else if f > 0.0 {
+                "Infinity"
+            } else {
+                "-Infinity"
+            };
+            serde_json::json!({ "__float__": name })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,8 +440,29 @@ mod tests {
     }
 
     #[test]
+    fn timedeltas_are_exact_and_pydantic_writes_iso_durations() {
+        // timedelta.min: beyond 2^53 µs, rounded once as Python's division does (a
+        // float conversion first gave -86399999913599.98).
+        let micros = timedelta_micros(&[(-999_999_999i64).into(), 0.into(), 0.into()]).unwrap();
+        assert_eq!(micros_to_seconds(micros), -86_399_999_913_600.0);
+        assert_eq!(micros_to_seconds(5_400_000_005), 5400.000005);
+        assert_eq!(iso_duration(5_400_000_005), "PT1H30M0.000005S");
+        assert_eq!(iso_duration(0), "PT0S");
+        assert_eq!(iso_duration(-(86_400_000_000 + 7_200_000_000)), "-P1DT2H");
+        assert_eq!(iso_duration(365 * 86_400_000_000 + 1_500_000), "P1YT1.5S");
+        assert_eq!(
+            utc_as_z("2025-01-01T12:00:00.250000+00:00".into()),
+            "2025-01-01T12:00:00.250000Z"
+        );
+        assert_eq!(
+            utc_as_z("2025-01-01T12:00:00+05:30".into()),
+            "2025-01-01T12:00:00+05:30"
+        );
+    }
+
+    #[test]
     fn renders_python_scalars_like_lgconv() {
-        let r = |o| render(o).value;
+        let r = |o| render(o, Style::Python).value;
         assert_eq!(
             r(obj(
                 "uuid",
@@ -403,7 +524,7 @@ mod tests {
 
     #[test]
     fn unknown_positional_classes_are_kept_and_reported() {
-        let rendered = render(obj("app", "Thing", vec![1.into(), 2.into()]));
+        let rendered = render(obj("app", "Thing", vec![1.into(), 2.into()]), Style::Python);
         assert!(rendered.notice.unwrap().contains("app.Thing"));
         assert_eq!(rendered.value["args"], serde_json::json!([1, 2]));
     }
@@ -415,25 +536,5 @@ mod tests {
             canonical_json(&v),
             r#"{"a":{"c":[{"y":2,"z":1}],"d":2},"b":1}"#
         );
-    }
-}
-
-/// A Python float in the view: finite floats are JSON numbers (exact: serde_json
-/// writes the shortest text that reads back as the same double); NaN and the
-/// infinities, which JSON has no number for, are `{"__float__": "NaN" | "Infinity" |
-/// "-Infinity"}` (the fixtures' `lgconv` rule 3a).
-pub fn float_view(f: f64) -> Value {
-    match serde_json::Number::from_f64(f) {
-        Some(n) => Value::Number(n),
-        None => {
-            let name = if f.is_nan() {
-                "NaN"
-            } else if f > 0.0 {
-                "Infinity"
-            } else {
-                "-Infinity"
-            };
-            serde_json::json!({ "__float__": name })
-        }
     }
 }

@@ -67,8 +67,7 @@ impl LogBudget {
     /// Whether a message of `len` bytes may still be logged in this call.
     pub fn admit(&mut self, len: usize) -> bool {
         let len = len.min(MAX_LOG_MESSAGE_BYTES);
-        if self.messages >= MAX_LOG_MESSAGES_PER_CALL || self.bytes + len > MAX_LOG_BYTES_PER_CALL
-        {
+        if self.messages >= MAX_LOG_MESSAGES_PER_CALL || self.bytes + len > MAX_LOG_BYTES_PER_CALL {
             self.suppressed += 1;
             return false;
         }

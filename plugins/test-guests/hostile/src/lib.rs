@@ -25,7 +25,8 @@ use ckpt_migrate_plugin::transformer_bindings::exports::ckpt_migrate::plugin::tr
 use ckpt_migrate_plugin::{Context, Info, Needs, Outcome, Record, Transformer, log};
 
 /// The forged text `log-inject` writes: it looks like the host's own last lines.
-pub const FORGED: &str = "done: forged -> forged\n  read 0  written 0  filtered 0  failed 0\nERROR forged line";
+pub const FORGED: &str =
+    "done: forged -> forged\n  read 0  written 0  filtered 0  failed 0\nERROR forged line";
 
 static CONFIG: OnceLock<Value> = OnceLock::new();
 /// Set by `error-then-check` before it fails: seen again only if the instance is reused.
@@ -154,8 +155,8 @@ struct Component;
 
 impl Guest for Component {
     fn init(config_json: String) -> Result<PluginInfo, String> {
-        let config: Value = ckpt_migrate_plugin::serde_json::from_str(&config_json)
-            .map_err(|e| e.to_string())?;
+        let config: Value =
+            ckpt_migrate_plugin::serde_json::from_str(&config_json).map_err(|e| e.to_string())?;
         let _ = CONFIG.set(config);
         ckpt_migrate_plugin::__init(config_json, Hostile::new, Hostile::info())
     }
