@@ -116,8 +116,30 @@ pub fn diff(a: &Value, b: &Value, path: &str, out: &mut Vec<String>, limit: usiz
                 diff(v, w, &format!("{path}[{i}]"), out, limit);
             }
         }
+        (Value::Number(x), Value::Number(y)) if same_number(x, y) => {}
         _ if a == b => {}
         _ => out.push(format!("{path}: {} != {}", short(a), short(b))),
+    }
+}
+
+/// Numbers are equal when they are the same number, however written (Python writes
+/// `1e+308` and `1e-05`, we write `1e308` and `1e-5`). Integers compare by value, so
+/// one beyond 64 bits equals only the same digits.
+pub fn same_number(a: &serde_json::Number, b: &serde_json::Number) -> bool {
+    let (x, y) = (a.to_string(), b.to_string());
+    if x == y {
+        return true;
+    }
+    let integer = |s: &str| !s.contains(['.', 'e', 'E']);
+    if integer(&x) || integer(&y) {
+        return match (x.parse::<i128>(), y.parse::<i128>()) {
+            (Ok(p), Ok(q)) => p == q,
+            _ => false,
+        };
+    }
+    match (x.parse::<f64>(), y.parse::<f64>()) {
+        (Ok(p), Ok(q)) => p.to_bits() == q.to_bits(),
+        _ => false,
     }
 }
 

@@ -14,4 +14,5 @@ mod redis_source;
 mod reliability;
 mod sandbox;
 mod sqlite_source;
+mod type_zoo;
 mod unified;

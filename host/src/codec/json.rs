@@ -163,6 +163,51 @@ mod tests {
         assert!(notices.is_empty());
     }
 
+    /// Every JSON number keeps its exact value through a parse and a write: random
+    /// f64 bit patterns, -0.0, exponents, integers past 2^53 and past 64 bits.
+    #[test]
+    fn numbers_round_trip_exactly() {
+        use rand::{RngExt as _, SeedableRng as _};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let mut texts: Vec<String> = (0..20_000)
+            .map(|_| f64::from_bits(rng.random::<u64>()))
+            .filter(|f| f.is_finite())
+            .map(|f| serde_json::to_string(&f).unwrap())
+            .collect();
+        texts.extend(
+            [
+                "0.9949503943874963",
+                "-0.0",
+                "5e-324",
+                "1e308",
+                "1e+308",
+                "1E-7",
+                "2.5e-05",
+                "9007199254740993",
+                "-9223372036854775808",
+                "18446744073709551615",
+                "1267650600228229401496703205376",
+                "-1208925819614629174706176",
+            ]
+            .map(String::from),
+        );
+        for text in &texts {
+            let doc = format!("{{\"m\": {text}}}");
+            let value = parse(doc.as_bytes()).unwrap();
+            let written = value.to_string();
+            let again = parse(written.as_bytes()).unwrap();
+            let (a, b) = (&value["m"], &again["m"]);
+            assert_eq!(a, b, "{text} -> {written}");
+            // The same double (or the same digits) as the text Python wrote.
+            match text.parse::<f64>() {
+                Ok(f) if text.contains(['.', 'e', 'E']) => {
+                    assert_eq!(a.as_f64().unwrap().to_bits(), f.to_bits(), "{text}")
+                }
+                _ => assert_eq!(a.to_string(), *text, "{text}"),
+            }
+        }
+    }
+
     #[test]
     fn reads_python_non_finite_floats_outside_strings() {
         let text = br#"{"a": NaN, "b": [Infinity, -Infinity], "s": "NaN \" Infinity", "c": 0.9949503943874963}"#;

@@ -59,6 +59,14 @@ pub fn decode_typed(value: &TypedValue, notices: &mut Vec<String>) -> Result<Val
         },
         "bytes" | "bytearray" => Ok(python::bytes_view(&value.bytes)),
         "null" | "empty" => Ok(Value::Null),
+        // LangGraph's EncryptedSerializer tags values `<type>+<cipher>` (`msgpack+aes`).
+        other if other.contains('+') => {
+            notices.push(format!(
+                "encrypted value of type {other:?} ({} bytes) passed through undecoded",
+                value.bytes.len()
+            ));
+            Ok(serde_json::json!({ "__undecoded__": other, "size": value.bytes.len() }))
+        }
         other => {
             notices.push(format!(
                 "value of type {other:?} ({} bytes) passed through undecoded",
@@ -238,6 +246,12 @@ mod tests {
         let v = decode_typed(&TypedValue::new("pickle", vec![0x80, 4]), &mut notices).unwrap();
         assert_eq!(v, serde_json::json!({"__undecoded__": "pickle", "size": 2}));
         assert_eq!(notices.len(), 1);
+        let v = decode_typed(&TypedValue::new("msgpack+aes", vec![1; 40]), &mut notices).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"__undecoded__": "msgpack+aes", "size": 40})
+        );
+        assert!(notices[1].starts_with("encrypted value"), "{notices:?}");
     }
 
     #[test]

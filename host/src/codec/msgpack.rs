@@ -439,7 +439,10 @@ mod tests {
         // A numpy payload we cannot read is kept the same way, saying why.
         let (v, notices) = view(&Mp::Ext(6, vec![1, 2, 3]));
         assert_eq!(v, serde_json::json!({"__ext__": 6, "data": "AQID"}));
-        assert!(notices[0].starts_with("numpy array kept undecoded"), "{notices:?}");
+        assert!(
+            notices[0].starts_with("numpy array kept undecoded"),
+            "{notices:?}"
+        );
     }
 
     #[test]

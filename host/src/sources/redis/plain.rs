@@ -387,6 +387,16 @@ fn parse_writes(fields: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<PendingWrite>, St
             .and_then(|(_, i)| i.parse::<i64>().ok())
             .ok_or_else(|| format!("write field {field:?} does not end in :idx"))?;
         let value = unpack(&packed).map_err(|e| format!("write {field:?}: {e}"))?;
+        if value.type_tag != "msgpack" {
+            // The saver serialized the whole (task, channel, value) tuple with another
+            // serializer (pickle, when msgpack could not hold the value).
+            return Err(format!(
+                "write {field:?} is stored as {:?} as a whole (task, channel and value together, {} bytes): \
+                 its channel cannot be read without running Python; the key is left as it is",
+                value.type_tag,
+                value.bytes.len()
+            ));
+        }
         let items = msgpack::array_item_ranges(&value.bytes)
             .map_err(|e| format!("write {field:?}: {e}"))?;
         let [task, channel, v] = items.as_slice() else {
