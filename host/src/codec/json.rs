@@ -74,16 +74,67 @@ pub fn to_view(value: Value, notices: &mut Vec<String>) -> Value {
                 return v;
             }
             match constructor(&map) {
-                Some(obj) => {
-                    let rendered = python::render(obj, python::Style::Python);
-                    notices.extend(rendered.notice);
-                    rendered.value
-                }
+                Some(obj) => match revival(&obj) {
+                    Some(Revival::As(value, what)) => {
+                        notices.push(lost(&obj, what));
+                        value
+                    }
+                    Some(Revival::Envelope) => {
+                        notices.push(lost(&obj, "the envelope itself, a plain map"));
+                        Value::Object(map)
+                    }
+                    None => {
+                        let rendered = python::render(obj, python::Style::Python);
+                        notices.extend(rendered.notice);
+                        rendered.value
+                    }
+                },
                 None => Value::Object(map),
             }
         }
         other => other,
     }
+}
+
+/// What LangGraph reads back for an envelope langgraph-redis wrote without the
+/// object's value (it stores `__dict__`, and these classes have none).
+enum Revival {
+    /// The class called with no arguments (`Decimal()`), or None when that fails.
+    As(Value, &'static str),
+    /// A class LangGraph will not construct: the envelope comes back as a map.
+    Envelope,
+}
+
+fn revival(obj: &PyObject) -> Option<Revival> {
+    let empty = obj.args.is_empty() && obj.kwargs.as_ref().is_none_or(Map::is_empty);
+    let revived = |v: Value, what| Some(Revival::As(v, what));
+    match (obj.module.as_str(), obj.name.as_str()) {
+        ("decimal", "Decimal") if empty => revived("0".into(), "Decimal('0')"),
+        ("datetime", "timedelta") if empty => revived(0.0.into(), "timedelta(0)"),
+        ("builtins", "frozenset") if empty => {
+            revived(Value::Array(Vec::new()), "an empty frozenset")
+        }
+        ("collections", "deque") if empty => revived(Value::Array(Vec::new()), "an empty deque"),
+        ("pathlib", _) if empty => revived(".".into(), "Path('.')"),
+        ("datetime", "timezone") | ("zoneinfo", "ZoneInfo") | ("langgraph.store.base", "Item")
+            if empty =>
+        {
+            revived(Value::Null, "None")
+        }
+        // Networks and interfaces keep their parts as envelopes that revive to None.
+        ("ipaddress", _) if obj.args.is_empty() => revived(Value::Null, "None"),
+        ("re", "Pattern")
+        | ("numpy", "ndarray")
+        | ("pydantic.types", "SecretStr" | "SecretBytes") => Some(Revival::Envelope),
+        _ => None,
+    }
+}
+
+fn lost(obj: &PyObject, what: &str) -> String {
+    format!(
+        "langgraph-redis stored {}.{} without its value; LangGraph reads back {what}",
+        obj.module, obj.name
+    )
 }
 
 /// langgraph-redis' markers for LangGraph types: `{"__interrupt__": true, "value",
@@ -206,6 +257,32 @@ mod tests {
                 _ => assert_eq!(a.to_string(), *text, "{text}"),
             }
         }
+    }
+
+    #[test]
+    fn valueless_envelopes_read_as_langgraph_reads_them() {
+        let text = br#"{
+          "d": {"lc": 2, "type": "constructor", "id": ["decimal", "Decimal"], "kwargs": {}},
+          "t": {"lc": 2, "type": "constructor", "id": ["datetime", "timedelta"], "kwargs": {}},
+          "z": {"lc": 2, "type": "constructor", "id": ["zoneinfo", "ZoneInfo"], "kwargs": {}},
+          "n": {"lc": 2, "type": "constructor", "id": ["ipaddress", "IPv4Network"],
+                "kwargs": {"network_address": {"lc": 2, "type": "constructor", "id": ["ipaddress", "IPv4Address"], "kwargs": {}}}},
+          "r": {"lc": 2, "type": "constructor", "id": ["re", "Pattern"], "kwargs": {}},
+          "s": {"lc": 2, "type": "constructor", "id": ["builtins", "set"], "args": [["b", "a"]]}
+        }"#;
+        let mut notices = Vec::new();
+        let view = to_view(parse(text).unwrap(), &mut notices);
+        assert_eq!(view["d"], "0");
+        assert_eq!(view["t"], 0.0);
+        assert_eq!(view["z"], Value::Null);
+        assert_eq!(view["n"], Value::Null);
+        assert_eq!(view["r"]["id"], serde_json::json!(["re", "Pattern"]));
+        assert_eq!(view["s"], serde_json::json!(["a", "b"]));
+        assert_eq!(notices.len(), 6, "{notices:?}");
+        assert!(
+            notices[0].contains("decimal.Decimal without its value"),
+            "{notices:?}"
+        );
     }
 
     #[test]
