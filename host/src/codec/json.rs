@@ -61,16 +61,30 @@ fn with_non_finite_floats(bytes: &[u8]) -> Option<Vec<u8>> {
 
 /// Renders the `lc: 2` envelopes inside a parsed JSON value.
 pub fn to_view(value: Value, notices: &mut Vec<String>) -> Value {
+    render(value, notices, true)
+}
+
+/// The same for a langgraph-redis checkpoint document: LangGraph revives `Send`
+/// markers in it but not `Interrupt` markers (its checkpoint path does not know
+/// them), so an interrupt kept in a channel reads back as the plain map.
+pub fn document_to_view(value: Value, notices: &mut Vec<String>) -> Value {
+    render(value, notices, false)
+}
+
+fn render(value: Value, notices: &mut Vec<String>, interrupts: bool) -> Value {
     match value {
-        Value::Array(items) => {
-            Value::Array(items.into_iter().map(|v| to_view(v, notices)).collect())
-        }
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(|v| render(v, notices, interrupts))
+                .collect(),
+        ),
         Value::Object(map) => {
             let map: Map<String, Value> = map
                 .into_iter()
-                .map(|(k, v)| (k, to_view(v, notices)))
+                .map(|(k, v)| (k, render(v, notices, interrupts)))
                 .collect();
-            if let Some(v) = marker(&map) {
+            if let Some(v) = marker(&map, interrupts) {
                 return v;
             }
             match constructor(&map) {
@@ -140,8 +154,8 @@ fn lost(obj: &PyObject, what: &str) -> String {
 /// langgraph-redis' markers for LangGraph types: `{"__interrupt__": true, "value",
 /// "id"}` is an `Interrupt` (its dataclass fields, `response_schema` defaulting to
 /// null), `{"__send__": true, "node", "arg"}` a `Send`.
-fn marker(map: &Map<String, Value>) -> Option<Value> {
-    if map.get("__interrupt__") == Some(&Value::Bool(true)) {
+fn marker(map: &Map<String, Value>, interrupts: bool) -> Option<Value> {
+    if interrupts && map.get("__interrupt__") == Some(&Value::Bool(true)) {
         return Some(serde_json::json!({
             "value": map.get("value").cloned().unwrap_or(Value::Null),
             "id": map.get("id").cloned().unwrap_or(Value::Null),

@@ -80,8 +80,12 @@ pub fn decode_typed(value: &TypedValue, notices: &mut Vec<String>) -> Result<Val
 /// Computes `checkpoint.view` from the raw values.
 pub fn decode_record(checkpoint: &mut Checkpoint) -> Result<(), DecodeError> {
     let mut notices = Vec::new();
-    let mut doc =
-        decode_typed(&checkpoint.checkpoint, &mut notices).map_err(|e| e.within("checkpoint"))?;
+    let mut doc = match checkpoint.checkpoint.type_tag.as_str() {
+        "json" => json::parse(&checkpoint.checkpoint.bytes)
+            .map(|v| json::document_to_view(v, &mut notices)),
+        _ => decode_typed(&checkpoint.checkpoint, &mut notices),
+    }
+    .map_err(|e| e.within("checkpoint"))?;
     let Value::Object(doc_map) = &mut doc else {
         return Err(DecodeError::Shape(format!(
             "checkpoint: expected a map, found {}",

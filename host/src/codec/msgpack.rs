@@ -13,6 +13,7 @@ const EXT_METHOD_SINGLE_ARG: i8 = 3;
 const EXT_PYDANTIC_V1: i8 = 4;
 const EXT_PYDANTIC_V2: i8 = 5;
 const EXT_NUMPY_ARRAY: i8 = 6;
+const EXT_DELTA_SNAPSHOT: i8 = 7;
 
 /// Parses one complete msgpack value; trailing bytes are an error (a truncated or
 /// concatenated value is corruption, not data).
@@ -265,8 +266,15 @@ fn ext_to_view(
                 data.len()
             )),
         }
+    } else if code == EXT_DELTA_SNAPSHOT {
+        // A DeltaChannel's value is this snapshot plus the writes of the checkpoints
+        // after it: it means something only with its thread's parent chain.
+        notices.push(format!(
+            "DeltaChannel snapshot (msgpack extension type 7) kept undecoded; it needs its thread's whole parent chain ({} bytes)",
+            data.len()
+        ));
     } else if !(EXT_CONSTRUCTOR_SINGLE_ARG..=EXT_PYDANTIC_V2).contains(&code) {
-        // 7 (delta snapshot) and anything newer: pass the bytes through.
+        // Anything newer than LangGraph's types we know: pass the bytes through.
         notices.push(format!(
             "msgpack extension type {code} kept undecoded ({} bytes)",
             data.len()
@@ -433,9 +441,15 @@ mod tests {
 
     #[test]
     fn unknown_extensions_pass_through_and_are_reported() {
+        let (v, notices) = view(&Mp::Ext(9, vec![1, 2, 3]));
+        assert_eq!(v, serde_json::json!({"__ext__": 9, "data": "AQID"}));
+        assert_eq!(notices.len(), 1);
         let (v, notices) = view(&Mp::Ext(7, vec![1, 2, 3]));
         assert_eq!(v, serde_json::json!({"__ext__": 7, "data": "AQID"}));
-        assert_eq!(notices.len(), 1);
+        assert!(
+            notices[0].starts_with("DeltaChannel snapshot"),
+            "{notices:?}"
+        );
         // A numpy payload we cannot read is kept the same way, saying why.
         let (v, notices) = view(&Mp::Ext(6, vec![1, 2, 3]));
         assert_eq!(v, serde_json::json!({"__ext__": 6, "data": "AQID"}));
