@@ -17,7 +17,7 @@ fn yaml(dest: &str) -> String {
     )
 }
 
-fn read(path: &Path) -> (Vec<RecordBatch>, BTreeMap<String, String>) {
+pub fn read(path: &Path) -> (Vec<RecordBatch>, BTreeMap<String, String>) {
     let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
     let kv = builder
         .metadata()
@@ -37,7 +37,7 @@ fn read(path: &Path) -> (Vec<RecordBatch>, BTreeMap<String, String>) {
     (batches, kv)
 }
 
-fn col<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> &'a T {
+pub fn col<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> &'a T {
     batch
         .column_by_name(name)
         .unwrap_or_else(|| panic!("column {name}"))

@@ -158,3 +158,158 @@ async fn postgres_type_zoo_matches_langgraph() {
     .await;
     assert_zoo_matches("postgres", &records);
 }
+
+/// Metadata holding numbers at their edges — random f64 bit patterns, -0.0, 5e-324,
+/// 1e308, integers past 2^53 and past 64 bits — keeps every value exactly through the
+/// JSON export, Parquet, the dead-letter file and its replay (view and raw bytes).
+#[tokio::test]
+async fn numbers_keep_their_exact_value_through_every_output() {
+    use base64::Engine as _;
+    use rand::{RngExt as _, SeedableRng as _};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut numbers: Vec<String> = (0..500)
+        .map(|_| f64::from_bits(rng.random::<u64>()))
+        .filter(|f| f.is_finite())
+        .map(|f| serde_json::to_string(&f).unwrap())
+        .collect();
+    numbers.extend(
+        [
+            "0.9949503943874963",
+            "-0.0",
+            "5e-324",
+            "1e308",
+            "1e-07",
+            "1E+300",
+            "9007199254740993",
+            "18446744073709551615",
+            "-9223372036854775808",
+            "1267650600228229401496703205376",
+        ]
+        .map(String::from),
+    );
+    let metadata_text = format!(
+        "{{{}}}",
+        numbers
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("\"n{i}\": {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let db = harness::sqlite_fixture(dir.path());
+    {
+        use sqlx::ConnectOptions as _;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&db)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query(
+            "UPDATE checkpoints SET metadata = CAST(? AS BLOB) WHERE thread_id = 'test-abc'",
+        )
+        .bind(&metadata_text)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let check_view = |metadata: &Value, what: &str| {
+        for (i, text) in numbers.iter().enumerate() {
+            let expected: serde_json::Number = serde_json::from_str(text).unwrap();
+            let got = metadata[format!("n{i}")]
+                .as_number()
+                .unwrap_or_else(|| panic!("{what}: n{i}"));
+            assert!(same_number(got, &expected), "{what}: n{i} {got} != {text}");
+            if text.contains(['.', 'e', 'E']) {
+                let f: f64 = text.parse().unwrap();
+                assert_eq!(
+                    got.as_f64().unwrap().to_bits(),
+                    f.to_bits(),
+                    "{what}: n{i} {text}"
+                );
+            }
+        }
+    };
+    let b64 = |v: &Value| {
+        base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap())
+            .unwrap()
+    };
+    let source =
+        "source_type: sqlite\nsource_config: {connection_string: 'sqlite:///checkpoints.db'}\n";
+
+    // JSON export: the view and the raw bytes.
+    let run = harness::cli_yaml(
+        dir.path(),
+        &format!(
+            "{source}destination_type: json\ndestination_config: {{output_dir: out}}\nfilters: {{thread_id: test-abc}}\n"
+        ),
+        &[],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let exported = harness::read_json_export(&dir.path().join("out"));
+    assert!(!exported.is_empty());
+    for object in &exported {
+        check_view(&object["metadata"], "JSON export");
+        assert_eq!(
+            b64(&object["raw"]["metadata"]["data"]),
+            metadata_text.as_bytes()
+        );
+    }
+
+    // Parquet: the metadata_json column and the raw column.
+    let run = harness::cli_yaml(
+        dir.path(),
+        &format!(
+            "{source}destination_type: parquet\ndestination_config: {{output_path: out/cp.parquet}}\nfilters: {{thread_id: test-abc}}\n"
+        ),
+        &["--restart"],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let (batches, _) = crate::parquet_export::read(&dir.path().join("out/cp.parquet"));
+    for batch in &batches {
+        use arrow_array::{BinaryArray, StringArray};
+        let views = crate::parquet_export::col::<StringArray>(batch, "metadata_json");
+        let raws = crate::parquet_export::col::<BinaryArray>(batch, "metadata_raw");
+        for i in 0..batch.num_rows() {
+            check_view(&serde_json::from_str(views.value(i)).unwrap(), "Parquet");
+            assert_eq!(raws.value(i), metadata_text.as_bytes());
+        }
+    }
+
+    // The dead-letter file (a filter plugin rejects the thread), then its replay.
+    let filter = crate::plugins::wasm("keep_prefix");
+    let run = harness::cli_yaml(
+        dir.path(),
+        &format!(
+            "{source}destination_type: json\ndestination_config: {{output_dir: rejected}}\nfilters:\n  thread_id: test-abc\n  plugins:\n    - path: {}\n      config: {{ prefix: '', reject: [test-abc] }}\n",
+            filter.display()
+        ),
+        &[],
+    );
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    let dead = std::fs::read_to_string(dir.path().join("rejected/dead-letter.jsonl")).unwrap();
+    assert_eq!(dead.lines().count(), exported.len());
+    for line in dead.lines() {
+        let entry: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(
+            b64(&entry["record"]["metadata"]["data"]),
+            metadata_text.as_bytes()
+        );
+    }
+    let run = harness::cli_yaml(
+        dir.path(),
+        "destination_type: json\ndestination_config: {output_dir: replayed}\n",
+        &["--replay-dead-letter", "rejected/dead-letter.jsonl"],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let replayed = harness::read_json_export(&dir.path().join("replayed"));
+    assert_eq!(replayed.len(), exported.len());
+    for object in &replayed {
+        check_view(&object["metadata"], "replayed dead letter");
+        assert_eq!(
+            b64(&object["raw"]["metadata"]["data"]),
+            metadata_text.as_bytes()
+        );
+    }
+}
