@@ -161,6 +161,8 @@ pub async fn dry_run(config: &RunConfig) -> Result<DryRunReport, RunError> {
     if scanned {
         per_thread.clear();
     }
+    // Per thread, with date filters: (checkpoints, kept by the dates, uses a DeltaChannel).
+    let mut chains: BTreeMap<String, (u64, u64, bool)> = BTreeMap::new();
     let started = Instant::now();
     let mut timed = 0usize;
     let mut sample_time = None;
@@ -186,8 +188,15 @@ pub async fn dry_run(config: &RunConfig) -> Result<DryRunReport, RunError> {
                 continue;
             }
             let view = record.view.as_ref().expect("decoded");
-            if scanned && filters.accepts_time(view.ts_parsed) {
-                *per_thread.entry(record.key.thread_id.clone()).or_default() += 1;
+            if scanned {
+                let kept = filters.accepts_time(view.ts_parsed);
+                if kept {
+                    *per_thread.entry(record.key.thread_id.clone()).or_default() += 1;
+                }
+                let chain = chains.entry(record.key.thread_id.clone()).or_default();
+                chain.0 += 1;
+                chain.1 += u64::from(kept);
+                chain.2 |= uses_delta_channel(view);
             }
             if sampling {
                 for notice in &view.notices {
@@ -213,6 +222,21 @@ pub async fn dry_run(config: &RunConfig) -> Result<DryRunReport, RunError> {
         report.rate = timed as f64 / elapsed;
     }
     report.problems.truncate(MAX_PROBLEMS);
+    // After the truncation: a cut chain is worth more than the tenth decode problem.
+    for (thread, (all, kept, _)) in chains.iter().filter(|(_, c)| c.2 && c.1 > 0 && c.1 < c.0) {
+        report.problems.push(format!(
+            "thread {thread:?} uses a DeltaChannel, whose values need the thread's whole parent \
+             chain, but the date filters keep {kept} of its {all} checkpoints: migrate the \
+             whole thread (exclude it from the date filter, or filter by thread only)"
+        ));
+    }
     report.per_thread = per_thread;
     Ok(report)
+}
+
+/// A checkpoint of a thread with a DeltaChannel (langgraph 1.2): a snapshot value, or
+/// the counter LangGraph keeps in the metadata between snapshots.
+fn uses_delta_channel(view: &crate::record::RecordView) -> bool {
+    view.notices.iter().any(|n| n.starts_with("DeltaChannel"))
+        || view.metadata.get("counters_since_delta_snapshot").is_some()
 }

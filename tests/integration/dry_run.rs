@@ -36,3 +36,48 @@ fn dry_run_reports_an_unwritable_destination() {
     assert_eq!(run.code(), 3, "{}", run.stdout());
     assert!(run.stdout().contains("NOT writable"), "{}", run.stdout());
 }
+
+#[tokio::test]
+async fn dry_run_says_when_date_filters_cut_a_delta_channel_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("checkpoints.db");
+    std::fs::copy(
+        crate::harness::fixtures().join("typezoo/sqlite/checkpoints.db"),
+        &db,
+    )
+    .unwrap();
+    // The zoo's DeltaChannel thread, cut after its third checkpoint.
+    let mut delta: Vec<_> = crate::harness::read_sqlite(&db, 100)
+        .await
+        .into_iter()
+        .filter(|r| r.key.thread_id == "zoo-delta")
+        .collect();
+    delta.sort_by(|a, b| a.key.checkpoint_id.cmp(&b.key.checkpoint_id));
+    let cut = delta[2].view.as_ref().unwrap().ts.clone().unwrap();
+    let base = "source_type: sqlite\nsource_config: {connection_string: 'sqlite:///checkpoints.db'}\ndestination_type: json\ndestination_config: {output_dir: out}\n";
+    let run = cli_yaml(
+        dir.path(),
+        &format!("{base}filters: {{thread_id: zoo-delta, date_to: '{cut}'}}\n"),
+        &["--dry-run"],
+    );
+    assert_eq!(run.code(), 1, "{}\n{}", run.stdout(), run.stderr());
+    assert!(
+        run.stdout().contains(&format!(
+            "thread \"zoo-delta\" uses a DeltaChannel, whose values need the thread's whole parent chain, but the date filters keep 3 of its {} checkpoints",
+            delta.len()
+        )),
+        "{}",
+        run.stdout()
+    );
+    // The whole thread: nothing to say.
+    let run = cli_yaml(
+        dir.path(),
+        &format!("{base}filters: {{thread_id: zoo-delta}}\n"),
+        &["--dry-run"],
+    );
+    assert!(
+        !run.stdout().contains("DeltaChannel, whose"),
+        "{}",
+        run.stdout()
+    );
+}
