@@ -34,6 +34,15 @@ pub fn parse(bytes: &[u8]) -> Result<Mp, DecodeError> {
     Ok(value)
 }
 
+/// Writes a value as LangGraph's serializer (ormsgpack) does: every integer, string,
+/// container and extension in its smallest form, floats as f64. A value parsed from
+/// LangGraph's bytes writes back byte for byte (the type zoo tests check this).
+pub fn encode(value: &Mp) -> Vec<u8> {
+    let mut out = Vec::new();
+    rmpv::encode::write_value(&mut out, value).expect("writing to a Vec cannot fail");
+    out
+}
+
 /// Checks that `bytes` is exactly one well-formed msgpack value (no reserved marker,
 /// no truncation, nothing after it).
 fn validate(bytes: &[u8]) -> Result<(), DecodeError> {
