@@ -223,7 +223,8 @@ pub async fn dry_run(config: &RunConfig) -> Result<DryRunReport, RunError> {
     }
     report.problems.truncate(MAX_PROBLEMS);
     // After the truncation: a cut chain is worth more than the tenth decode problem.
-    for (thread, (all, kept, _)) in chains.iter().filter(|(_, c)| c.2 && c.1 > 0 && c.1 < c.0) {
+    let cut = |&(all, kept, delta): &(u64, u64, bool)| delta && kept > 0 && kept < all;
+    for (thread, (all, kept, _)) in chains.iter().filter(|(_, chain)| cut(chain)) {
         report.problems.push(format!(
             "thread {thread:?} uses a DeltaChannel, whose values need the thread's whole parent \
              chain, but the date filters keep {kept} of its {all} checkpoints: migrate the \

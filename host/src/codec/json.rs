@@ -24,11 +24,17 @@ pub fn parse(bytes: &[u8]) -> Result<Value, DecodeError> {
 /// `bytes` with Python's non-finite float tokens (outside strings) replaced by their
 /// view objects; `None` when there are none.
 fn with_non_finite_floats(bytes: &[u8]) -> Option<Vec<u8>> {
-    const TOKENS: [(&[u8], &[u8]); 3] = [
-        (b"-Infinity", br#"{"__float__":"-Infinity"}"#),
-        (b"Infinity", br#"{"__float__":"Infinity"}"#),
-        (b"NaN", br#"{"__float__":"NaN"}"#),
-    ];
+    let tokens = [
+        ("-Infinity", f64::NEG_INFINITY),
+        ("Infinity", f64::INFINITY),
+        ("NaN", f64::NAN),
+    ]
+    .map(|(token, f)| {
+        (
+            token.as_bytes(),
+            python::float_view(f).to_string().into_bytes(),
+        )
+    });
     let mut out = Vec::with_capacity(bytes.len() + 32);
     let (mut in_string, mut escaped, mut found) = (false, false, false);
     let mut i = 0;
@@ -47,7 +53,7 @@ fn with_non_finite_floats(bytes: &[u8]) -> Option<Vec<u8>> {
         }
         if b == b'"' {
             in_string = true;
-        } else if let Some((token, view)) = TOKENS.iter().find(|(t, _)| bytes[i..].starts_with(t)) {
+        } else if let Some((token, view)) = tokens.iter().find(|(t, _)| bytes[i..].starts_with(t)) {
             out.extend_from_slice(view);
             i += token.len();
             found = true;

@@ -59,17 +59,15 @@ pub fn decode_typed(value: &TypedValue, notices: &mut Vec<String>) -> Result<Val
         },
         "bytes" | "bytearray" => Ok(python::bytes_view(&value.bytes)),
         "null" | "empty" => Ok(Value::Null),
-        // LangGraph's EncryptedSerializer tags values `<type>+<cipher>` (`msgpack+aes`).
-        other if other.contains('+') => {
-            notices.push(format!(
-                "encrypted value of type {other:?} ({} bytes) passed through undecoded",
-                value.bytes.len()
-            ));
-            Ok(serde_json::json!({ "__undecoded__": other, "size": value.bytes.len() }))
-        }
         other => {
+            // LangGraph's EncryptedSerializer tags values `<type>+<cipher>` (`msgpack+aes`).
+            let what = if other.contains('+') {
+                "encrypted value"
+            } else {
+                "value"
+            };
             notices.push(format!(
-                "value of type {other:?} ({} bytes) passed through undecoded",
+                "{what} of type {other:?} ({} bytes) passed through undecoded",
                 value.bytes.len()
             ));
             Ok(serde_json::json!({ "__undecoded__": other, "size": value.bytes.len() }))

@@ -266,30 +266,27 @@ fn ext_to_view(
     notices: &mut Vec<String>,
     style: Style,
 ) -> Result<Value, DecodeError> {
-    if code == EXT_NUMPY_ARRAY {
-        let array = parse(data).map_err(|e| e.to_string());
-        match array.and_then(|a| super::numpy::to_view(&a)) {
-            Ok(view) => return Ok(view),
-            Err(why) => notices.push(format!(
-                "numpy array kept undecoded: {why} ({} bytes)",
-                data.len()
-            )),
+    // Why an extension's bytes pass through undecoded, if they do.
+    let kept_raw = match code {
+        EXT_CONSTRUCTOR_SINGLE_ARG..=EXT_PYDANTIC_V2 => None,
+        EXT_NUMPY_ARRAY => {
+            let array = parse(data).map_err(|e| e.to_string());
+            match array.and_then(|a| super::numpy::to_view(&a)) {
+                Ok(view) => return Ok(view),
+                Err(why) => Some(format!("numpy array kept undecoded: {why}")),
+            }
         }
-    } else if code == EXT_DELTA_SNAPSHOT {
         // A DeltaChannel's value is this snapshot plus the writes of the checkpoints
         // after it: it means something only with its thread's parent chain.
-        notices.push(format!(
-            "DeltaChannel snapshot (msgpack extension type 7) kept undecoded; it needs its thread's whole parent chain ({} bytes)",
-            data.len()
-        ));
-    } else if !(EXT_CONSTRUCTOR_SINGLE_ARG..=EXT_PYDANTIC_V2).contains(&code) {
-        // Anything newer than LangGraph's types we know: pass the bytes through.
-        notices.push(format!(
-            "msgpack extension type {code} kept undecoded ({} bytes)",
-            data.len()
-        ));
-    }
-    if !(EXT_CONSTRUCTOR_SINGLE_ARG..=EXT_PYDANTIC_V2).contains(&code) {
+        EXT_DELTA_SNAPSHOT => Some(
+            "DeltaChannel snapshot (msgpack extension type 7) kept undecoded; it needs its thread's whole parent chain"
+                .to_owned(),
+        ),
+        // Anything newer than LangGraph's types we know.
+        _ => Some(format!("msgpack extension type {code} kept undecoded")),
+    };
+    if let Some(why) = kept_raw {
+        notices.push(format!("{why} ({} bytes)", data.len()));
         let mut map = Map::new();
         map.insert("__ext__".into(), Value::from(code));
         map.insert("data".into(), python::bytes_view(data)["__bytes__"].clone());

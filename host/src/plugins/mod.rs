@@ -17,7 +17,6 @@ pub mod sandbox;
 pub mod v0_1_0;
 
 use std::future::Future;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -421,7 +420,7 @@ impl Plugin {
             })
         };
         let result = Self::bounded(&label, timeout, started, stop).await;
-        store.data_mut().report_suppressed();
+        store.data_mut().end_call();
         let (bindings, info) = result.map_err(|e| with_memory_note(e, &store))?;
         let info = info.map_err(|e| {
             PluginError::Load(format!(
@@ -460,7 +459,6 @@ impl Plugin {
             .collect();
         let wit_ctx = v0_1_0::context(ctx);
         let (store, bindings) = self.live.as_mut().expect("instantiated above");
-        store.data_mut().start_call();
         let call = async {
             Ok(match bindings {
                 Bindings::Transformer(b) => b
@@ -477,7 +475,7 @@ impl Plugin {
         };
         let result: Result<Result<Vec<Outcome>, String>, PluginError> =
             Self::bounded(&label, timeout, call, stop).await;
-        store.data_mut().report_suppressed();
+        store.data_mut().end_call();
         let failure = match result {
             Ok(Ok(outcomes)) if outcomes.len() == records.len() => return Ok(outcomes),
             Ok(Ok(outcomes)) => PluginError::Call(format!(

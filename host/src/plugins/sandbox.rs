@@ -21,9 +21,9 @@ const TICK: Duration = Duration::from_millis(10);
 
 /// Caps on how many of each thing one plugin instance may create. Python guests
 /// need ~64 instances; no guest we know needs more than a few memories or tables.
-pub const MAX_INSTANCES: usize = 256;
-pub const MAX_MEMORIES: usize = 32;
-pub const MAX_TABLES: usize = 64;
+const MAX_INSTANCES: usize = 256;
+const MAX_MEMORIES: usize = 32;
+const MAX_TABLES: usize = 64;
 /// Host bytes a table element costs (a pointer), counted against the memory budget.
 const TABLE_ELEMENT_BYTES: usize = 8;
 
@@ -174,14 +174,9 @@ impl PluginState {
         self.limits.hit
     }
 
-    /// Starts a call: a new log budget. Says once how many messages the previous
-    /// call had over its budget.
-    pub fn start_call(&mut self) {
-        self.report_suppressed();
-    }
-
-    /// Reports log messages the last call wrote over its budget.
-    pub fn report_suppressed(&mut self) {
+    /// Ends a call: says once how many log messages it wrote over its budget, and
+    /// gives the next call a fresh budget.
+    pub fn end_call(&mut self) {
         let suppressed = self.log_budget.reset();
         if suppressed > 0 {
             tracing::warn!(
