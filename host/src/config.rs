@@ -12,6 +12,8 @@ use serde_json::Value;
 use crate::error::ConfigError;
 use crate::filters::FilterConfig;
 use crate::plugins::PluginSpec;
+pub use crate::stores::postgres::config::{PostgresSinkConfig, PostgresSourceConfig};
+pub use crate::stores::sqlite::config::{SqliteSinkConfig, SqliteSourceConfig};
 
 pub const DEFAULT_BATCH_SIZE: usize = 1000;
 pub const DEFAULT_MAX_ERRORS: u64 = 100;
@@ -47,6 +49,8 @@ pub enum DestinationKind {
     Unified,
     Json,
     Parquet,
+    Postgresql,
+    Sqlite,
 }
 
 impl DestinationKind {
@@ -55,6 +59,8 @@ impl DestinationKind {
             DestinationKind::Unified => "unified",
             DestinationKind::Json => "json",
             DestinationKind::Parquet => "parquet",
+            DestinationKind::Postgresql => "postgresql",
+            DestinationKind::Sqlite => "sqlite",
         }
     }
 }
@@ -68,7 +74,7 @@ pub struct FileConfig {
     /// The source's own keys (see docs/configuration.md).
     #[serde(default)]
     pub source_config: Option<Value>,
-    /// `unified`, `json` or `parquet`.
+    /// `unified`, `json`, `parquet`, `postgresql` or `sqlite`.
     pub destination_type: Option<DestinationKind>,
     /// The destination's own keys.
     #[serde(default)]
@@ -96,24 +102,6 @@ pub struct FileConfig {
     pub retry_budget_seconds: Option<u64>,
     /// Directory of the resume state files.
     pub state_dir: Option<PathBuf>,
-}
-
-/// SqliteSaver database.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SqliteSourceConfig {
-    /// `sqlite:///relative.db`, `sqlite:////absolute.db`, `sqlite://path` or a plain path.
-    pub connection_string: String,
-}
-
-/// PostgresSaver database or chat-history table.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PostgresSourceConfig {
-    /// `postgresql://user:password@host:port/db`.
-    pub connection_string: String,
-    /// A chat-history table; checkpoint tables when absent.
-    pub table_name: Option<String>,
 }
 
 /// Redis (langgraph-redis, plain hashes, chat lists).
@@ -223,6 +211,8 @@ pub enum SinkConfig {
     Json(JsonSinkConfig),
     Parquet(ParquetSinkConfig),
     Unified(Box<UnifiedConfig>),
+    Sqlite(SqliteSinkConfig),
+    Postgres(PostgresSinkConfig),
 }
 
 impl SourceConfig {
@@ -250,6 +240,8 @@ impl SinkConfig {
             SinkConfig::Json(_) => DestinationKind::Json,
             SinkConfig::Parquet(_) => DestinationKind::Parquet,
             SinkConfig::Unified(_) => DestinationKind::Unified,
+            SinkConfig::Sqlite(_) => DestinationKind::Sqlite,
+            SinkConfig::Postgres(_) => DestinationKind::Postgresql,
         }
     }
 }
@@ -412,6 +404,10 @@ impl RunConfig {
             }
             DestinationKind::Unified => {
                 SinkConfig::Unified(Box::new(typed("destination_config", dest_value)?))
+            }
+            DestinationKind::Sqlite => SinkConfig::Sqlite(typed("destination_config", dest_value)?),
+            DestinationKind::Postgresql => {
+                SinkConfig::Postgres(typed("destination_config", dest_value)?)
             }
         };
         let batch_size = flags

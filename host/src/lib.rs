@@ -17,5 +17,6 @@ pub mod run;
 pub mod secrets;
 pub mod sinks;
 pub mod sources;
+pub mod stores;
 pub mod unified;
 pub mod verify;

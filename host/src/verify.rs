@@ -24,10 +24,97 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, record: &Checkpoint) {
+    fn add(&mut self, digest: u128) {
         self.count += 1;
-        self.sum = self.sum.wrapping_add(record_digest(record));
+        self.sum = self.sum.wrapping_add(digest);
     }
+}
+
+/// What the checksums cover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Compare {
+    /// The raw typed values, byte for byte (exports keep them untouched).
+    Raw,
+    /// What LangGraph reads: the decoded view (LangGraph's stores change the shape of
+    /// the raw values, e.g. PostgresSaver splits a SqliteSaver checkpoint).
+    View,
+}
+
+impl Compare {
+    fn of(sink: &SinkConfig) -> Self {
+        match sink {
+            SinkConfig::Json(_) | SinkConfig::Parquet(_) | SinkConfig::Unified(_) => Compare::Raw,
+            SinkConfig::Sqlite(_) | SinkConfig::Postgres(_) => Compare::View,
+        }
+    }
+
+    /// The record's digest; `None` when its view cannot be computed.
+    fn digest(self, record: &mut Checkpoint) -> Option<u128> {
+        match self {
+            Compare::Raw => Some(record_digest(record)),
+            Compare::View => {
+                if record.view.is_none() {
+                    codec::decode_record(record).ok()?;
+                }
+                Some(view_digest(record))
+            }
+        }
+    }
+}
+
+/// SHA-256 (first 16 bytes) of a record's key, parent and view (checkpoint, metadata,
+/// pending writes), in a canonical form: sorted keys, floats by value (JSONB writes
+/// `1e-7` as `0.0000001`).
+pub fn view_digest(record: &Checkpoint) -> u128 {
+    fn canonical(value: &serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match value {
+            Value::Object(map) => {
+                let mut entries: Vec<_> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                Value::Object(
+                    entries
+                        .into_iter()
+                        .map(|(k, v)| (k.clone(), canonical(v)))
+                        .collect(),
+                )
+            }
+            Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
+            Value::Number(n) if n.to_string().contains(['.', 'e', 'E']) => n
+                .as_f64()
+                .and_then(serde_json::Number::from_f64)
+                .map_or_else(|| value.clone(), Value::Number),
+            other => other.clone(),
+        }
+    }
+    let mut h = sha2::Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    field(record.key.thread_id.as_bytes());
+    field(record.key.checkpoint_ns.as_bytes());
+    field(record.key.checkpoint_id.as_bytes());
+    field(
+        record
+            .parent_checkpoint_id
+            .as_deref()
+            .unwrap_or("\0none")
+            .as_bytes(),
+    );
+    if let Some(view) = &record.view {
+        field(canonical(&view.checkpoint).to_string().as_bytes());
+        field(canonical(&view.metadata).to_string().as_bytes());
+        field(
+            canonical(&view.pending_writes_json())
+                .to_string()
+                .as_bytes(),
+        );
+    }
+    let digest = h.finalize();
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&digest[..16]);
+    u128::from_le_bytes(first)
 }
 
 /// SHA-256 (first 16 bytes) of a record's key, parent and raw values, each field
@@ -150,11 +237,24 @@ async fn read_back_unified(
     config: &crate::config::UnifiedConfig,
     each: &mut dyn FnMut(Checkpoint),
 ) -> Result<(), crate::error::StoreError> {
+    read_back_source(
+        crate::config::SourceConfig::Unified(Box::new(config.clone())),
+        each,
+    )
+    .await
+}
+
+/// Every record of a destination that is also a source, read with that source.
+async fn read_back_source(
+    config: crate::config::SourceConfig,
+    each: &mut dyn FnMut(Checkpoint),
+) -> Result<(), crate::error::StoreError> {
     let filters = crate::filters::FilterConfig::default()
         .compile()
         .map_err(|e| crate::error::StoreError::fatal(e.to_string()))?;
-    let mut source = crate::sources::unified::UnifiedSource::open(config, &filters).await?;
-    use crate::sources::Source as _;
+    let mut source = crate::sources::open(&config, &filters)
+        .await
+        .map_err(|e| crate::error::StoreError::fatal(e.to_string()))?;
     let limits = BatchLimits {
         max_records: 500,
         max_bytes: usize::MAX,
@@ -174,6 +274,7 @@ async fn read_back_unified(
 pub async fn verify(config: &RunConfig) -> Result<VerifyReport, RunError> {
     let filters = config.filters.compile()?;
     let mut report = VerifyReport::default();
+    let compare = Compare::of(&config.sink);
     let mut source = engine::open_source(config, &filters).await?;
     let limits = BatchLimits {
         max_records: config.batch_size,
@@ -196,25 +297,61 @@ pub async fn verify(config: &RunConfig) -> Result<VerifyReport, RunError> {
             if !filters.accepts_time(record.view.as_ref().and_then(|v| v.ts_parsed)) {
                 continue;
             }
+            let Some(digest) = compare.digest(&mut record) else {
+                report.source_failed += 1;
+                continue;
+            };
             report
                 .source
                 .entry(record.key.thread_id.clone())
                 .or_default()
-                .add(&record);
+                .add(digest);
         }
     }
     let destination = &mut report.destination;
-    let mut each = |record: Checkpoint| {
-        destination
-            .entry(record.key.thread_id.clone())
-            .or_default()
-            .add(&record);
+    let source_threads: std::collections::BTreeSet<String> =
+        report.source.keys().cloned().collect();
+    let mut undecodable = 0u64;
+    let mut each = |mut record: Checkpoint| {
+        // A LangGraph store may hold other threads (a live database): only the
+        // migrated ones are compared.
+        if compare == Compare::View && !source_threads.contains(&record.key.thread_id) {
+            return;
+        }
+        match compare.digest(&mut record) {
+            Some(digest) => destination
+                .entry(record.key.thread_id.clone())
+                .or_default()
+                .add(digest),
+            None => undecodable += 1,
+        }
     };
     match &config.sink {
         SinkConfig::Json(c) => sinks::json::read_back(c, &mut each),
         SinkConfig::Parquet(c) => sinks::parquet::read_back(c, &mut each),
         SinkConfig::Unified(c) => read_back_unified(c, &mut each).await,
+        SinkConfig::Sqlite(c) => {
+            let source = crate::config::SqliteSourceConfig {
+                connection_string: c.connection_string.clone(),
+            };
+            read_back_source(crate::config::SourceConfig::Sqlite(source), &mut each).await
+        }
+        SinkConfig::Postgres(c) => {
+            let source = crate::config::PostgresSourceConfig {
+                connection_string: c.connection_string.clone(),
+                table_name: Some(format!("{}.checkpoints", c.schema)),
+            };
+            read_back_source(crate::config::SourceConfig::Postgres(source), &mut each).await
+        }
     }
     .map_err(|e| RunError::store("reading the destination back", e))?;
+    if undecodable > 0 {
+        return Err(RunError::store(
+            "reading the destination back",
+            crate::error::StoreError::fatal(format!(
+                "{undecodable} checkpoint(s) in the destination cannot be decoded"
+            )),
+        ));
+    }
     Ok(report)
 }

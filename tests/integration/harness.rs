@@ -8,7 +8,8 @@ use ckpt_migrate::codec;
 use ckpt_migrate::config::SqliteSourceConfig;
 use ckpt_migrate::filters::FilterConfig;
 use ckpt_migrate::record::Checkpoint;
-use ckpt_migrate::sources::{BatchLimits, Source, sqlite::SqliteSource};
+use ckpt_migrate::sources::{BatchLimits, Source};
+use ckpt_migrate::stores::sqlite::SqliteSource;
 use serde_json::Value;
 
 pub type Key = (String, String, String);
@@ -295,7 +296,7 @@ pub async fn read_postgres(
     pushdown: ckpt_migrate::sources::Pushdown,
     batch: usize,
 ) -> Vec<Checkpoint> {
-    use ckpt_migrate::sources::postgres::PostgresSource;
+    use ckpt_migrate::stores::postgres::PostgresSource;
     let compiled = filters.compile().unwrap();
     let config = ckpt_migrate::config::PostgresSourceConfig {
         connection_string: pg_url_for(db),

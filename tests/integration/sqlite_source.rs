@@ -3,7 +3,8 @@
 
 use ckpt_migrate::config::SqliteSourceConfig;
 use ckpt_migrate::filters::FilterConfig;
-use ckpt_migrate::sources::{BatchLimits, Source, sqlite::SqliteSource};
+use ckpt_migrate::sources::{BatchLimits, Source};
+use ckpt_migrate::stores::sqlite::SqliteSource;
 use sqlx::ConnectOptions;
 
 use crate::harness::{self, cli_yaml, read_json_export, record_key, sqlite_fixture};

@@ -74,6 +74,10 @@ pub fn open(
             run.clone(),
             retry,
         )?)),
+        SinkConfig::Sqlite(c) => Ok(Box::new(crate::stores::sqlite::SqliteSink::new(c.clone()))),
+        SinkConfig::Postgres(c) => Ok(Box::new(crate::stores::postgres::PostgresSink::new(
+            c.clone(),
+        )?)),
     }
 }
 

@@ -3,10 +3,7 @@
 
 pub mod chat;
 pub mod dead_letter;
-pub mod postgres;
 pub mod redis;
-pub mod sql;
-pub mod sqlite;
 pub mod unified;
 
 use std::collections::BTreeMap;
@@ -99,10 +96,12 @@ pub trait Source: Send {
 pub async fn open(config: &SourceConfig, filters: &Filters) -> Result<Box<dyn Source>, OpenError> {
     match config {
         SourceConfig::DeadLetter(path) => Ok(Box::new(dead_letter::DeadLetterSource::open(path)?)),
-        SourceConfig::Sqlite(c) => Ok(Box::new(sqlite::SqliteSource::open(c, filters).await?)),
+        SourceConfig::Sqlite(c) => Ok(Box::new(
+            crate::stores::sqlite::SqliteSource::open(c, filters).await?,
+        )),
         SourceConfig::Redis(c) => Ok(Box::new(redis::RedisSource::open(c, filters).await?)),
         SourceConfig::Postgres(c) => Ok(Box::new(
-            postgres::PostgresSource::open(c, filters, Pushdown::On).await?,
+            crate::stores::postgres::PostgresSource::open(c, filters, Pushdown::On).await?,
         )),
         SourceConfig::Unified(c) => Ok(Box::new(unified::UnifiedSource::open(c, filters).await?)),
     }

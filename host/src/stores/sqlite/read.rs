@@ -6,39 +6,23 @@
 //! the same at the end of the table as at the start.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteRow};
 use sqlx::{ConnectOptions, Row};
 
-use super::sql::{self, Dialect};
-use super::{BatchLimits, FailedRead, Source, SourceBatch, ThreadCounts};
-use crate::config::SqliteSourceConfig;
+use super::config::SqliteSourceConfig;
+use super::{
+    CHECKPOINT_COLUMNS, WRITE_COLUMNS, check_columns, path_from_connection_string, sql_error,
+    table_columns,
+};
 use crate::error::StoreError;
 use crate::filters::{Filters, ThreadPushdown};
 use crate::record::{Checkpoint, CheckpointKey, Origin, PendingWrite, TypedValue};
-
-const CHECKPOINT_COLUMNS: [&str; 7] = [
-    "thread_id",
-    "checkpoint_ns",
-    "checkpoint_id",
-    "parent_checkpoint_id",
-    "type",
-    "checkpoint",
-    "metadata",
-];
-const WRITE_COLUMNS: [&str; 8] = [
-    "thread_id",
-    "checkpoint_ns",
-    "checkpoint_id",
-    "task_id",
-    "idx",
-    "channel",
-    "type",
-    "value",
-];
+use crate::sources::{BatchLimits, FailedRead, Source, SourceBatch, ThreadCounts};
+use crate::stores::sql::{self, Dialect};
 
 pub struct SqliteSource {
     conn: SqliteConnection,
@@ -50,44 +34,6 @@ pub struct SqliteSource {
     has_task_path: bool,
     after: Option<CheckpointKey>,
     done: bool,
-}
-
-/// `sqlite:///rel.db` (SQLAlchemy style, relative), `sqlite:////abs.db`,
-/// `sqlite://path`, `sqlite:path` or a plain path.
-///
-/// `sqlite:///x/y.db` is relative (`x/y.db`) as in SQLAlchemy, unless only the
-/// absolute `/x/y.db` exists: people write both meanings, and one of them is there.
-pub fn path_from_connection_string(s: &str) -> PathBuf {
-    let without_query = |r: &'static str| -> Option<&str> {
-        let rest = s.strip_prefix(r)?;
-        // A query string (`?mode=ro`) is not part of the file name.
-        Some(rest.split('?').next().unwrap_or(rest))
-    };
-    if let Some(rest) = without_query("sqlite:///") {
-        let relative = PathBuf::from(rest);
-        let absolute = Path::new("/").join(rest);
-        if !relative.exists() && !rest.starts_with('/') && absolute.exists() {
-            return absolute;
-        }
-        return relative;
-    }
-    let rest = without_query("sqlite://")
-        .or_else(|| without_query("sqlite:"))
-        .unwrap_or(s);
-    PathBuf::from(rest)
-}
-
-fn sql_error(path: &Path, what: &str, e: sqlx::Error) -> StoreError {
-    let message = format!("SQLite {}: {what}: {e}", path.display());
-    let retriable = match &e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => true,
-        // SQLITE_BUSY / SQLITE_LOCKED: another process holds a write lock.
-        sqlx::Error::Database(db) => {
-            matches!(db.code().as_deref(), Some("5" | "6" | "261" | "262"))
-        }
-        _ => false,
-    };
-    StoreError { message, retriable }
 }
 
 impl SqliteSource {
@@ -247,40 +193,6 @@ impl SqliteSource {
         }
         Ok(by_key)
     }
-}
-
-async fn table_columns(
-    conn: &mut SqliteConnection,
-    path: &Path,
-    table: &str,
-) -> Result<Vec<String>, StoreError> {
-    sqlx::query_scalar("SELECT name FROM pragma_table_info(?)")
-        .bind(table)
-        .fetch_all(conn)
-        .await
-        .map_err(|e| sql_error(path, &format!("cannot read the columns of `{table}`"), e))
-}
-
-fn check_columns(
-    path: &Path,
-    table: &str,
-    found: &[String],
-    required: &[&str],
-) -> Result<(), StoreError> {
-    let missing: Vec<&str> = required
-        .iter()
-        .copied()
-        .filter(|c| !found.iter().any(|f| f == c))
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    Err(StoreError::fatal(format!(
-        "SQLite {}: table `{table}` lacks column(s) {} (columns found: {})",
-        path.display(),
-        missing.join(", "),
-        found.join(", ")
-    )))
 }
 
 /// One `checkpoints` row: its key (an unreadable key is an error of the whole read),
@@ -496,34 +408,5 @@ impl Source for SqliteSource {
                 .insert(thread, u64::try_from(n).unwrap_or(0));
         }
         Ok(counts)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn connection_strings() {
-        assert_eq!(
-            path_from_connection_string("sqlite:///checkpoints.db"),
-            PathBuf::from("checkpoints.db")
-        );
-        assert_eq!(
-            path_from_connection_string("sqlite:////tmp/c.db"),
-            PathBuf::from("/tmp/c.db")
-        );
-        assert_eq!(
-            path_from_connection_string("sqlite://data/c.db"),
-            PathBuf::from("data/c.db")
-        );
-        assert_eq!(
-            path_from_connection_string("./c.db"),
-            PathBuf::from("./c.db")
-        );
-        assert_eq!(
-            path_from_connection_string("sqlite:///c.db?mode=ro"),
-            PathBuf::from("c.db")
-        );
     }
 }

@@ -9,21 +9,20 @@
 //! on after the last key read.
 
 use std::collections::HashMap;
-use std::str::FromStr;
 
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow};
-use sqlx::{ConnectOptions, Connection, Row};
+use sqlx::postgres::{PgConnection, PgRow};
+use sqlx::{Connection, Row};
 
-use super::chat;
-use super::sql::{self, Dialect, quote_ident, where_sql};
-use super::{BatchLimits, Pushdown, Source, SourceBatch, ThreadCounts};
-use crate::config::PostgresSourceConfig;
+use super::Endpoint;
+use super::config::PostgresSourceConfig;
 use crate::error::StoreError;
 use crate::filters::{Filters, ThreadPushdown};
 use crate::record::{ChannelBlob, Checkpoint, CheckpointKey, Origin, PendingWrite, TypedValue};
-use crate::secrets::{redact_url, scrub};
+use crate::sources::chat;
+use crate::sources::{BatchLimits, FailedRead, Pushdown, Source, SourceBatch, ThreadCounts};
+use crate::stores::sql::{self, Dialect, quote_ident, where_sql};
 
 /// A `ts` text that PostgreSQL casts to the instant our parser reads.
 const TS_PATTERN: &str =
@@ -53,10 +52,7 @@ struct ChatTable {
 }
 
 pub struct PostgresSource {
-    options: PgConnectOptions,
-    /// The URL without its password.
-    url: String,
-    password: Option<String>,
+    endpoint: Endpoint,
     conn: Option<PgConnection>,
     mode: Mode,
     pushdown: ThreadPushdown,
@@ -73,20 +69,9 @@ impl PostgresSource {
         filters: &Filters,
         pushdown: Pushdown,
     ) -> Result<Self, StoreError> {
-        let url = redact_url(&config.connection_string);
-        let options = PgConnectOptions::from_str(&config.connection_string)
-            .map_err(|e| {
-                StoreError::fatal(format!(
-                    "PostgreSQL connection string {url} is not valid: {}",
-                    scrub(&e.to_string(), None)
-                ))
-            })?
-            .disable_statement_logging();
-        let password = password_of(&config.connection_string);
+        let endpoint = Endpoint::parse(&config.connection_string)?;
         let mut source = Self {
-            options,
-            url,
-            password,
+            endpoint,
             conn: None,
             mode: Mode::Checkpoints(CheckpointTables {
                 checkpoints: String::new(),
@@ -121,42 +106,12 @@ impl PostgresSource {
     }
 
     fn error(&self, what: &str, e: sqlx::Error) -> StoreError {
-        let retriable = match &e {
-            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Protocol(_) => true,
-            sqlx::Error::Database(db) => db.code().is_some_and(|c| {
-                c.starts_with("08")
-                    || matches!(
-                        c.as_ref(),
-                        "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "53300"
-                    )
-            }),
-            _ => false,
-        };
-        let detail = match &e {
-            sqlx::Error::Database(db) => match db.code().as_deref() {
-                Some("28P01" | "28000") => format!("authentication failed: {}", db.message()),
-                Some("42501") => format!("permission denied: {}", db.message()),
-                Some("3D000") => format!("database does not exist: {}", db.message()),
-                _ => db.message().to_owned(),
-            },
-            other => other.to_string(),
-        };
-        StoreError {
-            message: scrub(
-                &format!("PostgreSQL {}: {what}: {detail}", self.url),
-                self.password.as_deref(),
-            ),
-            retriable,
-        }
+        self.endpoint.error(what, e)
     }
 
     /// Opens the connection and the snapshot transaction.
     async fn connect(&mut self) -> Result<(), StoreError> {
-        let mut conn = self
-            .options
-            .connect()
-            .await
-            .map_err(|e| self.error("cannot connect", e))?;
+        let mut conn = self.endpoint.connect().await?;
         for statement in [
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
             "SET LOCAL TimeZone = 'UTC'",
@@ -173,7 +128,10 @@ impl PostgresSource {
     /// The live connection, reconnecting after a failure.
     async fn conn(&mut self) -> Result<&mut PgConnection, StoreError> {
         if self.conn.is_none() {
-            tracing::warn!("PostgreSQL {}: reconnecting (a new snapshot)", self.url);
+            tracing::warn!(
+                "PostgreSQL {}: reconnecting (a new snapshot)",
+                self.endpoint.url
+            );
             self.connect().await?;
         }
         Ok(self.conn.as_mut().expect("connected above"))
@@ -221,7 +179,7 @@ impl PostgresSource {
     async fn detect(&mut self, table_name: Option<&str>) -> Result<Mode, StoreError> {
         let (schema, table) = match table_name {
             Some(name) => sql::parse_table_name(name)
-                .map_err(|e| StoreError::fatal(format!("PostgreSQL {}: {e}", self.url)))?,
+                .map_err(|e| StoreError::fatal(format!("PostgreSQL {}: {e}", self.endpoint.url)))?,
             None => (None, "checkpoints".to_owned()),
         };
         let qualify = |t: &str| match &schema {
@@ -232,7 +190,7 @@ impl PostgresSource {
         let Some(columns) = self.columns(&qualify(&table)).await? else {
             return Err(StoreError::fatal(format!(
                 "PostgreSQL {}: table {shown} does not exist{}",
-                self.url,
+                self.endpoint.url,
                 if table_name.is_none() {
                     " (no LangGraph PostgresSaver tables here; give table_name for a chat-history table)"
                 } else {
@@ -268,14 +226,14 @@ impl PostgresSource {
             };
             tracing::info!(
                 "PostgreSQL {}: LangGraph checkpoint tables, schema version {}",
-                self.url,
+                self.endpoint.url,
                 schema_version.map_or("unknown (no checkpoint_migrations)".into(), |v| v
                     .to_string())
             );
             if blob_columns.is_none() {
                 tracing::warn!(
                     "PostgreSQL {}: no checkpoint_blobs table; only inline channel values",
-                    self.url
+                    self.endpoint.url
                 );
             }
             return Ok(Mode::Checkpoints(CheckpointTables {
@@ -291,7 +249,10 @@ impl PostgresSource {
         if has("id") && has("session_id") && has("message") {
             let quoted = qualify(&table);
             let session_type = self.column_type(&quoted, "session_id").await?;
-            tracing::info!("PostgreSQL {}: chat-history table {shown}", self.url);
+            tracing::info!(
+                "PostgreSQL {}: chat-history table {shown}",
+                self.endpoint.url
+            );
             return Ok(Mode::Chat(ChatTable {
                 table: quoted,
                 name: shown,
@@ -303,7 +264,7 @@ impl PostgresSource {
             "PostgreSQL {}: table {shown} is neither a LangGraph checkpoint table \
              (thread_id, checkpoint_ns, checkpoint_id, checkpoint, metadata) nor a chat-history \
              table (id, session_id, message); its columns are: {}",
-            self.url,
+            self.endpoint.url,
             columns.join(", ")
         )))
     }
@@ -373,7 +334,7 @@ impl PostgresSource {
             where_sql(&clauses),
             limits.max_records
         );
-        let url = self.url.clone();
+        let url = self.endpoint.url.clone();
         let conn = self.conn().await?;
         let mut query = sqlx::query(&sql);
         for p in &params {
@@ -518,7 +479,7 @@ impl PostgresSource {
             let (parent, metadata, document) = match parts {
                 Ok(p) => p,
                 Err(e) => {
-                    batch.failed.push(super::FailedRead {
+                    batch.failed.push(FailedRead {
                         key: Some(key),
                         origin,
                         error: e.to_string(),
@@ -620,7 +581,10 @@ impl PostgresSource {
         };
         for session in sessions {
             let messages = by_session.remove(&session).unwrap_or_default();
-            let origin = self.origin(format!("{} {name}[session_id={session:?}]", self.url));
+            let origin = self.origin(format!(
+                "{} {name}[session_id={session:?}]",
+                self.endpoint.url
+            ));
             batch
                 .records
                 .push(chat::session_record(&name, &session, messages, origin));
@@ -630,24 +594,17 @@ impl PostgresSource {
     }
 }
 
-fn password_of(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
-    let userinfo = &authority[..authority.rfind('@')?];
-    Some(userinfo.split_once(':')?.1.to_owned()).filter(|p| !p.is_empty())
-}
-
 #[async_trait]
 impl Source for PostgresSource {
     fn describe(&self) -> String {
         match &self.mode {
             Mode::Checkpoints(t) => format!(
                 "PostgreSQL {} {} (schema version {})",
-                self.url,
+                self.endpoint.url,
                 t.checkpoints,
                 t.schema_version.map_or("unknown".into(), |v| v.to_string())
             ),
-            Mode::Chat(c) => format!("PostgreSQL {} chat history {}", self.url, c.name),
+            Mode::Chat(c) => format!("PostgreSQL {} chat history {}", self.endpoint.url, c.name),
         }
     }
 
@@ -737,20 +694,5 @@ impl Source for PostgresSource {
                 .insert(r.get(0), u64::try_from(n).unwrap_or(0));
         }
         Ok(counts)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_are_found_for_scrubbing() {
-        assert_eq!(
-            password_of("postgresql://u:s3cret@h/db").as_deref(),
-            Some("s3cret")
-        );
-        assert_eq!(password_of("postgresql://u@h/db"), None);
-        assert_eq!(password_of("postgresql://h/db"), None);
     }
 }

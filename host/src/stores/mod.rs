@@ -1,0 +1,48 @@
+//! Stores that are both a source and a destination, one folder each: its `config.rs`
+//! (what users write), `read.rs` (the source), `write.rs` (the destination) and, in
+//! `mod.rs`, what both sides share. What several stores share lives here:
+//! [`sql`] (SQL helpers) and [`layout`] (LangGraph's checkpoint shapes).
+
+pub mod layout;
+pub mod postgres;
+pub mod sql;
+pub mod sqlite;
+
+use serde::Deserialize;
+
+/// What a store destination does with a row whose key it already holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnConflict {
+    /// Keep what the destination holds (a re-run or resume writes nothing twice).
+    #[default]
+    Skip,
+    /// Replace it with the migrated row.
+    Overwrite,
+    /// Stop the run, writing nothing of the batch, when the row differs from the one
+    /// that would be written (an identical row is not a conflict, so resume works).
+    Fail,
+}
+
+impl OnConflict {
+    pub fn name(self) -> &'static str {
+        match self {
+            OnConflict::Skip => "skip",
+            OnConflict::Overwrite => "overwrite",
+            OnConflict::Fail => "fail",
+        }
+    }
+}
+
+/// Counts a store destination reports at the end of a run.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WriteCounts {
+    /// Checkpoints inserted (or replaced, with `overwrite`).
+    pub written: u64,
+    /// Checkpoints the destination already held and kept (`skip`, or identical).
+    pub kept: u64,
+    /// Pending writes inserted.
+    pub writes: u64,
+    /// Channel blobs inserted (PostgreSQL).
+    pub blobs: u64,
+}

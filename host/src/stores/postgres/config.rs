@@ -1,0 +1,45 @@
+//! Configuration of the PostgreSQL store (PostgresSaver schemas, chat-history tables).
+
+use serde::Deserialize;
+
+use crate::stores::OnConflict;
+
+/// PostgresSaver database or chat-history table to read.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSourceConfig {
+    /// `postgresql://user:password@host:port/db`.
+    pub connection_string: String,
+    /// A chat-history table; checkpoint tables when absent.
+    pub table_name: Option<String>,
+}
+
+/// PostgresSaver schema to write.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSinkConfig {
+    /// `postgresql://user:password@host:port/db`.
+    pub connection_string: String,
+    /// The schema that holds (or will hold) PostgresSaver's tables. PostgresSaver
+    /// itself uses the connection's `search_path`, `public` by default.
+    #[serde(default = "default_schema")]
+    pub schema: String,
+    /// Create the schema, tables and indexes when absent, and bring an older
+    /// PostgresSaver schema up to date, as LangGraph's `setup()` does. When false, a
+    /// missing or older schema is an error.
+    #[serde(default = "default_true")]
+    pub create_tables: bool,
+    /// What to do with a checkpoint or pending write whose key the schema already
+    /// holds: `skip` (default: keep what is there), `overwrite`, or `fail` (stop when
+    /// it differs from what would be written).
+    #[serde(default)]
+    pub on_conflict: OnConflict,
+}
+
+fn default_schema() -> String {
+    "public".into()
+}
+
+fn default_true() -> bool {
+    true
+}

@@ -1,0 +1,595 @@
+//! PostgreSQL destination: a schema LangGraph's `PostgresSaver`
+//! (langgraph-checkpoint-postgres 3.x) reads as it read the source.
+//!
+//! Before anything is read, the schema is checked: created with PostgresSaver's own
+//! migrations when absent (and `checkpoint_migrations` filled, so LangGraph's `setup()`
+//! afterwards does nothing), brought up to date when older, refused when newer than
+//! the migrations we know. Each batch is one transaction of a few array (`UNNEST`)
+//! inserts. Checkpoints take PostgresSaver's split shape ([`layout::split`]): values
+//! JSONB holds exactly stay inline, the rest are blobs whose bytes are the source's.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use sqlx::Connection;
+use sqlx::postgres::PgConnection;
+
+use super::Endpoint;
+use super::config::PostgresSinkConfig;
+use crate::error::StoreError;
+use crate::record::Checkpoint;
+use crate::run::RunStats;
+use crate::sinks::{Rejected, Sink};
+use crate::stores::layout;
+use crate::stores::sql::quote_ident;
+use crate::stores::{OnConflict, WriteCounts};
+
+/// LangGraph's PostgresSaver migrations (langgraph-checkpoint-postgres 3.x), in order:
+/// the position is the version `checkpoint_migrations` records. Table names are
+/// unqualified, as LangGraph runs them; the connection's `search_path` is the schema.
+const MIGRATIONS: [&str; 10] = [
+    "CREATE TABLE IF NOT EXISTS checkpoint_migrations (
+    v INTEGER PRIMARY KEY
+);",
+    "CREATE TABLE IF NOT EXISTS checkpoints (
+    thread_id TEXT NOT NULL,
+    checkpoint_ns TEXT NOT NULL DEFAULT '',
+    checkpoint_id TEXT NOT NULL,
+    parent_checkpoint_id TEXT,
+    type TEXT,
+    checkpoint JSONB NOT NULL,
+    metadata JSONB NOT NULL DEFAULT '{}',
+    PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id)
+);",
+    "CREATE TABLE IF NOT EXISTS checkpoint_blobs (
+    thread_id TEXT NOT NULL,
+    checkpoint_ns TEXT NOT NULL DEFAULT '',
+    channel TEXT NOT NULL,
+    version TEXT NOT NULL,
+    type TEXT NOT NULL,
+    blob BYTEA,
+    PRIMARY KEY (thread_id, checkpoint_ns, channel, version)
+);",
+    "CREATE TABLE IF NOT EXISTS checkpoint_writes (
+    thread_id TEXT NOT NULL,
+    checkpoint_ns TEXT NOT NULL DEFAULT '',
+    checkpoint_id TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    channel TEXT NOT NULL,
+    type TEXT,
+    blob BYTEA NOT NULL,
+    PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id, task_id, idx)
+);",
+    "ALTER TABLE checkpoint_blobs ALTER COLUMN blob DROP not null;",
+    "SELECT 1;",
+    "CREATE INDEX CONCURRENTLY IF NOT EXISTS checkpoints_thread_id_idx ON checkpoints(thread_id);",
+    "CREATE INDEX CONCURRENTLY IF NOT EXISTS checkpoint_blobs_thread_id_idx ON checkpoint_blobs(thread_id);",
+    "CREATE INDEX CONCURRENTLY IF NOT EXISTS checkpoint_writes_thread_id_idx ON checkpoint_writes(thread_id);",
+    "ALTER TABLE checkpoint_writes ADD COLUMN IF NOT EXISTS task_path TEXT NOT NULL DEFAULT '';",
+];
+
+/// The newest `checkpoint_migrations` version we write into.
+const KNOWN_VERSION: i64 = MIGRATIONS.len() as i64 - 1;
+
+pub struct PostgresSink {
+    config: PostgresSinkConfig,
+    endpoint: Endpoint,
+    conn: Option<PgConnection>,
+    prepared: bool,
+    counts: WriteCounts,
+}
+
+/// One batch in PostgresSaver's shape, column by column (for `UNNEST`).
+#[derive(Default)]
+struct Columns {
+    // checkpoints
+    thread_id: Vec<String>,
+    checkpoint_ns: Vec<String>,
+    checkpoint_id: Vec<String>,
+    parent: Vec<Option<String>>,
+    document: Vec<String>,
+    metadata: Vec<String>,
+    // checkpoint_blobs
+    blob_thread_id: Vec<String>,
+    blob_ns: Vec<String>,
+    blob_channel: Vec<String>,
+    blob_version: Vec<String>,
+    blob_type: Vec<String>,
+    blob: Vec<Option<Vec<u8>>>,
+    // checkpoint_writes
+    write_thread_id: Vec<String>,
+    write_ns: Vec<String>,
+    write_checkpoint_id: Vec<String>,
+    write_task_id: Vec<String>,
+    write_task_path: Vec<String>,
+    write_idx: Vec<i32>,
+    write_channel: Vec<String>,
+    write_type: Vec<String>,
+    write_blob: Vec<Vec<u8>>,
+}
+
+impl Columns {
+    /// Adds a record, or says why PostgresSaver's shape cannot hold it.
+    fn push(
+        &mut self,
+        record: &Checkpoint,
+        blobs_seen: &mut HashSet<(String, String, String, String)>,
+    ) -> Result<(), layout::LayoutError> {
+        let split = layout::split(record)?;
+        let document =
+            String::from_utf8(split.document).map_err(|e| layout::LayoutError(e.to_string()))?;
+        layout::check_jsonb("checkpoint", document.as_bytes())?;
+        let metadata = layout::metadata_json(record)?;
+        layout::check_jsonb("metadata", &metadata)?;
+        let metadata = String::from_utf8(metadata)
+            .map_err(|_| layout::LayoutError("metadata is not UTF-8 text".into()))?;
+        let mut writes = Vec::with_capacity(record.pending_writes.len());
+        for w in &record.pending_writes {
+            let idx = i32::try_from(w.idx).map_err(|_| {
+                layout::LayoutError(format!(
+                    "pending write index {} does not fit PostgresSaver's INTEGER column",
+                    w.idx
+                ))
+            })?;
+            writes.push((w, idx));
+        }
+        let key = &record.key;
+        self.thread_id.push(key.thread_id.clone());
+        self.checkpoint_ns.push(key.checkpoint_ns.clone());
+        self.checkpoint_id.push(key.checkpoint_id.clone());
+        self.parent.push(record.parent_checkpoint_id.clone());
+        self.document.push(document);
+        self.metadata.push(metadata);
+        for b in split.blobs {
+            // Checkpoints of one thread share blobs: each (channel, version) once.
+            let blob_key = (
+                key.thread_id.clone(),
+                key.checkpoint_ns.clone(),
+                b.channel.clone(),
+                b.version.clone(),
+            );
+            if !blobs_seen.insert(blob_key) {
+                continue;
+            }
+            self.blob_thread_id.push(key.thread_id.clone());
+            self.blob_ns.push(key.checkpoint_ns.clone());
+            self.blob_channel.push(b.channel);
+            self.blob_version.push(b.version);
+            // PostgresSaver stores an `empty` channel with a NULL blob.
+            self.blob
+                .push((b.value.type_tag != "empty").then_some(b.value.bytes));
+            self.blob_type.push(b.value.type_tag);
+        }
+        for (w, idx) in writes {
+            self.write_thread_id.push(key.thread_id.clone());
+            self.write_ns.push(key.checkpoint_ns.clone());
+            self.write_checkpoint_id.push(key.checkpoint_id.clone());
+            self.write_task_id.push(w.task_id.clone());
+            self.write_task_path.push(w.task_path.clone());
+            self.write_idx.push(idx);
+            self.write_channel.push(w.channel.clone());
+            self.write_type.push(w.value.type_tag.clone());
+            self.write_blob.push(w.value.bytes.clone());
+        }
+        Ok(())
+    }
+}
+
+const CHECKPOINT_ROWS: &str = "UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]::jsonb[], $6::text[]::jsonb[]) \
+     AS b(thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata)";
+const BLOB_ROWS: &str = "UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[]) \
+     AS b(thread_id, checkpoint_ns, channel, version, type, blob)";
+const WRITE_ROWS: &str = "UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int4[], $7::text[], $8::text[], $9::bytea[]) \
+     AS b(thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)";
+
+impl PostgresSink {
+    pub fn new(config: PostgresSinkConfig) -> Result<Self, StoreError> {
+        crate::stores::sql::parse_table_name(&config.schema)
+            .ok()
+            .filter(|(s, _)| s.is_none())
+            .ok_or_else(|| {
+                StoreError::fatal(format!(
+                    "destination_config.schema {:?} is not a schema name (letters, digits, _ and $)",
+                    config.schema
+                ))
+            })?;
+        Ok(Self {
+            endpoint: Endpoint::parse(&config.connection_string)?,
+            config,
+            conn: None,
+            prepared: false,
+            counts: WriteCounts::default(),
+        })
+    }
+
+    fn error(&self, what: &str, e: sqlx::Error) -> StoreError {
+        self.endpoint.error(what, e)
+    }
+
+    fn schema_shown(&self) -> String {
+        format!(
+            "PostgreSQL {} schema {}",
+            self.endpoint.url, self.config.schema
+        )
+    }
+
+    /// The connection, with the schema as its `search_path` (as PostgresSaver's own
+    /// unqualified SQL expects), reconnecting after a failure.
+    async fn conn(&mut self) -> Result<&mut PgConnection, StoreError> {
+        if self.conn.is_none() {
+            let mut conn = self.endpoint.connect().await?;
+            let set = format!("SET search_path TO {}", quote_ident(&self.config.schema));
+            sqlx::query(&set)
+                .execute(&mut conn)
+                .await
+                .map_err(|e| self.error("cannot set the search_path", e))?;
+            self.conn = Some(conn);
+        }
+        Ok(self.conn.as_mut().expect("connected above"))
+    }
+
+    /// The schema's PostgresSaver migration version; `None` when it has no
+    /// `checkpoint_migrations` table. A `checkpoints` table without one is refused.
+    async fn schema_version(&mut self) -> Result<Option<i64>, StoreError> {
+        let schema = self.config.schema.clone();
+        let conn = self.conn().await?;
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 \
+             AND table_name IN ('checkpoint_migrations', 'checkpoints')",
+        )
+        .bind(&schema)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| self.error("cannot read the schema", e))?;
+        if !tables.iter().any(|t| t == "checkpoint_migrations") {
+            if tables.iter().any(|t| t == "checkpoints") {
+                return Err(StoreError::fatal(format!(
+                    "{}: has a `checkpoints` table but no `checkpoint_migrations`: not a PostgresSaver schema this tool knows; nothing was written",
+                    self.schema_shown()
+                )));
+            }
+            return Ok(None);
+        }
+        let conn = self.conn().await?;
+        let v: Option<i64> = sqlx::query_scalar("SELECT max(v)::bigint FROM checkpoint_migrations")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| self.error("cannot read checkpoint_migrations", e))?;
+        Ok(Some(v.unwrap_or(-1)))
+    }
+
+    /// What must happen to the schema before writing, or why it cannot be written.
+    fn plan(&self, version: Option<i64>) -> Result<Option<i64>, StoreError> {
+        let from = version.unwrap_or(-1);
+        if from > KNOWN_VERSION {
+            return Err(StoreError::fatal(format!(
+                "{}: PostgresSaver migration version {from} is newer than the newest this ckpt-migrate knows ({KNOWN_VERSION}, langgraph-checkpoint-postgres 3.x); nothing was written. Use a newer ckpt-migrate.",
+                self.schema_shown()
+            )));
+        }
+        if from == KNOWN_VERSION {
+            return Ok(None);
+        }
+        if !self.config.create_tables {
+            return Err(StoreError::fatal(format!(
+                "{}: {} and create_tables is false; nothing was written",
+                self.schema_shown(),
+                match version {
+                    None => "has no PostgresSaver tables".to_owned(),
+                    Some(v) =>
+                        format!("is at PostgresSaver migration {v}, older than {KNOWN_VERSION}"),
+                }
+            )));
+        }
+        Ok(Some(from))
+    }
+
+    /// Creates or updates the schema as LangGraph's `setup()` does, under an advisory
+    /// lock so that concurrent runs do not race.
+    async fn migrate(&mut self, from: i64) -> Result<(), StoreError> {
+        let create_schema = format!(
+            "CREATE SCHEMA IF NOT EXISTS {}",
+            quote_ident(&self.config.schema)
+        );
+        let lock_key = format!("ckpt-migrate setup {}", self.config.schema);
+        let conn = self.conn().await?;
+        let result: Result<(), sqlx::Error> = async {
+            sqlx::query("SELECT pg_advisory_lock(hashtext($1))")
+                .bind(&lock_key)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query(&create_schema).execute(&mut *conn).await?;
+            sqlx::query(MIGRATIONS[0]).execute(&mut *conn).await?;
+            // Another run may have migrated while we waited for the lock.
+            let now: Option<i64> =
+                sqlx::query_scalar("SELECT max(v)::bigint FROM checkpoint_migrations")
+                    .fetch_one(&mut *conn)
+                    .await?;
+            let start = now.unwrap_or(-1).max(from) + 1;
+            for (v, sql) in MIGRATIONS.iter().enumerate().skip(start as usize) {
+                sqlx::query(sql).execute(&mut *conn).await?;
+                sqlx::query(
+                    "INSERT INTO checkpoint_migrations (v) VALUES ($1) ON CONFLICT DO NOTHING",
+                )
+                .bind(v as i32)
+                .execute(&mut *conn)
+                .await?;
+            }
+            sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
+                .bind(&lock_key)
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        }
+        .await;
+        result.map_err(|e| {
+            self.conn = None;
+            self.error("cannot create PostgresSaver's tables", e)
+        })?;
+        tracing::info!(
+            "{}: PostgresSaver tables {} (migrations {}..={KNOWN_VERSION})",
+            self.schema_shown(),
+            if from < 0 { "created" } else { "updated" },
+            from + 1
+        );
+        Ok(())
+    }
+
+    /// With `on_conflict: fail`: the first row of the batch that exists with other
+    /// content, if any.
+    async fn first_conflict(
+        conn: &mut PgConnection,
+        c: &Columns,
+    ) -> Result<Option<String>, sqlx::Error> {
+        let checkpoints = format!(
+            "SELECT format('thread_id=%s checkpoint_ns=%s checkpoint_id=%s', b.thread_id, b.checkpoint_ns, b.checkpoint_id) \
+             FROM {CHECKPOINT_ROWS} JOIN checkpoints c USING (thread_id, checkpoint_ns, checkpoint_id) \
+             WHERE c.parent_checkpoint_id IS DISTINCT FROM b.parent_checkpoint_id \
+                OR c.checkpoint <> b.checkpoint OR c.metadata <> b.metadata LIMIT 1"
+        );
+        let found: Option<String> = sqlx::query_scalar(&checkpoints)
+            .bind(&c.thread_id)
+            .bind(&c.checkpoint_ns)
+            .bind(&c.checkpoint_id)
+            .bind(&c.parent)
+            .bind(&c.document)
+            .bind(&c.metadata)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if let Some(key) = found {
+            return Ok(Some(format!("checkpoint {key}")));
+        }
+        let blobs = format!(
+            "SELECT format('thread_id=%s checkpoint_ns=%s channel=%s version=%s', b.thread_id, b.checkpoint_ns, b.channel, b.version) \
+             FROM {BLOB_ROWS} JOIN checkpoint_blobs c USING (thread_id, checkpoint_ns, channel, version) \
+             WHERE c.type <> b.type OR c.blob IS DISTINCT FROM b.blob LIMIT 1"
+        );
+        let found: Option<String> = sqlx::query_scalar(&blobs)
+            .bind(&c.blob_thread_id)
+            .bind(&c.blob_ns)
+            .bind(&c.blob_channel)
+            .bind(&c.blob_version)
+            .bind(&c.blob_type)
+            .bind(&c.blob)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if let Some(key) = found {
+            return Ok(Some(format!("channel blob {key}")));
+        }
+        let writes = format!(
+            "SELECT format('thread_id=%s checkpoint_ns=%s checkpoint_id=%s task_id=%s idx=%s', b.thread_id, b.checkpoint_ns, b.checkpoint_id, b.task_id, b.idx) \
+             FROM {WRITE_ROWS} JOIN checkpoint_writes c USING (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) \
+             WHERE c.channel <> b.channel OR c.type IS DISTINCT FROM b.type OR c.blob <> b.blob LIMIT 1"
+        );
+        let found: Option<String> = Self::bind_writes(sqlx::query_scalar(&writes), c)
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(found.map(|key| format!("pending write {key}")))
+    }
+
+    fn bind_writes<'q, O>(
+        q: sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+        c: &'q Columns,
+    ) -> sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+        q.bind(&c.write_thread_id)
+            .bind(&c.write_ns)
+            .bind(&c.write_checkpoint_id)
+            .bind(&c.write_task_id)
+            .bind(&c.write_task_path)
+            .bind(&c.write_idx)
+            .bind(&c.write_channel)
+            .bind(&c.write_type)
+            .bind(&c.write_blob)
+    }
+
+    /// Inserts one batch in one transaction; returns the counts.
+    async fn insert(
+        conn: &mut PgConnection,
+        c: &Columns,
+        mode: OnConflict,
+    ) -> Result<Result<WriteCounts, String>, sqlx::Error> {
+        let mut tx = conn.begin().await?;
+        if mode == OnConflict::Fail {
+            if let Some(conflict) = Self::first_conflict(&mut tx, c).await? {
+                tx.rollback().await?;
+                return Ok(Err(conflict));
+            }
+        }
+        let (on_checkpoint, on_blob, on_write) = match mode {
+            OnConflict::Skip | OnConflict::Fail => ("DO NOTHING", "DO NOTHING", "DO NOTHING"),
+            OnConflict::Overwrite => (
+                "DO UPDATE SET parent_checkpoint_id = EXCLUDED.parent_checkpoint_id, checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata",
+                "DO UPDATE SET type = EXCLUDED.type, blob = EXCLUDED.blob",
+                "DO UPDATE SET task_path = EXCLUDED.task_path, channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob",
+            ),
+        };
+        let mut counts = WriteCounts::default();
+        let sql = format!(
+            "INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob) \
+             SELECT * FROM {BLOB_ROWS} ON CONFLICT (thread_id, checkpoint_ns, channel, version) {on_blob}"
+        );
+        counts.blobs = sqlx::query(&sql)
+            .bind(&c.blob_thread_id)
+            .bind(&c.blob_ns)
+            .bind(&c.blob_channel)
+            .bind(&c.blob_version)
+            .bind(&c.blob_type)
+            .bind(&c.blob)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let sql = format!(
+            "INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata) \
+             SELECT * FROM {CHECKPOINT_ROWS} ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) {on_checkpoint}"
+        );
+        counts.written = sqlx::query(&sql)
+            .bind(&c.thread_id)
+            .bind(&c.checkpoint_ns)
+            .bind(&c.checkpoint_id)
+            .bind(&c.parent)
+            .bind(&c.document)
+            .bind(&c.metadata)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        counts.kept = c.thread_id.len() as u64 - counts.written;
+        let sql = format!(
+            "INSERT INTO checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob) \
+             SELECT * FROM {WRITE_ROWS} ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) {on_write}"
+        );
+        counts.writes = sqlx::query(&sql)
+            .bind(&c.write_thread_id)
+            .bind(&c.write_ns)
+            .bind(&c.write_checkpoint_id)
+            .bind(&c.write_task_id)
+            .bind(&c.write_task_path)
+            .bind(&c.write_idx)
+            .bind(&c.write_channel)
+            .bind(&c.write_type)
+            .bind(&c.write_blob)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(Ok(counts))
+    }
+}
+
+#[async_trait]
+impl Sink for PostgresSink {
+    fn describe(&self) -> String {
+        format!(
+            "{} (PostgresSaver tables, on_conflict: {})",
+            self.schema_shown(),
+            self.config.on_conflict.name()
+        )
+    }
+
+    fn default_dead_letter_path(&self) -> PathBuf {
+        PathBuf::from(format!(
+            "postgresql-{}.dead-letter.jsonl",
+            crate::sinks::safe_file_name(&self.config.schema)
+        ))
+    }
+
+    async fn prepare(&mut self) -> Result<(), StoreError> {
+        if self.prepared {
+            return Ok(());
+        }
+        let version = self.schema_version().await?;
+        if let Some(from) = self.plan(version)? {
+            self.migrate(from).await?;
+        }
+        self.prepared = true;
+        Ok(())
+    }
+
+    async fn check_writable(&mut self) -> Result<(), StoreError> {
+        let version = self.schema_version().await?;
+        match self.plan(version)? {
+            None => tracing::info!(
+                "{}: PostgresSaver tables up to date (migration {KNOWN_VERSION})",
+                self.schema_shown()
+            ),
+            Some(from) => tracing::info!(
+                "{}: would {} PostgresSaver's tables (migrations {}..={KNOWN_VERSION})",
+                self.schema_shown(),
+                if from < 0 { "create" } else { "update" },
+                from + 1
+            ),
+        }
+        Ok(())
+    }
+
+    async fn write_batch(&mut self, records: &[Checkpoint]) -> Result<Vec<Rejected>, StoreError> {
+        self.prepare().await?;
+        let mut rejected = Vec::new();
+        let mut columns = Columns::default();
+        let mut blobs_seen = HashSet::new();
+        for (index, record) in records.iter().enumerate() {
+            if let Err(e) = columns.push(record, &mut blobs_seen) {
+                rejected.push(Rejected {
+                    index,
+                    reason: format!("cannot be written as a PostgresSaver checkpoint: {e}"),
+                });
+            }
+        }
+        let mode = self.config.on_conflict;
+        let conn = self.conn().await?;
+        let result = Self::insert(conn, &columns, mode).await;
+        match result {
+            Ok(Ok(counts)) => {
+                self.counts.written += counts.written;
+                self.counts.kept += counts.kept;
+                self.counts.writes += counts.writes;
+                self.counts.blobs += counts.blobs;
+                Ok(rejected)
+            }
+            Ok(Err(conflict)) => Err(StoreError::fatal(format!(
+                "{}: {conflict} already exists with other content (on_conflict: fail); nothing of this batch was written",
+                self.schema_shown()
+            ))),
+            Err(e) => {
+                // The transaction rolled back; a broken connection is reopened.
+                self.conn = None;
+                Err(self.error("cannot write a batch (rolled back)", e))
+            }
+        }
+    }
+
+    async fn checkpoint(&mut self) -> Result<Option<serde_json::Value>, StoreError> {
+        // Every batch is committed when write_batch returns.
+        Ok(Some(serde_json::Value::Null))
+    }
+
+    async fn resume(&mut self, _state: serde_json::Value) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn suspend(&mut self) -> Result<(), StoreError> {
+        if let Some(conn) = self.conn.take() {
+            let _ = conn.close().await;
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self, _stats: &RunStats) -> Result<(), StoreError> {
+        let c = self.counts;
+        tracing::info!(
+            "{}: {} checkpoint(s) written, {} already there and kept, {} blob(s) and {} pending write(s) written",
+            self.schema_shown(),
+            c.written,
+            c.kept,
+            c.blobs,
+            c.writes
+        );
+        if let Some(conn) = self.conn.take() {
+            conn.close()
+                .await
+                .map_err(|e| self.error("cannot close", e))?;
+        }
+        Ok(())
+    }
+}

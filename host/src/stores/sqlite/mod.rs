@@ -1,0 +1,140 @@
+//! The SQLite store: LangGraph `SqliteSaver` databases (`checkpoints` with the whole
+//! checkpoint as one typed value, `writes`).
+//!
+//! - [`config`]: what users write in `source_config` / `destination_config`.
+//! - [`read`]: the source. [`write`]: the destination.
+//! - this file: what both sides share (connection strings, errors, the table shape).
+
+pub mod config;
+mod read;
+mod write;
+
+use std::path::{Path, PathBuf};
+
+use sqlx::sqlite::SqliteConnection;
+
+use crate::error::StoreError;
+
+pub use read::SqliteSource;
+pub use write::SqliteSink;
+
+pub(crate) const CHECKPOINT_COLUMNS: [&str; 7] = [
+    "thread_id",
+    "checkpoint_ns",
+    "checkpoint_id",
+    "parent_checkpoint_id",
+    "type",
+    "checkpoint",
+    "metadata",
+];
+pub(crate) const WRITE_COLUMNS: [&str; 8] = [
+    "thread_id",
+    "checkpoint_ns",
+    "checkpoint_id",
+    "task_id",
+    "idx",
+    "channel",
+    "type",
+    "value",
+];
+
+/// `sqlite:///rel.db` (SQLAlchemy style, relative), `sqlite:////abs.db`,
+/// `sqlite://path`, `sqlite:path` or a plain path.
+///
+/// `sqlite:///x/y.db` is relative (`x/y.db`) as in SQLAlchemy, unless only the
+/// absolute `/x/y.db` exists: people write both meanings, and one of them is there.
+pub fn path_from_connection_string(s: &str) -> PathBuf {
+    let without_query = |r: &'static str| -> Option<&str> {
+        let rest = s.strip_prefix(r)?;
+        // A query string (`?mode=ro`) is not part of the file name.
+        Some(rest.split('?').next().unwrap_or(rest))
+    };
+    if let Some(rest) = without_query("sqlite:///") {
+        let relative = PathBuf::from(rest);
+        let absolute = Path::new("/").join(rest);
+        if !relative.exists() && !rest.starts_with('/') && absolute.exists() {
+            return absolute;
+        }
+        return relative;
+    }
+    let rest = without_query("sqlite://")
+        .or_else(|| without_query("sqlite:"))
+        .unwrap_or(s);
+    PathBuf::from(rest)
+}
+
+pub(crate) fn sql_error(path: &Path, what: &str, e: sqlx::Error) -> StoreError {
+    let message = format!("SQLite {}: {what}: {e}", path.display());
+    let retriable = match &e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => true,
+        // SQLITE_BUSY / SQLITE_LOCKED: another process holds a write lock.
+        sqlx::Error::Database(db) => {
+            matches!(db.code().as_deref(), Some("5" | "6" | "261" | "262"))
+        }
+        _ => false,
+    };
+    StoreError { message, retriable }
+}
+
+pub(crate) async fn table_columns(
+    conn: &mut SqliteConnection,
+    path: &Path,
+    table: &str,
+) -> Result<Vec<String>, StoreError> {
+    sqlx::query_scalar("SELECT name FROM pragma_table_info(?)")
+        .bind(table)
+        .fetch_all(conn)
+        .await
+        .map_err(|e| sql_error(path, &format!("cannot read the columns of `{table}`"), e))
+}
+
+pub(crate) fn check_columns(
+    path: &Path,
+    table: &str,
+    found: &[String],
+    required: &[&str],
+) -> Result<(), StoreError> {
+    let missing: Vec<&str> = required
+        .iter()
+        .copied()
+        .filter(|c| !found.iter().any(|f| f == c))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::fatal(format!(
+        "SQLite {}: table `{table}` lacks column(s) {} (columns found: {})",
+        path.display(),
+        missing.join(", "),
+        found.join(", ")
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_strings() {
+        assert_eq!(
+            path_from_connection_string("sqlite:///checkpoints.db"),
+            PathBuf::from("checkpoints.db")
+        );
+        assert_eq!(
+            path_from_connection_string("sqlite:////tmp/c.db"),
+            PathBuf::from("/tmp/c.db")
+        );
+        assert_eq!(
+            path_from_connection_string("sqlite://data/c.db"),
+            PathBuf::from("data/c.db")
+        );
+        assert_eq!(
+            path_from_connection_string("./c.db"),
+            PathBuf::from("./c.db")
+        );
+        assert_eq!(
+            path_from_connection_string("sqlite:///c.db?mode=ro"),
+            PathBuf::from("c.db")
+        );
+    }
+}

@@ -1,0 +1,403 @@
+//! SQLite destination: a database LangGraph's `SqliteSaver` reads as it read the
+//! source.
+//!
+//! The file is created when missing, with SqliteSaver's own tables and WAL mode. Each
+//! batch is one `BEGIN IMMEDIATE` transaction, so a batch is all there or not at all
+//! and the resume state never runs ahead of the file. Checkpoints take SqliteSaver's
+//! whole shape ([`layout::whole`]): from a PostgreSQL source the document and its blobs
+//! are joined into one msgpack checkpoint, the blobs' bytes spliced in unchanged.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode};
+use sqlx::{ConnectOptions, Connection, Row};
+
+use super::config::SqliteSinkConfig;
+use super::{
+    CHECKPOINT_COLUMNS, WRITE_COLUMNS, check_columns, path_from_connection_string, table_columns,
+};
+use crate::error::StoreError;
+use crate::record::Checkpoint;
+use crate::run::RunStats;
+use crate::sinks::{Rejected, Sink};
+use crate::stores::layout;
+use crate::stores::{OnConflict, WriteCounts};
+
+/// SqliteSaver's tables, as its `setup()` creates them.
+const CREATE_TABLES: [&str; 2] = [
+    "CREATE TABLE IF NOT EXISTS checkpoints (
+    thread_id TEXT NOT NULL,
+    checkpoint_ns TEXT NOT NULL DEFAULT '',
+    checkpoint_id TEXT NOT NULL,
+    parent_checkpoint_id TEXT,
+    type TEXT,
+    checkpoint BLOB,
+    metadata BLOB,
+    PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id)
+)",
+    "CREATE TABLE IF NOT EXISTS writes (
+    thread_id TEXT NOT NULL,
+    checkpoint_ns TEXT NOT NULL DEFAULT '',
+    checkpoint_id TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    task_path TEXT NOT NULL DEFAULT '',
+    idx INTEGER NOT NULL,
+    channel TEXT NOT NULL,
+    type TEXT,
+    value BLOB,
+    PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id, task_id, idx)
+)",
+];
+
+pub struct SqliteSink {
+    config: SqliteSinkConfig,
+    path: PathBuf,
+    conn: Option<SqliteConnection>,
+    /// Whether `writes` has `task_path` (SqliteSaver before 2.0 had none).
+    writes_have_task_path: bool,
+    counts: WriteCounts,
+}
+
+/// A checkpoint in SqliteSaver's shape, ready to insert.
+struct SaverRow {
+    index: usize,
+    checkpoint: crate::record::TypedValue,
+    metadata: Vec<u8>,
+}
+
+impl SqliteSink {
+    pub fn new(config: SqliteSinkConfig) -> Self {
+        let path = path_from_connection_string(&config.connection_string);
+        Self {
+            config,
+            path,
+            conn: None,
+            writes_have_task_path: true,
+            counts: WriteCounts::default(),
+        }
+    }
+
+    fn error(&self, what: &str, e: sqlx::Error) -> StoreError {
+        let mut error = super::sql_error(&self.path, what, e);
+        if error.message.contains("database is locked") {
+            error.message.push_str(&format!(
+                " (another process held the write lock longer than busy_timeout_seconds = {})",
+                self.config.busy_timeout_seconds
+            ));
+        }
+        error
+    }
+
+    async fn open(&mut self) -> Result<&mut SqliteConnection, StoreError> {
+        if self.conn.is_none() {
+            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::fatal(format!(
+                        "SQLite {}: cannot create {}: {e}",
+                        self.path.display(),
+                        dir.display()
+                    ))
+                })?;
+            }
+            let mut conn = SqliteConnectOptions::new()
+                .filename(&self.path)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(self.config.busy_timeout_seconds))
+                .disable_statement_logging()
+                .connect()
+                .await
+                .map_err(|e| self.error("cannot open", e))?;
+            for create in CREATE_TABLES {
+                sqlx::query(create)
+                    .execute(&mut conn)
+                    .await
+                    .map_err(|e| self.error("cannot create SqliteSaver's tables", e))?;
+            }
+            let columns = table_columns(&mut conn, &self.path, "checkpoints").await?;
+            check_columns(&self.path, "checkpoints", &columns, &CHECKPOINT_COLUMNS)?;
+            let columns = table_columns(&mut conn, &self.path, "writes").await?;
+            check_columns(&self.path, "writes", &columns, &WRITE_COLUMNS)?;
+            self.writes_have_task_path = columns.iter().any(|c| c == "task_path");
+            self.conn = Some(conn);
+        }
+        Ok(self.conn.as_mut().expect("opened above"))
+    }
+
+    /// Inserts one batch inside an open transaction.
+    async fn insert(
+        &mut self,
+        records: &[Checkpoint],
+        rows: &[SaverRow],
+    ) -> Result<(), StoreError> {
+        let mode = self.config.on_conflict;
+        let verb = match mode {
+            OnConflict::Overwrite => "INSERT OR REPLACE",
+            OnConflict::Skip | OnConflict::Fail => "INSERT OR IGNORE",
+        };
+        let insert_checkpoint = format!(
+            "{verb} INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        );
+        let insert_write = if self.writes_have_task_path {
+            format!(
+                "{verb} INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            )
+        } else {
+            format!(
+                "{verb} INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel, type, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            )
+        };
+        let with_task_path = self.writes_have_task_path;
+        let path = self.path.clone();
+        let err = |what: &str, e: sqlx::Error| super::sql_error(&path, what, e);
+        let conn = self.conn.as_mut().expect("opened before writing");
+        let mut counts = WriteCounts::default();
+        for row in rows {
+            let record = &records[row.index];
+            let key = &record.key;
+            if mode == OnConflict::Fail {
+                check_unchanged(conn, record, row).await.map_err(|e| match e {
+                    Conflict::Differs(what) => StoreError::fatal(format!(
+                        "SQLite {}: {key} already exists with a different {what} (on_conflict: fail); nothing of this batch was written",
+                        path.display()
+                    )),
+                    Conflict::Sql(e) => err("cannot read an existing checkpoint", e),
+                })?;
+            }
+            let done = sqlx::query(&insert_checkpoint)
+                .bind(&key.thread_id)
+                .bind(&key.checkpoint_ns)
+                .bind(&key.checkpoint_id)
+                .bind(&record.parent_checkpoint_id)
+                .bind(&row.checkpoint.type_tag)
+                .bind(&row.checkpoint.bytes)
+                .bind(&row.metadata)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| err(&format!("cannot write checkpoint {key}"), e))?;
+            if done.rows_affected() == 0 {
+                counts.kept += 1;
+            } else {
+                counts.written += 1;
+            }
+            for w in &record.pending_writes {
+                let mut q = sqlx::query(&insert_write)
+                    .bind(&key.thread_id)
+                    .bind(&key.checkpoint_ns)
+                    .bind(&key.checkpoint_id)
+                    .bind(&w.task_id);
+                if with_task_path {
+                    q = q.bind(&w.task_path);
+                }
+                let done = q
+                    .bind(w.idx)
+                    .bind(&w.channel)
+                    .bind(&w.value.type_tag)
+                    .bind(&w.value.bytes)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| err(&format!("cannot write a pending write of {key}"), e))?;
+                counts.writes += done.rows_affected();
+            }
+        }
+        self.counts.written += counts.written;
+        self.counts.kept += counts.kept;
+        self.counts.writes += counts.writes;
+        Ok(())
+    }
+}
+
+enum Conflict {
+    Differs(&'static str),
+    Sql(sqlx::Error),
+}
+
+impl From<sqlx::Error> for Conflict {
+    fn from(e: sqlx::Error) -> Self {
+        Conflict::Sql(e)
+    }
+}
+
+/// With `on_conflict: fail`: an existing row must equal the one we would write.
+async fn check_unchanged(
+    conn: &mut SqliteConnection,
+    record: &Checkpoint,
+    row: &SaverRow,
+) -> Result<(), Conflict> {
+    let key = &record.key;
+    let existing = sqlx::query(
+        "SELECT parent_checkpoint_id, type, checkpoint, metadata FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
+    )
+    .bind(&key.thread_id)
+    .bind(&key.checkpoint_ns)
+    .bind(&key.checkpoint_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(existing) = existing {
+        let same = existing.try_get::<Option<String>, _>(0)? == record.parent_checkpoint_id
+            && existing.try_get::<Option<String>, _>(1)?.as_deref()
+                == Some(row.checkpoint.type_tag.as_str())
+            && existing.try_get::<Option<Vec<u8>>, _>(2)?.as_deref()
+                == Some(row.checkpoint.bytes.as_slice())
+            && existing.try_get::<Option<Vec<u8>>, _>(3)?.as_deref()
+                == Some(row.metadata.as_slice());
+        if !same {
+            return Err(Conflict::Differs("checkpoint"));
+        }
+    }
+    for w in &record.pending_writes {
+        let existing = sqlx::query(
+            "SELECT type, value FROM writes WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ? AND task_id = ? AND idx = ?",
+        )
+        .bind(&key.thread_id)
+        .bind(&key.checkpoint_ns)
+        .bind(&key.checkpoint_id)
+        .bind(&w.task_id)
+        .bind(w.idx)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(existing) = existing {
+            let same = existing.try_get::<Option<String>, _>(0)?.as_deref()
+                == Some(w.value.type_tag.as_str())
+                && existing.try_get::<Option<Vec<u8>>, _>(1)?.as_deref()
+                    == Some(w.value.bytes.as_slice());
+            if !same {
+                return Err(Conflict::Differs("pending write"));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Sink for SqliteSink {
+    fn describe(&self) -> String {
+        format!(
+            "SQLite {} (SqliteSaver tables, on_conflict: {})",
+            self.path.display(),
+            self.config.on_conflict.name()
+        )
+    }
+
+    fn default_dead_letter_path(&self) -> PathBuf {
+        let mut name = self
+            .path
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_else(|| "sqlite".into());
+        name.push(".dead-letter.jsonl");
+        self.path.with_file_name(name)
+    }
+
+    async fn prepare(&mut self) -> Result<(), StoreError> {
+        self.open().await.map(drop)
+    }
+
+    async fn check_writable(&mut self) -> Result<(), StoreError> {
+        if self.path.exists() {
+            // Opening read-write checks the permissions and the tables; it creates
+            // nothing in a database that already has them.
+            let mut conn = SqliteConnectOptions::new()
+                .filename(&self.path)
+                .read_only(true)
+                .disable_statement_logging()
+                .connect()
+                .await
+                .map_err(|e| self.error("cannot open", e))?;
+            let columns = table_columns(&mut conn, &self.path, "checkpoints").await?;
+            if !columns.is_empty() {
+                check_columns(&self.path, "checkpoints", &columns, &CHECKPOINT_COLUMNS)?;
+            }
+            if std::fs::metadata(&self.path).is_ok_and(|m| m.permissions().readonly()) {
+                return Err(StoreError::fatal(format!(
+                    "SQLite {} is read-only",
+                    self.path.display()
+                )));
+            }
+            Ok(())
+        } else {
+            crate::sinks::check_dir_writable(
+                self.path.parent().unwrap_or(std::path::Path::new(".")),
+            )
+        }
+    }
+
+    async fn write_batch(&mut self, records: &[Checkpoint]) -> Result<Vec<Rejected>, StoreError> {
+        let mut rejected = Vec::new();
+        let mut rows = Vec::with_capacity(records.len());
+        for (index, record) in records.iter().enumerate() {
+            match layout::whole(record).and_then(|checkpoint| {
+                Ok(SaverRow {
+                    index,
+                    checkpoint,
+                    metadata: layout::metadata_json(record)?,
+                })
+            }) {
+                Ok(row) => rows.push(row),
+                Err(e) => rejected.push(Rejected {
+                    index,
+                    reason: format!("cannot be written as a SqliteSaver checkpoint: {e}"),
+                }),
+            }
+        }
+        self.open().await?;
+        let conn = self.conn.as_mut().expect("opened above");
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| super::sql_error(&self.path, "cannot start a transaction", e))?;
+        let result = self.insert(records, &rows).await;
+        let conn = self.conn.as_mut().expect("opened above");
+        match result {
+            Ok(()) => {
+                sqlx::query("COMMIT")
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| super::sql_error(&self.path, "cannot commit", e))?;
+                Ok(rejected)
+            }
+            Err(e) => {
+                if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+                    // A connection in an unknown state is reopened for the retry.
+                    self.conn = None;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn checkpoint(&mut self) -> Result<Option<serde_json::Value>, StoreError> {
+        // Every batch is committed when write_batch returns.
+        Ok(Some(serde_json::Value::Null))
+    }
+
+    async fn resume(&mut self, _state: serde_json::Value) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn suspend(&mut self) -> Result<(), StoreError> {
+        if let Some(conn) = self.conn.take() {
+            let _ = conn.close().await;
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self, _stats: &RunStats) -> Result<(), StoreError> {
+        let c = self.counts;
+        tracing::info!(
+            "SQLite {}: {} checkpoint(s) written, {} already there and kept, {} pending write(s) written",
+            self.path.display(),
+            c.written,
+            c.kept,
+            c.writes
+        );
+        if let Some(conn) = self.conn.take() {
+            conn.close()
+                .await
+                .map_err(|e| self.error("cannot close", e))?;
+        }
+        Ok(())
+    }
+}
