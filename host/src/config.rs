@@ -12,6 +12,10 @@ use serde_json::Value;
 use crate::error::ConfigError;
 use crate::filters::FilterConfig;
 use crate::plugins::PluginSpec;
+pub use crate::stores::json::config::{JsonSinkConfig, JsonSourceConfig};
+pub use crate::stores::parquet::config::{
+    ParquetCompression, ParquetSinkConfig, ParquetSourceConfig,
+};
 pub use crate::stores::postgres::config::{PostgresSinkConfig, PostgresSourceConfig};
 pub use crate::stores::sqlite::config::{SqliteSinkConfig, SqliteSourceConfig};
 
@@ -30,6 +34,8 @@ pub enum SourceKind {
     Sqlite,
     Redis,
     Unified,
+    Json,
+    Parquet,
 }
 
 impl SourceKind {
@@ -39,6 +45,8 @@ impl SourceKind {
             SourceKind::Sqlite => "sqlite",
             SourceKind::Redis => "redis",
             SourceKind::Unified => "unified",
+            SourceKind::Json => "json",
+            SourceKind::Parquet => "parquet",
         }
     }
 }
@@ -69,7 +77,7 @@ impl DestinationKind {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
-    /// `postgresql`, `sqlite`, `redis` or `unified`.
+    /// `postgresql`, `sqlite`, `redis`, `unified`, `json` or `parquet`.
     pub source_type: Option<SourceKind>,
     /// The source's own keys (see docs/configuration.md).
     #[serde(default)]
@@ -156,46 +164,6 @@ impl UnifiedConfig {
     }
 }
 
-/// JSON export.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JsonSinkConfig {
-    /// Directory that receives the files and `manifest.json`.
-    pub output_dir: PathBuf,
-    /// One `checkpoints.jsonl` (or `.json`) for everything instead of one file per thread.
-    #[serde(default)]
-    pub single_file: bool,
-    /// Pretty-print with this many spaces; files are then JSON arrays (`.json`).
-    pub indent: Option<usize>,
-}
-
-/// Parquet export.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ParquetSinkConfig {
-    /// File to write, or root directory when `partition_by` is set.
-    pub output_path: PathBuf,
-    /// `snappy` (default), `zstd`, `gzip`, `lz4` or `none`.
-    #[serde(default)]
-    pub compression: ParquetCompression,
-    /// Hive-style partition columns: `thread_id`, `checkpoint_ns`, `date`.
-    #[serde(default)]
-    pub partition_by: Vec<String>,
-    /// Target row-group size in bytes (uncompressed).
-    pub row_group_bytes: Option<usize>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ParquetCompression {
-    #[default]
-    Snappy,
-    Zstd,
-    Gzip,
-    Lz4,
-    None,
-}
-
 #[derive(Debug, Clone)]
 pub enum SourceConfig {
     /// Replaying a dead-letter file.
@@ -204,6 +172,8 @@ pub enum SourceConfig {
     Postgres(PostgresSourceConfig),
     Redis(RedisSourceConfig),
     Unified(Box<UnifiedConfig>),
+    Json(JsonSourceConfig),
+    Parquet(ParquetSourceConfig),
 }
 
 #[derive(Debug, Clone)]
@@ -230,6 +200,8 @@ impl SourceConfig {
             SourceConfig::Postgres(_) => SourceKind::Postgresql,
             SourceConfig::Redis(_) => SourceKind::Redis,
             SourceConfig::Unified(_) => SourceKind::Unified,
+            SourceConfig::Json(_) => SourceKind::Json,
+            SourceConfig::Parquet(_) => SourceKind::Parquet,
         }
     }
 }
@@ -395,6 +367,8 @@ impl RunConfig {
                 SourceKind::Unified => {
                     SourceConfig::Unified(Box::new(typed("source_config", source_value)?))
                 }
+                SourceKind::Json => SourceConfig::Json(typed("source_config", source_value)?),
+                SourceKind::Parquet => SourceConfig::Parquet(typed("source_config", source_value)?),
             },
         };
         let sink = match dest_kind {

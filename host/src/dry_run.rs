@@ -10,8 +10,9 @@ use crate::config::RunConfig;
 use crate::engine;
 use crate::error::RunError;
 use crate::run::RunInfo;
-use crate::sinks::{self, json::export_object};
+use crate::sinks;
 use crate::sources::BatchLimits;
+use crate::stores::json::export_object;
 
 /// Records decoded and timed for the estimate.
 const SAMPLE_SIZE: usize = 200;

@@ -154,6 +154,63 @@ impl Checkpoint {
     }
 }
 
+impl Checkpoint {
+    /// Rebuilds a record from its key, parent and the JSON form of its raw values
+    /// ([`Checkpoint::raw_json`]): what the dead-letter file, the JSON and Parquet exports
+    /// and the Qdrant payload keep. The view is computed later, as for any source.
+    pub fn from_raw_json(
+        key: CheckpointKey,
+        parent_checkpoint_id: Option<String>,
+        raw: &serde_json::Value,
+        origin: Origin,
+    ) -> Result<Self, String> {
+        use serde_json::Value;
+        let typed = |v: &Value, what: &str| {
+            TypedValue::from_json(v).ok_or_else(|| format!("{what}: not a {{type, data}} value"))
+        };
+        let text = |v: &Value, what: &str| {
+            v.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| format!("{what}: not a string"))
+        };
+        let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
+        let channel_blobs = list(&raw["channel_blobs"])
+            .iter()
+            .map(|b| {
+                Ok(ChannelBlob {
+                    channel: text(&b["channel"], "channel_blobs.channel")?,
+                    version: text(&b["version"], "channel_blobs.version")?,
+                    value: typed(&b["value"], "channel_blobs.value")?,
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        let pending_writes = list(&raw["pending_writes"])
+            .iter()
+            .map(|w| {
+                Ok(PendingWrite {
+                    task_id: text(&w["task_id"], "pending_writes.task_id")?,
+                    task_path: text(&w["task_path"], "pending_writes.task_path")?,
+                    idx: w["idx"]
+                        .as_i64()
+                        .ok_or("pending_writes.idx: not an integer")?,
+                    channel: text(&w["channel"], "pending_writes.channel")?,
+                    value: typed(&w["value"], "pending_writes.value")?,
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Checkpoint {
+            key,
+            parent_checkpoint_id,
+            checkpoint: typed(&raw["checkpoint"], "checkpoint")?,
+            channel_blobs,
+            metadata: typed(&raw["metadata"], "metadata")?,
+            pending_writes,
+            origin,
+            view: None,
+        })
+    }
+}
+
 /// Every raw value of a record: `{checkpoint, metadata, channel_blobs, pending_writes}`
 /// with each value as `{"type", "data": base64}`.
 #[derive(Debug, Serialize)]

@@ -14,5 +14,6 @@ mod redis_source;
 mod reliability;
 mod sandbox;
 mod sqlite_source;
+mod store_destinations;
 mod type_zoo;
 mod unified;

@@ -78,10 +78,18 @@ pub fn render(obj: PyObject, style: Style) -> Rendered {
             _ => unknown(obj),
         },
         ("builtins", "bytes" | "bytearray") => match arg0 {
+            // langgraph-redis's JSON form: hex text.
             Some(Value::String(hex)) => match decode_hex(&hex) {
                 Some(bytes) => Rendered::known(bytes_view(&bytes)),
                 None => unknown(obj),
             },
+            // msgpack: the bytes themselves (already rendered).
+            Some(v @ Value::Object(_)) if v.get("__bytes__").is_some() => Rendered::known(v),
+            _ => unknown(obj),
+        },
+        // An integer beyond 64 bits, which msgpack cannot hold, as `int("…")`.
+        ("builtins", "int") => match arg0.as_ref().and_then(Value::as_str).map(str::parse) {
+            Some(Ok(n)) => Rendered::known(Value::Number(n)),
             _ => unknown(obj),
         },
         ("decimal", "Decimal") | ("ipaddress", _) => match arg0 {

@@ -1,8 +1,6 @@
 //! Sinks: where decoded records go. A sink receives records whose view is computed
 //! and says which records it rejected; the engine owns batching and retries.
 
-pub mod json;
-pub mod parquet;
 pub mod unified;
 
 use std::path::{Path, PathBuf};
@@ -67,8 +65,14 @@ pub fn open(
     retry: RetryPolicy,
 ) -> Result<Box<dyn Sink>, OpenError> {
     match config {
-        SinkConfig::Json(c) => Ok(Box::new(json::JsonSink::new(c.clone(), run.clone()))),
-        SinkConfig::Parquet(c) => Ok(Box::new(parquet::ParquetSink::new(c.clone(), run.clone())?)),
+        SinkConfig::Json(c) => Ok(Box::new(crate::stores::json::JsonSink::new(
+            c.clone(),
+            run.clone(),
+        ))),
+        SinkConfig::Parquet(c) => Ok(Box::new(crate::stores::parquet::ParquetSink::new(
+            c.clone(),
+            run.clone(),
+        )?)),
         SinkConfig::Unified(c) => Ok(Box::new(unified::UnifiedSink::new(
             (**c).clone(),
             run.clone(),

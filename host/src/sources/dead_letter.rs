@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::{BatchLimits, FailedRead, Source, SourceBatch, ThreadCounts};
 use crate::error::StoreError;
-use crate::record::{ChannelBlob, Checkpoint, CheckpointKey, Origin, PendingWrite, TypedValue};
+use crate::record::{Checkpoint, CheckpointKey, Origin};
 
 pub struct DeadLetterSource {
     path: PathBuf,
@@ -47,49 +47,8 @@ pub fn record_from_entry(entry: &Value) -> Result<Option<Checkpoint>, String> {
         serde_json::from_value(entry["key"].clone()).map_err(|e| format!("key: {e}"))?;
     let origin: Origin =
         serde_json::from_value(entry["origin"].clone()).map_err(|e| format!("origin: {e}"))?;
-    let typed = |v: &Value, what: &str| {
-        TypedValue::from_json(v).ok_or_else(|| format!("{what}: not a {{type, data}} value"))
-    };
-    let text = |v: &Value, what: &str| {
-        v.as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| format!("{what}: not a string"))
-    };
-    let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
-    let channel_blobs = list(&record["channel_blobs"])
-        .iter()
-        .map(|b| {
-            Ok(ChannelBlob {
-                channel: text(&b["channel"], "channel_blobs.channel")?,
-                version: text(&b["version"], "channel_blobs.version")?,
-                value: typed(&b["value"], "channel_blobs.value")?,
-            })
-        })
-        .collect::<Result<_, String>>()?;
-    let pending_writes = list(&record["pending_writes"])
-        .iter()
-        .map(|w| {
-            Ok(PendingWrite {
-                task_id: text(&w["task_id"], "pending_writes.task_id")?,
-                task_path: text(&w["task_path"], "pending_writes.task_path")?,
-                idx: w["idx"]
-                    .as_i64()
-                    .ok_or("pending_writes.idx: not an integer")?,
-                channel: text(&w["channel"], "pending_writes.channel")?,
-                value: typed(&w["value"], "pending_writes.value")?,
-            })
-        })
-        .collect::<Result<_, String>>()?;
-    Ok(Some(Checkpoint {
-        key,
-        parent_checkpoint_id: record["parent_checkpoint_id"].as_str().map(str::to_owned),
-        checkpoint: typed(&record["checkpoint"], "checkpoint")?,
-        channel_blobs,
-        metadata: typed(&record["metadata"], "metadata")?,
-        pending_writes,
-        origin,
-        view: None,
-    }))
+    let parent = record["parent_checkpoint_id"].as_str().map(str::to_owned);
+    Checkpoint::from_raw_json(key, parent, record, origin).map(Some)
 }
 
 #[async_trait]

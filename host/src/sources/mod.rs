@@ -104,6 +104,8 @@ pub async fn open(config: &SourceConfig, filters: &Filters) -> Result<Box<dyn So
             crate::stores::postgres::PostgresSource::open(c, filters, Pushdown::On).await?,
         )),
         SourceConfig::Unified(c) => Ok(Box::new(unified::UnifiedSource::open(c, filters).await?)),
+        SourceConfig::Json(c) => Ok(Box::new(crate::stores::json::JsonSource::open(c)?)),
+        SourceConfig::Parquet(c) => Ok(Box::new(crate::stores::parquet::ParquetSource::open(c)?)),
     }
 }
 

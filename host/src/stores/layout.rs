@@ -68,7 +68,9 @@ pub fn split(cp: &Checkpoint) -> Result<Split, LayoutError> {
         }
         blobs.extend(cp.channel_blobs.iter().cloned());
     }
-    let document = serde_json::to_vec(&Value::Object(document))
+    let mut document = Value::Object(document);
+    jsonb_exact(&mut document);
+    let document = serde_json::to_vec(&document)
         .map_err(|e| LayoutError(format!("checkpoint document: {e}")))?;
     Ok(Split { document, blobs })
 }
@@ -312,15 +314,13 @@ fn blob_msgpack(blob: &ChannelBlob) -> Result<Option<Vec<u8>>, LayoutError> {
         "empty" => return Ok(None),
         "null" => vec![0xc0],
         "bytes" => msgpack::encode(&rmpv::Value::Binary(value.bytes.clone())),
-        // LangGraph's msgpack holds a bytearray as a one-argument constructor.
-        "bytearray" => {
-            let payload = msgpack::encode(&rmpv::Value::Array(vec![
-                "builtins".into(),
-                "bytearray".into(),
-                rmpv::Value::Binary(value.bytes.clone()),
-            ]));
-            msgpack::encode(&rmpv::Value::Ext(0, payload))
-        }
+        // Inside msgpack a bytearray would come back as bytes: a one-argument
+        // constructor revives it as the bytearray PostgresSaver gives back.
+        "bytearray" => msgpack::encode(&constructor(
+            "builtins",
+            "bytearray",
+            rmpv::Value::Binary(value.bytes.clone()),
+        )),
         other => {
             return fail(format!(
                 "channel {:?} is stored as {other:?}: it cannot be joined into a msgpack checkpoint without decoding and encoding it again",
@@ -328,6 +328,12 @@ fn blob_msgpack(blob: &ChannelBlob) -> Result<Option<Vec<u8>>, LayoutError> {
             ));
         }
     }))
+}
+
+/// LangGraph's msgpack extension 0: `module.name(arg)` on reading.
+fn constructor(module: &str, name: &str, arg: rmpv::Value) -> rmpv::Value {
+    let payload = msgpack::encode(&rmpv::Value::Array(vec![module.into(), name.into(), arg]));
+    rmpv::Value::Ext(0, payload)
 }
 
 /// A msgpack map from already-encoded values, keys as strings.
@@ -362,9 +368,9 @@ fn encode_json(value: &Value) -> Result<Vec<u8>, LayoutError> {
                 } else if let Some(i) = n.as_i64() {
                     rmpv::Value::from(i)
                 } else {
-                    return fail(format!(
-                        "integer {text} does not fit in 64 bits, as msgpack needs"
-                    ));
+                    // Beyond 64 bits: LangGraph's msgpack has no integer that wide, but
+                    // its one-argument constructor revives `int("…")` exactly.
+                    constructor("builtins", "int", rmpv::Value::from(text.as_str()))
                 }
             }
             Value::String(s) => rmpv::Value::from(s.as_str()),
@@ -440,6 +446,48 @@ pub fn metadata_json(cp: &Checkpoint) -> Result<Vec<u8>, LayoutError> {
         }
         "null" | "empty" => Ok(b"{}".to_vec()),
         other => fail(format!("metadata stored as {other:?} has no JSON form")),
+    }
+}
+
+/// The metadata as JSON text for PostgreSQL's JSONB (see [`jsonb_exact`]).
+pub fn metadata_jsonb(cp: &Checkpoint) -> Result<Vec<u8>, LayoutError> {
+    let text = metadata_json(cp)?;
+    check_jsonb("metadata", &text)?;
+    let mut value = strict_json(&text).map_err(|e| LayoutError(format!("metadata: {e}")))?;
+    if !jsonb_exact(&mut value) {
+        return Ok(text);
+    }
+    serde_json::to_vec(&value).map_err(|e| LayoutError(format!("metadata: {e}")))
+}
+
+/// Rewrites floats that JSONB would give back as integers: JSONB keeps numbers as
+/// `numeric` and prints `1e+308` as `1000…0`, which Python then reads as an int. Written
+/// out in full with a `.0`, such a number stays a float, of the same value (the text is
+/// the double's exact decimal value). Returns whether anything changed.
+fn jsonb_exact(value: &mut Value) -> bool {
+    match value {
+        Value::Number(n) => {
+            let text = n.to_string();
+            let positive_exponent =
+                text.contains(['e', 'E']) && !text.contains("e-") && !text.contains("E-");
+            match n.as_f64().filter(|f| positive_exponent && f.is_finite()) {
+                Some(f) => match serde_json::from_str::<Number>(&format!("{f:.1}")) {
+                    Ok(full) => {
+                        *n = full;
+                        true
+                    }
+                    Err(_) => false,
+                },
+                None => false,
+            }
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |changed, v| jsonb_exact(v) | changed),
+        Value::Object(map) => map
+            .values_mut()
+            .fold(false, |changed, v| jsonb_exact(v) | changed),
+        _ => false,
     }
 }
 
@@ -623,7 +671,8 @@ mod tests {
         );
         assert_eq!(encode_json(&serde_json::json!(1)).unwrap(), mp(1.into()));
         let big: Value = serde_json::from_str("18446744073709551616").unwrap();
-        assert!(encode_json(&big).is_err());
+        let revived = constructor("builtins", "int", "18446744073709551616".into());
+        assert_eq!(encode_json(&big).unwrap(), mp(revived));
         for (text, inline) in [
             ("1.5", true),
             ("1e16", false),
@@ -634,6 +683,21 @@ mod tests {
             let v: Value = serde_json::from_str(text).unwrap();
             assert_eq!(json_inline_exact(&v), inline, "{text}");
         }
+    }
+
+    #[test]
+    fn floats_stay_floats_in_jsonb() {
+        let mut v: Value =
+            serde_json::from_str(r#"{"a":[1e308],"b":1e-7,"c":2,"d":1.5e20}"#).unwrap();
+        assert!(jsonb_exact(&mut v));
+        let a = v["a"][0].to_string();
+        assert!(
+            a.ends_with(".0") && a.parse::<f64>().unwrap() == 1e308,
+            "{a}"
+        );
+        assert_eq!(v["b"].to_string(), "1e-7");
+        assert_eq!(v["c"].to_string(), "2");
+        assert_eq!(v["d"].to_string(), "150000000000000000000.0");
     }
 
     #[test]

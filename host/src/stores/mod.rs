@@ -3,7 +3,9 @@
 //! `mod.rs`, what both sides share. What several stores share lives here:
 //! [`sql`] (SQL helpers) and [`layout`] (LangGraph's checkpoint shapes).
 
+pub mod json;
 pub mod layout;
+pub mod parquet;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;

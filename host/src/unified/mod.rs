@@ -174,9 +174,11 @@ pub fn record_from_payload(
         locator,
     };
     if let Some(raw) = payload.get("ckpt_migrate").and_then(|m| m.get("raw")) {
-        let entry = json!({ "key": key, "origin": origin, "record": raw });
-        return crate::sources::dead_letter::record_from_entry(&entry)?
-            .ok_or_else(|| format!("point {point}: empty raw record"));
+        if raw.is_null() {
+            return Err(format!("point {point}: empty raw record"));
+        }
+        let parent = raw["parent_checkpoint_id"].as_str().map(str::to_owned);
+        return Checkpoint::from_raw_json(key, parent, raw, origin);
     }
     // The original Unified Memory payload.
     let b64 = |k: &str| -> Result<Vec<u8>, String> {

@@ -121,8 +121,7 @@ impl Columns {
         let document =
             String::from_utf8(split.document).map_err(|e| layout::LayoutError(e.to_string()))?;
         layout::check_jsonb("checkpoint", document.as_bytes())?;
-        let metadata = layout::metadata_json(record)?;
-        layout::check_jsonb("metadata", &metadata)?;
+        let metadata = layout::metadata_jsonb(record)?;
         let metadata = String::from_utf8(metadata)
             .map_err(|_| layout::LayoutError("metadata is not UTF-8 text".into()))?;
         let mut writes = Vec::with_capacity(record.pending_writes.len());

@@ -19,11 +19,12 @@ use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
-use super::{Rejected, Sink, check_dir_writable, safe_file_name};
-use crate::config::{ParquetCompression, ParquetSinkConfig};
+use super::HIVE_DEFAULT_PARTITION;
+use super::config::{ParquetCompression, ParquetSinkConfig};
 use crate::error::{ConfigError, StoreError};
-use crate::record::{ChannelBlob, Checkpoint, CheckpointKey, Origin, PendingWrite, TypedValue};
+use crate::record::Checkpoint;
 use crate::run::{RunInfo, RunStats};
+use crate::sinks::{Rejected, Sink, check_dir_writable, safe_file_name};
 
 pub const DEFAULT_ROW_GROUP_BYTES: usize = 32 * 1024 * 1024;
 /// Partition writers kept open at once; the least recently used is closed beyond it
@@ -33,8 +34,6 @@ const MAX_OPEN_PARTITIONS: usize = 16;
 const DERIVED_PARTITIONS: [&str; 1] = ["date"];
 /// Columns that may be partition keys.
 const PARTITION_COLUMNS: [&str; 2] = ["thread_id", "checkpoint_ns"];
-/// Hive's name for an empty or missing partition value.
-const HIVE_DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 
 fn blob_fields() -> Fields {
     Fields::from(vec![
@@ -315,7 +314,7 @@ impl ParquetSink {
                 std::fs::create_dir_all(parent)
                     .map_err(|e| Self::io_error(parent, "cannot create", e))?;
             }
-            let partial = super::partial_path(&path);
+            let partial = crate::sinks::partial_path(&path);
             let file =
                 File::create(&partial).map_err(|e| Self::io_error(&partial, "cannot create", e))?;
             let schema = Arc::new(
@@ -455,194 +454,4 @@ impl Sink for ParquetSink {
         );
         Ok(())
     }
-}
-
-/// The finished Parquet files of an export (a file, or every `*.parquet` under a
-/// dataset directory), in name order.
-fn finished_files(root: &Path) -> Result<Vec<PathBuf>, StoreError> {
-    if root.is_file() {
-        return Ok(vec![root.to_owned()]);
-    }
-    let mut out = Vec::new();
-    let mut dirs = vec![root.to_owned()];
-    while let Some(dir) = dirs.pop() {
-        let entries = std::fs::read_dir(&dir)
-            .map_err(|e| StoreError::fatal(format!("{}: {e}", dir.display())))?;
-        for entry in entries {
-            let path = entry
-                .map_err(|e| StoreError::fatal(format!("{}: {e}", dir.display())))?
-                .path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "parquet") {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-/// Undoes [`safe_file_name`] for a partition value.
-fn unescape(value: &str) -> String {
-    if value == HIVE_DEFAULT_PARTITION {
-        return String::new();
-    }
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(b) = value
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Reads an export back into records (raw values, keys, parent), for `verify`.
-pub fn read_back(
-    config: &ParquetSinkConfig,
-    each: &mut dyn FnMut(Checkpoint),
-) -> Result<(), StoreError> {
-    use arrow_array::Array as _;
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-
-    let files = finished_files(&config.output_path)?;
-    if files.is_empty() {
-        return Err(StoreError::fatal(format!(
-            "{}: no finished Parquet file",
-            config.output_path.display()
-        )));
-    }
-    for path in files {
-        let err = |e: &dyn std::fmt::Display| StoreError::fatal(format!("{}: {e}", path.display()));
-        // Partition values come from the directories (`thread_id=…/`).
-        let partitions: HashMap<String, String> = path
-            .strip_prefix(&config.output_path)
-            .unwrap_or(&path)
-            .components()
-            .filter_map(|c| {
-                c.as_os_str()
-                    .to_str()?
-                    .split_once('=')
-                    .map(|(k, v)| (k.to_owned(), unescape(v)))
-            })
-            .collect();
-        let file = File::open(&path).map_err(|e| err(&e))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .and_then(|b| b.build())
-            .map_err(|e| err(&e))?;
-        for batch in reader {
-            let batch = batch.map_err(|e| err(&e))?;
-            let text = |name: &str| -> Option<&StringArray> {
-                batch
-                    .column_by_name(name)?
-                    .as_any()
-                    .downcast_ref::<StringArray>()
-            };
-            let binary = |name: &str| -> Result<&BinaryArray, StoreError> {
-                batch
-                    .column_by_name(name)
-                    .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
-                    .ok_or_else(|| err(&format!("no binary column {name}")))
-            };
-            let required = |name: &str| text(name).ok_or_else(|| err(&format!("no column {name}")));
-            let key_column = |name: &str, i: usize| -> Result<String, StoreError> {
-                match text(name) {
-                    Some(c) => Ok(c.value(i).to_owned()),
-                    None => partitions
-                        .get(name)
-                        .cloned()
-                        .ok_or_else(|| err(&format!("no column or partition {name}"))),
-                }
-            };
-            let lists = |name: &str| -> Result<&ListArray, StoreError> {
-                batch
-                    .column_by_name(name)
-                    .and_then(|c| c.as_any().downcast_ref::<ListArray>())
-                    .ok_or_else(|| err(&format!("no list column {name}")))
-            };
-            let (parents, cp_types, md_types) = (
-                required("parent_checkpoint_id")?,
-                required("checkpoint_type")?,
-                required("metadata_type")?,
-            );
-            let (cp_raw, md_raw) = (binary("checkpoint_raw")?, binary("metadata_raw")?);
-            let (blob_lists, write_lists) = (lists("channel_blobs")?, lists("pending_writes")?);
-            for i in 0..batch.num_rows() {
-                let blobs = blob_lists.value(i);
-                let blobs = blobs
-                    .as_any()
-                    .downcast_ref::<StructArray>()
-                    .ok_or_else(|| err(&"channel_blobs is not a list of structs"))?;
-                let writes = write_lists.value(i);
-                let writes = writes
-                    .as_any()
-                    .downcast_ref::<StructArray>()
-                    .ok_or_else(|| err(&"pending_writes is not a list of structs"))?;
-                let field_text = |s: &StructArray, name: &str, j: usize| -> String {
-                    s.column_by_name(name)
-                        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-                        .map(|c| c.value(j).to_owned())
-                        .unwrap_or_default()
-                };
-                let field_bytes = |s: &StructArray, j: usize| -> Vec<u8> {
-                    s.column_by_name("data")
-                        .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
-                        .map(|c| c.value(j).to_vec())
-                        .unwrap_or_default()
-                };
-                let idx = writes
-                    .column_by_name("idx")
-                    .and_then(|c| c.as_any().downcast_ref::<Int64Array>().cloned());
-                each(Checkpoint {
-                    key: CheckpointKey {
-                        thread_id: key_column("thread_id", i)?,
-                        checkpoint_ns: key_column("checkpoint_ns", i)?,
-                        checkpoint_id: key_column("checkpoint_id", i)?,
-                    },
-                    parent_checkpoint_id: (!parents.is_null(i))
-                        .then(|| parents.value(i).to_owned()),
-                    checkpoint: TypedValue::new(cp_types.value(i), cp_raw.value(i)),
-                    channel_blobs: (0..blobs.len())
-                        .map(|j| ChannelBlob {
-                            channel: field_text(blobs, "channel", j),
-                            version: field_text(blobs, "version", j),
-                            value: TypedValue::new(
-                                field_text(blobs, "type", j),
-                                field_bytes(blobs, j),
-                            ),
-                        })
-                        .collect(),
-                    metadata: TypedValue::new(md_types.value(i), md_raw.value(i)),
-                    pending_writes: (0..writes.len())
-                        .map(|j| PendingWrite {
-                            task_id: field_text(writes, "task_id", j),
-                            task_path: field_text(writes, "task_path", j),
-                            idx: idx.as_ref().map_or(0, |c| c.value(j)),
-                            channel: field_text(writes, "channel", j),
-                            value: TypedValue::new(
-                                field_text(writes, "type", j),
-                                field_bytes(writes, j),
-                            ),
-                        })
-                        .collect(),
-                    origin: Origin {
-                        store: "parquet".into(),
-                        locator: path.display().to_string(),
-                    },
-                    view: None,
-                });
-            }
-        }
-    }
-    Ok(())
 }

@@ -10,11 +10,11 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Rejected, Sink, check_dir_writable, partial_path, safe_file_name};
-use crate::config::JsonSinkConfig;
+use super::config::JsonSinkConfig;
 use crate::error::StoreError;
 use crate::record::{Checkpoint, Origin, RawValues};
 use crate::run::{RunInfo, RunStats};
+use crate::sinks::{Rejected, Sink, check_dir_writable, partial_path, safe_file_name};
 
 /// Open file handles kept at once; threads beyond this are closed and reopened for
 /// appending, so a source that interleaves many threads cannot exhaust descriptors.
@@ -382,68 +382,4 @@ impl Sink for JsonSink {
         }
         self.write_manifest(stats)
     }
-}
-
-/// Reads a finished export back into records (raw values, keys, parent), for
-/// `verify`. Needs `manifest.json`: an export without it did not finish.
-pub fn read_back(
-    config: &JsonSinkConfig,
-    each: &mut dyn FnMut(Checkpoint),
-) -> Result<(), StoreError> {
-    let manifest_path = config.output_dir.join("manifest.json");
-    let manifest: Value = std::fs::read(&manifest_path)
-        .map_err(|e| {
-            StoreError::fatal(format!(
-                "{}: {e} (an export without its manifest did not finish)",
-                manifest_path.display()
-            ))
-        })
-        .and_then(|b| {
-            serde_json::from_slice(&b)
-                .map_err(|e| StoreError::fatal(format!("{}: {e}", manifest_path.display())))
-        })?;
-    let array = manifest["encoding"] == "json-array";
-    for file in manifest["files"].as_array().into_iter().flatten() {
-        let name = file["file"].as_str().unwrap_or_default();
-        let path = config.output_dir.join(name);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| StoreError::fatal(format!("{}: {e}", path.display())))?;
-        let objects: Vec<Value> = if array {
-            serde_json::from_str(&text)
-                .map_err(|e| StoreError::fatal(format!("{}: {e}", path.display())))?
-        } else {
-            text.lines()
-                .enumerate()
-                .map(|(i, line)| {
-                    serde_json::from_str(line).map_err(|e| {
-                        StoreError::fatal(format!("{} line {}: {e}", path.display(), i + 1))
-                    })
-                })
-                .collect::<Result<_, _>>()?
-        };
-        for object in objects {
-            let mut record = object["raw"].clone();
-            record["parent_checkpoint_id"] = object["parent_checkpoint_id"].clone();
-            let entry = serde_json::json!({
-                "key": {
-                    "thread_id": object["thread_id"],
-                    "checkpoint_ns": object["checkpoint_ns"],
-                    "checkpoint_id": object["checkpoint_id"],
-                },
-                "origin": object["origin"],
-                "record": record,
-            });
-            match crate::sources::dead_letter::record_from_entry(&entry) {
-                Ok(Some(r)) => each(r),
-                Ok(None) => {}
-                Err(e) => {
-                    return Err(StoreError::fatal(format!(
-                        "{}: a checkpoint cannot be read back: {e}",
-                        path.display()
-                    )));
-                }
-            }
-        }
-    }
-    Ok(())
 }

@@ -1,0 +1,27 @@
+//! Configuration of the JSON store (our own export format).
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// JSON export.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonSinkConfig {
+    /// Directory that receives the files and `manifest.json`.
+    pub output_dir: PathBuf,
+    /// One `checkpoints.jsonl` (or `.json`) for everything instead of one file per thread.
+    #[serde(default)]
+    pub single_file: bool,
+    /// Pretty-print with this many spaces; files are then JSON arrays (`.json`).
+    pub indent: Option<usize>,
+}
+
+/// A JSON export to read back (restore from a backup).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonSourceConfig {
+    /// The export's directory (the `output_dir` it was written to, with its
+    /// `manifest.json`).
+    pub path: PathBuf,
+}

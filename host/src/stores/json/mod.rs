@@ -1,0 +1,10 @@
+//! The JSON store: our own export (one JSON object per checkpoint with its view and
+//! its raw values, in per-thread or single files, and a `manifest.json`). Written as a
+//! destination, read back as a source so that an export restores.
+
+pub mod config;
+mod read;
+mod write;
+
+pub use read::JsonSource;
+pub use write::{ExportObject, FORMAT, FORMAT_VERSION, JsonSink, export_object};

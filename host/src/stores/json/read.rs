@@ -1,0 +1,272 @@
+//! JSON exports as a source: a backup restores. Records are rebuilt from each object's
+//! raw values (`raw`), never from its view, so they are what the original store held.
+//!
+//! Files are read in the manifest's order, line by line (a `.json` array file is read
+//! whole). The position is (file, item), so a resumed run continues exactly where the
+//! last confirmed batch ended, whatever the order of keys in the export.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::config::JsonSourceConfig;
+use super::{FORMAT, FORMAT_VERSION};
+use crate::error::StoreError;
+use crate::record::{Checkpoint, CheckpointKey, Origin};
+use crate::sources::{BatchLimits, FailedRead, Source, SourceBatch, ThreadCounts};
+
+pub struct JsonSource {
+    dir: PathBuf,
+    /// The export's files, relative to `dir`, in manifest order.
+    files: Vec<String>,
+    /// Files are JSON arrays (`indent` was set) rather than JSON lines.
+    array: bool,
+    at: Position,
+    open: Option<OpenFile>,
+    /// Skip records up to and including this key (resume by key).
+    skip_through: Option<CheckpointKey>,
+}
+
+/// The next item to read.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+struct Position {
+    file: usize,
+    item: usize,
+}
+
+enum OpenFile {
+    Lines(std::io::Lines<BufReader<File>>),
+    Array(VecDeque<Value>),
+}
+
+impl JsonSource {
+    pub fn open(config: &JsonSourceConfig) -> Result<Self, StoreError> {
+        let dir = config.path.clone();
+        let manifest_path = dir.join("manifest.json");
+        let manifest: Value = std::fs::read(&manifest_path)
+            .map_err(|e| {
+                StoreError::fatal(format!(
+                    "{}: {e} (the directory of a ckpt-migrate JSON export has one; an export without it did not finish)",
+                    manifest_path.display()
+                ))
+            })
+            .and_then(|b| {
+                serde_json::from_slice(&b)
+                    .map_err(|e| StoreError::fatal(format!("{}: {e}", manifest_path.display())))
+            })?;
+        if manifest["format"] != FORMAT {
+            return Err(StoreError::fatal(format!(
+                "{}: not a ckpt-migrate JSON export (format {})",
+                manifest_path.display(),
+                manifest["format"]
+            )));
+        }
+        let version = manifest["format_version"].as_u64().unwrap_or(0);
+        if version > u64::from(FORMAT_VERSION) {
+            return Err(StoreError::fatal(format!(
+                "{}: export format version {version} is newer than this ckpt-migrate reads ({FORMAT_VERSION})",
+                manifest_path.display()
+            )));
+        }
+        let files = manifest["files"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f["file"].as_str().map(str::to_owned))
+            .collect();
+        Ok(Self {
+            dir,
+            files,
+            array: manifest["encoding"] == "json-array",
+            at: Position::default(),
+            open: None,
+            skip_through: None,
+        })
+    }
+
+    fn locator(&self) -> String {
+        let file = self.files.get(self.at.file).map_or("", String::as_str);
+        format!(
+            "{} item {}",
+            self.dir.join(file).display(),
+            self.at.item + 1
+        )
+    }
+
+    /// Opens the current file, skipping the items a resumed run already has.
+    fn open_current(&mut self) -> Result<(), StoreError> {
+        let path = self.dir.join(&self.files[self.at.file]);
+        let err = |e: &dyn std::fmt::Display| StoreError::fatal(format!("{}: {e}", path.display()));
+        let file = File::open(&path).map_err(|e| err(&e))?;
+        let mut open = if self.array {
+            let items: Vec<Value> =
+                serde_json::from_reader(BufReader::new(file)).map_err(|e| err(&e))?;
+            OpenFile::Array(items.into())
+        } else {
+            OpenFile::Lines(BufReader::new(file).lines())
+        };
+        for _ in 0..self.at.item {
+            let gone = match &mut open {
+                OpenFile::Lines(lines) => lines.next().is_none(),
+                OpenFile::Array(items) => items.pop_front().is_none(),
+            };
+            if gone {
+                return Err(err(&format!(
+                    "has fewer than {} items: it changed since the run started",
+                    self.at.item
+                )));
+            }
+        }
+        self.open = Some(open);
+        Ok(())
+    }
+
+    /// The next object, `None` at the end of the export.
+    fn next_object(&mut self) -> Result<Option<Result<Value, String>>, StoreError> {
+        loop {
+            if self.at.file >= self.files.len() {
+                return Ok(None);
+            }
+            if self.open.is_none() {
+                self.open_current()?;
+            }
+            let next = match self.open.as_mut().expect("opened above") {
+                OpenFile::Lines(lines) => lines.next().map(|line| {
+                    line.map_err(|e| StoreError::fatal(format!("{}: {e}", self.locator())))
+                        .map(|l| {
+                            serde_json::from_str::<Value>(&l).map_err(|e| format!("not JSON: {e}"))
+                        })
+                }),
+                OpenFile::Array(items) => items.pop_front().map(|v| Ok(Ok(v))),
+            };
+            match next {
+                Some(item) => return item.map(Some),
+                None => {
+                    self.open = None;
+                    self.at = Position {
+                        file: self.at.file + 1,
+                        item: 0,
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// A record from one exported object: its key and its raw values.
+fn record_of(
+    object: &Value,
+    origin: Origin,
+) -> Result<Checkpoint, (Option<CheckpointKey>, String)> {
+    let text = |k: &str| object[k].as_str().map(str::to_owned);
+    let key = match (text("thread_id"), text("checkpoint_id")) {
+        (Some(thread_id), Some(checkpoint_id)) => CheckpointKey {
+            thread_id,
+            checkpoint_ns: text("checkpoint_ns").unwrap_or_default(),
+            checkpoint_id,
+        },
+        _ => return Err((None, "the object has no thread_id and checkpoint_id".into())),
+    };
+    if object["raw"].is_null() {
+        return Err((
+            Some(key),
+            "the object has no raw values (`raw`), so it cannot be restored exactly".into(),
+        ));
+    }
+    Checkpoint::from_raw_json(
+        key.clone(),
+        text("parent_checkpoint_id"),
+        &object["raw"],
+        origin,
+    )
+    .map_err(|e| (Some(key), format!("raw values: {e}")))
+}
+
+#[async_trait]
+impl Source for JsonSource {
+    fn describe(&self) -> String {
+        format!("JSON export {}", self.dir.display())
+    }
+
+    async fn next_batch(&mut self, limits: BatchLimits) -> Result<Option<SourceBatch>, StoreError> {
+        let mut batch = SourceBatch::default();
+        let mut seen = 0;
+        while seen < limits.max_records && batch.bytes < limits.max_bytes {
+            let Some(object) = self.next_object()? else {
+                break;
+            };
+            let origin = Origin {
+                store: "json".into(),
+                locator: self.locator(),
+            };
+            self.at.item += 1;
+            seen += 1;
+            match object
+                .map_err(|e| (None, e))
+                .and_then(|o| record_of(&o, origin.clone()))
+            {
+                Ok(record) => {
+                    if let Some(skip) = &self.skip_through {
+                        if &record.key == skip {
+                            self.skip_through = None;
+                        }
+                        continue;
+                    }
+                    batch.bytes += record.raw_size();
+                    batch.last_key = Some(record.key.clone());
+                    batch.records.push(record);
+                }
+                Err((key, error)) => batch.failed.push(FailedRead { key, origin, error }),
+            }
+        }
+        if seen == 0 {
+            return Ok(None);
+        }
+        batch.position = Some(serde_json::to_value(self.at).expect("a position serializes"));
+        Ok(Some(batch))
+    }
+
+    fn resume_after(&mut self, key: CheckpointKey) {
+        self.skip_through = Some(key);
+    }
+
+    fn resume_from(&mut self, position: &Value) -> Result<(), StoreError> {
+        match serde_json::from_value::<Position>(position.clone()) {
+            Ok(at) => {
+                self.at = at;
+                self.open = None;
+                Ok(())
+            }
+            Err(_) => {
+                let key: CheckpointKey = serde_json::from_value(position.clone())
+                    .map_err(|e| StoreError::fatal(format!("unreadable resume position: {e}")))?;
+                self.resume_after(key);
+                Ok(())
+            }
+        }
+    }
+
+    async fn count_by_thread(&mut self, _pushed: bool) -> Result<ThreadCounts, StoreError> {
+        let mut counter = Self {
+            dir: self.dir.clone(),
+            files: self.files.clone(),
+            array: self.array,
+            at: Position::default(),
+            open: None,
+            skip_through: None,
+        };
+        let mut counts = ThreadCounts::default();
+        while let Some(object) = counter.next_object()? {
+            counter.at.item += 1;
+            if let Some(thread) = object.ok().as_ref().and_then(|o| o["thread_id"].as_str()) {
+                *counts.per_thread.entry(thread.to_owned()).or_default() += 1;
+            }
+        }
+        Ok(counts)
+    }
+}

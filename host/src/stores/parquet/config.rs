@@ -1,0 +1,40 @@
+//! Configuration of the Parquet store (our own export format).
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// Parquet export.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParquetSinkConfig {
+    /// File to write, or root directory when `partition_by` is set.
+    pub output_path: PathBuf,
+    /// `snappy` (default), `zstd`, `gzip`, `lz4` or `none`.
+    #[serde(default)]
+    pub compression: ParquetCompression,
+    /// Hive-style partition columns: `thread_id`, `checkpoint_ns`, `date`.
+    #[serde(default)]
+    pub partition_by: Vec<String>,
+    /// Target row-group size in bytes (uncompressed).
+    pub row_group_bytes: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParquetCompression {
+    #[default]
+    Snappy,
+    Zstd,
+    Gzip,
+    Lz4,
+    None,
+}
+
+/// A Parquet export to read back (restore from a backup).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParquetSourceConfig {
+    /// The export's file, or its root directory when it was partitioned.
+    pub path: PathBuf,
+}

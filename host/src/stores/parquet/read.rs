@@ -1,0 +1,332 @@
+//! Parquet exports as a source: a backup restores. Records are rebuilt from the raw
+//! columns (`checkpoint_type`/`checkpoint_raw`, `metadata_*`, `channel_blobs`,
+//! `pending_writes`), never from the view columns; keys that a partitioned export keeps
+//! only in its directory names (`thread_id=…/`) come from there.
+//!
+//! Files are read in name order, record batch by record batch. The position is
+//! (file, row), so a resumed run continues exactly after the last confirmed batch.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow_array::{
+    Array as _, BinaryArray, Int64Array, ListArray, RecordBatch, StringArray, StructArray,
+};
+use async_trait::async_trait;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use serde::{Deserialize, Serialize};
+
+use super::HIVE_DEFAULT_PARTITION;
+use super::config::ParquetSourceConfig;
+use crate::error::StoreError;
+use crate::record::{ChannelBlob, Checkpoint, CheckpointKey, Origin, PendingWrite, TypedValue};
+use crate::sources::{BatchLimits, Source, SourceBatch, ThreadCounts};
+
+/// The finished Parquet files of an export (a file, or every `*.parquet` under a
+/// dataset directory), in name order.
+fn finished_files(root: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    if root.is_file() {
+        return Ok(vec![root.to_owned()]);
+    }
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|e| StoreError::fatal(format!("{}: {e}", dir.display())))?;
+        for entry in entries {
+            let path = entry
+                .map_err(|e| StoreError::fatal(format!("{}: {e}", dir.display())))?
+                .path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Undoes [`safe_file_name`] for a partition value.
+fn unescape(value: &str) -> String {
+    if value == HIVE_DEFAULT_PARTITION {
+        return String::new();
+    }
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(b) = value
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub struct ParquetSource {
+    root: PathBuf,
+    files: Vec<PathBuf>,
+    at: Position,
+    reader: Option<ParquetRecordBatchReader>,
+    /// Rows of the current record batch not handed out yet.
+    pending: VecDeque<Checkpoint>,
+    skip_through: Option<CheckpointKey>,
+}
+
+/// The next row to read.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+struct Position {
+    file: usize,
+    row: usize,
+}
+
+impl ParquetSource {
+    pub fn open(config: &ParquetSourceConfig) -> Result<Self, StoreError> {
+        let files = finished_files(&config.path)?;
+        if files.is_empty() {
+            return Err(StoreError::fatal(format!(
+                "{}: no finished Parquet file (an export's files end in .parquet once complete)",
+                config.path.display()
+            )));
+        }
+        Ok(Self {
+            root: config.path.clone(),
+            files,
+            at: Position::default(),
+            reader: None,
+            pending: VecDeque::new(),
+            skip_through: None,
+        })
+    }
+
+    /// Refills `pending` from the next record batch; false at the end of the export.
+    fn refill(&mut self) -> Result<bool, StoreError> {
+        while self.pending.is_empty() {
+            let Some(path) = self.files.get(self.at.file).cloned() else {
+                return Ok(false);
+            };
+            let err =
+                |e: &dyn std::fmt::Display| StoreError::fatal(format!("{}: {e}", path.display()));
+            if self.reader.is_none() {
+                let file = File::open(&path).map_err(|e| err(&e))?;
+                let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                    .and_then(|b| b.with_offset(self.at.row).build())
+                    .map_err(|e| err(&e))?;
+                self.reader = Some(reader);
+            }
+            match self.reader.as_mut().expect("opened above").next() {
+                Some(batch) => {
+                    let batch = batch.map_err(|e| err(&e))?;
+                    let partitions = partitions(&self.root, &path);
+                    self.pending = records_of(&batch, &partitions, &path)?.into();
+                }
+                None => {
+                    self.reader = None;
+                    self.at = Position {
+                        file: self.at.file + 1,
+                        row: 0,
+                    };
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Partition values from the directories between the root and the file.
+fn partitions(root: &Path, path: &Path) -> HashMap<String, String> {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .components()
+        .filter_map(|c| {
+            c.as_os_str()
+                .to_str()?
+                .split_once('=')
+                .map(|(k, v)| (k.to_owned(), unescape(v)))
+        })
+        .collect()
+}
+
+/// The records of one record batch, from its raw columns.
+fn records_of(
+    batch: &RecordBatch,
+    partitions: &HashMap<String, String>,
+    path: &Path,
+) -> Result<Vec<Checkpoint>, StoreError> {
+    let err = |e: &dyn std::fmt::Display| StoreError::fatal(format!("{}: {e}", path.display()));
+    let mut out = Vec::with_capacity(batch.num_rows());
+    let text = |name: &str| -> Option<&StringArray> {
+        batch
+            .column_by_name(name)?
+            .as_any()
+            .downcast_ref::<StringArray>()
+    };
+    let binary = |name: &str| -> Result<&BinaryArray, StoreError> {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
+            .ok_or_else(|| err(&format!("no binary column {name}")))
+    };
+    let required = |name: &str| text(name).ok_or_else(|| err(&format!("no column {name}")));
+    let key_column = |name: &str, i: usize| -> Result<String, StoreError> {
+        match text(name) {
+            Some(c) => Ok(c.value(i).to_owned()),
+            None => partitions
+                .get(name)
+                .cloned()
+                .ok_or_else(|| err(&format!("no column or partition {name}"))),
+        }
+    };
+    let lists = |name: &str| -> Result<&ListArray, StoreError> {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<ListArray>())
+            .ok_or_else(|| err(&format!("no list column {name}")))
+    };
+    let (parents, cp_types, md_types) = (
+        required("parent_checkpoint_id")?,
+        required("checkpoint_type")?,
+        required("metadata_type")?,
+    );
+    let (cp_raw, md_raw) = (binary("checkpoint_raw")?, binary("metadata_raw")?);
+    let (blob_lists, write_lists) = (lists("channel_blobs")?, lists("pending_writes")?);
+    for i in 0..batch.num_rows() {
+        let blobs = blob_lists.value(i);
+        let blobs = blobs
+            .as_any()
+            .downcast_ref::<StructArray>()
+            .ok_or_else(|| err(&"channel_blobs is not a list of structs"))?;
+        let writes = write_lists.value(i);
+        let writes = writes
+            .as_any()
+            .downcast_ref::<StructArray>()
+            .ok_or_else(|| err(&"pending_writes is not a list of structs"))?;
+        let field_text = |s: &StructArray, name: &str, j: usize| -> String {
+            s.column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                .map(|c| c.value(j).to_owned())
+                .unwrap_or_default()
+        };
+        let field_bytes = |s: &StructArray, j: usize| -> Vec<u8> {
+            s.column_by_name("data")
+                .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
+                .map(|c| c.value(j).to_vec())
+                .unwrap_or_default()
+        };
+        let idx = writes
+            .column_by_name("idx")
+            .and_then(|c| c.as_any().downcast_ref::<Int64Array>().cloned());
+        out.push(Checkpoint {
+            key: CheckpointKey {
+                thread_id: key_column("thread_id", i)?,
+                checkpoint_ns: key_column("checkpoint_ns", i)?,
+                checkpoint_id: key_column("checkpoint_id", i)?,
+            },
+            parent_checkpoint_id: (!parents.is_null(i)).then(|| parents.value(i).to_owned()),
+            checkpoint: TypedValue::new(cp_types.value(i), cp_raw.value(i)),
+            channel_blobs: (0..blobs.len())
+                .map(|j| ChannelBlob {
+                    channel: field_text(blobs, "channel", j),
+                    version: field_text(blobs, "version", j),
+                    value: TypedValue::new(field_text(blobs, "type", j), field_bytes(blobs, j)),
+                })
+                .collect(),
+            metadata: TypedValue::new(md_types.value(i), md_raw.value(i)),
+            pending_writes: (0..writes.len())
+                .map(|j| PendingWrite {
+                    task_id: field_text(writes, "task_id", j),
+                    task_path: field_text(writes, "task_path", j),
+                    idx: idx.as_ref().map_or(0, |c| c.value(j)),
+                    channel: field_text(writes, "channel", j),
+                    value: TypedValue::new(field_text(writes, "type", j), field_bytes(writes, j)),
+                })
+                .collect(),
+            origin: Origin {
+                store: "parquet".into(),
+                locator: path.display().to_string(),
+            },
+            view: None,
+        });
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl Source for ParquetSource {
+    fn describe(&self) -> String {
+        format!("Parquet export {}", self.root.display())
+    }
+
+    async fn next_batch(&mut self, limits: BatchLimits) -> Result<Option<SourceBatch>, StoreError> {
+        let mut batch = SourceBatch::default();
+        let mut seen = 0;
+        while seen < limits.max_records && batch.bytes < limits.max_bytes && self.refill()? {
+            let record = self.pending.pop_front().expect("refilled");
+            self.at.row += 1;
+            seen += 1;
+            if let Some(skip) = &self.skip_through {
+                if &record.key == skip {
+                    self.skip_through = None;
+                }
+                continue;
+            }
+            batch.bytes += record.raw_size();
+            batch.last_key = Some(record.key.clone());
+            batch.records.push(record);
+        }
+        if seen == 0 {
+            return Ok(None);
+        }
+        batch.position = Some(serde_json::to_value(self.at).expect("a position serializes"));
+        Ok(Some(batch))
+    }
+
+    fn resume_after(&mut self, key: CheckpointKey) {
+        self.skip_through = Some(key);
+    }
+
+    fn resume_from(&mut self, position: &serde_json::Value) -> Result<(), StoreError> {
+        match serde_json::from_value::<Position>(position.clone()) {
+            Ok(at) => {
+                self.at = at;
+                self.reader = None;
+                self.pending.clear();
+                Ok(())
+            }
+            Err(_) => {
+                let key: CheckpointKey = serde_json::from_value(position.clone())
+                    .map_err(|e| StoreError::fatal(format!("unreadable resume position: {e}")))?;
+                self.resume_after(key);
+                Ok(())
+            }
+        }
+    }
+
+    async fn count_by_thread(&mut self, _pushed: bool) -> Result<ThreadCounts, StoreError> {
+        let mut counter = Self {
+            root: self.root.clone(),
+            files: self.files.clone(),
+            at: Position::default(),
+            reader: None,
+            pending: VecDeque::new(),
+            skip_through: None,
+        };
+        let mut counts = ThreadCounts::default();
+        while counter.refill()? {
+            for record in counter.pending.drain(..) {
+                *counts.per_thread.entry(record.key.thread_id).or_default() += 1;
+            }
+        }
+        Ok(counts)
+    }
+}
