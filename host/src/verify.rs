@@ -29,19 +29,29 @@ impl Tally {
     }
 }
 
-/// Whether the destination's shape can hold the record (a LangGraph store refuses
-/// some records into the dead-letter file, with the reason).
-fn destination_can_hold(sink: &SinkConfig, record: &Checkpoint) -> bool {
+/// What a LangGraph store destination writes for a source record (its values in the
+/// form that store's serializer reads), or `None` when it refuses the record into the
+/// dead-letter file. Other destinations write the record as it is.
+fn as_destination_writes(sink: &SinkConfig, record: Checkpoint) -> Option<Checkpoint> {
+    use crate::codec::redis_form::Encoder;
     use crate::stores::layout;
-    match sink {
-        SinkConfig::Json(_) | SinkConfig::Parquet(_) | SinkConfig::Unified(_) => true,
+    let allowed = match sink {
+        SinkConfig::Json(_) | SinkConfig::Parquet(_) | SinkConfig::Unified(_) => {
+            return Some(record);
+        }
+        SinkConfig::Sqlite(c) => &c.allowed_json_modules,
+        SinkConfig::Postgres(c) => &c.allowed_json_modules,
+    };
+    let native = layout::native(&record, &mut Encoder::new(allowed))
+        .ok()?
+        .into_owned();
+    let fits = match sink {
         SinkConfig::Sqlite(_) => {
-            layout::whole(record).is_ok() && layout::metadata_json(record).is_ok()
+            layout::whole(&native).is_ok() && layout::metadata_json(&native).is_ok()
         }
-        SinkConfig::Postgres(_) => {
-            layout::split(record).is_ok() && layout::metadata_jsonb(record).is_ok()
-        }
-    }
+        _ => layout::split(&native).is_ok() && layout::metadata_jsonb(&native).is_ok(),
+    };
+    fits.then_some(native)
 }
 
 /// What the checksums cover.
@@ -311,10 +321,10 @@ pub async fn verify(config: &RunConfig) -> Result<VerifyReport, RunError> {
             if !filters.accepts_time(record.view.as_ref().and_then(|v| v.ts_parsed)) {
                 continue;
             }
-            if !destination_can_hold(&config.sink, &record) {
+            let Some(mut record) = as_destination_writes(&config.sink, record) else {
                 report.source_failed += 1;
                 continue;
-            }
+            };
             let Some(digest) = compare.digest(&mut record) else {
                 report.source_failed += 1;
                 continue;

@@ -35,6 +35,36 @@ fn namespace(module: &str) -> Vec<String> {
     fixed.iter().map(|s| (*s).to_owned()).collect()
 }
 
+/// The Python module and class of a LangChain `lc` id (the inverse of
+/// [`namespace`]), for the classes that live in agent state: messages (and their
+/// chunks) and documents. `None` for ids this table does not know.
+pub fn class_of(id: &[String]) -> Option<(String, String)> {
+    let (name, path) = id.split_last()?;
+    let path: Vec<&str> = path.iter().map(String::as_str).collect();
+    match path.as_slice() {
+        ["langchain", "schema", "messages"] => {
+            let stem = name.strip_suffix("Chunk").unwrap_or(name);
+            let module = match stem {
+                "AIMessage" => "ai",
+                "HumanMessage" => "human",
+                "SystemMessage" => "system",
+                "ToolMessage" => "tool",
+                "FunctionMessage" => "function",
+                "ChatMessage" => "chat",
+                "RemoveMessage" => "modifier",
+                "BaseMessage" => "base",
+                _ => return None,
+            };
+            Some((format!("langchain_core.messages.{module}"), name.clone()))
+        }
+        ["langchain", "schema", "document"] if name == "Document" => {
+            Some(("langchain_core.documents.base".into(), name.clone()))
+        }
+        ["langchain_core", ..] => Some((path.join("."), name.clone())),
+        _ => None,
+    }
+}
+
 /// Fields LangChain always keeps because the class requires them.
 fn required_fields(name: &str) -> &'static [&'static str] {
     if name.starts_with("ToolMessage") {

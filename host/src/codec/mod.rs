@@ -6,6 +6,7 @@ mod langchain;
 pub mod msgpack;
 mod numpy;
 pub mod python;
+pub mod redis_form;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};

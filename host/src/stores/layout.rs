@@ -14,9 +14,12 @@
 //! (`v`, `id`, `ts`, `channel_versions`, `versions_seen`, …) change form, between
 //! msgpack and JSON, and those are plain strings, numbers, lists and maps.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Number, Value};
 
 use crate::codec::msgpack;
+use crate::codec::redis_form::{Encoder, Walk};
 use crate::record::{ChannelBlob, Checkpoint, TypedValue};
 
 /// Why a record cannot take the destination's shape; becomes the dead-letter reason.
@@ -32,6 +35,64 @@ impl From<crate::codec::DecodeError> for LayoutError {
 
 fn fail<T>(message: impl Into<String>) -> Result<T, LayoutError> {
     Err(LayoutError(message.into()))
+}
+
+/// The record with its values in the form `JsonPlusSerializer` (SqliteSaver,
+/// PostgresSaver) reads as RedisSaver did: a langgraph-redis record (a JSON checkpoint
+/// document carrying RedisSaver's `type` field, values in its JSON form) is re-encoded
+/// as LangGraph's msgpack ([`crate::codec::redis_form`]); any other record is returned
+/// as it is.
+pub fn native<'a>(
+    cp: &'a Checkpoint,
+    encoder: &mut Encoder<'_>,
+) -> Result<Cow<'a, Checkpoint>, LayoutError> {
+    if cp.checkpoint.type_tag != "json" || !cp.channel_blobs.is_empty() {
+        return Ok(Cow::Borrowed(cp));
+    }
+    let Ok(Value::Object(doc)) = strict_json(&cp.checkpoint.bytes) else {
+        return Ok(Cow::Borrowed(cp));
+    };
+    if !doc.get("type").is_some_and(Value::is_string) {
+        return Ok(Cow::Borrowed(cp));
+    }
+    let mut top: Vec<(String, Vec<u8>)> = Vec::with_capacity(doc.len());
+    for (key, value) in &doc {
+        let bytes = if key == "channel_values" {
+            let Value::Object(channels) = value else {
+                return fail("checkpoint: channel_values is not a map");
+            };
+            let mut entries = Vec::with_capacity(channels.len());
+            for (channel, v) in channels {
+                let mp = encoder
+                    .to_msgpack(v, Walk::ChannelValues)
+                    .map_err(|e| LayoutError(format!("channel {channel:?}: {e}")))?;
+                entries.push((channel.clone(), msgpack::encode(&mp)));
+            }
+            write_map(&entries)
+        } else {
+            encode_json(value).map_err(|e| LayoutError(format!("checkpoint field {key:?}: {e}")))?
+        };
+        top.push((key.clone(), bytes));
+    }
+    let mut native = cp.clone();
+    native.checkpoint = TypedValue::new("msgpack", write_map(&top));
+    for (i, w) in native.pending_writes.iter_mut().enumerate() {
+        if w.value.type_tag != "json" {
+            continue;
+        }
+        let value: Value = serde_json::from_slice(&w.value.bytes).map_err(|e| {
+            LayoutError(format!(
+                "pending write #{i} (channel {:?}): not JSON: {e}",
+                w.channel
+            ))
+        })?;
+        let mp = encoder.to_msgpack(&value, Walk::Serialized).map_err(|e| {
+            LayoutError(format!("pending write #{i} (channel {:?}): {e}", w.channel))
+        })?;
+        w.value = TypedValue::new("msgpack", msgpack::encode(&mp));
+    }
+    native.view = None;
+    Ok(Cow::Owned(native))
 }
 
 /// A checkpoint in PostgresSaver's shape.
@@ -236,7 +297,11 @@ fn whole_from_json(bytes: &[u8], blobs: &[ChannelBlob]) -> Result<TypedValue, La
     else {
         return fail("checkpoint: the document is not a JSON map");
     };
-    let inline = std::mem::take(channel_values_mut(&mut doc)?);
+    let inline = match doc.shift_remove("channel_values") {
+        Some(Value::Object(m)) => m,
+        None | Some(Value::Null) => Map::new(),
+        Some(_) => return fail("checkpoint: channel_values is not a map"),
+    };
     let json_form = inline.values().any(|v| !json_inline_exact(v));
     if json_form {
         if blobs.is_empty() {
@@ -618,6 +683,16 @@ mod tests {
             out
         };
         assert_eq!(channels(&a), channels(&b));
+        let keys: Vec<String> = b
+            .as_map()
+            .unwrap()
+            .iter()
+            .map(|(k, _)| k.to_string())
+            .collect();
+        let mut unique = keys.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(keys.len(), unique.len(), "a key written twice: {keys:?}");
     }
 
     #[test]

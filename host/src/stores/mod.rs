@@ -36,6 +36,19 @@ impl OnConflict {
     }
 }
 
+/// Says, once at the end of a run, which langgraph-redis envelopes were written as
+/// plain maps because `allowed_json_modules` does not name their classes.
+pub fn report_kept_as_maps(destination: &str, classes: &std::collections::BTreeSet<String>) {
+    if classes.is_empty() {
+        return;
+    }
+    let list: Vec<&str> = classes.iter().map(String::as_str).collect();
+    tracing::warn!(
+        "{destination}: lc:2 envelopes of {} were written as plain maps, as RedisSaver reads them when its serializer does not allow these classes; if your app allows them (JsonPlusRedisSerializer(allowed_json_modules=…)), set destination_config.allowed_json_modules to the same list and run again with on_conflict: overwrite",
+        list.join(", ")
+    );
+}
+
 /// Counts a store destination reports at the end of a run.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct WriteCounts {

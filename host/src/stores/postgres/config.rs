@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 
+use crate::codec::redis_form::AllowedJsonModules;
 use crate::stores::OnConflict;
 
 /// PostgresSaver database or chat-history table to read.
@@ -34,6 +35,13 @@ pub struct PostgresSinkConfig {
     /// it differs from what would be written).
     #[serde(default)]
     pub on_conflict: OnConflict,
+    /// For a langgraph-redis source: the `lc: 2` classes its app's serializer revives
+    /// (`JsonPlusRedisSerializer(allowed_json_modules=…)`): `true` for every class, or
+    /// a list of `module.Class`. Envelopes of other classes are written as the plain
+    /// maps RedisSaver gives back. LangGraph's safe types (messages, datetimes, …) are
+    /// always revived.
+    #[serde(default)]
+    pub allowed_json_modules: AllowedJsonModules,
 }
 
 fn default_schema() -> String {

@@ -8,7 +8,7 @@
 //! inserts. Checkpoints take PostgresSaver's split shape ([`layout::split`]): values
 //! JSONB holds exactly stay inline, the rest are blobs whose bytes are the source's.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
 
 use async_trait::async_trait;
@@ -17,6 +17,7 @@ use sqlx::postgres::PgConnection;
 
 use super::Endpoint;
 use super::config::PostgresSinkConfig;
+use crate::codec::redis_form::Encoder;
 use crate::error::StoreError;
 use crate::record::Checkpoint;
 use crate::run::RunStats;
@@ -79,6 +80,7 @@ pub struct PostgresSink {
     conn: Option<PgConnection>,
     prepared: bool,
     counts: WriteCounts,
+    kept_as_maps: BTreeSet<String>,
 }
 
 /// One batch in PostgresSaver's shape, column by column (for `UNNEST`).
@@ -116,7 +118,10 @@ impl Columns {
         &mut self,
         record: &Checkpoint,
         blobs_seen: &mut HashSet<(String, String, String, String)>,
+        encoder: &mut Encoder<'_>,
     ) -> Result<(), layout::LayoutError> {
+        let record = layout::native(record, encoder)?;
+        let record = record.as_ref();
         let split = layout::split(record)?;
         let document =
             String::from_utf8(split.document).map_err(|e| layout::LayoutError(e.to_string()))?;
@@ -200,6 +205,7 @@ impl PostgresSink {
             conn: None,
             prepared: false,
             counts: WriteCounts::default(),
+            kept_as_maps: BTreeSet::new(),
         })
     }
 
@@ -527,14 +533,16 @@ impl Sink for PostgresSink {
         let mut rejected = Vec::new();
         let mut columns = Columns::default();
         let mut blobs_seen = HashSet::new();
+        let mut encoder = Encoder::new(&self.config.allowed_json_modules);
         for (index, record) in records.iter().enumerate() {
-            if let Err(e) = columns.push(record, &mut blobs_seen) {
+            if let Err(e) = columns.push(record, &mut blobs_seen, &mut encoder) {
                 rejected.push(Rejected {
                     index,
                     reason: format!("cannot be written as a PostgresSaver checkpoint: {e}"),
                 });
             }
         }
+        self.kept_as_maps.append(&mut encoder.kept_as_maps);
         let mode = self.config.on_conflict;
         let conn = self.conn().await?;
         let result = Self::insert(conn, &columns, mode).await;
@@ -584,6 +592,7 @@ impl Sink for PostgresSink {
             c.blobs,
             c.writes
         );
+        crate::stores::report_kept_as_maps(&self.schema_shown(), &self.kept_as_maps);
         if let Some(conn) = self.conn.take() {
             conn.close()
                 .await

@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 
+use crate::codec::redis_form::AllowedJsonModules;
 use crate::stores::OnConflict;
 
 /// SqliteSaver database to read.
@@ -27,6 +28,13 @@ pub struct SqliteSinkConfig {
     /// Seconds to wait when another process holds the database's write lock.
     #[serde(default = "default_busy_timeout_seconds")]
     pub busy_timeout_seconds: u64,
+    /// For a langgraph-redis source: the `lc: 2` classes its app's serializer revives
+    /// (`JsonPlusRedisSerializer(allowed_json_modules=…)`): `true` for every class, or
+    /// a list of `module.Class`. Envelopes of other classes are written as the plain
+    /// maps RedisSaver gives back. LangGraph's safe types (messages, datetimes, …) are
+    /// always revived.
+    #[serde(default)]
+    pub allowed_json_modules: AllowedJsonModules,
 }
 
 fn default_busy_timeout_seconds() -> u64 {

@@ -7,6 +7,8 @@
 //! whole shape ([`layout::whole`]): from a PostgreSQL source the document and its blobs
 //! are joined into one msgpack checkpoint, the blobs' bytes spliced in unchanged.
 
+use std::borrow::Cow;
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -18,6 +20,7 @@ use super::config::SqliteSinkConfig;
 use super::{
     CHECKPOINT_COLUMNS, WRITE_COLUMNS, check_columns, path_from_connection_string, table_columns,
 };
+use crate::codec::redis_form::Encoder;
 use crate::error::StoreError;
 use crate::record::Checkpoint;
 use crate::run::RunStats;
@@ -58,11 +61,13 @@ pub struct SqliteSink {
     /// Whether `writes` has `task_path` (SqliteSaver before 2.0 had none).
     writes_have_task_path: bool,
     counts: WriteCounts,
+    kept_as_maps: BTreeSet<String>,
 }
 
 /// A checkpoint in SqliteSaver's shape, ready to insert.
-struct SaverRow {
-    index: usize,
+struct SaverRow<'a> {
+    /// The record, its values in the form SqliteSaver's serializer reads.
+    record: Cow<'a, Checkpoint>,
     checkpoint: crate::record::TypedValue,
     metadata: Vec<u8>,
 }
@@ -76,6 +81,7 @@ impl SqliteSink {
             conn: None,
             writes_have_task_path: true,
             counts: WriteCounts::default(),
+            kept_as_maps: BTreeSet::new(),
         }
     }
 
@@ -127,11 +133,7 @@ impl SqliteSink {
     }
 
     /// Inserts one batch inside an open transaction.
-    async fn insert(
-        &mut self,
-        records: &[Checkpoint],
-        rows: &[SaverRow],
-    ) -> Result<(), StoreError> {
+    async fn insert(&mut self, rows: &[SaverRow<'_>]) -> Result<(), StoreError> {
         let mode = self.config.on_conflict;
         let verb = match mode {
             OnConflict::Overwrite => "INSERT OR REPLACE",
@@ -155,7 +157,7 @@ impl SqliteSink {
         let conn = self.conn.as_mut().expect("opened before writing");
         let mut counts = WriteCounts::default();
         for row in rows {
-            let record = &records[row.index];
+            let record = row.record.as_ref();
             let key = &record.key;
             if mode == OnConflict::Fail {
                 check_unchanged(conn, record, row).await.map_err(|e| match e {
@@ -224,7 +226,7 @@ impl From<sqlx::Error> for Conflict {
 async fn check_unchanged(
     conn: &mut SqliteConnection,
     record: &Checkpoint,
-    row: &SaverRow,
+    row: &SaverRow<'_>,
 ) -> Result<(), Conflict> {
     let key = &record.key;
     let existing = sqlx::query(
@@ -327,14 +329,16 @@ impl Sink for SqliteSink {
     async fn write_batch(&mut self, records: &[Checkpoint]) -> Result<Vec<Rejected>, StoreError> {
         let mut rejected = Vec::new();
         let mut rows = Vec::with_capacity(records.len());
+        let mut encoder = Encoder::new(&self.config.allowed_json_modules);
         for (index, record) in records.iter().enumerate() {
-            match layout::whole(record).and_then(|checkpoint| {
+            let row = layout::native(record, &mut encoder).and_then(|record| {
                 Ok(SaverRow {
-                    index,
-                    checkpoint,
-                    metadata: layout::metadata_json(record)?,
+                    checkpoint: layout::whole(&record)?,
+                    metadata: layout::metadata_json(&record)?,
+                    record,
                 })
-            }) {
+            });
+            match row {
                 Ok(row) => rows.push(row),
                 Err(e) => rejected.push(Rejected {
                     index,
@@ -342,13 +346,14 @@ impl Sink for SqliteSink {
                 }),
             }
         }
+        self.kept_as_maps.append(&mut encoder.kept_as_maps);
         self.open().await?;
         let conn = self.conn.as_mut().expect("opened above");
         sqlx::query("BEGIN IMMEDIATE")
             .execute(&mut *conn)
             .await
             .map_err(|e| super::sql_error(&self.path, "cannot start a transaction", e))?;
-        let result = self.insert(records, &rows).await;
+        let result = self.insert(&rows).await;
         let conn = self.conn.as_mut().expect("opened above");
         match result {
             Ok(()) => {
@@ -392,6 +397,10 @@ impl Sink for SqliteSink {
             c.written,
             c.kept,
             c.writes
+        );
+        crate::stores::report_kept_as_maps(
+            &format!("SQLite {}", self.path.display()),
+            &self.kept_as_maps,
         );
         if let Some(conn) = self.conn.take() {
             conn.close()
