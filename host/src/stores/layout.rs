@@ -514,15 +514,37 @@ pub fn metadata_json(cp: &Checkpoint) -> Result<Vec<u8>, LayoutError> {
     }
 }
 
+/// Metadata as JSON text for PostgreSQL's JSONB (see [`jsonb_exact`]).
+pub struct JsonbMetadata {
+    pub text: Vec<u8>,
+    /// It holds a `-0.0`, which JSONB stores as `0.0` (JSONB has no negative zero).
+    pub negative_zero: bool,
+}
+
 /// The metadata as JSON text for PostgreSQL's JSONB (see [`jsonb_exact`]).
-pub fn metadata_jsonb(cp: &Checkpoint) -> Result<Vec<u8>, LayoutError> {
+pub fn metadata_jsonb(cp: &Checkpoint) -> Result<JsonbMetadata, LayoutError> {
     let text = metadata_json(cp)?;
     check_jsonb("metadata", &text)?;
     let mut value = strict_json(&text).map_err(|e| LayoutError(format!("metadata: {e}")))?;
-    if !jsonb_exact(&mut value) {
-        return Ok(text);
+    let negative_zero = has_negative_zero(&value);
+    let text = if jsonb_exact(&mut value) {
+        serde_json::to_vec(&value).map_err(|e| LayoutError(format!("metadata: {e}")))?
+    } else {
+        text
+    };
+    Ok(JsonbMetadata {
+        text,
+        negative_zero,
+    })
+}
+
+fn has_negative_zero(value: &Value) -> bool {
+    match value {
+        Value::Number(n) => n.as_f64().is_some_and(|f| f == 0.0 && f.is_sign_negative()),
+        Value::Array(items) => items.iter().any(has_negative_zero),
+        Value::Object(map) => map.values().any(has_negative_zero),
+        _ => false,
     }
-    serde_json::to_vec(&value).map_err(|e| LayoutError(format!("metadata: {e}")))
 }
 
 /// Rewrites floats that JSONB would give back as integers: JSONB keeps numbers as

@@ -81,11 +81,14 @@ pub struct PostgresSink {
     prepared: bool,
     counts: WriteCounts,
     kept_as_maps: BTreeSet<String>,
+    negative_zeros: u64,
 }
 
 /// One batch in PostgresSaver's shape, column by column (for `UNNEST`).
 #[derive(Default)]
 struct Columns {
+    /// Records whose metadata held a `-0.0` (JSONB keeps `0.0`).
+    negative_zeros: u64,
     // checkpoints
     thread_id: Vec<String>,
     checkpoint_ns: Vec<String>,
@@ -127,6 +130,8 @@ impl Columns {
             String::from_utf8(split.document).map_err(|e| layout::LayoutError(e.to_string()))?;
         layout::check_jsonb("checkpoint", document.as_bytes())?;
         let metadata = layout::metadata_jsonb(record)?;
+        self.negative_zeros += u64::from(metadata.negative_zero);
+        let metadata = metadata.text;
         let metadata = String::from_utf8(metadata)
             .map_err(|_| layout::LayoutError("metadata is not UTF-8 text".into()))?;
         let mut writes = Vec::with_capacity(record.pending_writes.len());
@@ -206,6 +211,7 @@ impl PostgresSink {
             prepared: false,
             counts: WriteCounts::default(),
             kept_as_maps: BTreeSet::new(),
+            negative_zeros: 0,
         })
     }
 
@@ -342,8 +348,11 @@ impl PostgresSink {
         Ok(())
     }
 
-    /// With `on_conflict: fail`: the first row of the batch that exists with other
-    /// content, if any.
+    /// With `on_conflict: fail`: the first checkpoint or pending write of the batch
+    /// that exists with other content, if any. Blobs are not compared: LangGraph
+    /// re-serializes a value it read back into later checkpoints of the same channel
+    /// version (a set's order, say), so one version can have several byte forms and
+    /// the destination keeps the first; that is no conflict.
     async fn first_conflict(
         conn: &mut PgConnection,
         c: &Columns,
@@ -365,23 +374,6 @@ impl PostgresSink {
             .await?;
         if let Some(key) = found {
             return Ok(Some(format!("checkpoint {key}")));
-        }
-        let blobs = format!(
-            "SELECT format('thread_id=%s checkpoint_ns=%s channel=%s version=%s', b.thread_id, b.checkpoint_ns, b.channel, b.version) \
-             FROM {BLOB_ROWS} JOIN checkpoint_blobs c USING (thread_id, checkpoint_ns, channel, version) \
-             WHERE c.type <> b.type OR c.blob IS DISTINCT FROM b.blob LIMIT 1"
-        );
-        let found: Option<String> = sqlx::query_scalar(&blobs)
-            .bind(&c.blob_thread_id)
-            .bind(&c.blob_ns)
-            .bind(&c.blob_channel)
-            .bind(&c.blob_version)
-            .bind(&c.blob_type)
-            .bind(&c.blob)
-            .fetch_optional(&mut *conn)
-            .await?;
-        if let Some(key) = found {
-            return Ok(Some(format!("channel blob {key}")));
         }
         let writes = format!(
             "SELECT format('thread_id=%s checkpoint_ns=%s checkpoint_id=%s task_id=%s idx=%s', b.thread_id, b.checkpoint_ns, b.checkpoint_id, b.task_id, b.idx) \
@@ -543,6 +535,7 @@ impl Sink for PostgresSink {
             }
         }
         self.kept_as_maps.append(&mut encoder.kept_as_maps);
+        self.negative_zeros += columns.negative_zeros;
         let mode = self.config.on_conflict;
         let conn = self.conn().await?;
         let result = Self::insert(conn, &columns, mode).await;
@@ -592,6 +585,13 @@ impl Sink for PostgresSink {
             c.blobs,
             c.writes
         );
+        if self.negative_zeros > 0 {
+            tracing::warn!(
+                "{}: {} checkpoint(s) had -0.0 in their metadata, which PostgreSQL's JSONB stores as 0.0 (as PostgresSaver's own writes do)",
+                self.schema_shown(),
+                self.negative_zeros
+            );
+        }
         crate::stores::report_kept_as_maps(&self.schema_shown(), &self.kept_as_maps);
         if let Some(conn) = self.conn.take() {
             conn.close()
