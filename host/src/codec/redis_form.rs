@@ -169,13 +169,11 @@ impl<'a> Encoder<'a> {
         }
         match walk {
             Walk::ChannelValues => {
-                if map.len() == 1 {
-                    if let Some(Value::String(b64)) = map.get("__bytes__") {
-                        return base64::engine::general_purpose::STANDARD
-                            .decode(b64)
-                            .map(Mp::Binary)
-                            .map_err(|e| format!("__bytes__ marker: {e}"));
-                    }
+                if let (1, Some(Value::String(b64))) = (map.len(), map.get("__bytes__")) {
+                    return base64::engine::general_purpose::STANDARD
+                        .decode(b64)
+                        .map(Mp::Binary)
+                        .map_err(|e| format!("__bytes__ marker: {e}"));
                 }
                 if flag("__delta_snapshot__") {
                     // Its children are revived with the serializer's walk.

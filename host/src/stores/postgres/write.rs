@@ -408,11 +408,13 @@ impl PostgresSink {
         mode: OnConflict,
     ) -> Result<Result<WriteCounts, String>, sqlx::Error> {
         let mut tx = conn.begin().await?;
-        if mode == OnConflict::Fail {
-            if let Some(conflict) = Self::first_conflict(&mut tx, c).await? {
-                tx.rollback().await?;
-                return Ok(Err(conflict));
-            }
+        let conflict = match mode {
+            OnConflict::Fail => Self::first_conflict(&mut tx, c).await?,
+            OnConflict::Skip | OnConflict::Overwrite => None,
+        };
+        if let Some(conflict) = conflict {
+            tx.rollback().await?;
+            return Ok(Err(conflict));
         }
         let (on_checkpoint, on_blob, on_write) = match mode {
             OnConflict::Skip | OnConflict::Fail => ("DO NOTHING", "DO NOTHING", "DO NOTHING"),
