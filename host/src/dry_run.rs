@@ -36,6 +36,8 @@ pub struct DryRunReport {
     /// Sampled records per second (read + decode + encode).
     pub rate: f64,
     pub destination_check: Result<(), String>,
+    /// What the run would do to the destination (store destinations).
+    pub plan: Vec<String>,
 }
 
 impl DryRunReport {
@@ -99,6 +101,9 @@ impl DryRunReport {
         match &self.destination_check {
             Ok(()) => {
                 let _ = writeln!(out, "  destination:  writable");
+                for line in &self.plan {
+                    let _ = writeln!(out, "    would: {line}");
+                }
             }
             Err(e) => {
                 let _ = writeln!(out, "  destination:  NOT writable: {e}");
@@ -158,6 +163,7 @@ pub async fn dry_run(config: &RunConfig) -> Result<DryRunReport, RunError> {
         undecoded: BTreeMap::new(),
         rate: 0.0,
         destination_check: sink.check_writable().await.map_err(|e| e.to_string()),
+        plan: Vec::new(),
     };
     if scanned {
         per_thread.clear();
@@ -231,6 +237,10 @@ pub async fn dry_run(config: &RunConfig) -> Result<DryRunReport, RunError> {
              chain, but the date filters keep {kept} of its {all} checkpoints: migrate the \
              whole thread (exclude it from the date filter, or filter by thread only)"
         ));
+    }
+    if report.destination_check.is_ok() {
+        let threads: Vec<String> = per_thread.keys().cloned().collect();
+        report.plan = sink.plan(&threads).await.map_err(store)?;
     }
     report.per_thread = per_thread;
     Ok(report)

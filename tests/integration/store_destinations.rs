@@ -807,3 +807,70 @@ async fn an_interrupted_thread_resumes_on_the_migrated_store_like_on_the_source(
     let on_sqlite = resume_thread("sqlite", &copy.display().to_string(), "customer-0004");
     assert_eq!(on_sqlite, on_source, "sqlite → postgresql → sqlite");
 }
+
+/// The dry run says what a run would do to a store destination and writes nothing.
+#[tokio::test]
+async fn dry_run_shows_the_plan_for_a_store_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = sqlite_fixture(dir.path());
+    let db = empty_database().await;
+    let dry = |dest: &str, config: &Value| {
+        cli_env(
+            dir.path(),
+            &[
+                "--source",
+                "sqlite",
+                "--source-config",
+                &sqlite_source(&source).to_string(),
+                "--destination",
+                dest,
+                "--dest-config",
+                &config.to_string(),
+                "--dry-run",
+            ],
+            &[],
+        )
+    };
+    let run = dry("postgresql", &pg_config(&db));
+    assert_ok(&run);
+    assert!(
+        run.stdout()
+            .contains("would: create PostgresSaver's tables in schema public (migrations 0..=9"),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(
+        pg_scalar(
+            &db,
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        )
+        .await,
+        0
+    );
+    assert_ok(&migrate(
+        dir.path(),
+        "sqlite",
+        &sqlite_source(&source),
+        "postgresql",
+        &pg_config(&db),
+    ));
+    let run = dry("postgresql", &pg_config(&db));
+    assert!(
+        run.stdout().contains("would: find 271 checkpoint(s) of these threads already in the destination (on_conflict: skip)"),
+        "{}",
+        run.stdout()
+    );
+
+    let out = dir.path().join("plan.db");
+    let run = dry(
+        "sqlite",
+        &serde_json::json!({ "connection_string": out.display().to_string() }),
+    );
+    assert!(
+        run.stdout()
+            .contains("with SqliteSaver's tables, in WAL mode"),
+        "{}",
+        run.stdout()
+    );
+    assert!(!out.exists(), "the dry run created the file");
+}

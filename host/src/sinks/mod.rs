@@ -37,6 +37,12 @@ pub trait Sink: Send {
     /// Checks that the destination can be written, writing nothing (dry run).
     async fn check_writable(&mut self) -> Result<(), StoreError>;
 
+    /// What a run would do to the destination, for the dry run: tables to create,
+    /// checkpoints of the selected threads it already holds. Writes nothing.
+    async fn plan(&mut self, _threads: &[String]) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+
     /// Writes one batch of decoded records. When this returns, the records are as
     /// durable as the sink makes them (the engine then records resume state).
     async fn write_batch(&mut self, records: &[Checkpoint]) -> Result<Vec<Rejected>, StoreError>;

@@ -49,6 +49,23 @@ pub fn report_kept_as_maps(destination: &str, classes: &std::collections::BTreeS
     );
 }
 
+/// The dry run's line about checkpoints of the migrated threads that a store
+/// destination already holds.
+pub fn existing_line(existing: i64, mode: OnConflict) -> String {
+    if existing == 0 {
+        return "find no checkpoint of these threads in the destination: every one is new".into();
+    }
+    let then = match mode {
+        OnConflict::Skip => "those with the same ids are kept, not written again",
+        OnConflict::Overwrite => "those with the same ids are replaced",
+        OnConflict::Fail => "the run stops at the first one with the same id and other content",
+    };
+    format!(
+        "find {existing} checkpoint(s) of these threads already in the destination (on_conflict: {}): {then}; the others are merged in by checkpoint id",
+        mode.name()
+    )
+}
+
 /// Counts a store destination reports at the end of a run.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct WriteCounts {

@@ -24,7 +24,7 @@ use crate::run::RunStats;
 use crate::sinks::{Rejected, Sink};
 use crate::stores::layout;
 use crate::stores::sql::quote_ident;
-use crate::stores::{OnConflict, WriteCounts};
+use crate::stores::{OnConflict, WriteCounts, existing_line};
 
 /// LangGraph's PostgresSaver migrations (langgraph-checkpoint-postgres 3.x), in order:
 /// the position is the version `checkpoint_migrations` records. Table names are
@@ -272,7 +272,7 @@ impl PostgresSink {
     }
 
     /// What must happen to the schema before writing, or why it cannot be written.
-    fn plan(&self, version: Option<i64>) -> Result<Option<i64>, StoreError> {
+    fn migration_plan(&self, version: Option<i64>) -> Result<Option<i64>, StoreError> {
         let from = version.unwrap_or(-1);
         if from > KNOWN_VERSION {
             return Err(StoreError::fatal(format!(
@@ -498,7 +498,7 @@ impl Sink for PostgresSink {
             return Ok(());
         }
         let version = self.schema_version().await?;
-        if let Some(from) = self.plan(version)? {
+        if let Some(from) = self.migration_plan(version)? {
             self.migrate(from).await?;
         }
         self.prepared = true;
@@ -507,19 +507,35 @@ impl Sink for PostgresSink {
 
     async fn check_writable(&mut self) -> Result<(), StoreError> {
         let version = self.schema_version().await?;
-        match self.plan(version)? {
-            None => tracing::info!(
-                "{}: PostgresSaver tables up to date (migration {KNOWN_VERSION})",
-                self.schema_shown()
+        self.migration_plan(version).map(drop)
+    }
+
+    async fn plan(&mut self, threads: &[String]) -> Result<Vec<String>, StoreError> {
+        let version = self.schema_version().await?;
+        let mut plan = vec![match self.migration_plan(version)? {
+            None => format!(
+                "use PostgresSaver's tables in schema {} (migration {KNOWN_VERSION}, up to date)",
+                self.config.schema
             ),
-            Some(from) => tracing::info!(
-                "{}: would {} PostgresSaver's tables (migrations {}..={KNOWN_VERSION})",
-                self.schema_shown(),
+            Some(from) => format!(
+                "{} PostgresSaver's tables in schema {} (migrations {}..={KNOWN_VERSION}, as LangGraph's setup() does)",
                 if from < 0 { "create" } else { "update" },
+                self.config.schema,
                 from + 1
             ),
+        }];
+        if version.is_some() {
+            let threads = threads.to_vec();
+            let conn = self.conn().await?;
+            let existing: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM checkpoints WHERE thread_id = ANY($1)")
+                    .bind(&threads)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(|e| self.error("cannot count existing checkpoints", e))?;
+            plan.push(existing_line(existing, self.config.on_conflict));
         }
-        Ok(())
+        Ok(plan)
     }
 
     async fn write_batch(&mut self, records: &[Checkpoint]) -> Result<Vec<Rejected>, StoreError> {

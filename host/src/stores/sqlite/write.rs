@@ -299,8 +299,7 @@ impl Sink for SqliteSink {
 
     async fn check_writable(&mut self) -> Result<(), StoreError> {
         if self.path.exists() {
-            // Opening read-write checks the permissions and the tables; it creates
-            // nothing in a database that already has them.
+            // Opened read-only: a dry run leaves the file as it is.
             let mut conn = SqliteConnectOptions::new()
                 .filename(&self.path)
                 .read_only(true)
@@ -324,6 +323,40 @@ impl Sink for SqliteSink {
                 self.path.parent().unwrap_or(std::path::Path::new(".")),
             )
         }
+    }
+
+    async fn plan(&mut self, threads: &[String]) -> Result<Vec<String>, StoreError> {
+        let shown = self.path.display().to_string();
+        if !self.path.exists() {
+            return Ok(vec![format!(
+                "create {shown} with SqliteSaver's tables, in WAL mode"
+            )]);
+        }
+        let mut conn = SqliteConnectOptions::new()
+            .filename(&self.path)
+            .read_only(true)
+            .disable_statement_logging()
+            .connect()
+            .await
+            .map_err(|e| self.error("cannot open", e))?;
+        if table_columns(&mut conn, &self.path, "checkpoints")
+            .await?
+            .is_empty()
+        {
+            return Ok(vec![format!("create SqliteSaver's tables in {shown}")]);
+        }
+        let threads = serde_json::to_string(threads).expect("strings serialize");
+        let existing: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM checkpoints WHERE thread_id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(threads)
+        .fetch_one(&mut conn)
+        .await
+        .map_err(|e| self.error("cannot count existing checkpoints", e))?;
+        Ok(vec![
+            format!("use SqliteSaver's tables in {shown}"),
+            crate::stores::existing_line(existing, self.config.on_conflict),
+        ])
     }
 
     async fn write_batch(&mut self, records: &[Checkpoint]) -> Result<Vec<Rejected>, StoreError> {
