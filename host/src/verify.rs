@@ -41,6 +41,12 @@ fn as_destination_writes(sink: &SinkConfig, record: Checkpoint) -> Option<Checkp
         }
         SinkConfig::Sqlite(c) => &c.allowed_json_modules,
         SinkConfig::Postgres(c) => &c.allowed_json_modules,
+        SinkConfig::Redis(c) => {
+            let mut writer = crate::codec::redis_form::JsonFormWriter::new(c.allow_lossy);
+            return crate::stores::redis::documents(&record, &mut writer, &c.key_prefix)
+                .ok()
+                .map(|d| d.as_record(&record));
+        }
     };
     let native = layout::native(&record, &mut Encoder::new(allowed))
         .ok()?
@@ -68,7 +74,7 @@ impl Compare {
     fn of(sink: &SinkConfig) -> Self {
         match sink {
             SinkConfig::Json(_) | SinkConfig::Parquet(_) | SinkConfig::Unified(_) => Compare::Raw,
-            SinkConfig::Sqlite(_) | SinkConfig::Postgres(_) => Compare::View,
+            SinkConfig::Sqlite(_) | SinkConfig::Postgres(_) | SinkConfig::Redis(_) => Compare::View,
         }
     }
 
@@ -373,6 +379,14 @@ pub async fn verify(config: &RunConfig) -> Result<VerifyReport, RunError> {
                 connection_string: c.connection_string.clone(),
             };
             read_back_source(crate::config::SourceConfig::Sqlite(source), &mut each).await
+        }
+        SinkConfig::Redis(c) => {
+            let source = crate::config::RedisSourceConfig {
+                redis_url: c.redis_url.clone(),
+                key_prefix: c.key_prefix.clone(),
+                decode_responses: None,
+            };
+            read_back_source(crate::config::SourceConfig::Redis(source), &mut each).await
         }
         SinkConfig::Postgres(c) => {
             let source = crate::config::PostgresSourceConfig {

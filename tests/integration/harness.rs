@@ -498,7 +498,7 @@ pub async fn read_redis(
     filters: &FilterConfig,
     batch: usize,
 ) -> (Vec<Checkpoint>, u64) {
-    use ckpt_migrate::sources::redis::RedisSource;
+    use ckpt_migrate::stores::redis::RedisSource;
     let compiled = filters.compile().unwrap();
     let config = ckpt_migrate::config::RedisSourceConfig {
         redis_url: url.to_owned(),

@@ -874,3 +874,186 @@ async fn dry_run_shows_the_plan_for_a_store_and_writes_nothing() {
     );
     assert!(!out.exists(), "the dry run created the file");
 }
+
+/// The Redis with RedisJSON and RediSearch that `scripts/test-servers.sh` starts for
+/// langgraph-redis destinations. Its search indexes span every database, so the one
+/// test that uses it empties it before each step.
+fn search_redis() -> String {
+    std::env::var("CKPT_TEST_REDIS_SEARCH_URL").expect(
+        "CKPT_TEST_REDIS_SEARCH_URL is not set: run the tests with scripts/test.sh, which starts \
+         valkey-server with RedisJSON and RediSearch on loopback",
+    )
+}
+
+fn flush(url: &str) {
+    let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let () = redis::cmd("FLUSHALL").query(&mut conn).unwrap();
+}
+
+/// A RedisSaver read-back without the two keys RedisSaver adds to every checkpoint it
+/// reads (`type`, `pending_sends`: its document's own fields), so it compares with
+/// another saver's.
+fn without_redis_fields(lines: Vec<Value>) -> Vec<Value> {
+    lines
+        .into_iter()
+        .map(|mut l| {
+            if let Some(cp) = l["checkpoint"].as_object_mut() {
+                cp.remove("type");
+                cp.remove("pending_sends");
+            }
+            l
+        })
+        .collect()
+}
+
+fn oracle_without_redis_fields(name: &str, zoo: bool) -> BTreeMap<Key, Value> {
+    let oracle = if zoo {
+        zoo_oracle(name)
+    } else {
+        harness::oracle(name)
+    };
+    oracle
+        .into_iter()
+        .map(|(k, v)| (k, without_redis_fields(vec![v]).remove(0)))
+        .collect()
+}
+
+/// Every source into langgraph-redis's layout, read back by LangGraph's `RedisSaver`;
+/// re-runs write nothing twice; values its JSON form cannot hold are refused with the
+/// reason (or written in the nearest form with `allow_lossy`); kill -9 and resume.
+#[tokio::test]
+async fn every_source_into_langgraph_redis_reads_back_like_the_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = search_redis();
+    let allow = [
+        "--allow",
+        "fixture_models.Address,fixture_models.CustomerProfile,fixture_models.OrderRef",
+    ];
+    let dest = serde_json::json!({ "redis_url": url });
+    for source in pair_sources(dir.path()).await {
+        flush(&url);
+        let run = migrate_verified(dir.path(), source.kind, &source.config, "redis", &dest);
+        assert_ok(&run);
+        let got = without_redis_fields(langgraph_read("redis", &url, &allow));
+        let oracle = oracle_without_redis_fields(source.oracle, false);
+        assert_reads_back_with(
+            &format!("{} → redis", source.name),
+            &got,
+            &oracle,
+            &[],
+            WriteOrder::AnyOrder,
+        );
+    }
+    // Again: nothing is written twice.
+    let sqlite = sqlite_fixture(dir.path());
+    let again = migrate(
+        dir.path(),
+        "sqlite",
+        &sqlite_source(&sqlite),
+        "redis",
+        &dest,
+    );
+    assert_ok(&again);
+    assert!(
+        again
+            .stderr()
+            .contains("0 checkpoint(s) written, 271 already there and kept"),
+        "{}",
+        again.stderr()
+    );
+
+    // The type zoo: what RedisSaver's JSON form cannot hold exactly is refused, named.
+    flush(&url);
+    let zoo = dir.path().join("zoo.db");
+    std::fs::copy(fixtures().join("typezoo/sqlite/checkpoints.db"), &zoo).unwrap();
+    let run = migrate(dir.path(), "sqlite", &sqlite_source(&zoo), "redis", &dest);
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    let refused = dead_letters(&dir.path().join("redis-checkpoint.dead-letter.jsonl"));
+    assert_eq!(refused.len(), 13, "{refused:?}");
+    assert!(
+        refused
+            .iter()
+            .any(|r| r.1.contains("an integer above 2^63")),
+        "{refused:?}"
+    );
+    assert!(
+        refused.iter().any(|r| r.1.contains("stored as \"pickle\"")),
+        "{refused:?}"
+    );
+    let got = without_redis_fields(langgraph_read("redis", &url, &["--typezoo"]));
+    let keys: Vec<Key> = refused.into_iter().map(|r| r.0).collect();
+    assert_reads_back_with(
+        "type zoo sqlite → redis",
+        &got,
+        &oracle_without_redis_fields("sqlite", true),
+        &keys,
+        WriteOrder::AnyOrder,
+    );
+    // With allow_lossy the nearest form is written and the losses are listed.
+    flush(&url);
+    std::fs::remove_file(dir.path().join("redis-checkpoint.dead-letter.jsonl")).unwrap();
+    let lossy = serde_json::json!({ "redis_url": url, "allow_lossy": true });
+    let run = migrate(dir.path(), "sqlite", &sqlite_source(&zoo), "redis", &lossy);
+    assert!(
+        run.stderr()
+            .contains("written in the nearest form (allow_lossy)"),
+        "{}",
+        run.stderr()
+    );
+    assert!(
+        run.stderr().contains("read 30  written 29"),
+        "{}",
+        run.stderr()
+    );
+
+    // kill -9 mid-run, then --resume --verify.
+    flush(&url);
+    let yaml = format!(
+        "source_type: sqlite\nsource_config: {{connection_string: '{}'}}\ndestination_type: redis\ndestination_config: {{redis_url: '{url}'}}\nbatch_size: 20\n",
+        sqlite.display()
+    );
+    let config = dir.path().join("redis.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let config = config.display().to_string();
+    let dir_path = dir.path().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut child = harness::spawn_cli(
+            &dir_path,
+            &["--config", &config],
+            &[("CKPT_MIGRATE_FAULT", "slow:40")],
+        );
+        harness::wait_until("three confirmed batches", || {
+            harness::state_of(&dir_path)
+                .is_some_and(|s| s["counts"]["written"].as_u64().unwrap_or(0) >= 60)
+        });
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let resumed = cli_env(
+            &dir_path,
+            &["--config", &config, "--resume", "--verify"],
+            &[],
+        );
+        assert_eq!(
+            resumed.code(),
+            0,
+            "{}{}",
+            resumed.stdout(),
+            resumed.stderr()
+        );
+        assert!(
+            resumed.stdout().contains("equal: same records, each once"),
+            "{}",
+            resumed.stdout()
+        );
+    })
+    .await
+    .unwrap();
+    let got = without_redis_fields(langgraph_read("redis", &url, &allow));
+    assert_reads_back_with(
+        "sqlite → redis after kill -9 and resume",
+        &got,
+        &oracle_without_redis_fields("sqlite", false),
+        &[],
+        WriteOrder::AnyOrder,
+    );
+}

@@ -6,6 +6,7 @@ itself by matching the oracle of the source it was migrated from.
 
     python readback.py sqlite PATH [--typezoo] [--stats]
     python readback.py postgres DSN [--setup] [--typezoo] [--stats]
+    python readback.py redis URL [--allow module.Class,…] [--stats]
 
 --typezoo  for the type-zoo fixtures: their lgconv (the shared rules plus rules for
            the zoo types) and zoo_models (LangGraph revives those classes by module
@@ -45,7 +46,7 @@ TYPEZOO = Path(__file__).resolve().parent.parent / "fixtures" / "typezoo"
 
 
 @contextlib.contextmanager
-def open_saver(kind: str, target: str, *, typezoo: bool = False, writable: bool = False):
+def open_saver(kind: str, target: str, *, typezoo: bool = False, writable: bool = False, allow=()):
     """LangGraph's saver for the store. Unless `writable`, the store is not changed: a
     check must leave alone what it checks."""
     from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
@@ -71,6 +72,31 @@ def open_saver(kind: str, target: str, *, typezoo: bool = False, writable: bool 
                 yield SqliteSaver(conn, serde=serde)
             finally:
                 conn.close()
+    elif kind == "redis":
+        from langgraph.checkpoint.redis import RedisSaver
+        from langgraph.checkpoint.redis.jsonplus_redis import JsonPlusRedisSerializer
+
+        # RedisSaver revives lc:2 envelopes of user classes only when its serializer
+        # allows them, as an app using pydantic state must configure it: `allow` is
+        # that list ("module.Class").
+        saver = RedisSaver(target)
+        allowed = [tuple(a.rsplit(".", 1)) for a in allow]
+        if typezoo and not allowed:
+            # as the type-zoo generator configured its RedisSaver: every zoo class
+            import inspect
+
+            import zoo_models
+
+            allowed = [("zoo_models", n) for n, c in vars(zoo_models).items()
+                       if inspect.isclass(c) and c.__module__ == "zoo_models"]
+        saver.serde = JsonPlusRedisSerializer(pickle_fallback=typezoo, allowed_json_modules=allowed or None)
+        # As an app does (and the fixture generator did): setup() after choosing the
+        # serializer; it only creates the indexes when they are missing.
+        saver.setup()
+        try:
+            yield saver
+        finally:
+            saver._redis.close()  # RedisSaver 0.5.2 has no close(); it owns this client
     else:
         import psycopg
         from langgraph.checkpoint.postgres import PostgresSaver
@@ -125,6 +151,35 @@ def oracle_records(saver, lgconv) -> list[dict]:
     return records
 
 
+def oracle_records_redis(saver, lgconv) -> list[dict]:
+    """The same for RedisSaver (langgraph-checkpoint-redis 0.5.2), whose list() and
+    get_tuple() disagree by design in ways the fixture generator documents
+    (../shared fixtures redis_json.py): list() with ns "" also returns subgraph
+    namespaces (filtered here), list() does not deserialize channel_values and fills
+    pending_sends from the parent (the record takes get_tuple()'s checkpoint), and
+    get_tuple() gives the pending writes (each checked against list()'s, as a multiset)."""
+    listed = list(saver.list(None))
+    pairs = sorted({(t.config["configurable"]["thread_id"], t.config["configurable"]["checkpoint_ns"]) for t in listed})
+    records = []
+    for thread_id, ns in pairs:
+        got = list(saver.list({"configurable": {"thread_id": thread_id, "checkpoint_ns": ns}}))
+        for t in (t for t in got if t.config["configurable"]["checkpoint_ns"] == ns):
+            cid = t.config["configurable"]["checkpoint_id"]
+            full = saver.get_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": cid}})
+            rec, lrec = lgconv.checkpoint_record(full), lgconv.checkpoint_record(t)
+            for k in ("thread_id", "checkpoint_ns", "checkpoint_id", "parent_checkpoint_id", "metadata"):
+                if rec[k] != lrec[k]:
+                    raise AssertionError(f"list() and get_tuple() disagree on {k} for {thread_id}/{ns}/{cid}")
+            canon = lambda ws: sorted(lgconv.dumps_line(w) for w in ws)  # noqa: E731
+            if canon(rec["pending_writes"]) != canon(lrec["pending_writes"]):
+                raise AssertionError(f"list() and get_tuple() disagree on pending writes for {thread_id}/{ns}/{cid}")
+            records.append(rec)
+    if len(records) != len(listed):
+        raise AssertionError(f"list(None) gave {len(listed)} checkpoints, per-namespace lists {len(records)}")
+    records.sort(key=lambda r: (r["thread_id"], r["checkpoint_ns"], r["checkpoint_id"]))
+    return records
+
+
 def print_stats(records: list[dict]) -> None:
     parents: dict = defaultdict(dict)  # (thread, ns) -> {checkpoint id: parent id}
     for r in records:
@@ -143,8 +198,9 @@ def print_stats(records: list[dict]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description="Print what LangGraph reads from a checkpoint store, in oracle form.")
-    ap.add_argument("kind", choices=["sqlite", "postgres"])
-    ap.add_argument("target", help="SQLite file or PostgreSQL DSN")
+    ap.add_argument("kind", choices=["sqlite", "postgres", "redis"])
+    ap.add_argument("target", help="SQLite file, PostgreSQL DSN or Redis URL (langgraph-redis layout)")
+    ap.add_argument("--allow", default="", help="redis: comma list of module.Class its serializer revives")
     ap.add_argument("--typezoo", action="store_true", help="type-zoo fixtures (their lgconv, zoo_models, pickle_fallback)")
     ap.add_argument("--setup", action="store_true", help="postgres: run PostgresSaver.setup() first")
     ap.add_argument("--stats", action="store_true", help="counts and chain lengths on stderr")
@@ -157,8 +213,9 @@ def main() -> None:
 
     if args.setup:
         run_setup(args.target)
-    with open_saver(args.kind, args.target, typezoo=args.typezoo) as saver:
-        records = oracle_records(saver, lgconv)
+    allow = [a for a in args.allow.split(",") if a]
+    with open_saver(args.kind, args.target, typezoo=args.typezoo, allow=allow) as saver:
+        records = (oracle_records_redis if args.kind == "redis" else oracle_records)(saver, lgconv)
     sys.stdout.reconfigure(encoding="utf-8")  # the oracle files are UTF-8 whatever the locale
     for r in records:
         sys.stdout.write(lgconv.dumps_line(r) + "\n")

@@ -12,7 +12,7 @@
 //! |---|---|---|
 //! | `{"__bytes__": b64}` (channel values, outside envelopes) | `bytes` | bin |
 //! | `lc: 2` `builtins.set`, `args: [items]` | `set(items)` | ext 0 `set(items)` |
-//! | other `lc: 2` with `kwargs` / `args` / neither | `cls(**kwargs)` / `cls(*args)` / `cls()` | ext 2 / ext 1 / ext 1 with no args |
+//! | other `lc: 2` with `kwargs` / one arg / `args` / neither | `cls(**kwargs)` / `cls(arg)` / `cls(*args)` / `cls()` | ext 2 / ext 0 / ext 1 / ext 1 with no args |
 //! | `lc: 1` LangChain constructor (messages, documents) | LangChain's loader | ext 5 `cls(**kwargs)` |
 //! | `__interrupt__` marker (inside values RedisSaver revives whole) | `Interrupt(value, id)` | ext 2 `Interrupt` |
 //! | `__send__` marker | `Send(node, arg)` | ext 1 `Send` |
@@ -302,11 +302,17 @@ impl<'a> Encoder<'a> {
                 ],
             )),
             (args, None) => {
-                let args = args
+                let mut args: Vec<Mp> = args
                     .into_iter()
                     .flatten()
                     .map(|v| self.to_msgpack(v, walk))
                     .collect::<Result<_, _>>()?;
+                // One argument: the single-argument constructor LangGraph writes for
+                // UUID, Decimal, enums…; `cls(arg)` either way.
+                if args.len() == 1 {
+                    let arg = args.pop().expect("one argument");
+                    return Ok(ext(0, vec![module.into(), name.as_str().into(), arg]));
+                }
                 Ok(ext(
                     1,
                     vec![module.into(), name.as_str().into(), Mp::Array(args)],
@@ -340,6 +346,262 @@ fn ext(code: i8, items: Vec<Mp>) -> Mp {
 fn is_constructor(map: &Map<String, Value>) -> bool {
     matches!(map.get("lc").and_then(Value::as_u64), Some(1 | 2))
         && map.get("type").and_then(Value::as_str) == Some("constructor")
+}
+
+// ---------------------------------------------------------------------------------
+// LangGraph's msgpack → langgraph-redis's JSON form (writing RedisSaver's documents)
+
+/// Why a value has no exact JSON form that RedisSaver revives to the same Python value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loss(pub String);
+
+/// Writes channel values in RedisSaver's JSON form so that RedisSaver's reader gives
+/// back the Python values LangGraph's msgpack holds. Where RedisSaver's own writer
+/// drops a stdlib object's value (it stores `__dict__`, which `Decimal`, `UUID`,
+/// `timedelta`… lack), this writes an `lc: 2` envelope with the constructor's
+/// arguments instead, which RedisSaver revives exactly for LangGraph's safe types.
+/// Without `allow_lossy`, a value no JSON form holds exactly is an error naming it;
+/// with it, the nearest form is written and the loss counted.
+pub struct JsonFormWriter {
+    pub allow_lossy: bool,
+    /// What was bent, by kind (with `allow_lossy`).
+    pub losses: std::collections::BTreeMap<String, u64>,
+}
+
+/// Where in RedisSaver's reader a value sits: `__bytes__` markers are decoded only in
+/// a checkpoint's channel values outside envelopes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    ChannelValues,
+    InEnvelope,
+}
+
+impl JsonFormWriter {
+    pub fn new(allow_lossy: bool) -> Self {
+        Self {
+            allow_lossy,
+            losses: Default::default(),
+        }
+    }
+
+    /// One channel value (LangGraph's msgpack bytes) in RedisSaver's JSON form.
+    pub fn channel_value(&mut self, bytes: &[u8]) -> Result<Value, Loss> {
+        let value = msgpack::parse(bytes).map_err(|e| Loss(e.to_string()))?;
+        self.value(&value, Place::ChannelValues)
+    }
+
+    fn lossy(&mut self, what: &str, nearest: Value) -> Result<Value, Loss> {
+        if self.allow_lossy {
+            *self.losses.entry(what.to_owned()).or_default() += 1;
+            Ok(nearest)
+        } else {
+            Err(Loss(what.to_owned()))
+        }
+    }
+
+    fn value(&mut self, value: &Mp, place: Place) -> Result<Value, Loss> {
+        Ok(match value {
+            Mp::Nil => Value::Null,
+            Mp::Boolean(b) => Value::Bool(*b),
+            Mp::Integer(i) => match (i.as_i64(), i.as_u64()) {
+                (Some(n), _) => Value::from(n),
+                (None, Some(n)) => {
+                    return self.lossy(
+                        "an integer above 2^63 (RedisJSON keeps it as a double)",
+                        Value::from(n as f64),
+                    );
+                }
+                _ => Value::Null,
+            },
+            Mp::F32(f) => self.float(f64::from(*f))?,
+            Mp::F64(f) => self.float(*f)?,
+            Mp::String(s) => match s.as_str() {
+                Some(text) => Value::String(text.to_owned()),
+                None => return Err(Loss("a string is not valid UTF-8".into())),
+            },
+            Mp::Binary(b) => {
+                let marker = serde_json::json!({ "__bytes__": base64::engine::general_purpose::STANDARD.encode(b) });
+                match place {
+                    Place::ChannelValues => marker,
+                    Place::InEnvelope => {
+                        return self.lossy("bytes inside an object (RedisSaver reads its bytes marker back as a dict there)", marker);
+                    }
+                }
+            }
+            Mp::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|v| self.value(v, place))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Mp::Map(entries) => {
+                let mut map = Map::with_capacity(entries.len());
+                for (k, v) in entries {
+                    let key = match k {
+                        Mp::String(s) if s.as_str().is_some() => {
+                            s.as_str().unwrap_or_default().to_owned()
+                        }
+                        other => {
+                            let key = other.to_string();
+                            self.lossy(
+                                "a map key that is not a string (JSON keys are strings)",
+                                Value::Null,
+                            )?;
+                            key
+                        }
+                    };
+                    map.insert(key, self.value(v, place)?);
+                }
+                Value::Object(map)
+            }
+            Mp::Ext(code, data) => self.ext(*code, data, place)?,
+        })
+    }
+
+    fn float(&mut self, f: f64) -> Result<Value, Loss> {
+        match serde_json::Number::from_f64(f) {
+            Some(n) => Ok(Value::Number(n)),
+            None => self.lossy("NaN or an infinity (JSON has none)", Value::Null),
+        }
+    }
+
+    fn ext(&mut self, code: i8, data: &[u8], place: Place) -> Result<Value, Loss> {
+        let payload = msgpack::parse(data).map_err(|e| Loss(e.to_string()))?;
+        if code == EXT_DELTA_SNAPSHOT {
+            return Ok(
+                serde_json::json!({ "__delta_snapshot__": true, "value": self.value(&payload, place)? }),
+            );
+        }
+        let Mp::Array(parts) = &payload else {
+            return self.lossy(&format!("msgpack extension {code}"), Value::Null);
+        };
+        let text = |i: usize| parts.get(i).and_then(Mp::as_str).map(str::to_owned);
+        let (Some(module), Some(name)) = (text(0), text(1)) else {
+            return self.lossy(&format!("msgpack extension {code}"), Value::Null);
+        };
+        let arg = parts.get(2).cloned().unwrap_or(Mp::Nil);
+        let inner = Place::InEnvelope;
+        match (code, module.as_str(), name.as_str()) {
+            (EXT_CONSTRUCTOR_POS_ARGS, "langgraph.types", "Send") => {
+                let args = match &arg {
+                    Mp::Array(a) => a.clone(),
+                    _ => Vec::new(),
+                };
+                let node = self.value(args.first().unwrap_or(&Mp::Nil), place)?;
+                let send_arg = self.value(args.get(1).unwrap_or(&Mp::Nil), place)?;
+                Ok(serde_json::json!({ "__send__": true, "node": node, "arg": send_arg }))
+            }
+            (EXT_CONSTRUCTOR_SINGLE_ARG, _, _) => {
+                let arg = self.value(&arg, inner)?;
+                Ok(envelope(&module, &name, Some(vec![arg]), None))
+            }
+            (EXT_CONSTRUCTOR_POS_ARGS, _, _) => {
+                let args = match self.value(&arg, inner)? {
+                    Value::Array(a) => a,
+                    other => vec![other],
+                };
+                Ok(envelope(&module, &name, Some(args), None))
+            }
+            (EXT_CONSTRUCTOR_KW_ARGS | EXT_PYDANTIC_V1, _, _) => {
+                let kwargs = self.value(&arg, inner)?;
+                Ok(envelope(&module, &name, None, Some(kwargs)))
+            }
+            (EXT_PYDANTIC_V2, _, _) if langchain::is_serializable(&module) => {
+                // LangChain objects are written as their own `to_json()` (lc: 1),
+                // which RedisSaver revives with LangChain's loader.
+                let mut notices = Vec::new();
+                msgpack::to_view(Mp::Ext(code, data.to_vec()), &mut notices).map_err(|e| Loss(e.to_string()))
+            }
+            (EXT_PYDANTIC_V2, _, _) => {
+                let kwargs = self.value(&arg, inner)?;
+                Ok(envelope(&module, &name, None, Some(kwargs)))
+            }
+            (EXT_METHOD_SINGLE_ARG, "datetime", "datetime") => {
+                let iso = arg.as_str().unwrap_or_default();
+                match datetime_args(iso) {
+                    Some(args) => Ok(envelope("datetime", "datetime", Some(args), None)),
+                    None => self.lossy(&format!("datetime {iso:?}"), Value::String(iso.to_owned())),
+                }
+            }
+            _ => self.lossy(
+                &format!("{module}.{name} (msgpack extension {code}; RedisSaver's JSON form has no way to rebuild it)"),
+                envelope(&module, &name, None, Some(Value::Object(Map::new()))),
+            ),
+        }
+    }
+}
+
+const EXT_CONSTRUCTOR_SINGLE_ARG: i8 = 0;
+const EXT_CONSTRUCTOR_POS_ARGS: i8 = 1;
+const EXT_CONSTRUCTOR_KW_ARGS: i8 = 2;
+const EXT_METHOD_SINGLE_ARG: i8 = 3;
+const EXT_PYDANTIC_V1: i8 = 4;
+const EXT_PYDANTIC_V2: i8 = 5;
+const EXT_DELTA_SNAPSHOT: i8 = 7;
+
+/// An `lc: 2` constructor envelope, as RedisSaver writes and revives them.
+fn envelope(module: &str, name: &str, args: Option<Vec<Value>>, kwargs: Option<Value>) -> Value {
+    let mut id: Vec<Value> = module.split('.').map(Value::from).collect();
+    id.push(Value::from(name));
+    let mut map = Map::new();
+    map.insert("lc".into(), Value::from(2));
+    map.insert("type".into(), Value::from("constructor"));
+    map.insert("id".into(), Value::Array(id));
+    if let Some(args) = args {
+        map.insert("args".into(), Value::Array(args));
+    }
+    if let Some(kwargs) = kwargs {
+        map.insert("kwargs".into(), kwargs);
+    }
+    Value::Object(map)
+}
+
+/// `datetime(y, mo, d, h, mi, s, us[, tzinfo])` arguments from Python's `isoformat()`
+/// (`2025-03-14T09:26:53.589793+05:45:30`), the offset as a `timezone(timedelta(…))`
+/// envelope. `None` when the text is not in that form.
+fn datetime_args(iso: &str) -> Option<Vec<Value>> {
+    let (date, time) = iso.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, mo, day) = (d.next()??, d.next()??, d.next()??);
+    let split = time.find(['+', '-']).unwrap_or(time.len());
+    let (clock, offset) = time.split_at(split);
+    let (hms, fraction) = clock.split_once('.').unwrap_or((clock, ""));
+    let mut t = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (h, mi, s) = (t.next()??, t.next()??, t.next()??);
+    let micro = |f: &str| -> Option<i64> {
+        if f.is_empty() {
+            return Some(0);
+        }
+        (f.len() <= 6 && f.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| format!("{f:0<6}").parse().ok())?
+    };
+    let mut args: Vec<Value> = [y, mo, day, h, mi, s, micro(fraction)?]
+        .into_iter()
+        .map(Value::from)
+        .collect();
+    if !offset.is_empty() {
+        let sign = if offset.starts_with('-') { -1 } else { 1 };
+        let (ohms, ofrac) = offset[1..].split_once('.').unwrap_or((&offset[1..], ""));
+        let parts: Vec<i64> = ohms
+            .split(':')
+            .map(|p| p.parse().ok())
+            .collect::<Option<_>>()?;
+        let seconds = parts.first()? * 3600
+            + parts.get(1).copied().unwrap_or(0) * 60
+            + parts.get(2).copied().unwrap_or(0);
+        let delta = envelope(
+            "datetime",
+            "timedelta",
+            Some(vec![
+                Value::from(0),
+                Value::from(sign * seconds),
+                Value::from(sign * micro(ofrac)?),
+            ]),
+            None,
+        );
+        args.push(envelope("datetime", "timezone", Some(vec![delta]), None));
+    }
+    Some(args)
 }
 
 #[cfg(test)]
@@ -437,6 +699,79 @@ mod tests {
             encoder.to_msgpack(&uuid, Walk::ChannelValues).unwrap(),
             Mp::Ext(1, _)
         ));
+    }
+
+    #[test]
+    fn datetimes_become_their_constructor_arguments() {
+        let args = datetime_args("2025-03-14T09:26:53.5+05:45:30").unwrap();
+        assert_eq!(
+            &args[..7],
+            &[2025, 3, 14, 9, 26, 53, 500000].map(Value::from)
+        );
+        assert_eq!(args[7]["id"], json!(["datetime", "timezone"]));
+        assert_eq!(args[7]["args"][0]["args"], json!([0, 20730, 0]));
+        assert_eq!(datetime_args("2025-03-14T09:26:53").unwrap().len(), 7);
+        assert!(datetime_args("yesterday").is_none());
+    }
+
+    #[test]
+    fn msgpack_to_json_form_and_back_gives_the_same_msgpack() {
+        // The JSON form this module writes, read back the way RedisSaver reads it
+        // (then written as LangGraph's msgpack), is the msgpack we started from.
+        let uuid = ext(0, vec!["uuid".into(), "UUID".into(), "00ff".into()]);
+        let set = ext(
+            0,
+            vec!["builtins".into(), "set".into(), Mp::Array(vec!["a".into()])],
+        );
+        let model = ext(
+            2,
+            vec![
+                "app".into(),
+                "Order".into(),
+                Mp::Map(vec![("id".into(), 1.into())]),
+            ],
+        );
+        let original = Mp::Map(vec![
+            ("u".into(), uuid),
+            ("s".into(), set),
+            ("m".into(), model),
+            ("b".into(), Mp::Binary(vec![0, 1])),
+        ]);
+        let json_form = JsonFormWriter::new(false)
+            .channel_value(&msgpack::encode(&original))
+            .unwrap();
+        let back = Encoder::new(&AllowedJsonModules::All(true))
+            .to_msgpack(&json_form, Walk::ChannelValues)
+            .unwrap();
+        assert_eq!(back, original);
+    }
+
+    #[test]
+    fn values_without_an_exact_json_form_are_named() {
+        let nan = msgpack::encode(&Mp::F64(f64::NAN));
+        assert!(
+            JsonFormWriter::new(false)
+                .channel_value(&nan)
+                .unwrap_err()
+                .0
+                .contains("NaN")
+        );
+        let mut lossy = JsonFormWriter::new(true);
+        assert_eq!(lossy.channel_value(&nan).unwrap(), Value::Null);
+        assert_eq!(lossy.losses.values().sum::<u64>(), 1);
+        let nested_bytes = msgpack::encode(&ext(
+            2,
+            vec![
+                "a".into(),
+                "B".into(),
+                Mp::Map(vec![("x".into(), Mp::Binary(vec![1]))]),
+            ],
+        ));
+        assert!(
+            JsonFormWriter::new(false)
+                .channel_value(&nested_bytes)
+                .is_err()
+        );
     }
 
     #[test]

@@ -88,6 +88,7 @@ pub fn open(
         SinkConfig::Postgres(c) => Ok(Box::new(crate::stores::postgres::PostgresSink::new(
             c.clone(),
         )?)),
+        SinkConfig::Redis(c) => Ok(Box::new(crate::stores::redis::RedisSink::new(c.clone()))),
     }
 }
 

@@ -3,7 +3,6 @@
 
 pub mod chat;
 pub mod dead_letter;
-pub mod redis;
 pub mod unified;
 
 use std::collections::BTreeMap;
@@ -99,7 +98,9 @@ pub async fn open(config: &SourceConfig, filters: &Filters) -> Result<Box<dyn So
         SourceConfig::Sqlite(c) => Ok(Box::new(
             crate::stores::sqlite::SqliteSource::open(c, filters).await?,
         )),
-        SourceConfig::Redis(c) => Ok(Box::new(redis::RedisSource::open(c, filters).await?)),
+        SourceConfig::Redis(c) => Ok(Box::new(
+            crate::stores::redis::RedisSource::open(c, filters).await?,
+        )),
         SourceConfig::Postgres(c) => Ok(Box::new(
             crate::stores::postgres::PostgresSource::open(c, filters, Pushdown::On).await?,
         )),

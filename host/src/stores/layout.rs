@@ -46,15 +46,9 @@ pub fn native<'a>(
     cp: &'a Checkpoint,
     encoder: &mut Encoder<'_>,
 ) -> Result<Cow<'a, Checkpoint>, LayoutError> {
-    if cp.checkpoint.type_tag != "json" || !cp.channel_blobs.is_empty() {
-        return Ok(Cow::Borrowed(cp));
-    }
-    let Ok(Value::Object(doc)) = strict_json(&cp.checkpoint.bytes) else {
+    let Some(doc) = langgraph_redis_document(cp) else {
         return Ok(Cow::Borrowed(cp));
     };
-    if !doc.get("type").is_some_and(Value::is_string) {
-        return Ok(Cow::Borrowed(cp));
-    }
     let mut top: Vec<(String, Vec<u8>)> = Vec::with_capacity(doc.len());
     for (key, value) in &doc {
         let bytes = if key == "channel_values" {
@@ -93,6 +87,18 @@ pub fn native<'a>(
     }
     native.view = None;
     Ok(Cow::Owned(native))
+}
+
+/// The checkpoint document of a langgraph-redis record: JSON carrying RedisSaver's
+/// `type` field, channel values inline in its JSON form. `None` for other records.
+pub fn langgraph_redis_document(cp: &Checkpoint) -> Option<Map<String, Value>> {
+    if cp.checkpoint.type_tag != "json" || !cp.channel_blobs.is_empty() {
+        return None;
+    }
+    match strict_json(&cp.checkpoint.bytes) {
+        Ok(Value::Object(doc)) if doc.get("type").is_some_and(Value::is_string) => Some(doc),
+        _ => None,
+    }
 }
 
 /// A checkpoint in PostgresSaver's shape.

@@ -7,6 +7,7 @@ pub mod json;
 pub mod layout;
 pub mod parquet;
 pub mod postgres;
+pub mod redis;
 pub mod sql;
 pub mod sqlite;
 

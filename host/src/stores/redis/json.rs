@@ -13,8 +13,8 @@ use crate::filters::ThreadPushdown;
 use crate::record::{Checkpoint, CheckpointKey, PendingWrite, TypedValue};
 use crate::sources::{BatchLimits, FailedRead, SourceBatch};
 
-const EMPTY_NS: &str = "__empty__";
-const EMPTY_ID: &str = "00000000-0000-0000-0000-000000000000";
+pub(super) const EMPTY_NS: &str = "__empty__";
+pub(super) const EMPTY_ID: &str = "00000000-0000-0000-0000-000000000000";
 
 pub struct JsonLayout {
     pub scan: ScanWalk,

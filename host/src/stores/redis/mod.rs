@@ -13,20 +13,24 @@
 //! counted. Redis Cluster is refused with a clear message (see the README).
 
 mod chat;
+pub mod config;
 mod docs;
 mod json;
 mod plain;
+mod write;
+
+pub use write::{RedisSink, documents};
 
 use async_trait::async_trait;
 use redis::aio::MultiplexedConnection;
 use serde_json::Value;
 
-use super::{BatchLimits, Source, SourceBatch, ThreadCounts};
-use crate::config::RedisSourceConfig;
+use self::config::RedisSourceConfig;
 use crate::error::StoreError;
 use crate::filters::{Filters, ThreadPushdown};
 use crate::record::{CheckpointKey, Origin};
 use crate::secrets::{redact_url, scrub};
+use crate::sources::{BatchLimits, Source, SourceBatch, ThreadCounts};
 
 /// Keys asked for per SCAN call.
 const SCAN_COUNT: usize = 500;
@@ -199,11 +203,13 @@ pub struct RedisSource {
     layout: Layout,
 }
 
-impl RedisSource {
-    pub async fn open(config: &RedisSourceConfig, filters: &Filters) -> Result<Self, StoreError> {
-        let url = redact_url(&config.redis_url);
-        let password = password_of(&config.redis_url);
-        let client = redis::Client::open(config.redis_url.as_str()).map_err(|e| {
+impl Redis {
+    /// Connects to a standalone server (a Redis Cluster node is refused). A refused
+    /// connection at the start is a wrong address, not a restart: not retriable.
+    pub async fn connect(redis_url: &str) -> Result<Self, StoreError> {
+        let url = redact_url(redis_url);
+        let password = password_of(redis_url);
+        let client = redis::Client::open(redis_url).map_err(|e| {
             StoreError::fatal(scrub(
                 &format!("Redis URL {url} is not valid: {e}"),
                 password.as_deref(),
@@ -235,6 +241,13 @@ impl RedisSource {
                 redis.url
             )));
         }
+        Ok(redis)
+    }
+}
+
+impl RedisSource {
+    pub async fn open(config: &RedisSourceConfig, filters: &Filters) -> Result<Self, StoreError> {
+        let mut redis = Redis::connect(&config.redis_url).await?;
         let pushdown = filters.thread_pushdown();
         let layout = detect(&mut redis, &config.key_prefix, pushdown).await?;
         tracing::info!("Redis {}: layout {}", redis.url, layout_name(&layout));

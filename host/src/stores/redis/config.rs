@@ -1,0 +1,51 @@
+//! Configuration of the Redis store (langgraph-redis, plainredis, LangGraph's docs
+//! layout, chat lists).
+
+use serde::Deserialize;
+
+use crate::stores::OnConflict;
+
+/// Redis to read (langgraph-redis, plain hashes, chat lists).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSourceConfig {
+    /// `redis://[:password@]host:port/db`.
+    pub redis_url: String,
+    /// Key prefix to scan.
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    /// Accepted for compatibility; values are always read as bytes.
+    #[serde(default)]
+    pub decode_responses: Option<bool>,
+}
+
+fn default_key_prefix() -> String {
+    "checkpoint:".into()
+}
+
+/// Redis to write, in langgraph-redis's layout (`RedisSaver` of
+/// langgraph-checkpoint-redis 0.5): RedisJSON documents, its helper keys and its two
+/// RediSearch indexes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSinkConfig {
+    /// `redis://[user:password@]host:port/db` of a server with RedisJSON and RediSearch.
+    pub redis_url: String,
+    /// RedisSaver's checkpoint key prefix followed by `:` (its `checkpoint_prefix`);
+    /// the writes, latest pointers and indexes are named after it as RedisSaver names
+    /// them.
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    /// What to do with a checkpoint or pending write whose key the server already
+    /// holds: `skip` (default), `overwrite`, or `fail` (stop when it differs).
+    #[serde(default)]
+    pub on_conflict: OnConflict,
+    /// Write values RedisSaver's JSON form cannot hold exactly (NaN, integers above
+    /// 2^63, bytes inside objects, numpy arrays, …) in the nearest form it has, and
+    /// count them, instead of refusing their checkpoints into the dead-letter file.
+    #[serde(default)]
+    pub allow_lossy: bool,
+    /// Expire every key written after this many minutes, as RedisSaver's
+    /// `ttl={"default_ttl": …}` does. None: keys do not expire.
+    pub ttl_minutes: Option<f64>,
+}

@@ -1,0 +1,550 @@
+//! Redis destination in langgraph-redis's layout (`RedisSaver` of
+//! langgraph-checkpoint-redis 0.5), so that `RedisSaver.list()`, `get_tuple()` and a
+//! graph's `get_state_history()` work on the result:
+//!
+//! - `{prefix}:{thread}:{ns}:{id}`: the checkpoint document (RedisJSON), channel values
+//!   inline in RedisSaver's JSON form ([`JsonFormWriter`]), metadata as a JSON string;
+//! - `{prefix}_write:{thread}:{ns}:{id}:{task}:{idx}`: one document per pending write,
+//!   its `(type, bytes)` as stored (RedisSaver's serializer reads every type LangGraph
+//!   writes, msgpack included), listed by `write_keys_zset:{thread}:{ns}:{id}`;
+//! - `{prefix}_latest:{thread}:{ns}`: the newest checkpoint's key;
+//! - the two RediSearch indexes RedisSaver's `setup()` creates, when missing.
+//!
+//! The empty namespace is stored as `__empty__`, an empty id as the all-zero UUID, as
+//! RedisSaver does. Each batch goes in one `MULTI`/`EXEC`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use serde_json::{Map, Value};
+
+use super::Redis;
+use super::config::RedisSinkConfig;
+use super::json::{EMPTY_ID, EMPTY_NS};
+use crate::codec::msgpack;
+use crate::codec::redis_form::JsonFormWriter;
+use crate::error::StoreError;
+use crate::record::{Checkpoint, CheckpointKey, TypedValue};
+use crate::run::RunStats;
+use crate::sinks::{Rejected, Sink};
+use crate::stores::layout::{self, LayoutError};
+use crate::stores::{OnConflict, WriteCounts};
+
+/// Key names of one (prefix) layout, as RedisSaver builds them.
+#[derive(Debug, Clone)]
+struct Keys {
+    /// `checkpoint` (RedisSaver's `checkpoint_prefix`).
+    prefix: String,
+}
+
+impl Keys {
+    fn new(key_prefix: &str) -> Self {
+        Self {
+            prefix: key_prefix.trim_end_matches(':').to_owned(),
+        }
+    }
+
+    fn write_prefix(&self) -> String {
+        format!("{}_write", self.prefix)
+    }
+
+    fn checkpoint(&self, k: &CheckpointKey) -> String {
+        format!(
+            "{}:{}:{}:{}",
+            self.prefix,
+            safe_id(&k.thread_id),
+            safe_ns(&k.checkpoint_ns),
+            safe_id(&k.checkpoint_id)
+        )
+    }
+
+    fn write(&self, k: &CheckpointKey, task_id: &str, idx: i64) -> String {
+        format!(
+            "{}:{}:{}:{}:{task_id}:{idx}",
+            self.write_prefix(),
+            safe_id(&k.thread_id),
+            safe_ns(&k.checkpoint_ns),
+            safe_id(&k.checkpoint_id)
+        )
+    }
+
+    fn latest(&self, k: &CheckpointKey) -> String {
+        format!(
+            "{}_latest:{}:{}",
+            self.prefix,
+            safe_id(&k.thread_id),
+            safe_ns(&k.checkpoint_ns)
+        )
+    }
+
+    fn write_zset(k: &CheckpointKey) -> String {
+        format!(
+            "write_keys_zset:{}:{}:{}",
+            safe_id(&k.thread_id),
+            safe_ns(&k.checkpoint_ns),
+            safe_id(&k.checkpoint_id)
+        )
+    }
+}
+
+fn safe_id(id: &str) -> &str {
+    if id.is_empty() { EMPTY_ID } else { id }
+}
+
+fn safe_ns(ns: &str) -> &str {
+    if ns.is_empty() { EMPTY_NS } else { ns }
+}
+
+/// One checkpoint as RedisSaver stores it.
+pub struct RedisDocuments {
+    checkpoint: Value,
+    /// `(key, document)` of each pending write, with its score in the write-key zset.
+    writes: Vec<(String, Value, i64)>,
+}
+
+impl RedisDocuments {
+    /// The record as RedisSaver's reader (and our Redis source) sees these documents.
+    pub fn as_record(&self, record: &Checkpoint) -> Checkpoint {
+        let mut out = record.clone();
+        out.checkpoint = TypedValue::new("json", self.checkpoint["checkpoint"].to_string());
+        out.channel_blobs = Vec::new();
+        out.metadata =
+            TypedValue::new("json", self.checkpoint["metadata"].as_str().unwrap_or("{}"));
+        out.view = None;
+        out
+    }
+}
+
+/// The documents for one record, or why RedisSaver's layout cannot hold it exactly.
+pub fn documents(
+    record: &Checkpoint,
+    writer: &mut JsonFormWriter,
+    keys_prefix: &str,
+) -> Result<RedisDocuments, LayoutError> {
+    let keys = Keys::new(keys_prefix);
+    let key = &record.key;
+    let checkpoint = checkpoint_json(record, writer)?;
+    let metadata_text = String::from_utf8(layout::metadata_json(record)?)
+        .map_err(|_| LayoutError("metadata is not UTF-8 text".into()))?;
+    if metadata_text.contains("\\u0000") && !writer.allow_lossy {
+        return Err(LayoutError(
+            "metadata holds U+0000, which RedisSaver removes from its JSON".into(),
+        ));
+    }
+    let metadata_text = metadata_text.replace("\\u0000", "");
+    let metadata: Value = serde_json::from_str(&metadata_text).unwrap_or(Value::Null);
+    let mut doc = Map::new();
+    doc.insert("thread_id".into(), safe_id(&key.thread_id).into());
+    let run_id = metadata
+        .get("run_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    doc.insert(
+        "run_id".into(),
+        if run_id.is_empty() {
+            "".into()
+        } else {
+            safe_id(run_id).into()
+        },
+    );
+    doc.insert("checkpoint_ns".into(), safe_ns(&key.checkpoint_ns).into());
+    doc.insert("checkpoint_id".into(), safe_id(&key.checkpoint_id).into());
+    doc.insert(
+        "parent_checkpoint_id".into(),
+        record
+            .parent_checkpoint_id
+            .as_deref()
+            .map_or("", safe_id)
+            .into(),
+    );
+    doc.insert("checkpoint_ts".into(), checkpoint_ts(&checkpoint));
+    doc.insert("checkpoint".into(), checkpoint);
+    doc.insert("metadata".into(), Value::String(metadata_text));
+    doc.insert(
+        "has_writes".into(),
+        Value::Bool(!record.pending_writes.is_empty()),
+    );
+    if let (Some(source), Some(step)) = (metadata.get("source"), metadata.get("step")) {
+        doc.insert("source".into(), source.clone());
+        doc.insert("step".into(), step.clone());
+    }
+    // Scores number each task's writes from 0, as RedisSaver's put_writes() does.
+    let mut per_task: BTreeMap<&str, i64> = BTreeMap::new();
+    let writes = record
+        .pending_writes
+        .iter()
+        .map(|w| {
+            let score = per_task.entry(&w.task_id).or_default();
+            let doc = serde_json::json!({
+                "thread_id": safe_id(&key.thread_id),
+                "checkpoint_ns": safe_ns(&key.checkpoint_ns),
+                "checkpoint_id": safe_id(&key.checkpoint_id),
+                "task_id": w.task_id,
+                "task_path": w.task_path,
+                "idx": w.idx,
+                "channel": w.channel,
+                "type": w.value.type_tag,
+                "blob": base64::engine::general_purpose::STANDARD.encode(&w.value.bytes),
+            });
+            let entry = (keys.write(key, &w.task_id, w.idx), doc, *score);
+            *score += 1;
+            entry
+        })
+        .collect();
+    Ok(RedisDocuments {
+        checkpoint: Value::Object(doc),
+        writes,
+    })
+}
+
+/// The `checkpoint` field: RedisSaver's `{"type": …, **checkpoint, "pending_sends": []}`
+/// with channel values in its JSON form. A langgraph-redis record is already in it.
+fn checkpoint_json(record: &Checkpoint, writer: &mut JsonFormWriter) -> Result<Value, LayoutError> {
+    if let Some(doc) = layout::langgraph_redis_document(record) {
+        return Ok(Value::Object(doc));
+    }
+    let whole = layout::whole(record)?;
+    if whole.type_tag != "msgpack" {
+        return Err(LayoutError(format!(
+            "the checkpoint is stored as {:?}: RedisSaver's JSON document cannot hold it",
+            whole.type_tag
+        )));
+    }
+    let bytes = &whole.bytes;
+    let mut doc = Map::new();
+    doc.insert("type".into(), "json".into());
+    for (key, range) in msgpack::map_entry_ranges(bytes, 0)? {
+        let value = if key == "channel_values" {
+            let mut channels = Map::new();
+            for (channel, r) in msgpack::map_entry_ranges(bytes, range.start)? {
+                let v = writer
+                    .channel_value(&bytes[r])
+                    .map_err(|e| LayoutError(format!("channel {channel:?}: {} (RedisSaver's JSON form cannot hold it exactly; allow_lossy: true writes the nearest form)", e.0)))?;
+                channels.insert(channel, v);
+            }
+            Value::Object(channels)
+        } else {
+            // Versions as they are (RedisSaver's own writer makes them strings; its
+            // reader takes both).
+            layout::plain_json(&msgpack::parse(&bytes[range])?)
+                .map_err(|e| LayoutError(format!("checkpoint field {key:?}: {e}")))?
+        };
+        doc.insert(key, value);
+    }
+    doc.insert("pending_sends".into(), Value::Array(Vec::new()));
+    Ok(Value::Object(doc))
+}
+
+/// RedisSaver's `checkpoint_ts` (milliseconds): here the checkpoint's own `ts`, so the
+/// field is the same on every run (RedisSaver uses the clock at `put()`).
+fn checkpoint_ts(checkpoint: &Value) -> Value {
+    let ms = checkpoint
+        .get("ts")
+        .and_then(Value::as_str)
+        .and_then(crate::codec::parse_timestamp)
+        .map(|t| t.timestamp_micros() as f64 / 1000.0)
+        .unwrap_or(0.0);
+    serde_json::Number::from_f64(ms).map_or(Value::Null, Value::Number)
+}
+
+pub struct RedisSink {
+    config: RedisSinkConfig,
+    keys: Keys,
+    redis: Option<Redis>,
+    counts: WriteCounts,
+    losses: BTreeMap<String, u64>,
+}
+
+impl RedisSink {
+    pub fn new(config: RedisSinkConfig) -> Self {
+        Self {
+            keys: Keys::new(&config.key_prefix),
+            config,
+            redis: None,
+            counts: WriteCounts::default(),
+            losses: BTreeMap::new(),
+        }
+    }
+
+    async fn redis(&mut self) -> Result<&mut Redis, StoreError> {
+        if self.redis.is_none() {
+            self.redis = Some(Redis::connect(&self.config.redis_url).await?);
+        }
+        Ok(self.redis.as_mut().expect("connected above"))
+    }
+
+    /// The RediSearch indexes RedisSaver's `setup()` creates, when missing; a server
+    /// without RedisJSON or RediSearch is named.
+    async fn ensure_indexes(&mut self) -> Result<(), StoreError> {
+        let (checkpoint_index, write_index) = (self.keys.prefix.clone(), self.keys.write_prefix());
+        let redis = self.redis().await?;
+        let url = redis.url.clone();
+        let existing: Vec<String> = redis.cmd("FT._LIST", &redis::cmd("FT._LIST")).await.map_err(|e| {
+            StoreError::fatal(format!(
+                "Redis {url}: no RediSearch (FT._LIST failed: {}); langgraph-redis needs the RedisJSON and RediSearch modules (Redis Stack, or Redis 8)",
+                e.message
+            ))
+        })?;
+        for (name, fields) in [
+            (&checkpoint_index, CHECKPOINT_FIELDS.as_slice()),
+            (&write_index, WRITE_FIELDS.as_slice()),
+        ] {
+            if existing.iter().any(|e| e == name) {
+                continue;
+            }
+            let mut cmd = redis::cmd("FT.CREATE");
+            cmd.arg(name)
+                .arg("ON")
+                .arg("JSON")
+                .arg("PREFIX")
+                .arg(1)
+                .arg(format!("{name}:"))
+                .arg("SCHEMA");
+            for (field, kind) in fields {
+                cmd.arg(format!("$.{field}"))
+                    .arg("AS")
+                    .arg(*field)
+                    .arg(*kind);
+                if *kind == "TAG" {
+                    cmd.arg("SEPARATOR").arg(",");
+                }
+            }
+            let () = redis.cmd("FT.CREATE", &cmd).await?;
+            tracing::info!(
+                "Redis {url}: created RediSearch index {name} (as RedisSaver's setup() does)"
+            );
+        }
+        Ok(())
+    }
+}
+
+const CHECKPOINT_FIELDS: [(&str, &str); 9] = [
+    ("thread_id", "TAG"),
+    ("run_id", "TAG"),
+    ("checkpoint_ns", "TAG"),
+    ("checkpoint_id", "TAG"),
+    ("parent_checkpoint_id", "TAG"),
+    ("checkpoint_ts", "NUMERIC"),
+    ("source", "TAG"),
+    ("step", "NUMERIC"),
+    ("has_writes", "TAG"),
+];
+
+const WRITE_FIELDS: [(&str, &str); 7] = [
+    ("thread_id", "TAG"),
+    ("checkpoint_ns", "TAG"),
+    ("checkpoint_id", "TAG"),
+    ("task_id", "TAG"),
+    ("idx", "NUMERIC"),
+    ("channel", "TAG"),
+    ("type", "TAG"),
+];
+
+#[async_trait]
+impl Sink for RedisSink {
+    fn describe(&self) -> String {
+        let url = crate::secrets::redact_url(&self.config.redis_url);
+        format!(
+            "Redis {url} (langgraph-redis layout under {:?}, on_conflict: {})",
+            self.config.key_prefix,
+            self.config.on_conflict.name()
+        )
+    }
+
+    fn default_dead_letter_path(&self) -> PathBuf {
+        PathBuf::from(format!(
+            "redis-{}.dead-letter.jsonl",
+            crate::sinks::safe_file_name(&self.keys.prefix)
+        ))
+    }
+
+    async fn prepare(&mut self) -> Result<(), StoreError> {
+        self.ensure_indexes().await
+    }
+
+    async fn check_writable(&mut self) -> Result<(), StoreError> {
+        let redis = self.redis().await?;
+        let url = redis.url.clone();
+        let _: Vec<String> = redis
+            .cmd("FT._LIST", &redis::cmd("FT._LIST"))
+            .await
+            .map_err(|e| {
+                StoreError::fatal(format!("Redis {url}: no RediSearch ({})", e.message))
+            })?;
+        Ok(())
+    }
+
+    async fn write_batch(&mut self, records: &[Checkpoint]) -> Result<Vec<Rejected>, StoreError> {
+        let mut rejected = Vec::new();
+        let mut writer = JsonFormWriter::new(self.config.allow_lossy);
+        let mut docs = Vec::with_capacity(records.len());
+        for (index, record) in records.iter().enumerate() {
+            match documents(record, &mut writer, &self.config.key_prefix) {
+                Ok(d) => docs.push((record, d)),
+                Err(e) => rejected.push(Rejected {
+                    index,
+                    reason: format!("cannot be written in langgraph-redis's layout: {e}"),
+                }),
+            }
+        }
+        for (what, n) in std::mem::take(&mut writer.losses) {
+            *self.losses.entry(what).or_default() += n;
+        }
+        let keys = self.keys.clone();
+        let mode = self.config.on_conflict;
+        let ttl = self.config.ttl_minutes.map(|m| (m * 60.0) as i64);
+        let redis = self.redis().await?;
+        if mode == OnConflict::Fail {
+            let mut pipe = redis::pipe();
+            for (record, _) in &docs {
+                pipe.cmd("JSON.GET")
+                    .arg(keys.checkpoint(&record.key))
+                    .arg("$");
+            }
+            let existing: Vec<Option<String>> = if docs.is_empty() {
+                Vec::new()
+            } else {
+                redis.pipe("JSON.GET", &pipe).await?
+            };
+            for ((record, d), text) in docs.iter().zip(existing) {
+                let Some(text) = text else { continue };
+                let stored: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                if stored != Value::Array(vec![d.checkpoint.clone()]) {
+                    return Err(StoreError::fatal(format!(
+                        "Redis {}: checkpoint {} already exists with other content (on_conflict: fail); nothing of this batch was written",
+                        redis.url, record.key
+                    )));
+                }
+            }
+        }
+        // Newest checkpoint per (thread, namespace) of this batch, for the latest pointers.
+        let mut newest: BTreeMap<String, (String, String)> = BTreeMap::new();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (record, d) in &docs {
+            let key = keys.checkpoint(&record.key);
+            let mut set = redis::cmd("JSON.SET");
+            set.arg(&key).arg("$").arg(d.checkpoint.to_string());
+            if mode != OnConflict::Overwrite {
+                set.arg("NX");
+            }
+            pipe.add_command(set);
+            let zset = Keys::write_zset(&record.key);
+            for (write_key, doc, score) in &d.writes {
+                let mut set = redis::cmd("JSON.SET");
+                set.arg(write_key).arg("$").arg(doc.to_string());
+                if mode != OnConflict::Overwrite {
+                    set.arg("NX");
+                }
+                pipe.add_command(set);
+                pipe.cmd("ZADD")
+                    .arg(&zset)
+                    .arg(*score)
+                    .arg(write_key)
+                    .ignore();
+                if let Some(ttl) = ttl {
+                    pipe.cmd("EXPIRE").arg(write_key).arg(ttl).ignore();
+                }
+            }
+            if let Some(ttl) = ttl {
+                pipe.cmd("EXPIRE").arg(&key).arg(ttl).ignore();
+                if !d.writes.is_empty() {
+                    pipe.cmd("EXPIRE").arg(&zset).arg(ttl).ignore();
+                }
+            }
+            let latest = keys.latest(&record.key);
+            let entry = newest
+                .entry(latest)
+                .or_insert_with(|| (record.key.checkpoint_id.clone(), key.clone()));
+            if record.key.checkpoint_id > entry.0 {
+                *entry = (record.key.checkpoint_id.clone(), key);
+            }
+        }
+        let results: Vec<redis::Value> = if docs.is_empty() {
+            Vec::new()
+        } else {
+            redis.pipe("JSON.SET", &pipe).await?
+        };
+        // One reply per JSON.SET: OK when written, nil when NX found the key there.
+        let mut replies = results.into_iter();
+        for (_, d) in &docs {
+            match replies.next() {
+                Some(redis::Value::Nil) => self.counts.kept += 1,
+                _ => self.counts.written += 1,
+            }
+            for _ in &d.writes {
+                if !matches!(replies.next(), Some(redis::Value::Nil)) {
+                    self.counts.writes += 1;
+                }
+            }
+        }
+        // Latest pointers: only ever moved forward (a resumed or merged run may
+        // write older checkpoints after newer ones are there).
+        let redis = self.redis.as_mut().expect("connected above");
+        if !newest.is_empty() {
+            let mut pipe = redis::pipe();
+            for latest in newest.keys() {
+                pipe.cmd("GET").arg(latest);
+            }
+            let current: Vec<Option<String>> = redis.pipe("GET latest", &pipe).await?;
+            let mut pipe = redis::pipe();
+            let mut moved = 0;
+            for ((latest, (id, key)), current) in newest.iter().zip(current) {
+                let current_id = current
+                    .as_deref()
+                    .and_then(|k| k.rsplit(':').next())
+                    .unwrap_or("");
+                if current.is_none() || id.as_str() > current_id {
+                    pipe.cmd("SET").arg(latest).arg(key).ignore();
+                    moved += 1;
+                    if let Some(ttl) = ttl {
+                        pipe.cmd("EXPIRE").arg(latest).arg(ttl).ignore();
+                    }
+                }
+            }
+            if moved > 0 {
+                let () = redis.pipe("SET latest", &pipe).await?;
+            }
+        }
+        Ok(rejected)
+    }
+
+    async fn checkpoint(&mut self) -> Result<Option<serde_json::Value>, StoreError> {
+        Ok(Some(serde_json::Value::Null))
+    }
+
+    async fn resume(&mut self, _state: serde_json::Value) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn suspend(&mut self) -> Result<(), StoreError> {
+        self.redis = None;
+        Ok(())
+    }
+
+    async fn finish(&mut self, _stats: &RunStats) -> Result<(), StoreError> {
+        let c = self.counts;
+        let shown = self.describe();
+        tracing::info!(
+            "{shown}: {} checkpoint(s) written, {} already there and kept, {} pending write(s) written",
+            c.written,
+            c.kept,
+            c.writes
+        );
+        if !self.losses.is_empty() {
+            let list: Vec<String> = self
+                .losses
+                .iter()
+                .map(|(what, n)| format!("{what} ×{n}"))
+                .collect();
+            tracing::warn!(
+                "{shown}: written in the nearest form (allow_lossy): {}",
+                list.join("; ")
+            );
+        }
+        self.redis = None;
+        Ok(())
+    }
+}
