@@ -697,7 +697,7 @@ mod tests {
         let uuid = json!({"lc": 2, "type": "constructor", "id": ["uuid", "UUID"], "args": ["00"]});
         assert!(matches!(
             encoder.to_msgpack(&uuid, Walk::ChannelValues).unwrap(),
-            Mp::Ext(1, _)
+            Mp::Ext(0, _)
         ));
     }
 
