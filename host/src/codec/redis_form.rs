@@ -1,6 +1,9 @@
-//! langgraph-redis's JSON form → LangGraph's msgpack, for moving a RedisSaver
-//! checkpoint into the stores whose serializer is `JsonPlusSerializer` (SqliteSaver,
-//! PostgresSaver).
+//! langgraph-redis's JSON form ↔ LangGraph's msgpack.
+//!
+//! [`Encoder`]: JSON form → msgpack, for moving a RedisSaver checkpoint into the stores
+//! whose serializer is `JsonPlusSerializer` (SqliteSaver, PostgresSaver).
+//! [`JsonFormWriter`]: msgpack → JSON form, for writing RedisSaver's documents (see
+//! there).
 //!
 //! `JsonPlusSerializer` reads `json`-typed values with a reviver that does not know
 //! langgraph-redis's markers (`__interrupt__`, `__send__`, `__bytes__`, …) and revives
