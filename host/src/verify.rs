@@ -135,11 +135,15 @@ pub fn view_digest(record: &Checkpoint) -> u128 {
     if let Some(view) = &record.view {
         field(canonical(&view.checkpoint).to_string().as_bytes());
         field(canonical(&view.metadata).to_string().as_bytes());
-        field(
-            canonical(&view.pending_writes_json())
-                .to_string()
-                .as_bytes(),
-        );
+        // Each store returns a checkpoint's pending writes in its own key order.
+        let mut writes: Vec<String> = match canonical(&view.pending_writes_json()) {
+            serde_json::Value::Array(items) => items.iter().map(|w| w.to_string()).collect(),
+            _ => Vec::new(),
+        };
+        writes.sort();
+        for w in writes {
+            field(w.as_bytes());
+        }
     }
     let digest = h.finalize();
     let mut first = [0u8; 16];

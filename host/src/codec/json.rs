@@ -118,7 +118,7 @@ fn render(value: Value, notices: &mut Vec<String>, interrupts: bool) -> Value {
 
 /// What LangGraph reads back for an envelope langgraph-redis wrote without the
 /// object's value (it stores `__dict__`, and these classes have none).
-enum Revival {
+pub enum Revival {
     /// The class called with no arguments (`Decimal()`), or None when that fails.
     As(Value, &'static str),
     /// A class LangGraph will not construct: the envelope comes back as a map.
@@ -126,9 +126,20 @@ enum Revival {
 }
 
 fn revival(obj: &PyObject) -> Option<Revival> {
-    let empty = obj.args.is_empty() && obj.kwargs.as_ref().is_none_or(Map::is_empty);
+    let no_kwargs = obj.kwargs.as_ref().is_none_or(Map::is_empty);
+    valueless_revival(&obj.module, &obj.name, obj.args.is_empty(), no_kwargs)
+}
+
+/// [`Revival`] of an envelope of `module.name` by whether it carries arguments.
+pub fn valueless_revival(
+    module: &str,
+    name: &str,
+    no_args: bool,
+    no_kwargs: bool,
+) -> Option<Revival> {
+    let empty = no_args && no_kwargs;
     let revived = |v: Value, what| Some(Revival::As(v, what));
-    match (obj.module.as_str(), obj.name.as_str()) {
+    match (module, name) {
         ("decimal", "Decimal") if empty => revived("0".into(), "Decimal('0')"),
         ("datetime", "timedelta") if empty => revived(0.0.into(), "timedelta(0)"),
         ("builtins", "frozenset") if empty => {
@@ -142,7 +153,7 @@ fn revival(obj: &PyObject) -> Option<Revival> {
             revived(Value::Null, "None")
         }
         // Networks and interfaces keep their parts as envelopes that revive to None.
-        ("ipaddress", _) if obj.args.is_empty() => revived(Value::Null, "None"),
+        ("ipaddress", _) if no_args => revived(Value::Null, "None"),
         ("re", "Pattern")
         | ("numpy", "ndarray")
         | ("pydantic.types", "SecretStr" | "SecretBytes") => Some(Revival::Envelope),

@@ -33,6 +33,7 @@ use base64::Engine as _;
 use rmpv::Value as Mp;
 use serde_json::{Map, Value};
 
+use super::json::Revival;
 use super::langchain;
 use super::msgpack;
 
@@ -283,6 +284,16 @@ impl<'a> Encoder<'a> {
             ));
         }
         let dotted = format!("{module}.{name}");
+        let no_args = args.is_none_or(Vec::is_empty);
+        let no_kwargs = kwargs.is_none_or(Map::is_empty);
+        match super::json::valueless_revival(&module, name, no_args, no_kwargs) {
+            // RedisSaver's revival raises for these and gives None (LangGraph's ext
+            // hook would give the raw payload).
+            Some(Revival::As(Value::Null, _)) => return Ok(Mp::Nil),
+            // Never constructed: the envelope itself is what RedisSaver reads.
+            Some(Revival::Envelope) => return self.plain_map(map, walk),
+            _ => {}
+        }
         if !self.allowed.allows(&dotted) {
             // RedisSaver without this class in its allowlist gives the envelope back
             // as a map (its children revived).
