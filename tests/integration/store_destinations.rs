@@ -666,6 +666,31 @@ async fn reruns_never_duplicate_and_conflict_modes_do_what_they_say() {
     assert_eq!(pg_scalar(&db, edited).await, 0);
     assert_eq!(pg_scalar(&db, counts).await, first);
 
+    // A live database: a checkpoint of a migrated thread that the source does not have
+    // (the app went on) is merged with, never dropped, whatever the mode.
+    harness::pg_execute(
+        &db,
+        &["INSERT INTO checkpoints SELECT thread_id, checkpoint_ns, 'ffff-newer-than-the-source', checkpoint_id, type, checkpoint, metadata FROM checkpoints ORDER BY checkpoint_id DESC LIMIT 1"],
+    )
+    .await;
+    for mode in ["skip", "overwrite"] {
+        assert_ok(&migrate(
+            dir.path(),
+            "sqlite",
+            &sqlite_source(&source),
+            "postgresql",
+            &dest(mode),
+        ));
+    }
+    assert_eq!(
+        pg_scalar(
+            &db,
+            "SELECT count(*) FROM checkpoints WHERE checkpoint_id = 'ffff-newer-than-the-source'"
+        )
+        .await,
+        1
+    );
+
     // The same for SQLite.
     let out = dir.path().join("out.db");
     let sqlite_dest = |mode: &str| serde_json::json!({ "connection_string": out.display().to_string(), "on_conflict": mode });
