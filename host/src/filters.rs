@@ -187,6 +187,11 @@ impl Filters {
     }
 
     /// The lower time bound as `(instant, inclusive)`, for stores that filter by time.
+    /// Whether a date filter is set (records must be decoded to read their `ts`).
+    pub fn filters_by_time(&self) -> bool {
+        self.time_from().is_some() || self.time_until().is_some()
+    }
+
     pub fn time_from(&self) -> Option<(DateTime<Utc>, bool)> {
         self.from.as_ref().map(|b| (b.instant, b.inclusive))
     }

@@ -497,10 +497,17 @@ async fn process_batch(
         .map_err(|e| io_error(dead.path(), e))?;
     }
     let filters = stage.filters;
+    // Raw mode: a sink that writes raw values only, with no date filter or plugin to
+    // feed, gets the records undecoded (decoding is most of the work of a run).
+    let decode = sink.needs_view() || filters.filters_by_time() || !stage.plugins.is_empty();
     let mut kept: Vec<Checkpoint> = Vec::with_capacity(batch.records.len());
     for mut record in batch.records {
         if !filters.accepts_thread(&record.key.thread_id) {
             stats.filtered += 1;
+            continue;
+        }
+        if !decode {
+            kept.push(record);
             continue;
         }
         if let Err(e) = codec::decode_record(&mut record) {

@@ -34,6 +34,13 @@ pub trait Sink: Send {
         Ok(())
     }
 
+    /// Whether the sink uses the decoded view of a record. Sinks that write the raw
+    /// values only (LangGraph's own stores) say no, and records are then decoded only
+    /// when a date filter or a plugin needs it.
+    fn needs_view(&self) -> bool {
+        true
+    }
+
     /// Checks that the destination can be written, writing nothing (dry run).
     async fn check_writable(&mut self) -> Result<(), StoreError>;
 

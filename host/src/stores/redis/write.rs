@@ -353,6 +353,10 @@ impl Sink for RedisSink {
         )
     }
 
+    fn needs_view(&self) -> bool {
+        false
+    }
+
     fn default_dead_letter_path(&self) -> PathBuf {
         PathBuf::from(format!(
             "redis-{}.dead-letter.jsonl",

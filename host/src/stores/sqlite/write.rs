@@ -283,6 +283,10 @@ impl Sink for SqliteSink {
         )
     }
 
+    fn needs_view(&self) -> bool {
+        false
+    }
+
     fn default_dead_letter_path(&self) -> PathBuf {
         let mut name = self
             .path
