@@ -145,10 +145,7 @@ pub fn view_digest(record: &Checkpoint) -> u128 {
             field(w.as_bytes());
         }
     }
-    let digest = h.finalize();
-    let mut first = [0u8; 16];
-    first.copy_from_slice(&digest[..16]);
-    u128::from_le_bytes(first)
+    first_128_bits(h)
 }
 
 /// SHA-256 (first 16 bytes) of a record's key, parent and raw values, each field
@@ -189,6 +186,11 @@ pub fn record_digest(record: &Checkpoint) -> u128 {
         field(w.value.type_tag.as_bytes());
         field(&w.value.bytes);
     }
+    first_128_bits(h)
+}
+
+/// The first 16 bytes of a SHA-256 as a number (checksums are sums of these).
+fn first_128_bits(h: sha2::Sha256) -> u128 {
     let digest = h.finalize();
     let mut first = [0u8; 16];
     first.copy_from_slice(&digest[..16]);

@@ -351,6 +351,45 @@ pub fn spawn_cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::proces
 }
 
 /// The resume state file of the single run configuration used in `dir`.
+/// Runs a migration slowed down (`CKPT_MIGRATE_FAULT=slow:100`) and kills it with
+/// SIGKILL once three batches of 20 are confirmed in the state file, which must then
+/// still say `running`.
+pub fn kill_9_after_three_batches(dir: &Path, config: &str) {
+    let mut child = spawn_cli(
+        dir,
+        &["--config", config],
+        &[("CKPT_MIGRATE_FAULT", "slow:100")],
+    );
+    wait_until("three confirmed batches", || {
+        state_of(dir).is_some_and(|s| s["counts"]["written"].as_u64().unwrap_or(0) >= 60)
+    });
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_eq!(state_of(dir).unwrap()["status"], "running");
+}
+
+/// `--resume --verify` finishes the run and proves the destination equals the source.
+pub fn resume_and_verify(dir: &Path, config: &str) {
+    let resumed = cli_env(dir, &["--config", config, "--resume", "--verify"], &[]);
+    assert_eq!(
+        resumed.code(),
+        0,
+        "{}{}",
+        resumed.stdout(),
+        resumed.stderr()
+    );
+    assert!(
+        resumed.stdout().contains("equal: same records, each once"),
+        "{}",
+        resumed.stdout()
+    );
+    assert!(
+        resumed.stderr().contains("resumed after"),
+        "{}",
+        resumed.stderr()
+    );
+}
+
 pub fn state_of(dir: &Path) -> Option<Value> {
     let states = dir.join(".ckpt-migrate");
     let entry = std::fs::read_dir(states).ok()?.find_map(|e| {

@@ -4,8 +4,9 @@
 use std::collections::BTreeSet;
 
 use crate::harness::{
-    self, cli_env, cli_yaml, files_under, key_of, pg_database, pg_url_for, read_json_export,
-    spawn_cli, sqlite_fixture, state_of, wait_until,
+    self, cli_env, cli_yaml, files_under, key_of, kill_9_after_three_batches, pg_database,
+    pg_url_for, read_json_export, resume_and_verify, spawn_cli, sqlite_fixture, state_of,
+    wait_until,
 };
 
 fn sqlite_yaml(dest: &str) -> String {
@@ -16,28 +17,6 @@ fn sqlite_yaml(dest: &str) -> String {
 
 const JSON_DEST: &str = "json\ndestination_config: {output_dir: out}";
 const PARQUET_DEST: &str = "parquet\ndestination_config: {output_path: out/cp.parquet}";
-
-/// `--resume --verify` finishes the run and proves the destination equals the source.
-fn resume_and_verify(dir: &std::path::Path, config: &str) {
-    let resumed = cli_env(dir, &["--config", config, "--resume", "--verify"], &[]);
-    assert_eq!(
-        resumed.code(),
-        0,
-        "{}{}",
-        resumed.stdout(),
-        resumed.stderr()
-    );
-    assert!(
-        resumed.stdout().contains("equal: same records, each once"),
-        "{}",
-        resumed.stdout()
-    );
-    assert!(
-        resumed.stderr().contains("resumed after"),
-        "{}",
-        resumed.stderr()
-    );
-}
 
 fn write_yaml(dir: &std::path::Path, yaml: &str) -> String {
     let path = dir.join("migration.yaml");
@@ -163,18 +142,7 @@ fn kill_9_mid_run_then_resume() {
     let dir = tempfile::tempdir().unwrap();
     sqlite_fixture(dir.path());
     let config = write_yaml(dir.path(), &sqlite_yaml(JSON_DEST));
-    let mut child = spawn_cli(
-        dir.path(),
-        &["--config", &config],
-        &[("CKPT_MIGRATE_FAULT", "slow:40")],
-    );
-    wait_until("three confirmed batches", || {
-        state_of(dir.path()).is_some_and(|s| s["counts"]["written"].as_u64().unwrap_or(0) >= 60)
-    });
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    let state = state_of(dir.path()).unwrap();
-    assert_eq!(state["status"], "running");
+    kill_9_after_three_batches(dir.path(), &config);
     resume_and_verify(dir.path(), &config);
     assert_eq!(read_json_export(&dir.path().join("out")).len(), 271);
 }

@@ -826,34 +826,8 @@ async fn store_destinations_verify_and_resume_after_kill_9() {
         let config = config.display().to_string();
         let dir_path = dir.path().to_owned();
         tokio::task::spawn_blocking(move || {
-            let mut child = harness::spawn_cli(
-                &dir_path,
-                &["--config", &config],
-                &[("CKPT_MIGRATE_FAULT", "slow:40")],
-            );
-            harness::wait_until("three confirmed batches", || {
-                harness::state_of(&dir_path)
-                    .is_some_and(|s| s["counts"]["written"].as_u64().unwrap_or(0) >= 60)
-            });
-            child.kill().unwrap(); // SIGKILL
-            child.wait().unwrap();
-            let resumed = cli_env(
-                &dir_path,
-                &["--config", &config, "--resume", "--verify"],
-                &[],
-            );
-            assert_eq!(
-                resumed.code(),
-                0,
-                "{}{}",
-                resumed.stdout(),
-                resumed.stderr()
-            );
-            assert!(
-                resumed.stdout().contains("equal: same records, each once"),
-                "{}",
-                resumed.stdout()
-            );
+            harness::kill_9_after_three_batches(&dir_path, &config);
+            harness::resume_and_verify(&dir_path, &config);
         })
         .await
         .unwrap();
@@ -1118,45 +1092,21 @@ async fn every_source_into_langgraph_redis_reads_back_like_the_source() {
         run.stderr()
     );
 
-    // kill -9 mid-run, then --resume --verify.
+    // kill -9 mid-run, then --resume --verify (in a directory of its own: the state
+    // files of the runs above are in this one).
     flush(&url);
+    let run_dir = tempfile::tempdir().unwrap();
     let yaml = format!(
         "source_type: sqlite\nsource_config: {{connection_string: '{}'}}\ndestination_type: redis\ndestination_config: {{redis_url: '{url}'}}\nbatch_size: 20\n",
         sqlite.display()
     );
-    let config = dir.path().join("redis.yaml");
+    let config = run_dir.path().join("redis.yaml");
     std::fs::write(&config, yaml).unwrap();
     let config = config.display().to_string();
-    let dir_path = dir.path().to_owned();
+    let dir_path = run_dir.path().to_owned();
     tokio::task::spawn_blocking(move || {
-        let mut child = harness::spawn_cli(
-            &dir_path,
-            &["--config", &config],
-            &[("CKPT_MIGRATE_FAULT", "slow:40")],
-        );
-        harness::wait_until("three confirmed batches", || {
-            harness::state_of(&dir_path)
-                .is_some_and(|s| s["counts"]["written"].as_u64().unwrap_or(0) >= 60)
-        });
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        let resumed = cli_env(
-            &dir_path,
-            &["--config", &config, "--resume", "--verify"],
-            &[],
-        );
-        assert_eq!(
-            resumed.code(),
-            0,
-            "{}{}",
-            resumed.stdout(),
-            resumed.stderr()
-        );
-        assert!(
-            resumed.stdout().contains("equal: same records, each once"),
-            "{}",
-            resumed.stdout()
-        );
+        harness::kill_9_after_three_batches(&dir_path, &config);
+        harness::resume_and_verify(&dir_path, &config);
     })
     .await
     .unwrap();

@@ -91,6 +91,39 @@ pub trait Source: Send {
     }
 }
 
+/// Where a source that reads files in order resumes: at its own position (file, item),
+/// or, from an older state file, after a key.
+pub enum ResumePoint<P> {
+    At(P),
+    AfterKey(CheckpointKey),
+}
+
+/// Reads a resume position written by [`SourceBatch::position`] (or a key).
+pub fn resume_point<P: serde::de::DeserializeOwned>(
+    position: &serde_json::Value,
+) -> Result<ResumePoint<P>, StoreError> {
+    if let Ok(at) = serde_json::from_value::<P>(position.clone()) {
+        return Ok(ResumePoint::At(at));
+    }
+    serde_json::from_value(position.clone())
+        .map(ResumePoint::AfterKey)
+        .map_err(|e| StoreError::fatal(format!("unreadable resume position: {e}")))
+}
+
+/// Whether a record is one to skip while resuming after `skip_through` (which is
+/// cleared once that key has gone by).
+pub fn skipping(skip_through: &mut Option<CheckpointKey>, key: &CheckpointKey) -> bool {
+    match skip_through {
+        Some(skip) => {
+            if skip == key {
+                *skip_through = None;
+            }
+            true
+        }
+        None => false,
+    }
+}
+
 /// Opens the configured source with the run's filters.
 pub async fn open(config: &SourceConfig, filters: &Filters) -> Result<Box<dyn Source>, OpenError> {
     match config {

@@ -79,3 +79,20 @@ pub struct WriteCounts {
     /// Channel blobs inserted (PostgreSQL).
     pub blobs: u64,
 }
+
+impl WriteCounts {
+    /// Logs the counts of a finished run (tests and users read this line).
+    pub fn report(&self, destination: &str) {
+        let blobs = if self.blobs > 0 {
+            format!("{} blob(s) and ", self.blobs)
+        } else {
+            String::new()
+        };
+        tracing::info!(
+            "{destination}: {} checkpoint(s) written, {} already there and kept, {blobs}{} pending write(s) written",
+            self.written,
+            self.kept,
+            self.writes
+        );
+    }
+}

@@ -18,7 +18,9 @@ use super::config::JsonSourceConfig;
 use super::{FORMAT, FORMAT_VERSION};
 use crate::error::StoreError;
 use crate::record::{Checkpoint, CheckpointKey, Origin};
-use crate::sources::{BatchLimits, FailedRead, Source, SourceBatch, ThreadCounts};
+use crate::sources::{
+    BatchLimits, FailedRead, ResumePoint, Source, SourceBatch, ThreadCounts, resume_point, skipping,
+};
 
 pub struct JsonSource {
     dir: PathBuf,
@@ -211,10 +213,7 @@ impl Source for JsonSource {
                 .and_then(|o| record_of(&o, origin.clone()))
             {
                 Ok(record) => {
-                    if let Some(skip) = &self.skip_through {
-                        if &record.key == skip {
-                            self.skip_through = None;
-                        }
+                    if skipping(&mut self.skip_through, &record.key) {
                         continue;
                     }
                     batch.bytes += record.raw_size();
@@ -236,19 +235,14 @@ impl Source for JsonSource {
     }
 
     fn resume_from(&mut self, position: &Value) -> Result<(), StoreError> {
-        match serde_json::from_value::<Position>(position.clone()) {
-            Ok(at) => {
+        match resume_point::<Position>(position)? {
+            ResumePoint::At(at) => {
                 self.at = at;
                 self.open = None;
-                Ok(())
             }
-            Err(_) => {
-                let key: CheckpointKey = serde_json::from_value(position.clone())
-                    .map_err(|e| StoreError::fatal(format!("unreadable resume position: {e}")))?;
-                self.resume_after(key);
-                Ok(())
-            }
+            ResumePoint::AfterKey(key) => self.resume_after(key),
         }
+        Ok(())
     }
 
     async fn count_by_thread(&mut self, _pushed: bool) -> Result<ThreadCounts, StoreError> {

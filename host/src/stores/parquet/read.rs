@@ -21,7 +21,9 @@ use super::HIVE_DEFAULT_PARTITION;
 use super::config::ParquetSourceConfig;
 use crate::error::StoreError;
 use crate::record::{ChannelBlob, Checkpoint, CheckpointKey, Origin, PendingWrite, TypedValue};
-use crate::sources::{BatchLimits, Source, SourceBatch, ThreadCounts};
+use crate::sources::{
+    BatchLimits, ResumePoint, Source, SourceBatch, ThreadCounts, resume_point, skipping,
+};
 
 /// The finished Parquet files of an export (a file, or every `*.parquet` under a
 /// dataset directory), in name order.
@@ -274,10 +276,7 @@ impl Source for ParquetSource {
             let record = self.pending.pop_front().expect("refilled");
             self.at.row += 1;
             seen += 1;
-            if let Some(skip) = &self.skip_through {
-                if &record.key == skip {
-                    self.skip_through = None;
-                }
+            if skipping(&mut self.skip_through, &record.key) {
                 continue;
             }
             batch.bytes += record.raw_size();
@@ -296,20 +295,15 @@ impl Source for ParquetSource {
     }
 
     fn resume_from(&mut self, position: &serde_json::Value) -> Result<(), StoreError> {
-        match serde_json::from_value::<Position>(position.clone()) {
-            Ok(at) => {
+        match resume_point::<Position>(position)? {
+            ResumePoint::At(at) => {
                 self.at = at;
                 self.reader = None;
                 self.pending.clear();
-                Ok(())
             }
-            Err(_) => {
-                let key: CheckpointKey = serde_json::from_value(position.clone())
-                    .map_err(|e| StoreError::fatal(format!("unreadable resume position: {e}")))?;
-                self.resume_after(key);
-                Ok(())
-            }
+            ResumePoint::AfterKey(key) => self.resume_after(key),
         }
+        Ok(())
     }
 
     async fn count_by_thread(&mut self, _pushed: bool) -> Result<ThreadCounts, StoreError> {

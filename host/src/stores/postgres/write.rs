@@ -12,8 +12,9 @@ use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use sqlx::Connection;
+use sqlx::postgres::PgArguments;
 use sqlx::postgres::PgConnection;
+use sqlx::{Arguments as _, Connection};
 
 use super::Endpoint;
 use super::config::PostgresSinkConfig;
@@ -182,6 +183,56 @@ impl Columns {
             self.write_blob.push(w.value.bytes.clone());
         }
         Ok(())
+    }
+}
+
+/// Binds one array per column, in the order of the `UNNEST` it feeds.
+macro_rules! array_args {
+    ($($column:expr),+ $(,)?) => {{
+        let mut args = PgArguments::default();
+        $(args.add($column).map_err(sqlx::Error::Encode)?;)+
+        Ok(args)
+    }};
+}
+
+impl Columns {
+    /// The arguments of [`CHECKPOINT_ROWS`].
+    fn checkpoint_args(&self) -> Result<PgArguments, sqlx::Error> {
+        array_args!(
+            &self.thread_id,
+            &self.checkpoint_ns,
+            &self.checkpoint_id,
+            &self.parent,
+            &self.document,
+            &self.metadata
+        )
+    }
+
+    /// The arguments of [`BLOB_ROWS`].
+    fn blob_args(&self) -> Result<PgArguments, sqlx::Error> {
+        array_args!(
+            &self.blob_thread_id,
+            &self.blob_ns,
+            &self.blob_channel,
+            &self.blob_version,
+            &self.blob_type,
+            &self.blob
+        )
+    }
+
+    /// The arguments of [`WRITE_ROWS`].
+    fn write_args(&self) -> Result<PgArguments, sqlx::Error> {
+        array_args!(
+            &self.write_thread_id,
+            &self.write_ns,
+            &self.write_checkpoint_id,
+            &self.write_task_id,
+            &self.write_task_path,
+            &self.write_idx,
+            &self.write_channel,
+            &self.write_type,
+            &self.write_blob,
+        )
     }
 }
 
@@ -375,13 +426,7 @@ impl PostgresSink {
              WHERE c.parent_checkpoint_id IS DISTINCT FROM b.parent_checkpoint_id \
                 OR c.checkpoint <> b.checkpoint OR c.metadata <> b.metadata LIMIT 1"
         );
-        let found: Option<String> = sqlx::query_scalar(&checkpoints)
-            .bind(&c.thread_id)
-            .bind(&c.checkpoint_ns)
-            .bind(&c.checkpoint_id)
-            .bind(&c.parent)
-            .bind(&c.document)
-            .bind(&c.metadata)
+        let found: Option<String> = sqlx::query_scalar_with(&checkpoints, c.checkpoint_args()?)
             .fetch_optional(&mut *conn)
             .await?;
         if let Some(key) = found {
@@ -392,25 +437,10 @@ impl PostgresSink {
              FROM {WRITE_ROWS} JOIN checkpoint_writes c USING (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) \
              WHERE c.channel <> b.channel OR c.type IS DISTINCT FROM b.type OR c.blob <> b.blob LIMIT 1"
         );
-        let found: Option<String> = Self::bind_writes(sqlx::query_scalar(&writes), c)
+        let found: Option<String> = sqlx::query_scalar_with(&writes, c.write_args()?)
             .fetch_optional(&mut *conn)
             .await?;
         Ok(found.map(|key| format!("pending write {key}")))
-    }
-
-    fn bind_writes<'q, O>(
-        q: sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
-        c: &'q Columns,
-    ) -> sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
-        q.bind(&c.write_thread_id)
-            .bind(&c.write_ns)
-            .bind(&c.write_checkpoint_id)
-            .bind(&c.write_task_id)
-            .bind(&c.write_task_path)
-            .bind(&c.write_idx)
-            .bind(&c.write_channel)
-            .bind(&c.write_type)
-            .bind(&c.write_blob)
     }
 
     /// Inserts one batch in one transaction; returns the counts.
@@ -441,13 +471,7 @@ impl PostgresSink {
             "INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob) \
              SELECT * FROM {BLOB_ROWS} ON CONFLICT (thread_id, checkpoint_ns, channel, version) {on_blob}"
         );
-        counts.blobs = sqlx::query(&sql)
-            .bind(&c.blob_thread_id)
-            .bind(&c.blob_ns)
-            .bind(&c.blob_channel)
-            .bind(&c.blob_version)
-            .bind(&c.blob_type)
-            .bind(&c.blob)
+        counts.blobs = sqlx::query_with(&sql, c.blob_args()?)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -455,13 +479,7 @@ impl PostgresSink {
             "INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata) \
              SELECT * FROM {CHECKPOINT_ROWS} ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) {on_checkpoint}"
         );
-        counts.written = sqlx::query(&sql)
-            .bind(&c.thread_id)
-            .bind(&c.checkpoint_ns)
-            .bind(&c.checkpoint_id)
-            .bind(&c.parent)
-            .bind(&c.document)
-            .bind(&c.metadata)
+        counts.written = sqlx::query_with(&sql, c.checkpoint_args()?)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -470,16 +488,7 @@ impl PostgresSink {
             "INSERT INTO checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob) \
              SELECT * FROM {WRITE_ROWS} ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) {on_write}"
         );
-        counts.writes = sqlx::query(&sql)
-            .bind(&c.write_thread_id)
-            .bind(&c.write_ns)
-            .bind(&c.write_checkpoint_id)
-            .bind(&c.write_task_id)
-            .bind(&c.write_task_path)
-            .bind(&c.write_idx)
-            .bind(&c.write_channel)
-            .bind(&c.write_type)
-            .bind(&c.write_blob)
+        counts.writes = sqlx::query_with(&sql, c.write_args()?)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -610,15 +619,7 @@ impl Sink for PostgresSink {
     }
 
     async fn finish(&mut self, _stats: &RunStats) -> Result<(), StoreError> {
-        let c = self.counts;
-        tracing::info!(
-            "{}: {} checkpoint(s) written, {} already there and kept, {} blob(s) and {} pending write(s) written",
-            self.schema_shown(),
-            c.written,
-            c.kept,
-            c.blobs,
-            c.writes
-        );
+        self.counts.report(&self.schema_shown());
         if self.negative_zeros > 0 {
             tracing::warn!(
                 "{}: {} checkpoint(s) had -0.0 in their metadata, which PostgreSQL's JSONB stores as 0.0 (as PostgresSaver's own writes do)",

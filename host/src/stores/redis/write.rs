@@ -529,14 +529,8 @@ impl Sink for RedisSink {
     }
 
     async fn finish(&mut self, _stats: &RunStats) -> Result<(), StoreError> {
-        let c = self.counts;
         let shown = self.describe();
-        tracing::info!(
-            "{shown}: {} checkpoint(s) written, {} already there and kept, {} pending write(s) written",
-            c.written,
-            c.kept,
-            c.writes
-        );
+        self.counts.report(&shown);
         if !self.losses.is_empty() {
             let list: Vec<String> = self
                 .losses

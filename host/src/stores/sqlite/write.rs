@@ -132,6 +132,17 @@ impl SqliteSink {
         Ok(self.conn.as_mut().expect("opened above"))
     }
 
+    /// The existing database, read-only: a dry run leaves the file as it is.
+    async fn open_read_only(&self) -> Result<SqliteConnection, StoreError> {
+        SqliteConnectOptions::new()
+            .filename(&self.path)
+            .read_only(true)
+            .disable_statement_logging()
+            .connect()
+            .await
+            .map_err(|e| self.error("cannot open", e))
+    }
+
     /// Inserts one batch inside an open transaction.
     async fn insert(&mut self, rows: &[SaverRow<'_>]) -> Result<(), StoreError> {
         let mode = self.config.on_conflict;
@@ -303,14 +314,7 @@ impl Sink for SqliteSink {
 
     async fn check_writable(&mut self) -> Result<(), StoreError> {
         if self.path.exists() {
-            // Opened read-only: a dry run leaves the file as it is.
-            let mut conn = SqliteConnectOptions::new()
-                .filename(&self.path)
-                .read_only(true)
-                .disable_statement_logging()
-                .connect()
-                .await
-                .map_err(|e| self.error("cannot open", e))?;
+            let mut conn = self.open_read_only().await?;
             let columns = table_columns(&mut conn, &self.path, "checkpoints").await?;
             if !columns.is_empty() {
                 check_columns(&self.path, "checkpoints", &columns, &CHECKPOINT_COLUMNS)?;
@@ -336,13 +340,7 @@ impl Sink for SqliteSink {
                 "create {shown} with SqliteSaver's tables, in WAL mode"
             )]);
         }
-        let mut conn = SqliteConnectOptions::new()
-            .filename(&self.path)
-            .read_only(true)
-            .disable_statement_logging()
-            .connect()
-            .await
-            .map_err(|e| self.error("cannot open", e))?;
+        let mut conn = self.open_read_only().await?;
         if table_columns(&mut conn, &self.path, "checkpoints")
             .await?
             .is_empty()
@@ -427,14 +425,8 @@ impl Sink for SqliteSink {
     }
 
     async fn finish(&mut self, _stats: &RunStats) -> Result<(), StoreError> {
-        let c = self.counts;
-        tracing::info!(
-            "SQLite {}: {} checkpoint(s) written, {} already there and kept, {} pending write(s) written",
-            self.path.display(),
-            c.written,
-            c.kept,
-            c.writes
-        );
+        self.counts
+            .report(&format!("SQLite {}", self.path.display()));
         crate::stores::report_kept_as_maps(
             &format!("SQLite {}", self.path.display()),
             &self.kept_as_maps,
