@@ -117,80 +117,67 @@ pub fn view_digest(record: &Checkpoint) -> u128 {
             other => other.clone(),
         }
     }
-    let mut h = sha2::Sha256::new();
-    let mut field = |bytes: &[u8]| {
-        h.update((bytes.len() as u64).to_le_bytes());
-        h.update(bytes);
-    };
-    field(record.key.thread_id.as_bytes());
-    field(record.key.checkpoint_ns.as_bytes());
-    field(record.key.checkpoint_id.as_bytes());
-    field(
-        record
-            .parent_checkpoint_id
-            .as_deref()
-            .unwrap_or("\0none")
-            .as_bytes(),
-    );
-    if let Some(view) = &record.view {
-        field(canonical(&view.checkpoint).to_string().as_bytes());
-        field(canonical(&view.metadata).to_string().as_bytes());
-        // Each store returns a checkpoint's pending writes in its own key order.
-        let mut writes: Vec<String> = match canonical(&view.pending_writes_json()) {
-            serde_json::Value::Array(items) => items.iter().map(|w| w.to_string()).collect(),
-            _ => Vec::new(),
-        };
-        writes.sort();
-        for w in writes {
-            field(w.as_bytes());
+    keyed_digest(record, |field| {
+        if let Some(view) = &record.view {
+            field(canonical(&view.checkpoint).to_string().as_bytes());
+            field(canonical(&view.metadata).to_string().as_bytes());
+            // Each store returns a checkpoint's pending writes in its own key order.
+            let mut writes: Vec<String> = match canonical(&view.pending_writes_json()) {
+                serde_json::Value::Array(items) => items.iter().map(|w| w.to_string()).collect(),
+                _ => Vec::new(),
+            };
+            writes.sort();
+            for w in writes {
+                field(w.as_bytes());
+            }
         }
-    }
-    first_128_bits(h)
+    })
 }
 
 /// SHA-256 (first 16 bytes) of a record's key, parent and raw values, each field
 /// length-prefixed so no two records share an encoding.
 pub fn record_digest(record: &Checkpoint) -> u128 {
-    let mut h = sha2::Sha256::new();
-    let mut field = |bytes: &[u8]| {
-        h.update((bytes.len() as u64).to_le_bytes());
-        h.update(bytes);
-    };
-    field(record.key.thread_id.as_bytes());
-    field(record.key.checkpoint_ns.as_bytes());
-    field(record.key.checkpoint_id.as_bytes());
-    field(
-        record
-            .parent_checkpoint_id
-            .as_deref()
-            .unwrap_or("\0none")
-            .as_bytes(),
-    );
-    field(record.checkpoint.type_tag.as_bytes());
-    field(&record.checkpoint.bytes);
-    field(record.metadata.type_tag.as_bytes());
-    field(&record.metadata.bytes);
-    let mut blobs: Vec<_> = record.channel_blobs.iter().collect();
-    blobs.sort_by(|a, b| (&a.channel, &a.version).cmp(&(&b.channel, &b.version)));
-    for b in blobs {
-        field(b.channel.as_bytes());
-        field(b.version.as_bytes());
-        field(b.value.type_tag.as_bytes());
-        field(&b.value.bytes);
-    }
-    for w in &record.pending_writes {
-        field(w.task_id.as_bytes());
-        field(w.task_path.as_bytes());
-        field(&w.idx.to_le_bytes());
-        field(w.channel.as_bytes());
-        field(w.value.type_tag.as_bytes());
-        field(&w.value.bytes);
-    }
-    first_128_bits(h)
+    keyed_digest(record, |field| {
+        field(record.checkpoint.type_tag.as_bytes());
+        field(&record.checkpoint.bytes);
+        field(record.metadata.type_tag.as_bytes());
+        field(&record.metadata.bytes);
+        let mut blobs: Vec<_> = record.channel_blobs.iter().collect();
+        blobs.sort_by(|a, b| (&a.channel, &a.version).cmp(&(&b.channel, &b.version)));
+        for b in blobs {
+            field(b.channel.as_bytes());
+            field(b.version.as_bytes());
+            field(b.value.type_tag.as_bytes());
+            field(&b.value.bytes);
+        }
+        for w in &record.pending_writes {
+            field(w.task_id.as_bytes());
+            field(w.task_path.as_bytes());
+            field(&w.idx.to_le_bytes());
+            field(w.channel.as_bytes());
+            field(w.value.type_tag.as_bytes());
+            field(&w.value.bytes);
+        }
+    })
 }
 
-/// The first 16 bytes of a SHA-256 as a number (checksums are sums of these).
-fn first_128_bits(h: sha2::Sha256) -> u128 {
+/// SHA-256 (first 16 bytes, as a number: checksums are sums of these) of a record's
+/// key and parent and then of what `rest` adds, each field length-prefixed so no two
+/// records share an encoding.
+fn keyed_digest(record: &Checkpoint, rest: impl FnOnce(&mut dyn FnMut(&[u8]))) -> u128 {
+    let mut h = sha2::Sha256::new();
+    {
+        let mut field = |bytes: &[u8]| {
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(bytes);
+        };
+        field(record.key.thread_id.as_bytes());
+        field(record.key.checkpoint_ns.as_bytes());
+        field(record.key.checkpoint_id.as_bytes());
+        let parent = record.parent_checkpoint_id.as_deref();
+        field(parent.unwrap_or("\0none").as_bytes());
+        rest(&mut field);
+    }
     let digest = h.finalize();
     let mut first = [0u8; 16];
     first.copy_from_slice(&digest[..16]);

@@ -149,22 +149,33 @@ fn migrate(
     dest: &str,
     dest_config: &Value,
 ) -> harness::Run {
-    cli_env(
-        dir,
-        &[
-            "--source",
-            source,
-            "--source-config",
-            &source_config.to_string(),
-            "--destination",
-            dest,
-            "--dest-config",
-            &dest_config.to_string(),
-            "--batch-size",
-            "40",
-        ],
-        &[],
-    )
+    migrate_with(dir, source, source_config, dest, dest_config, &[])
+}
+
+/// A migration by the command line, batches of 40, plus `extra` flags.
+fn migrate_with(
+    dir: &Path,
+    source: &str,
+    source_config: &Value,
+    dest: &str,
+    dest_config: &Value,
+    extra: &[&str],
+) -> harness::Run {
+    let (source_config, dest_config) = (source_config.to_string(), dest_config.to_string());
+    let mut args = vec![
+        "--source",
+        source,
+        "--source-config",
+        &source_config,
+        "--destination",
+        dest,
+        "--dest-config",
+        &dest_config,
+        "--batch-size",
+        "40",
+    ];
+    args.extend_from_slice(extra);
+    cli_env(dir, &args, &[])
 }
 
 fn sqlite_source(path: &Path) -> Value {
@@ -333,23 +344,7 @@ fn migrate_verified(
     dest: &str,
     dest_config: &Value,
 ) -> harness::Run {
-    let run = cli_env(
-        dir,
-        &[
-            "--source",
-            source,
-            "--source-config",
-            &source_config.to_string(),
-            "--destination",
-            dest,
-            "--dest-config",
-            &dest_config.to_string(),
-            "--batch-size",
-            "40",
-            "--verify",
-        ],
-        &[],
-    );
+    let run = migrate_with(dir, source, source_config, dest, dest_config, &["--verify"]);
     assert!(
         run.stdout().contains("equal: same records, each once"),
         "{source} → {dest}: {}{}",
@@ -901,20 +896,13 @@ async fn dry_run_shows_the_plan_for_a_store_and_writes_nothing() {
     let source = sqlite_fixture(dir.path());
     let db = empty_database().await;
     let dry = |dest: &str, config: &Value| {
-        cli_env(
+        migrate_with(
             dir.path(),
-            &[
-                "--source",
-                "sqlite",
-                "--source-config",
-                &sqlite_source(&source).to_string(),
-                "--destination",
-                dest,
-                "--dest-config",
-                &config.to_string(),
-                "--dry-run",
-            ],
-            &[],
+            "sqlite",
+            &sqlite_source(&source),
+            dest,
+            config,
+            &["--dry-run"],
         )
     };
     let run = dry("postgresql", &pg_config(&db));
