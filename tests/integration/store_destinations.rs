@@ -1066,7 +1066,7 @@ async fn every_source_into_langgraph_redis_reads_back_like_the_source() {
     // With allow_lossy the nearest form is written and the losses are listed.
     flush(&url);
     std::fs::remove_file(dir.path().join("redis-checkpoint.dead-letter.jsonl")).unwrap();
-    let lossy = serde_json::json!({ "redis_url": url, "allow_lossy": true });
+    let lossy = serde_json::json!({ "redis_url": url, "allow_lossy": true, "ttl_minutes": 60 });
     let run = migrate(dir.path(), "sqlite", &sqlite_source(&zoo), "redis", &lossy);
     assert!(
         run.stderr()
@@ -1079,6 +1079,17 @@ async fn every_source_into_langgraph_redis_reads_back_like_the_source() {
         "{}",
         run.stderr()
     );
+    // ttl_minutes: every key written expires, as with RedisSaver's default_ttl.
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+    assert!(!keys.is_empty());
+    for key in keys.iter().filter(|k| !k.starts_with("idx:")) {
+        let ttl: i64 = redis::cmd("TTL").arg(key).query(&mut conn).unwrap();
+        assert!((3500..=3600).contains(&ttl), "{key}: TTL {ttl}");
+    }
 
     // kill -9 mid-run, then --resume --verify (in a directory of its own: the state
     // files of the runs above are in this one).
@@ -1105,5 +1116,116 @@ async fn every_source_into_langgraph_redis_reads_back_like_the_source() {
         &oracle_without_redis_fields("sqlite", false),
         &[],
         WriteOrder::AnyOrder,
+    );
+}
+
+/// A SQLite destination that another process holds locked: the run waits
+/// `busy_timeout_seconds`, retries, and then stops naming the lock; nothing is lost
+/// and the same command with `--resume` finishes once the lock is gone.
+#[test]
+fn a_locked_sqlite_destination_is_waited_for_then_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = sqlite_fixture(dir.path());
+    let out = dir.path().join("locked.db");
+    let dest = serde_json::json!({ "connection_string": out.display().to_string(), "busy_timeout_seconds": 1 });
+    // Another process holds the database's lock.
+    let mut holder = Command::new(python())
+        .args([
+            "-c",
+            "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); \
+             c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(30)",
+        ])
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "locked");
+    let config = dir.path().join("locked.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "source_type: sqlite\nsource_config: {{connection_string: '{}'}}\ndestination_type: sqlite\ndestination_config: {dest}\nmax_retries: 1\nretry_budget_seconds: 2\n",
+            source.display()
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let run = cli_env(dir.path(), &["--config", &config], &[]);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(run.code(), 3, "{}", run.stderr());
+    assert!(
+        run.stderr().contains("database is locked")
+            && run.stderr().contains(
+                "another process held the write lock longer than busy_timeout_seconds = 1"
+            ),
+        "{}",
+        run.stderr()
+    );
+    let resumed = cli_env(
+        dir.path(),
+        &["--config", &config, "--resume", "--verify"],
+        &[],
+    );
+    assert_eq!(
+        resumed.code(),
+        0,
+        "{}{}",
+        resumed.stdout(),
+        resumed.stderr()
+    );
+    assert!(
+        resumed.stdout().contains("equal: same records, each once"),
+        "{}",
+        resumed.stdout()
+    );
+}
+
+/// A JSON export restored into PostgreSQL survives kill -9: `--resume` continues at the
+/// file and item after the last confirmed batch.
+#[tokio::test]
+async fn restoring_an_export_resumes_after_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = sqlite_fixture(dir.path());
+    let export = dir.path().join("backup");
+    assert_ok(&migrate(
+        dir.path(),
+        "sqlite",
+        &sqlite_source(&source),
+        "json",
+        &serde_json::json!({ "output_dir": export.display().to_string() }),
+    ));
+    let db = empty_database().await;
+    let run_dir = tempfile::tempdir().unwrap();
+    let config = run_dir.path().join("restore.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "source_type: json\nsource_config: {{path: '{}'}}\ndestination_type: postgresql\ndestination_config: {{connection_string: '{}'}}\nbatch_size: 20\n",
+            export.display(),
+            pg_url_for(&db)
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let dir_path = run_dir.path().to_owned();
+    tokio::task::spawn_blocking(move || {
+        harness::kill_9_after_three_batches(&dir_path, &config);
+        harness::resume_and_verify(&dir_path, &config);
+    })
+    .await
+    .unwrap();
+    let got = langgraph_read("postgres", &pg_url_for(&db), &[]);
+    assert_reads_back(
+        "json export → postgresql after kill -9 and resume",
+        &got,
+        &harness::oracle("sqlite"),
+        &[],
     );
 }
