@@ -368,8 +368,20 @@ pub fn kill_9_after_three_batches(dir: &Path, config: &str) {
     assert_eq!(state_of(dir).unwrap()["status"], "running");
 }
 
-/// `--resume --verify` finishes the run and proves the destination equals the source.
+/// `--resume --verify` finishes the run (continuing an interrupted one) and proves the
+/// destination equals the source.
 pub fn resume_and_verify(dir: &Path, config: &str) {
+    let resumed = finish_and_verify(dir, config);
+    assert!(
+        resumed.stderr().contains("resumed after"),
+        "{}",
+        resumed.stderr()
+    );
+}
+
+/// `--resume --verify` runs to the end, from wherever an earlier run stopped (or from
+/// the start), and `verify` says equal.
+pub fn finish_and_verify(dir: &Path, config: &str) -> Run {
     let resumed = cli_env(dir, &["--config", config, "--resume", "--verify"], &[]);
     assert_eq!(
         resumed.code(),
@@ -383,11 +395,7 @@ pub fn resume_and_verify(dir: &Path, config: &str) {
         "{}",
         resumed.stdout()
     );
-    assert!(
-        resumed.stderr().contains("resumed after"),
-        "{}",
-        resumed.stderr()
-    );
+    resumed
 }
 
 pub fn state_of(dir: &Path) -> Option<Value> {
