@@ -6,14 +6,15 @@ use serde_json::{Map, Value};
 use super::DecodeError;
 use super::python::{self, PyKind, PyObject, Style};
 
-const EXT_CONSTRUCTOR_SINGLE_ARG: i8 = 0;
-const EXT_CONSTRUCTOR_POS_ARGS: i8 = 1;
-const EXT_CONSTRUCTOR_KW_ARGS: i8 = 2;
-const EXT_METHOD_SINGLE_ARG: i8 = 3;
-const EXT_PYDANTIC_V1: i8 = 4;
-const EXT_PYDANTIC_V2: i8 = 5;
-const EXT_NUMPY_ARRAY: i8 = 6;
-const EXT_DELTA_SNAPSHOT: i8 = 7;
+// LangGraph's msgpack extension codes (`langgraph.checkpoint.serde.jsonplus`).
+pub const EXT_CONSTRUCTOR_SINGLE_ARG: i8 = 0;
+pub const EXT_CONSTRUCTOR_POS_ARGS: i8 = 1;
+pub const EXT_CONSTRUCTOR_KW_ARGS: i8 = 2;
+pub const EXT_METHOD_SINGLE_ARG: i8 = 3;
+pub const EXT_PYDANTIC_V1: i8 = 4;
+pub const EXT_PYDANTIC_V2: i8 = 5;
+pub const EXT_NUMPY_ARRAY: i8 = 6;
+pub const EXT_DELTA_SNAPSHOT: i8 = 7;
 
 /// Parses one complete msgpack value; trailing bytes are an error (a truncated or
 /// concatenated value is corruption, not data).

@@ -35,7 +35,10 @@ use serde_json::{Map, Value};
 
 use super::json::Revival;
 use super::langchain;
-use super::msgpack;
+use super::msgpack::{
+    self, EXT_CONSTRUCTOR_KW_ARGS, EXT_CONSTRUCTOR_POS_ARGS, EXT_CONSTRUCTOR_SINGLE_ARG,
+    EXT_DELTA_SNAPSHOT, EXT_METHOD_SINGLE_ARG, EXT_PYDANTIC_V1, EXT_PYDANTIC_V2,
+};
 
 /// Which of RedisSaver's two revivers reads the value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -544,14 +547,6 @@ impl JsonFormWriter {
         }
     }
 }
-
-const EXT_CONSTRUCTOR_SINGLE_ARG: i8 = 0;
-const EXT_CONSTRUCTOR_POS_ARGS: i8 = 1;
-const EXT_CONSTRUCTOR_KW_ARGS: i8 = 2;
-const EXT_METHOD_SINGLE_ARG: i8 = 3;
-const EXT_PYDANTIC_V1: i8 = 4;
-const EXT_PYDANTIC_V2: i8 = 5;
-const EXT_DELTA_SNAPSHOT: i8 = 7;
 
 /// An `lc: 2` constructor envelope, as RedisSaver writes and revives them.
 fn envelope(module: &str, name: &str, args: Option<Vec<Value>>, kwargs: Option<Value>) -> Value {

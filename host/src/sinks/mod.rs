@@ -57,12 +57,18 @@ pub trait Sink: Send {
     /// Makes everything written so far durable and returns what [`Sink::resume`]
     /// needs to continue right after it. `None`: this sink cannot continue mid-way, so
     /// a resumed run starts it over (the engine then does not advance the resume
-    /// point).
-    async fn checkpoint(&mut self) -> Result<Option<serde_json::Value>, StoreError>;
+    /// point). The default is for sinks whose batches are committed when
+    /// `write_batch` returns: nothing to do, nothing to remember.
+    async fn checkpoint(&mut self) -> Result<Option<serde_json::Value>, StoreError> {
+        Ok(Some(serde_json::Value::Null))
+    }
 
     /// Continues the output of an earlier run from one of its checkpoints (or from
-    /// `null`: start over). Called before the first write.
-    async fn resume(&mut self, state: serde_json::Value) -> Result<(), StoreError>;
+    /// `null`: start over). Called before the first write. The default keeps nothing
+    /// (see [`Sink::checkpoint`]).
+    async fn resume(&mut self, _state: serde_json::Value) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// Stops without finishing (interrupted or failed run): files are closed but keep
     /// their `.partial` names, so nothing unfinished looks complete.

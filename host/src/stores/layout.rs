@@ -18,7 +18,7 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Number, Value};
 
-use crate::codec::msgpack;
+use crate::codec::msgpack::{self, EXT_DELTA_SNAPSHOT};
 use crate::codec::redis_form::{Encoder, Walk};
 use crate::record::{ChannelBlob, Checkpoint, TypedValue};
 
@@ -92,10 +92,15 @@ pub fn native<'a>(
 /// The checkpoint document of a langgraph-redis record: JSON carrying RedisSaver's
 /// `type` field, channel values inline in its JSON form. `None` for other records.
 pub fn langgraph_redis_document(cp: &Checkpoint) -> Option<Map<String, Value>> {
-    if cp.checkpoint.type_tag != "json" || !cp.channel_blobs.is_empty() {
+    // Most JSON documents (PostgresSaver's) have no `"type"` at all: no parse for them.
+    let bytes = &cp.checkpoint.bytes;
+    if cp.checkpoint.type_tag != "json"
+        || !cp.channel_blobs.is_empty()
+        || !bytes.windows(6).any(|w| w == b"\"type\"")
+    {
         return None;
     }
-    match strict_json(&cp.checkpoint.bytes) {
+    match strict_json(bytes) {
         Ok(Value::Object(doc)) if doc.get("type").is_some_and(Value::is_string) => Some(doc),
         _ => None,
     }
@@ -109,9 +114,6 @@ pub struct Split {
     /// `checkpoint_blobs` rows of this checkpoint.
     pub blobs: Vec<ChannelBlob>,
 }
-
-/// msgpack extension code of LangGraph's DeltaChannel snapshot.
-const EXT_DELTA_SNAPSHOT: i8 = 7;
 
 /// The checkpoint in PostgresSaver's shape.
 pub fn split(cp: &Checkpoint) -> Result<Split, LayoutError> {
@@ -140,7 +142,7 @@ pub fn split(cp: &Checkpoint) -> Result<Split, LayoutError> {
     let document = serde_json::to_vec(&document)
         .map_err(|e| LayoutError(format!("checkpoint document: {e}")))?;
     // Values with NUL went to blobs; a key with one JSONB still refuses.
-    if document.windows(6).any(|w| w == b"\\u0000") {
+    if has_nul_escape(&document) {
         return fail(
             "checkpoint: a key holds the character U+0000, which PostgreSQL's JSONB refuses",
         );
@@ -536,8 +538,7 @@ pub struct JsonbMetadata {
 /// The metadata as JSON text for PostgreSQL's JSONB (see [`jsonb_exact`]).
 pub fn metadata_jsonb(cp: &Checkpoint) -> Result<JsonbMetadata, LayoutError> {
     let text = metadata_json(cp)?;
-    check_jsonb("metadata", &text)?;
-    let mut value = strict_json(&text).map_err(|e| LayoutError(format!("metadata: {e}")))?;
+    let mut value = parse_jsonb("metadata", &text)?;
     let negative_zero = has_negative_zero(&value);
     let text = if jsonb_exact(&mut value) {
         serde_json::to_vec(&value).map_err(|e| LayoutError(format!("metadata: {e}")))?
@@ -590,20 +591,25 @@ fn jsonb_exact(value: &mut Value) -> bool {
     }
 }
 
-/// Checks that JSON text is accepted by JSONB as is (PostgreSQL refuses NaN,
-/// Infinity and `\u0000`), naming what is wrong.
-pub fn check_jsonb(what: &str, bytes: &[u8]) -> Result<(), LayoutError> {
-    strict_json(bytes).map_err(|e| {
+/// Parses JSON text that JSONB must accept as is (PostgreSQL refuses NaN, Infinity
+/// and `\u0000`), naming what is wrong.
+fn parse_jsonb(what: &str, bytes: &[u8]) -> Result<Value, LayoutError> {
+    let value = strict_json(bytes).map_err(|e| {
         LayoutError(format!(
             "{what}: {e} (PostgreSQL's JSONB refuses NaN and Infinity)"
         ))
     })?;
-    if bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000")) {
+    if has_nul_escape(bytes) {
         return fail(format!(
             "{what}: a string holds the character U+0000, which PostgreSQL's JSONB refuses"
         ));
     }
-    Ok(())
+    Ok(value)
+}
+
+/// Whether JSON text holds an escaped U+0000 (what serde_json and Python write for NUL).
+fn has_nul_escape(bytes: &[u8]) -> bool {
+    bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000"))
 }
 
 #[cfg(test)]
@@ -812,12 +818,12 @@ mod tests {
     #[test]
     fn jsonb_refusals_are_named() {
         assert!(
-            check_jsonb("metadata", br#"{"a":"x\u0000"}"#)
+            parse_jsonb("metadata", br#"{"a":"x\u0000"}"#)
                 .unwrap_err()
                 .0
                 .contains("U+0000")
         );
-        assert!(check_jsonb("metadata", br#"{"a":NaN}"#).is_err());
-        assert!(check_jsonb("metadata", br#"{"a":1.5}"#).is_ok());
+        assert!(parse_jsonb("metadata", br#"{"a":NaN}"#).is_err());
+        assert!(parse_jsonb("metadata", br#"{"a":1.5}"#).is_ok());
     }
 }

@@ -602,15 +602,6 @@ impl Sink for PostgresSink {
         }
     }
 
-    async fn checkpoint(&mut self) -> Result<Option<serde_json::Value>, StoreError> {
-        // Every batch is committed when write_batch returns.
-        Ok(Some(serde_json::Value::Null))
-    }
-
-    async fn resume(&mut self, _state: serde_json::Value) -> Result<(), StoreError> {
-        Ok(())
-    }
-
     async fn suspend(&mut self) -> Result<(), StoreError> {
         if let Some(conn) = self.conn.take() {
             let _ = conn.close().await;

@@ -515,14 +515,6 @@ impl Sink for RedisSink {
         Ok(rejected)
     }
 
-    async fn checkpoint(&mut self) -> Result<Option<serde_json::Value>, StoreError> {
-        Ok(Some(serde_json::Value::Null))
-    }
-
-    async fn resume(&mut self, _state: serde_json::Value) -> Result<(), StoreError> {
-        Ok(())
-    }
-
     async fn suspend(&mut self) -> Result<(), StoreError> {
         self.redis = None;
         Ok(())
