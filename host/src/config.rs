@@ -12,18 +12,19 @@ use serde_json::Value;
 use crate::error::ConfigError;
 use crate::filters::FilterConfig;
 use crate::plugins::PluginSpec;
+pub use crate::retry::RetryPolicy;
+use crate::retry::{DEFAULT_MAX_RETRIES, DEFAULT_RETRY_BUDGET_SECONDS};
 pub use crate::stores::json::config::{JsonSinkConfig, JsonSourceConfig};
 pub use crate::stores::parquet::config::{
     ParquetCompression, ParquetSinkConfig, ParquetSourceConfig,
 };
+pub use crate::stores::qdrant::config::QdrantConfig;
 pub use crate::stores::postgres::config::{PostgresSinkConfig, PostgresSourceConfig};
 pub use crate::stores::redis::config::{RedisSinkConfig, RedisSourceConfig};
 pub use crate::stores::sqlite::config::{SqliteSinkConfig, SqliteSourceConfig};
 
 pub const DEFAULT_BATCH_SIZE: usize = 1000;
 pub const DEFAULT_MAX_ERRORS: u64 = 100;
-pub const DEFAULT_MAX_RETRIES: usize = 5;
-pub const DEFAULT_RETRY_BUDGET_SECONDS: u64 = 60;
 pub const DEFAULT_STATE_DIR: &str = ".ckpt-migrate";
 /// Batches are also cut by size, so a table of huge checkpoints stays in bounded memory.
 pub const DEFAULT_MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
@@ -115,40 +116,6 @@ pub struct FileConfig {
     pub state_dir: Option<PathBuf>,
 }
 
-/// Qdrant "Unified Memory" collection.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UnifiedConfig {
-    /// Qdrant URL, e.g. `http://localhost:6333`.
-    pub qdrant_url: String,
-    /// Collection name.
-    pub collection: String,
-    /// API key (or `${ENV_VAR}`).
-    pub api_key: Option<String>,
-    /// Embedding model: `none` (zero vectors, the default), `hash` (local, offline), or
-    /// a model name for an OpenAI-compatible endpoint.
-    pub embedding_model: Option<String>,
-    /// Full embedding settings (win over `embedding_model`); see docs/unified.md.
-    pub embedding: Option<crate::unified::embedding::EmbeddingConfig>,
-    /// gRPC port when `qdrant_url` names the REST port (default: 6334 for 6333).
-    pub grpc_port: Option<u16>,
-    /// Upsert requests in flight at once (default 3).
-    pub upsert_streams: Option<usize>,
-    /// Upper bound of one upsert request in bytes (default 16 MiB; Qdrant refuses 32).
-    pub max_request_bytes: Option<usize>,
-    /// `false`: one `wait=true` upsert per batch, nothing in flight (the baseline the
-    /// benchmark compares with). Default `true`.
-    pub pipeline: Option<bool>,
-}
-
-impl UnifiedConfig {
-    pub fn embedding_config(&self) -> crate::unified::embedding::EmbeddingConfig {
-        self.embedding.clone().unwrap_or_else(|| {
-            crate::unified::embedding::EmbeddingConfig::from_model(self.embedding_model.as_deref())
-        })
-    }
-}
-
 #[derive(Debug, Clone)]
 pub enum SourceConfig {
     /// Replaying a dead-letter file.
@@ -156,7 +123,7 @@ pub enum SourceConfig {
     Sqlite(SqliteSourceConfig),
     Postgres(PostgresSourceConfig),
     Redis(RedisSourceConfig),
-    Unified(Box<UnifiedConfig>),
+    Unified(Box<QdrantConfig>),
     Json(JsonSourceConfig),
     Parquet(ParquetSourceConfig),
 }
@@ -165,7 +132,7 @@ pub enum SourceConfig {
 pub enum SinkConfig {
     Json(JsonSinkConfig),
     Parquet(ParquetSinkConfig),
-    Unified(Box<UnifiedConfig>),
+    Unified(Box<QdrantConfig>),
     Sqlite(SqliteSinkConfig),
     Postgres(PostgresSinkConfig),
     Redis(RedisSinkConfig),
@@ -225,21 +192,6 @@ pub struct RunConfig {
     pub fingerprint: String,
     /// WASM plugins in the order they run: filter plugins, then transformers.
     pub plugins: Vec<PluginSpec>,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub max_retries: usize,
-    pub budget: std::time::Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_retries: DEFAULT_MAX_RETRIES,
-            budget: std::time::Duration::from_secs(DEFAULT_RETRY_BUDGET_SECONDS),
-        }
-    }
 }
 
 /// What to do with the state of an unfinished run of the same config.

@@ -80,3 +80,12 @@ impl RunError {
         }
     }
 }
+
+/// Why a store could not be opened: its settings, or the store itself.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

@@ -155,6 +155,16 @@ impl Checkpoint {
 }
 
 impl Checkpoint {
+    /// The record's one raw JSON form: its raw values ([`Checkpoint::raw_json`]) plus
+    /// `parent_checkpoint_id`, everything needed to rebuild it exactly with
+    /// [`Checkpoint::from_raw_json`] (the dead-letter file and the Qdrant payload keep
+    /// this).
+    pub fn to_raw_json(&self) -> serde_json::Value {
+        let mut raw = self.raw_json();
+        raw["parent_checkpoint_id"] = serde_json::json!(self.parent_checkpoint_id);
+        raw
+    }
+
     /// Rebuilds a record from its key, parent and the JSON form of its raw values
     /// ([`Checkpoint::raw_json`]): what the dead-letter file, the JSON and Parquet exports
     /// and the Qdrant payload keep. The view is computed later, as for any source.

@@ -257,7 +257,7 @@ impl VerifyReport {
 
 /// Every point of a Unified Memory collection, as records.
 async fn read_back_unified(
-    config: &crate::config::UnifiedConfig,
+    config: &crate::config::QdrantConfig,
     each: &mut dyn FnMut(Checkpoint),
 ) -> Result<(), crate::error::StoreError> {
     read_back_source(

@@ -6,7 +6,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::PathBuf;
 
-use serde_json::Value;
+
 
 use crate::plugins::output::{MAX_ERROR_BYTES, one_line};
 use crate::record::{Checkpoint, CheckpointKey, Origin};
@@ -49,13 +49,6 @@ pub struct Entry<'a> {
     pub origin: &'a Origin,
     /// The record, when there is one: its raw values are kept so it can be replayed.
     pub record: Option<&'a Checkpoint>,
-}
-
-/// The `record` of a dead-letter line: everything needed to rebuild the record.
-pub fn record_json(record: &Checkpoint) -> Value {
-    let mut raw = record.raw_json();
-    raw["parent_checkpoint_id"] = serde_json::json!(record.parent_checkpoint_id);
-    raw
 }
 
 impl DeadLetter {
@@ -103,7 +96,7 @@ impl DeadLetter {
             "error": entry.error,
             "key": entry.key,
             "origin": entry.origin,
-            "record": entry.record.map(record_json),
+            "record": entry.record.map(Checkpoint::to_raw_json),
         });
         if let Some(detail) = entry.detail {
             line["error_detail"] = detail.into();

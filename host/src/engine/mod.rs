@@ -9,7 +9,6 @@
 pub mod dead_letter;
 pub mod fault;
 pub mod progress;
-pub mod retry;
 pub mod shutdown;
 pub mod state;
 
@@ -26,9 +25,10 @@ use crate::plugins::{Outcome, Plugin, RunContext, output};
 use crate::record::Checkpoint;
 use crate::run::{RunInfo, RunStats};
 use crate::sinks::{self, Sink};
-use crate::sources::{self, BatchLimits, OpenError, Source, SourceBatch};
+use crate::error::OpenError;
+use crate::sources::{self, BatchLimits, Source, SourceBatch};
 use dead_letter::{DeadLetter, Entry, Stage};
-use retry::Backoff;
+use crate::retry::{self, Backoff};
 pub use shutdown::Shutdown;
 use state::{Counts, RunState, StateFile, Status};
 
@@ -479,7 +479,7 @@ async fn process_batch(
     sink: &mut dyn Sink,
     dead: &mut DeadLetter,
     stats: &mut RunStats,
-    policy: crate::config::RetryPolicy,
+    policy: crate::retry::RetryPolicy,
 ) -> Result<(), RunError> {
     stats.batches += 1;
     stats.bytes_read += batch.bytes as u64;

@@ -1,8 +1,6 @@
 //! Sinks: where decoded records go. A sink receives records whose view is computed
 //! and says which records it rejected; the engine owns batching and retries.
 
-pub mod unified;
-
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -11,7 +9,7 @@ use crate::config::{RetryPolicy, SinkConfig};
 use crate::error::StoreError;
 use crate::record::Checkpoint;
 use crate::run::{RunInfo, RunStats};
-use crate::sources::OpenError;
+use crate::error::OpenError;
 
 /// A record the sink refused, by its index in the batch.
 #[derive(Debug, Clone)]
@@ -92,7 +90,7 @@ pub fn open(
             c.clone(),
             run.clone(),
         )?)),
-        SinkConfig::Unified(c) => Ok(Box::new(unified::UnifiedSink::new(
+        SinkConfig::Unified(c) => Ok(Box::new(crate::stores::qdrant::QdrantSink::new(
             (**c).clone(),
             run.clone(),
             retry,

@@ -1,16 +1,14 @@
 //! Sources: stores we read checkpoints from. A source only reads raw records in key
 //! order; decoding, filtering, plugins and writing happen in the engine.
 
-pub mod chat;
 pub mod dead_letter;
-pub mod unified;
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
 use crate::config::SourceConfig;
-use crate::error::{ConfigError, StoreError};
+use crate::error::{OpenError, StoreError};
 use crate::filters::Filters;
 use crate::record::{Checkpoint, CheckpointKey, Origin};
 
@@ -137,7 +135,7 @@ pub async fn open(config: &SourceConfig, filters: &Filters) -> Result<Box<dyn So
         SourceConfig::Postgres(c) => Ok(Box::new(
             crate::stores::postgres::PostgresSource::open(c, filters, Pushdown::On).await?,
         )),
-        SourceConfig::Unified(c) => Ok(Box::new(unified::UnifiedSource::open(c, filters).await?)),
+        SourceConfig::Unified(c) => Ok(Box::new(crate::stores::qdrant::QdrantSource::open(c, filters).await?)),
         SourceConfig::Json(c) => Ok(Box::new(crate::stores::json::JsonSource::open(c)?)),
         SourceConfig::Parquet(c) => Ok(Box::new(crate::stores::parquet::ParquetSource::open(c)?)),
     }
@@ -149,12 +147,4 @@ pub async fn open(config: &SourceConfig, filters: &Filters) -> Result<Box<dyn So
 pub enum Pushdown {
     On,
     Off,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
 }

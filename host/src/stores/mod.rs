@@ -3,10 +3,12 @@
 //! `mod.rs`, what both sides share. What several stores share lives here:
 //! [`sql`] (SQL helpers) and [`layout`] (LangGraph's checkpoint shapes).
 
+pub mod chat;
 pub mod json;
 pub mod layout;
 pub mod parquet;
 pub mod postgres;
+pub mod qdrant;
 pub mod redis;
 pub mod sql;
 pub mod sqlite;

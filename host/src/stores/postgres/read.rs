@@ -20,7 +20,7 @@ use super::config::PostgresSourceConfig;
 use crate::error::StoreError;
 use crate::filters::{Filters, ThreadPushdown};
 use crate::record::{ChannelBlob, Checkpoint, CheckpointKey, Origin, PendingWrite, TypedValue};
-use crate::sources::chat;
+use crate::stores::chat;
 use crate::sources::{BatchLimits, FailedRead, Pushdown, Source, SourceBatch, ThreadCounts};
 use crate::stores::sql::{self, Dialect, quote_ident, where_sql};
 

@@ -4,7 +4,7 @@
 use super::{Redis, ScanWalk, thread_glob};
 use crate::error::StoreError;
 use crate::filters::ThreadPushdown;
-use crate::sources::chat::{StoredMessage, session_record};
+use crate::stores::chat::{StoredMessage, session_record};
 use crate::sources::{BatchLimits, FailedRead, SourceBatch};
 
 pub struct ChatLayout {

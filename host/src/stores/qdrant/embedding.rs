@@ -12,8 +12,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::RetryPolicy;
-use crate::engine::retry::Backoff;
+use crate::retry::RetryPolicy;
+use crate::retry::Backoff;
 use crate::error::StoreError;
 use crate::record::Checkpoint;
 

@@ -6,11 +6,17 @@
 //! system's fields plus `ckpt_migrate.raw` (every stored value, base64), so reading the
 //! collection back is lossless. Details in docs/unified.md.
 
+pub mod config;
 pub mod embedding;
+mod read;
+mod write;
+
+pub use read::QdrantSource;
+pub use write::QdrantSink;
 
 use serde_json::{Value, json};
 
-use crate::config::UnifiedConfig;
+use config::QdrantConfig;
 use crate::error::StoreError;
 use crate::record::Checkpoint;
 use crate::secrets::scrub;
@@ -28,7 +34,7 @@ pub fn point_id(checkpoint_id: &str) -> uuid::Uuid {
 
 /// The gRPC URL for a configured `qdrant_url`: the REST port 6333 becomes 6334 unless
 /// `grpc_port` says otherwise; any other port is taken as a gRPC port already.
-pub fn grpc_url(config: &UnifiedConfig) -> Result<String, StoreError> {
+pub fn grpc_url(config: &QdrantConfig) -> Result<String, StoreError> {
     let bad = |why: &str| StoreError::fatal(format!("qdrant_url {:?}: {why}", config.qdrant_url));
     let (scheme, rest) = config
         .qdrant_url
@@ -57,7 +63,7 @@ pub fn grpc_url(config: &UnifiedConfig) -> Result<String, StoreError> {
 }
 
 /// The API key: the config's, else `$QDRANT_API_KEY`.
-pub fn api_key(config: &UnifiedConfig) -> Option<String> {
+pub fn api_key(config: &QdrantConfig) -> Option<String> {
     config
         .api_key
         .clone()
@@ -69,7 +75,7 @@ pub fn api_key(config: &UnifiedConfig) -> Option<String> {
         })
 }
 
-pub fn connect(config: &UnifiedConfig) -> Result<(qdrant_client::Qdrant, String), StoreError> {
+pub fn connect(config: &QdrantConfig) -> Result<(qdrant_client::Qdrant, String), StoreError> {
     let url = grpc_url(config)?;
     if url != config.qdrant_url.trim_end_matches('/') {
         tracing::debug!("Qdrant {}: talking gRPC on {url}", config.qdrant_url);
@@ -146,7 +152,7 @@ pub fn payload(record: &Checkpoint, updated_at: &str) -> Value {
         "updated_at": updated_at,
         "ckpt_migrate": {
             "format": PAYLOAD_FORMAT,
-            "raw": crate::engine::dead_letter::record_json(record),
+            "raw": record.to_raw_json(),
             "origin": record.origin,
         },
     })
@@ -239,8 +245,8 @@ pub fn record_from_payload(
 mod tests {
     use super::*;
 
-    fn config(url: &str, grpc_port: Option<u16>) -> UnifiedConfig {
-        UnifiedConfig {
+    fn config(url: &str, grpc_port: Option<u16>) -> QdrantConfig {
+        QdrantConfig {
             qdrant_url: url.into(),
             collection: "c".into(),
             api_key: None,

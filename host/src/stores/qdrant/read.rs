@@ -7,15 +7,14 @@ use async_trait::async_trait;
 use qdrant_client::qdrant::{Condition, Filter, PointId, ScrollPointsBuilder, point_id};
 use serde_json::Value;
 
-use super::{BatchLimits, FailedRead, Source, SourceBatch, ThreadCounts};
-use crate::config::UnifiedConfig;
+use crate::sources::{BatchLimits, FailedRead, Source, SourceBatch, ThreadCounts};
+use super::config::QdrantConfig;
 use crate::error::StoreError;
 use crate::filters::{Filters, ThreadPushdown};
 use crate::record::{CheckpointKey, Origin};
-use crate::unified;
 
-pub struct UnifiedSource {
-    config: UnifiedConfig,
+pub struct QdrantSource {
+    config: QdrantConfig,
     client: qdrant_client::Qdrant,
     url: String,
     key: Option<String>,
@@ -39,15 +38,15 @@ fn id_from_text(text: &str) -> PointId {
     }
 }
 
-impl UnifiedSource {
-    pub async fn open(config: &UnifiedConfig, filters: &Filters) -> Result<Self, StoreError> {
-        let (client, url) = unified::connect(config)?;
-        let key = unified::api_key(config);
+impl QdrantSource {
+    pub async fn open(config: &QdrantConfig, filters: &Filters) -> Result<Self, StoreError> {
+        let (client, url) = super::connect(config)?;
+        let key = super::api_key(config);
         let exists = client
             .collection_exists(&config.collection)
             .await
             .map_err(|e| {
-                let mut e = unified::error(&url, "connecting", e, key.as_deref());
+                let mut e = super::error(&url, "connecting", e, key.as_deref());
                 e.retriable = false;
                 e
             })?;
@@ -77,12 +76,12 @@ impl UnifiedSource {
     }
 
     fn error(&self, what: &str, e: qdrant_client::QdrantError) -> StoreError {
-        unified::error(&self.url, what, e, self.key.as_deref())
+        super::error(&self.url, what, e, self.key.as_deref())
     }
 }
 
 #[async_trait]
-impl Source for UnifiedSource {
+impl Source for QdrantSource {
     fn describe(&self) -> String {
         format!(
             "Qdrant {} collection {:?}",
@@ -143,7 +142,7 @@ impl Source for UnifiedSource {
                 self.url, self.config.collection
             );
             batch.bytes += payload.to_string().len();
-            match unified::record_from_payload(&id, &payload, locator.clone()) {
+            match super::record_from_payload(&id, &payload, locator.clone()) {
                 Ok(record) => batch.records.push(record),
                 Err(error) => batch.failed.push(FailedRead {
                     key: None,

@@ -20,20 +20,21 @@ use qdrant_client::qdrant::{
     vectors_config,
 };
 
-use super::{Rejected, Sink};
-use crate::config::{RetryPolicy, UnifiedConfig};
+use crate::sinks::{Rejected, Sink};
+use super::config::QdrantConfig;
+use crate::retry::RetryPolicy;
 use crate::error::StoreError;
 use crate::record::Checkpoint;
 use crate::run::{RunInfo, RunStats};
-use crate::unified::{self, embedding::Embedder};
+use super::embedding::Embedder;
 
 const DEFAULT_STREAMS: usize = 3;
 const DEFAULT_MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 /// How long the confirming barrier waits for Qdrant to show a batch.
 const CONFIRM_WITHIN: Duration = Duration::from_secs(60);
 
-pub struct UnifiedSink {
-    config: UnifiedConfig,
+pub struct QdrantSink {
+    config: QdrantConfig,
     run: RunInfo,
     client: qdrant_client::Qdrant,
     url: String,
@@ -42,17 +43,17 @@ pub struct UnifiedSink {
     prepared: bool,
 }
 
-impl UnifiedSink {
+impl QdrantSink {
     pub fn new(
-        config: UnifiedConfig,
+        config: QdrantConfig,
         run: RunInfo,
         retry: RetryPolicy,
     ) -> Result<Self, StoreError> {
-        let (client, url) = unified::connect(&config)?;
+        let (client, url) = super::connect(&config)?;
         let embedder = Embedder::new(&config.embedding_config(), retry)
             .map_err(|e| StoreError::fatal(format!("destination_config.embedding: {e}")))?;
         Ok(Self {
-            key: unified::api_key(&config),
+            key: super::api_key(&config),
             config,
             run,
             client,
@@ -63,7 +64,7 @@ impl UnifiedSink {
     }
 
     fn error(&self, what: &str, e: qdrant_client::QdrantError) -> StoreError {
-        unified::error(&self.url, what, e, self.key.as_deref())
+        super::error(&self.url, what, e, self.key.as_deref())
     }
 
     /// The collection's vector size, or `None` when it does not exist.
@@ -180,7 +181,7 @@ impl UnifiedSink {
 }
 
 #[async_trait]
-impl Sink for UnifiedSink {
+impl Sink for QdrantSink {
     fn describe(&self) -> String {
         format!(
             "Qdrant {} collection {:?}",
@@ -220,7 +221,7 @@ impl Sink for UnifiedSink {
 
     async fn write_batch(&mut self, records: &[Checkpoint]) -> Result<Vec<Rejected>, StoreError> {
         self.prepare_collection().await?;
-        let texts: Vec<String> = records.iter().map(unified::embedding::text_for).collect();
+        let texts: Vec<String> = records.iter().map(super::embedding::text_for).collect();
         let vectors = self.embedder.embed(&texts).await?;
         let max_bytes = self
             .config
@@ -234,7 +235,7 @@ impl Sink for UnifiedSink {
         let mut ids: Vec<PointId> = Vec::new();
         let mut seen = HashSet::new();
         for (index, (record, vector)) in records.iter().zip(vectors).enumerate() {
-            let payload_json = unified::payload(record, &updated_at);
+            let payload_json = super::payload(record, &updated_at);
             let size = payload_json.to_string().len() + vector.len() * 4;
             if size > max_bytes {
                 rejected.push(Rejected {
@@ -255,7 +256,7 @@ impl Sink for UnifiedSink {
                     continue;
                 }
             };
-            let id = unified::point_id(&record.key.checkpoint_id).to_string();
+            let id = super::point_id(&record.key.checkpoint_id).to_string();
             if request_bytes + size > max_bytes {
                 requests.push(Vec::new());
                 request_bytes = 0;

@@ -1,13 +1,31 @@
-//! Retrying store operations whose error says trying again can help.
+//! Retrying store operations whose error says trying again can help. The engine
+//! retries store calls with it; a store only says which of its errors are retriable.
+//! (The embedding client, which calls an outside service per batch, uses it too.)
 
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 
-use crate::error::StoreError;
-use crate::sources::OpenError;
+use crate::error::{OpenError, StoreError};
 
-use crate::config::RetryPolicy;
+pub const DEFAULT_MAX_RETRIES: usize = 5;
+pub const DEFAULT_RETRY_BUDGET_SECONDS: u64 = 60;
+
+/// How often, and for how long in total, a failing operation is tried again.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_retries: usize,
+    pub budget: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_retries: DEFAULT_MAX_RETRIES,
+            budget: Duration::from_secs(DEFAULT_RETRY_BUDGET_SECONDS),
+        }
+    }
+}
 
 /// An error that may say it is worth retrying.
 pub trait MaybeRetriable: std::fmt::Display {
