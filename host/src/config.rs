@@ -6,76 +6,30 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::error::ConfigError;
-use crate::filters::FilterConfig;
+use crate::error::{ConfigError, OpenError};
+use crate::filters::{FilterConfig, Filters};
 use crate::plugins::PluginSpec;
 pub use crate::retry::RetryPolicy;
 use crate::retry::{DEFAULT_MAX_RETRIES, DEFAULT_RETRY_BUDGET_SECONDS};
+use crate::sources::Source;
+use crate::sources::dead_letter::DeadLetterSource;
 pub use crate::stores::json::config::{JsonSinkConfig, JsonSourceConfig};
 pub use crate::stores::parquet::config::{
     ParquetCompression, ParquetSinkConfig, ParquetSourceConfig,
 };
-pub use crate::stores::qdrant::config::QdrantConfig;
 pub use crate::stores::postgres::config::{PostgresSinkConfig, PostgresSourceConfig};
+pub use crate::stores::qdrant::config::QdrantConfig;
 pub use crate::stores::redis::config::{RedisSinkConfig, RedisSourceConfig};
 pub use crate::stores::sqlite::config::{SqliteSinkConfig, SqliteSourceConfig};
+pub use crate::stores::{DestinationKind, SinkConfig, SourceKind, StoreSourceConfig};
 
 pub const DEFAULT_BATCH_SIZE: usize = 1000;
 pub const DEFAULT_MAX_ERRORS: u64 = 100;
 pub const DEFAULT_STATE_DIR: &str = ".ckpt-migrate";
 /// Batches are also cut by size, so a table of huge checkpoints stays in bounded memory.
 pub const DEFAULT_MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum SourceKind {
-    Postgresql,
-    Sqlite,
-    Redis,
-    Unified,
-    Json,
-    Parquet,
-}
-
-impl SourceKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            SourceKind::Postgresql => "postgresql",
-            SourceKind::Sqlite => "sqlite",
-            SourceKind::Redis => "redis",
-            SourceKind::Unified => "unified",
-            SourceKind::Json => "json",
-            SourceKind::Parquet => "parquet",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum DestinationKind {
-    Unified,
-    Json,
-    Parquet,
-    Postgresql,
-    Sqlite,
-    Redis,
-}
-
-impl DestinationKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            DestinationKind::Unified => "unified",
-            DestinationKind::Json => "json",
-            DestinationKind::Parquet => "parquet",
-            DestinationKind::Postgresql => "postgresql",
-            DestinationKind::Sqlite => "sqlite",
-            DestinationKind::Redis => "redis",
-        }
-    }
-}
 
 /// The YAML file, key for key as the seed wrote it.
 #[derive(Debug, Deserialize)]
@@ -116,26 +70,13 @@ pub struct FileConfig {
     pub state_dir: Option<PathBuf>,
 }
 
+/// Where the records come from.
 #[derive(Debug, Clone)]
 pub enum SourceConfig {
     /// Replaying a dead-letter file.
     DeadLetter(PathBuf),
-    Sqlite(SqliteSourceConfig),
-    Postgres(PostgresSourceConfig),
-    Redis(RedisSourceConfig),
-    Unified(Box<QdrantConfig>),
-    Json(JsonSourceConfig),
-    Parquet(ParquetSourceConfig),
-}
-
-#[derive(Debug, Clone)]
-pub enum SinkConfig {
-    Json(JsonSinkConfig),
-    Parquet(ParquetSinkConfig),
-    Unified(Box<QdrantConfig>),
-    Sqlite(SqliteSinkConfig),
-    Postgres(PostgresSinkConfig),
-    Redis(RedisSinkConfig),
+    /// A store.
+    Store(StoreSourceConfig),
 }
 
 impl SourceConfig {
@@ -143,31 +84,15 @@ impl SourceConfig {
     pub fn kind_name(&self) -> &'static str {
         match self {
             SourceConfig::DeadLetter(_) => "dead-letter",
-            other => other.kind().name(),
+            SourceConfig::Store(store) => store.kind().name(),
         }
     }
 
-    pub fn kind(&self) -> SourceKind {
+    /// Opens the source with the run's filters.
+    pub async fn open(&self, filters: &Filters) -> Result<Box<dyn Source>, OpenError> {
         match self {
-            SourceConfig::DeadLetter(_) | SourceConfig::Sqlite(_) => SourceKind::Sqlite,
-            SourceConfig::Postgres(_) => SourceKind::Postgresql,
-            SourceConfig::Redis(_) => SourceKind::Redis,
-            SourceConfig::Unified(_) => SourceKind::Unified,
-            SourceConfig::Json(_) => SourceKind::Json,
-            SourceConfig::Parquet(_) => SourceKind::Parquet,
-        }
-    }
-}
-
-impl SinkConfig {
-    pub fn kind(&self) -> DestinationKind {
-        match self {
-            SinkConfig::Json(_) => DestinationKind::Json,
-            SinkConfig::Parquet(_) => DestinationKind::Parquet,
-            SinkConfig::Unified(_) => DestinationKind::Unified,
-            SinkConfig::Sqlite(_) => DestinationKind::Sqlite,
-            SinkConfig::Postgres(_) => DestinationKind::Postgresql,
-            SinkConfig::Redis(_) => DestinationKind::Redis,
+            SourceConfig::DeadLetter(path) => Ok(Box::new(DeadLetterSource::open(path)?)),
+            SourceConfig::Store(store) => store.open(filters).await,
         }
     }
 }
@@ -295,35 +220,11 @@ impl RunConfig {
         }
         let source_value = expand_env(source_value, "source_config")?;
         let dest_value = expand_env(dest_value, "destination_config")?;
-        let source = match (&flags.replay_dead_letter, source_kind) {
-            (Some(path), _) => SourceConfig::DeadLetter(path.clone()),
-            (None, kind) => match kind {
-                SourceKind::Sqlite => SourceConfig::Sqlite(typed("source_config", source_value)?),
-                SourceKind::Postgresql => {
-                    SourceConfig::Postgres(typed("source_config", source_value)?)
-                }
-                SourceKind::Redis => SourceConfig::Redis(typed("source_config", source_value)?),
-                SourceKind::Unified => {
-                    SourceConfig::Unified(Box::new(typed("source_config", source_value)?))
-                }
-                SourceKind::Json => SourceConfig::Json(typed("source_config", source_value)?),
-                SourceKind::Parquet => SourceConfig::Parquet(typed("source_config", source_value)?),
-            },
+        let source = match &flags.replay_dead_letter {
+            Some(path) => SourceConfig::DeadLetter(path.clone()),
+            None => SourceConfig::Store(StoreSourceConfig::parse(source_kind, source_value)?),
         };
-        let sink = match dest_kind {
-            DestinationKind::Json => SinkConfig::Json(typed("destination_config", dest_value)?),
-            DestinationKind::Parquet => {
-                SinkConfig::Parquet(typed("destination_config", dest_value)?)
-            }
-            DestinationKind::Unified => {
-                SinkConfig::Unified(Box::new(typed("destination_config", dest_value)?))
-            }
-            DestinationKind::Sqlite => SinkConfig::Sqlite(typed("destination_config", dest_value)?),
-            DestinationKind::Postgresql => {
-                SinkConfig::Postgres(typed("destination_config", dest_value)?)
-            }
-            DestinationKind::Redis => SinkConfig::Redis(typed("destination_config", dest_value)?),
-        };
+        let sink = SinkConfig::parse(dest_kind, dest_value)?;
         let batch_size = flags
             .batch_size
             .or(file.batch_size)
@@ -400,6 +301,8 @@ fn fingerprint(parts: &[Value]) -> String {
 }
 
 fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
+    // A config file is small by nature.
+    #[allow(clippy::disallowed_methods)]
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.display().to_string(),
         source,
@@ -427,24 +330,6 @@ fn key_prefix(path: &serde_path_to_error::Path) -> String {
     } else {
         format!("{p}: ")
     }
-}
-
-/// Deserializes one store's config, naming the offending key on error.
-fn typed<T: DeserializeOwned>(section: &str, value: Value) -> Result<T, ConfigError> {
-    let value = if value.is_null() {
-        Value::Object(Default::default())
-    } else {
-        value
-    };
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let at = if path == "." {
-            section.to_owned()
-        } else {
-            format!("{section}.{path}")
-        };
-        ConfigError::Invalid(format!("{at}: {}", e.inner()))
-    })
 }
 
 /// Replaces `${NAME}` in string values with the environment variable's value.

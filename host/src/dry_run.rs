@@ -5,12 +5,11 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use crate::codec;
 use crate::config::RunConfig;
 use crate::engine;
 use crate::error::RunError;
+use crate::filters::Selected;
 use crate::run::RunInfo;
-use crate::sinks;
 use crate::sources::BatchLimits;
 use crate::stores::json::export_object;
 
@@ -133,7 +132,9 @@ pub async fn dry_run(config: &RunConfig) -> Result<DryRunReport, RunError> {
         source.describe(),
         config.sink.kind().name(),
     );
-    let mut sink = sinks::open(&config.sink, &run, config.retry)
+    let mut sink = config
+        .sink
+        .open(&run, config.retry)
         .map_err(|e| engine::open_error(e, "destination"))?;
     let store = |e| RunError::store("dry run", e);
 
@@ -182,21 +183,22 @@ pub async fn dry_run(config: &RunConfig) -> Result<DryRunReport, RunError> {
                 .problems
                 .push(format!("{}: {}", failed.origin.locator, failed.error));
         }
-        for mut record in batch.records {
-            if !filters.accepts_thread(&record.key.thread_id) {
-                continue;
-            }
+        for record in batch.records {
             let sampling = report.sampled < SAMPLE_SIZE;
             if !sampling && !scanned {
                 break;
             }
-            if let Err(e) = codec::decode_record(&mut record) {
-                report.problems.push(format!("{}: {e}", record.key));
-                continue;
-            }
+            let (record, kept) = match filters.select(record, true) {
+                Selected::OtherThread => continue,
+                Selected::Undecodable(record, e) => {
+                    report.problems.push(format!("{}: {e}", record.key));
+                    continue;
+                }
+                Selected::OutsideDates(record) => (record, false),
+                Selected::Kept(record) => (record, true),
+            };
             let view = record.view.as_ref().expect("decoded");
             if scanned {
-                let kept = filters.accepts_time(view.ts_parsed);
                 if kept {
                     *per_thread.entry(record.key.thread_id.clone()).or_default() += 1;
                 }

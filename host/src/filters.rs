@@ -8,7 +8,9 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use globset::{Glob, GlobMatcher, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
 
+use crate::codec;
 use crate::error::ConfigError;
+use crate::record::Checkpoint;
 
 /// The `filters:` block of the YAML.
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq)]
@@ -145,7 +147,50 @@ pub struct ThreadPushdown {
     pub exclude_globs: Vec<String>,
 }
 
+/// What the declarative filters make of one record ([`Filters::select`]).
+pub enum Selected {
+    /// Its thread is not selected.
+    OtherThread,
+    /// The decoder could not compute its view: the record, and why.
+    Undecodable(Checkpoint, String),
+    /// Decoded, and its time is outside the date filters.
+    OutsideDates(Checkpoint),
+    /// Selected (decoded when asked, or when a date filter needed it).
+    Kept(Checkpoint),
+}
+
 impl Filters {
+    /// The one way records are chosen, by the run, the dry run and `verify`: the
+    /// thread filter first (cheap), then the decoder when `decode` (or a date filter)
+    /// asks for the view, then the date filters on the decoded `ts`.
+    pub fn select(&self, mut record: Checkpoint, decode: bool) -> Selected {
+        if !self.accepts_thread(&record.key.thread_id) {
+            return Selected::OtherThread;
+        }
+        if !decode && !self.filters_by_time() {
+            return Selected::Kept(record);
+        }
+        if let Err(e) = codec::decode_record(&mut record) {
+            return Selected::Undecodable(record, e.to_string());
+        }
+        if self.accepts_time(record.view.as_ref().and_then(|v| v.ts_parsed)) {
+            Selected::Kept(record)
+        } else {
+            Selected::OutsideDates(record)
+        }
+    }
+
+    /// No filter: every record.
+    pub fn none() -> Self {
+        Self {
+            config: FilterConfig::default(),
+            pattern: None,
+            excludes: GlobSet::empty(),
+            from: None,
+            until: None,
+        }
+    }
+
     pub fn config(&self) -> &FilterConfig {
         &self.config
     }

@@ -70,6 +70,7 @@ impl RunStats {
 }
 
 /// The process's peak resident memory (Linux `VmHWM`), for the run summary.
+#[allow(clippy::disallowed_methods)] // a small kernel file
 pub fn peak_memory_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;

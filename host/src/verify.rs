@@ -9,11 +9,14 @@ use std::fmt::Write as _;
 use sha2::Digest as _;
 
 use crate::codec;
-use crate::config::{RunConfig, SinkConfig};
+use crate::config::RunConfig;
 use crate::engine;
-use crate::error::RunError;
+use crate::error::{RunError, StoreError};
+use crate::filters::Selected;
 use crate::record::Checkpoint;
-use crate::sources::BatchLimits;
+use crate::run::RunInfo;
+use crate::sinks::Comparison;
+use crate::sources::{BatchLimits, Source};
 
 /// Count and checksum of one thread's records.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -29,65 +32,15 @@ impl Tally {
     }
 }
 
-/// What a LangGraph store destination writes for a source record (its values in the
-/// form that store's serializer reads), or `None` when it refuses the record into the
-/// dead-letter file. Other destinations write the record as it is.
-fn as_destination_writes(sink: &SinkConfig, record: Checkpoint) -> Option<Checkpoint> {
-    use crate::codec::redis_form::Encoder;
-    use crate::stores::layout;
-    let allowed = match sink {
-        SinkConfig::Json(_) | SinkConfig::Parquet(_) | SinkConfig::Unified(_) => {
-            return Some(record);
-        }
-        SinkConfig::Sqlite(c) => &c.allowed_json_modules,
-        SinkConfig::Postgres(c) => &c.allowed_json_modules,
-        SinkConfig::Redis(c) => {
-            let mut writer = crate::codec::redis_form::JsonFormWriter::new(c.allow_lossy);
-            return crate::stores::redis::documents(&record, &mut writer, &c.key_prefix)
-                .ok()
-                .map(|d| d.as_record(&record));
-        }
-    };
-    let native = layout::native(&record, &mut Encoder::new(allowed))
-        .ok()?
-        .into_owned();
-    let fits = match sink {
-        SinkConfig::Sqlite(_) => {
-            layout::whole(&native).is_ok() && layout::metadata_json(&native).is_ok()
-        }
-        _ => layout::split(&native).is_ok() && layout::metadata_jsonb(&native).is_ok(),
-    };
-    fits.then_some(native)
-}
-
-/// What the checksums cover.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Compare {
-    /// The raw typed values, byte for byte (exports keep them untouched).
-    Raw,
-    /// What LangGraph reads: the decoded view (LangGraph's stores change the shape of
-    /// the raw values, e.g. PostgresSaver splits a SqliteSaver checkpoint).
-    View,
-}
-
-impl Compare {
-    fn of(sink: &SinkConfig) -> Self {
-        match sink {
-            SinkConfig::Json(_) | SinkConfig::Parquet(_) | SinkConfig::Unified(_) => Compare::Raw,
-            SinkConfig::Sqlite(_) | SinkConfig::Postgres(_) | SinkConfig::Redis(_) => Compare::View,
-        }
-    }
-
-    /// The record's digest; `None` when its view cannot be computed.
-    fn digest(self, record: &mut Checkpoint) -> Option<u128> {
-        match self {
-            Compare::Raw => Some(record_digest(record)),
-            Compare::View => {
-                if record.view.is_none() {
-                    codec::decode_record(record).ok()?;
-                }
-                Some(view_digest(record))
+/// A record's digest under `comparison`; `None` when its view cannot be computed.
+fn digest(comparison: Comparison, record: &mut Checkpoint) -> Option<u128> {
+    match comparison {
+        Comparison::RawValues => Some(record_digest(record)),
+        Comparison::View => {
+            if record.view.is_none() {
+                codec::decode_record(record).ok()?;
             }
+            Some(view_digest(record))
         }
     }
 }
@@ -255,36 +208,18 @@ impl VerifyReport {
     }
 }
 
-/// Every point of a Unified Memory collection, as records.
-async fn read_back_unified(
-    config: &crate::config::QdrantConfig,
+/// Every record `source` holds; a record it cannot even assemble is an error.
+async fn read_all(
+    source: &mut dyn Source,
     each: &mut dyn FnMut(Checkpoint),
-) -> Result<(), crate::error::StoreError> {
-    read_back_source(
-        crate::config::SourceConfig::Unified(Box::new(config.clone())),
-        each,
-    )
-    .await
-}
-
-/// Every record of a destination that is also a source, read with that source.
-async fn read_back_source(
-    config: crate::config::SourceConfig,
-    each: &mut dyn FnMut(Checkpoint),
-) -> Result<(), crate::error::StoreError> {
-    let filters = crate::filters::FilterConfig::default()
-        .compile()
-        .map_err(|e| crate::error::StoreError::fatal(e.to_string()))?;
-    let mut source = crate::sources::open(&config, &filters)
-        .await
-        .map_err(|e| crate::error::StoreError::fatal(e.to_string()))?;
+) -> Result<(), StoreError> {
     let limits = BatchLimits {
         max_records: 500,
         max_bytes: usize::MAX,
     };
     while let Some(batch) = source.next_batch(limits).await? {
         if let Some(f) = batch.failed.first() {
-            return Err(crate::error::StoreError::fatal(format!(
+            return Err(StoreError::fatal(format!(
                 "{}: {}",
                 f.origin.locator, f.error
             )));
@@ -297,8 +232,17 @@ async fn read_back_source(
 pub async fn verify(config: &RunConfig) -> Result<VerifyReport, RunError> {
     let filters = config.filters.compile()?;
     let mut report = VerifyReport::default();
-    let compare = Compare::of(&config.sink);
     let mut source = engine::open_source(config, &filters).await?;
+    let run = RunInfo::new(
+        config.source.kind_name(),
+        source.describe(),
+        config.sink.kind().name(),
+    );
+    let mut sink = config
+        .sink
+        .open(&run, config.retry)
+        .map_err(|e| engine::open_error(e, "destination"))?;
+    let comparison = sink.comparison();
     let limits = BatchLimits {
         max_records: config.batch_size,
         max_bytes: config.max_batch_bytes,
@@ -309,22 +253,20 @@ pub async fn verify(config: &RunConfig) -> Result<VerifyReport, RunError> {
         .map_err(|e| RunError::store("reading the source", e))?
     {
         report.source_failed += batch.failed.len() as u64;
-        for mut record in batch.records {
-            if !filters.accepts_thread(&record.key.thread_id) {
-                continue;
-            }
-            if codec::decode_record(&mut record).is_err() {
-                report.source_failed += 1;
-                continue;
-            }
-            if !filters.accepts_time(record.view.as_ref().and_then(|v| v.ts_parsed)) {
-                continue;
-            }
-            let Some(mut record) = as_destination_writes(&config.sink, record) else {
+        for record in batch.records {
+            let record = match filters.select(record, true) {
+                Selected::Kept(record) => record,
+                Selected::Undecodable(..) => {
+                    report.source_failed += 1;
+                    continue;
+                }
+                Selected::OtherThread | Selected::OutsideDates(_) => continue,
+            };
+            let Some(mut record) = sink.written_form(record) else {
                 report.source_failed += 1;
                 continue;
             };
-            let Some(digest) = compare.digest(&mut record) else {
+            let Some(digest) = digest(comparison, &mut record) else {
                 report.source_failed += 1;
                 continue;
             };
@@ -342,10 +284,10 @@ pub async fn verify(config: &RunConfig) -> Result<VerifyReport, RunError> {
     let mut each = |mut record: Checkpoint| {
         // A LangGraph store may hold other threads (a live database): only the
         // migrated ones are compared.
-        if compare == Compare::View && !source_threads.contains(&record.key.thread_id) {
+        if comparison == Comparison::View && !source_threads.contains(&record.key.thread_id) {
             return;
         }
-        match compare.digest(&mut record) {
+        match digest(comparison, &mut record) {
             Some(digest) => destination
                 .entry(record.key.thread_id.clone())
                 .or_default()
@@ -353,47 +295,17 @@ pub async fn verify(config: &RunConfig) -> Result<VerifyReport, RunError> {
             None => undecodable += 1,
         }
     };
-    match &config.sink {
-        SinkConfig::Json(c) => {
-            let source = crate::config::JsonSourceConfig {
-                path: c.output_dir.clone(),
-            };
-            read_back_source(crate::config::SourceConfig::Json(source), &mut each).await
-        }
-        SinkConfig::Parquet(c) => {
-            let source = crate::config::ParquetSourceConfig {
-                path: c.output_path.clone(),
-            };
-            read_back_source(crate::config::SourceConfig::Parquet(source), &mut each).await
-        }
-        SinkConfig::Unified(c) => read_back_unified(c, &mut each).await,
-        SinkConfig::Sqlite(c) => {
-            let source = crate::config::SqliteSourceConfig {
-                connection_string: c.connection_string.clone(),
-            };
-            read_back_source(crate::config::SourceConfig::Sqlite(source), &mut each).await
-        }
-        SinkConfig::Redis(c) => {
-            let source = crate::config::RedisSourceConfig {
-                redis_url: c.redis_url.clone(),
-                key_prefix: c.key_prefix.clone(),
-                decode_responses: None,
-            };
-            read_back_source(crate::config::SourceConfig::Redis(source), &mut each).await
-        }
-        SinkConfig::Postgres(c) => {
-            let source = crate::config::PostgresSourceConfig {
-                connection_string: c.connection_string.clone(),
-                table_name: Some(format!("{}.checkpoints", c.schema)),
-            };
-            read_back_source(crate::config::SourceConfig::Postgres(source), &mut each).await
-        }
-    }
-    .map_err(|e| RunError::store("reading the destination back", e))?;
+    let read_back = async {
+        let mut written = sink.read_back().await?;
+        read_all(written.as_mut(), &mut each).await
+    };
+    read_back
+        .await
+        .map_err(|e| RunError::store("reading the destination back", e))?;
     if undecodable > 0 {
         return Err(RunError::store(
             "reading the destination back",
-            crate::error::StoreError::fatal(format!(
+            StoreError::fatal(format!(
                 "{undecodable} checkpoint(s) in the destination cannot be decoded"
             )),
         ));

@@ -6,8 +6,6 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::PathBuf;
 
-
-
 use crate::plugins::output::{MAX_ERROR_BYTES, one_line};
 use crate::record::{Checkpoint, CheckpointKey, Origin};
 
@@ -170,6 +168,7 @@ impl DeadLetter {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // the test files are a few lines
 mod tests {
     use super::*;
 

@@ -17,18 +17,17 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use crate::codec;
-use crate::config::{ResumeMode, RunConfig};
+use crate::config::{ResumeMode, RunConfig, SourceConfig};
+use crate::error::OpenError;
 use crate::error::{ConfigError, RunError, StoreError};
-use crate::filters::Filters;
+use crate::filters::{Filters, Selected};
 use crate::plugins::{Outcome, Plugin, RunContext, output};
-use crate::record::Checkpoint;
+use crate::record::{Checkpoint, CheckpointKey};
+use crate::retry::{self, Backoff};
 use crate::run::{RunInfo, RunStats};
 use crate::sinks::{self, Sink};
-use crate::error::OpenError;
-use crate::sources::{self, BatchLimits, Source, SourceBatch};
+use crate::sources::{BatchLimits, Source, SourceBatch};
 use dead_letter::{DeadLetter, Entry, Stage};
-use crate::retry::{self, Backoff};
 pub use shutdown::Shutdown;
 use state::{Counts, RunState, StateFile, Status};
 
@@ -55,7 +54,7 @@ pub async fn open_source(
     filters: &Filters,
 ) -> Result<Box<dyn Source>, RunError> {
     retry::with_retries(config.retry, "opening the source", async || {
-        sources::open(&config.source, filters).await
+        config.source.open(filters).await
     })
     .await
     .map_err(|e| open_error(e, "source"))
@@ -116,273 +115,461 @@ fn previous_run(config: &RunConfig, file: &StateFile) -> Result<Option<RunState>
 
 /// Runs a migration to the end (or until interrupted).
 pub async fn run(config: &RunConfig, shutdown: &Shutdown) -> Result<RunReport, RunError> {
-    let filters = config.filters.compile()?;
-    let faults = fault::Faults::from_env();
-    let state_file = StateFile::new(&config.state_dir, &config.fingerprint);
-    let previous = previous_run(config, &state_file)?;
-    let mut plugins = crate::plugins::load_all(&config.plugins)
-        .await
-        .map_err(|e| RunError::Config(ConfigError::Invalid(e.to_string())))?;
-
-    let mut source = open_source(config, &filters).await?;
-    let mut run = RunInfo::new(
-        config.source.kind_name(),
-        source.describe(),
-        config.sink.kind().name(),
-    );
-    if let Some(p) = &previous {
-        run.run_id = p.run_id.clone();
-    }
-    let mut sink =
-        sinks::open(&config.sink, &run, config.retry).map_err(|e| open_error(e, "destination"))?;
-    retry::with_retries(config.retry, "preparing the destination", async || {
-        sink.prepare().await
-    })
-    .await
-    .map_err(|e| RunError::store("preparing the destination failed", e))?;
-    let mut dead_letter_path = config
-        .dead_letter_path
-        .clone()
-        .unwrap_or_else(|| sink.default_dead_letter_path());
-    if let crate::config::SourceConfig::DeadLetter(replayed) = &config.source
-        && same_file(replayed, &dead_letter_path)
-    {
-        // Never append to the file being replayed.
-        dead_letter_path = sinks::partial_path(&dead_letter_path).with_extension("replay.jsonl");
-    }
-    let mut dead = DeadLetter::new(dead_letter_path, run.run_id.clone());
-    let mut stats = RunStats::default();
-    let mut resumed_from = None;
-    if let Some(p) = &previous {
-        sink.resume(p.sink.clone())
-            .await
-            .map_err(|e| RunError::store("resuming the destination failed", e))?;
-        dead.resume(p.dead_letter_entries)
-            .map_err(|e| io_error(dead.path(), e))?;
-        p.counts.restore(&mut stats);
-        if !p.position.is_null() {
-            source
-                .resume_from(&p.position)
-                .map_err(|e| RunError::store("resuming the source failed", e))?;
-        } else if let Some(key) = &p.last_key {
-            source.resume_after(key.clone());
-        }
-        let at = p
-            .last_key
-            .as_ref()
-            .map_or("the beginning".into(), ToString::to_string);
-        tracing::info!(
-            "resuming run {} after {at} ({} already written)",
-            p.run_id,
-            p.counts.written
-        );
-        resumed_from = Some(at);
-    }
-    tracing::info!(
-        "run {}: {} -> {}",
-        run.run_id,
-        source.describe(),
-        sink.describe()
-    );
-    tracing::info!(
-        "filters pushed into the source: {}",
-        source.pushdown_summary()
-    );
-    let mut state = RunState {
-        version: state::STATE_VERSION,
-        fingerprint: config.fingerprint.clone(),
-        run_id: run.run_id.clone(),
-        status: Status::Running,
-        last_key: previous.as_ref().and_then(|p| p.last_key.clone()),
-        position: previous
-            .as_ref()
-            .map_or(serde_json::Value::Null, |p| p.position.clone()),
-        sink: previous
-            .as_ref()
-            .map_or(serde_json::Value::Null, |p| p.sink.clone()),
-        counts: previous
-            .as_ref()
-            .map(|p| p.counts.clone())
-            .unwrap_or_default(),
-        dead_letter_entries: dead.count(),
-        source: run.source.clone(),
-        destination: sink.describe(),
-        started_at: previous
-            .as_ref()
-            .map_or_else(|| run.started_at.to_rfc3339(), |p| p.started_at.clone()),
-        updated_at: chrono::Utc::now().to_rfc3339(),
-    };
-    state_file
-        .save(&state)
-        .map_err(|e| io_error(state_file.path(), e))?;
-
-    let total = if source.counts_cheaply() && previous.is_none() {
-        source.count_by_thread(true).await.ok().map(|c| c.total())
-    } else {
-        None
-    };
-    let mut progress = progress::Progress::new(total);
-    let started = Instant::now();
-
-    let limits = BatchLimits {
-        max_records: config.batch_size,
-        max_bytes: config.max_batch_bytes,
-    };
-    let policy = config.retry;
-    let (tx, mut rx) = mpsc::channel::<Result<SourceBatch, StoreError>>(IN_FLIGHT_BATCHES);
-    let reader = tokio::spawn(async move {
-        loop {
-            let mut backoff = Backoff::new(policy);
-            let next = loop {
-                match source.next_batch(limits).await {
-                    Err(e) => match backoff.retry_after("reading the source", &e) {
-                        Some(delay) => tokio::time::sleep(delay).await,
-                        None => break Err(e),
-                    },
-                    ok => break ok,
-                }
-            };
-            let item = match next {
-                Ok(Some(batch)) => Ok(batch),
-                Ok(None) => break,
-                Err(e) => Err(e),
-            };
-            let end = item.is_err();
-            if tx.send(item).await.is_err() || end {
-                break;
-            }
-        }
-    });
-
-    let mut stop: Option<RunError> = None;
-    let mut interrupted = false;
-    while let Some(batch) = rx.recv().await {
-        let batch = match batch {
-            Ok(b) => b,
-            Err(e) => {
-                stop = Some(RunError::store("reading the source failed", e));
-                break;
-            }
-        };
-        let last_key = batch.last_key.clone();
-        let position = batch.position.clone();
-        let stage = Stages {
-            filters: &filters,
-            plugins: &mut plugins,
-            run: &run,
-            shutdown,
-        };
-        match process_batch(batch, stage, sink.as_mut(), &mut dead, &mut stats, policy).await {
-            Ok(()) => {}
-            // Stopped inside a plugin call: nothing of this batch was written or
-            // recorded, so the state stays at the last confirmed batch.
-            Err(RunError::Interrupted { .. }) => {
-                interrupted = true;
-                break;
-            }
-            Err(e) => {
-                stop = Some(e);
-                break;
-            }
-        }
-        faults.after_write(stats.batches);
-        // Make the batch durable, then record it: the state never runs ahead.
-        match retry::with_retries(policy, "confirming the destination", async || {
-            sink.checkpoint().await
-        })
-        .await
-        {
-            Ok(Some(sink_state)) => {
-                dead.sync().map_err(|e| io_error(dead.path(), e))?;
-                if position.is_some() || last_key.is_some() {
-                    state.position = position.unwrap_or(serde_json::Value::Null);
-                }
-                state.last_key = last_key.or(state.last_key.take());
-                state.sink = sink_state;
-                state.counts = Counts::of(&stats);
-                state.dead_letter_entries = dead.count();
-                state.updated_at = chrono::Utc::now().to_rfc3339();
-                state_file
-                    .save(&state)
-                    .map_err(|e| io_error(state_file.path(), e))?;
-            }
-            Ok(None) => {}
-            Err(e) => {
-                stop = Some(RunError::store("confirming the destination failed", e));
-                break;
-            }
-        }
-        faults.after_commit(stats.batches);
-        stats.duration = started.elapsed();
-        progress.update(&stats);
-        if config.max_errors > 0 && stats.failed > config.max_errors {
-            stop = Some(RunError::TooManyErrors {
-                failed: stats.failed,
-                limit: config.max_errors,
-            });
-            break;
-        }
-        if shutdown.requested() {
-            interrupted = true;
-            break;
-        }
-    }
-    drop(rx);
+    let mut migration = Migration::start(config, shutdown).await?;
+    let (batches, reader) = migration.spawn_reader();
+    let end = migration.move_batches(batches).await;
     reader.abort();
     let _ = reader.await;
-    progress.finish();
-    stats.duration = started.elapsed();
-    dead.flush().map_err(|e| io_error(dead.path(), e))?;
+    migration.finish(end).await
+}
 
-    if interrupted || stop.is_some() {
-        state.status = if interrupted {
-            Status::Interrupted
-        } else {
-            Status::Failed
+/// How the batch loop ended.
+enum End {
+    /// The source has no more records.
+    Done,
+    /// Ctrl-C (or SIGTERM): stopped after the last confirmed batch.
+    Interrupted,
+    /// An error retries could not fix, or too many failed records.
+    Failed(RunError),
+}
+
+/// One run, step by step: [`Migration::start`] opens everything (continuing an
+/// unfinished run when asked), [`Migration::spawn_reader`] reads ahead in its own
+/// task, [`Migration::move_batches`] filters, decodes, runs plugins, writes and
+/// confirms batch after batch, and [`Migration::finish`] closes the destination and
+/// the state.
+struct Migration<'a> {
+    config: &'a RunConfig,
+    shutdown: &'a Shutdown,
+    filters: Filters,
+    faults: fault::Faults,
+    plugins: Vec<Plugin>,
+    /// Taken by the reader task.
+    source: Option<Box<dyn Source>>,
+    sink: Box<dyn Sink>,
+    run: RunInfo,
+    dead: DeadLetter,
+    stats: RunStats,
+    state: RunState,
+    state_file: StateFile,
+    resumed_from: Option<String>,
+    progress: progress::Progress,
+    started: Instant,
+}
+
+impl<'a> Migration<'a> {
+    /// Loads the plugins, opens the source and the destination (prepared, so
+    /// configuration problems show before any work), and either continues the
+    /// unfinished run of the same configuration or records a new one.
+    async fn start(config: &'a RunConfig, shutdown: &'a Shutdown) -> Result<Self, RunError> {
+        let filters = config.filters.compile()?;
+        let state_file = StateFile::new(&config.state_dir, &config.fingerprint);
+        let previous = previous_run(config, &state_file)?;
+        let plugins = crate::plugins::load_all(&config.plugins)
+            .await
+            .map_err(|e| RunError::Config(ConfigError::Invalid(e.to_string())))?;
+
+        let mut source = open_source(config, &filters).await?;
+        let mut run = RunInfo::new(
+            config.source.kind_name(),
+            source.describe(),
+            config.sink.kind().name(),
+        );
+        if let Some(p) = &previous {
+            run.run_id = p.run_id.clone();
+        }
+        let mut sink = config
+            .sink
+            .open(&run, config.retry)
+            .map_err(|e| open_error(e, "destination"))?;
+        retry::with_retries(config.retry, "preparing the destination", async || {
+            sink.prepare().await
+        })
+        .await
+        .map_err(|e| RunError::store("preparing the destination failed", e))?;
+        let mut dead = DeadLetter::new(dead_letter_path(config, sink.as_ref()), run.run_id.clone());
+        let mut stats = RunStats::default();
+        let resumed_from = match &previous {
+            Some(p) => Some(
+                continue_previous(p, source.as_mut(), sink.as_mut(), &mut dead, &mut stats).await?,
+            ),
+            None => None,
         };
-        state.updated_at = chrono::Utc::now().to_rfc3339();
+        tracing::info!(
+            "run {}: {} -> {}",
+            run.run_id,
+            source.describe(),
+            sink.describe()
+        );
+        tracing::info!(
+            "filters pushed into the source: {}",
+            source.pushdown_summary()
+        );
+        let now = chrono::Utc::now().to_rfc3339();
+        let state = match previous {
+            Some(p) => RunState {
+                version: state::STATE_VERSION,
+                fingerprint: config.fingerprint.clone(),
+                source: run.source.clone(),
+                status: Status::Running,
+                dead_letter_entries: dead.count(),
+                destination: sink.describe(),
+                updated_at: now,
+                ..p
+            },
+            None => RunState {
+                version: state::STATE_VERSION,
+                fingerprint: config.fingerprint.clone(),
+                run_id: run.run_id.clone(),
+                status: Status::Running,
+                last_key: None,
+                position: serde_json::Value::Null,
+                sink: serde_json::Value::Null,
+                counts: Counts::default(),
+                dead_letter_entries: dead.count(),
+                source: run.source.clone(),
+                destination: sink.describe(),
+                started_at: run.started_at.to_rfc3339(),
+                updated_at: now,
+            },
+        };
         state_file
             .save(&state)
             .map_err(|e| io_error(state_file.path(), e))?;
-        sink.suspend()
-            .await
-            .map_err(|e| RunError::store("closing the destination failed", e))?;
-        return Err(match stop {
-            Some(e) => e,
-            None => RunError::Interrupted {
-                written: stats.written,
-                state: state_file.path().display().to_string(),
-            },
-        });
+        let total = if source.counts_cheaply() && resumed_from.is_none() {
+            source.count_by_thread(true).await.ok().map(|c| c.total())
+        } else {
+            None
+        };
+        Ok(Self {
+            config,
+            shutdown,
+            filters,
+            faults: fault::Faults::from_env(),
+            plugins,
+            source: Some(source),
+            sink,
+            run,
+            dead,
+            stats,
+            state,
+            state_file,
+            resumed_from,
+            progress: progress::Progress::new(total),
+            started: Instant::now(),
+        })
     }
 
-    let destination = sink.describe();
-    retry::with_retries(policy, "finishing the destination", async || {
-        sink.finish(&stats).await
-    })
-    .await
-    .map_err(|e| RunError::store("finishing the destination failed", e))?;
-    state.status = Status::Finished;
-    state.updated_at = chrono::Utc::now().to_rfc3339();
-    state_file
-        .save(&state)
-        .map_err(|e| io_error(state_file.path(), e))?;
-    Ok(RunReport {
-        source: run.source.clone(),
-        destination,
-        dead_letter: (dead.count() > 0).then(|| dead.path().clone()),
-        run,
-        stats,
-        resumed_from,
-    })
+    /// Reads the source in its own task, retrying retriable errors, so reading
+    /// overlaps decoding and writing; at most [`IN_FLIGHT_BATCHES`] batches wait.
+    fn spawn_reader(
+        &mut self,
+    ) -> (
+        mpsc::Receiver<Result<SourceBatch, StoreError>>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let mut source = self.source.take().expect("the reader is spawned once");
+        let limits = BatchLimits {
+            max_records: self.config.batch_size,
+            max_bytes: self.config.max_batch_bytes,
+        };
+        let policy = self.config.retry;
+        let (tx, rx) = mpsc::channel::<Result<SourceBatch, StoreError>>(IN_FLIGHT_BATCHES);
+        let reader = tokio::spawn(async move {
+            loop {
+                let mut backoff = Backoff::new(policy);
+                let next = loop {
+                    match source.next_batch(limits).await {
+                        Err(e) => match backoff.retry_after("reading the source", &e) {
+                            Some(delay) => tokio::time::sleep(delay).await,
+                            None => break Err(e),
+                        },
+                        ok => break ok,
+                    }
+                };
+                let item = match next {
+                    Ok(Some(batch)) => Ok(batch),
+                    Ok(None) => break,
+                    Err(e) => Err(e),
+                };
+                let end = item.is_err();
+                if tx.send(item).await.is_err() || end {
+                    break;
+                }
+            }
+        });
+        (rx, reader)
+    }
+
+    /// Processes and confirms batches until the source ends, the run is
+    /// interrupted, or an error stops it.
+    async fn move_batches(
+        &mut self,
+        mut batches: mpsc::Receiver<Result<SourceBatch, StoreError>>,
+    ) -> End {
+        while let Some(batch) = batches.recv().await {
+            let batch = match batch {
+                Ok(b) => b,
+                Err(e) => return End::Failed(RunError::store("reading the source failed", e)),
+            };
+            let last_key = batch.last_key.clone();
+            let position = batch.position.clone();
+            match self.process_batch(batch).await {
+                Ok(()) => {}
+                // Stopped inside a plugin call: nothing of this batch was written or
+                // recorded, so the state stays at the last confirmed batch.
+                Err(RunError::Interrupted { .. }) => return End::Interrupted,
+                Err(e) => return End::Failed(e),
+            }
+            self.faults.after_write(self.stats.batches);
+            if let Err(e) = self.confirm(last_key, position).await {
+                return End::Failed(e);
+            }
+            self.faults.after_commit(self.stats.batches);
+            self.stats.duration = self.started.elapsed();
+            self.progress.update(&self.stats);
+            let limit = self.config.max_errors;
+            if limit > 0 && self.stats.failed > limit {
+                return End::Failed(RunError::TooManyErrors {
+                    failed: self.stats.failed,
+                    limit,
+                });
+            }
+            if self.shutdown.requested() {
+                return End::Interrupted;
+            }
+        }
+        End::Done
+    }
+
+    /// Makes the batch just written durable, then records it in the resume state:
+    /// the state never runs ahead of the destination.
+    async fn confirm(
+        &mut self,
+        last_key: Option<CheckpointKey>,
+        position: Option<serde_json::Value>,
+    ) -> Result<(), RunError> {
+        let sink = &mut self.sink;
+        let confirmed = retry::with_retries(
+            self.config.retry,
+            "confirming the destination",
+            async || sink.checkpoint().await,
+        )
+        .await
+        .map_err(|e| RunError::store("confirming the destination failed", e))?;
+        // `None`: this sink cannot continue mid-way; the resume point stays.
+        let Some(sink_state) = confirmed else {
+            return Ok(());
+        };
+        self.dead
+            .sync()
+            .map_err(|e| io_error(self.dead.path(), e))?;
+        let state = &mut self.state;
+        if position.is_some() || last_key.is_some() {
+            state.position = position.unwrap_or(serde_json::Value::Null);
+        }
+        state.last_key = last_key.or(state.last_key.take());
+        state.sink = sink_state;
+        state.counts = Counts::of(&self.stats);
+        state.dead_letter_entries = self.dead.count();
+        self.save_state()
+    }
+
+    fn save_state(&mut self) -> Result<(), RunError> {
+        self.state.updated_at = chrono::Utc::now().to_rfc3339();
+        self.state_file
+            .save(&self.state)
+            .map_err(|e| io_error(self.state_file.path(), e))
+    }
+
+    /// Closes the run: a finished one finishes the destination and marks the state
+    /// finished; an interrupted or failed one leaves the destination resumable.
+    async fn finish(mut self, end: End) -> Result<RunReport, RunError> {
+        self.progress.finish();
+        self.stats.duration = self.started.elapsed();
+        self.dead
+            .flush()
+            .map_err(|e| io_error(self.dead.path(), e))?;
+        let stop = match end {
+            End::Done => None,
+            End::Interrupted => Some((
+                Status::Interrupted,
+                RunError::Interrupted {
+                    written: self.stats.written,
+                    state: self.state_file.path().display().to_string(),
+                },
+            )),
+            End::Failed(e) => Some((Status::Failed, e)),
+        };
+        if let Some((status, error)) = stop {
+            self.state.status = status;
+            self.save_state()?;
+            self.sink
+                .suspend()
+                .await
+                .map_err(|e| RunError::store("closing the destination failed", e))?;
+            return Err(error);
+        }
+        let destination = self.sink.describe();
+        let (sink, stats) = (&mut self.sink, &self.stats);
+        retry::with_retries(self.config.retry, "finishing the destination", async || {
+            sink.finish(stats).await
+        })
+        .await
+        .map_err(|e| RunError::store("finishing the destination failed", e))?;
+        self.state.status = Status::Finished;
+        self.save_state()?;
+        Ok(RunReport {
+            source: self.run.source.clone(),
+            destination,
+            dead_letter: (self.dead.count() > 0).then(|| self.dead.path().clone()),
+            run: self.run,
+            stats: self.stats,
+            resumed_from: self.resumed_from,
+        })
+    }
+
+    /// Filters and decodes a batch, runs the plugins, writes what is left, and sends
+    /// failures to the dead-letter file.
+    async fn process_batch(&mut self, batch: SourceBatch) -> Result<(), RunError> {
+        let (dead, stats) = (&mut self.dead, &mut self.stats);
+        stats.batches += 1;
+        stats.bytes_read += batch.bytes as u64;
+        stats.vanished += batch.vanished;
+        stats.read += (batch.records.len() + batch.failed.len()) as u64;
+        for failed in &batch.failed {
+            dead.add(Entry {
+                stage: Stage::Read,
+                detail: None,
+                error: &failed.error,
+                key: failed.key.as_ref(),
+                origin: &failed.origin,
+                record: None,
+            })
+            .map_err(|e| io_error(dead.path(), e))?;
+        }
+        // Raw mode: a sink that writes raw values only, with no plugin to feed, gets
+        // the records undecoded (decoding is most of the work of a run); `select`
+        // still decodes when a date filter needs the time.
+        let decode = self.sink.needs_view() || !self.plugins.is_empty();
+        let mut kept: Vec<Checkpoint> = Vec::with_capacity(batch.records.len());
+        for record in batch.records {
+            match self.filters.select(record, decode) {
+                Selected::OtherThread | Selected::OutsideDates(_) => stats.filtered += 1,
+                Selected::Undecodable(record, error) => dead
+                    .add(Entry {
+                        stage: Stage::Decode,
+                        detail: None,
+                        error: &error,
+                        key: Some(&record.key),
+                        origin: &record.origin,
+                        record: Some(&record),
+                    })
+                    .map_err(|e| io_error(dead.path(), e))?,
+                Selected::Kept(record) => {
+                    for notice in record.view.iter().flat_map(|v| &v.notices) {
+                        *stats.undecoded.entry(notice_kind(notice)).or_default() += 1;
+                    }
+                    kept.push(record);
+                }
+            }
+        }
+        if !self.plugins.is_empty() {
+            let run = &self.run;
+            let ctx = RunContext {
+                run_id: run.run_id.clone(),
+                run_started_at: run
+                    .started_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                source_kind: run.source_kind.clone(),
+                destination_kind: run.destination_kind.clone(),
+                batch_index: stats.batches - 1,
+            };
+            kept = run_plugins(&mut self.plugins, &ctx, kept, dead, stats, self.shutdown).await?;
+        }
+        if !kept.is_empty() {
+            let sink = &mut self.sink;
+            let rejected = retry::with_retries(
+                self.config.retry,
+                "writing to the destination",
+                async || sink.write_batch(&kept).await,
+            )
+            .await
+            .map_err(|e| RunError::store("writing to the destination failed", e))?;
+            for r in &rejected {
+                let record = &kept[r.index];
+                dead.add(Entry {
+                    stage: Stage::Write,
+                    detail: None,
+                    error: &r.reason,
+                    key: Some(&record.key),
+                    origin: &record.origin,
+                    record: Some(record),
+                })
+                .map_err(|e| io_error(dead.path(), e))?;
+            }
+            stats.written += (kept.len() - rejected.len()) as u64;
+        }
+        stats.failed = dead.count();
+        tracing::debug!(
+            "batch {}: {} raw bytes, written so far {}, filtered {}, failed {}",
+            stats.batches,
+            batch.bytes,
+            stats.written,
+            stats.filtered,
+            stats.failed
+        );
+        Ok(())
+    }
 }
 
-/// What runs on every batch between the source and the sink.
-struct Stages<'a> {
-    filters: &'a Filters,
-    plugins: &'a mut [Plugin],
-    run: &'a RunInfo,
-    shutdown: &'a Shutdown,
+/// Where failed records go: the configured file, else the sink's default — never
+/// the file being replayed.
+fn dead_letter_path(config: &RunConfig, sink: &dyn Sink) -> PathBuf {
+    let path = config
+        .dead_letter_path
+        .clone()
+        .unwrap_or_else(|| sink.default_dead_letter_path());
+    match &config.source {
+        SourceConfig::DeadLetter(replayed) if same_file(replayed, &path) => {
+            sinks::partial_path(&path).with_extension("replay.jsonl")
+        }
+        _ => path,
+    }
+}
+
+/// Continues an unfinished run: the destination, the dead-letter count, the counters
+/// and the source position come back from its state. Returns where it continues.
+async fn continue_previous(
+    previous: &RunState,
+    source: &mut dyn Source,
+    sink: &mut dyn Sink,
+    dead: &mut DeadLetter,
+    stats: &mut RunStats,
+) -> Result<String, RunError> {
+    sink.resume(previous.sink.clone())
+        .await
+        .map_err(|e| RunError::store("resuming the destination failed", e))?;
+    dead.resume(previous.dead_letter_entries)
+        .map_err(|e| io_error(dead.path(), e))?;
+    previous.counts.restore(stats);
+    if !previous.position.is_null() {
+        source
+            .resume_from(&previous.position)
+            .map_err(|e| RunError::store("resuming the source failed", e))?;
+    } else if let Some(key) = &previous.last_key {
+        source.resume_after(key.clone());
+    }
+    let at = previous
+        .last_key
+        .as_ref()
+        .map_or("the beginning".into(), ToString::to_string);
+    tracing::info!(
+        "resuming run {} after {at} ({} already written)",
+        previous.run_id,
+        previous.counts.written
+    );
+    Ok(at)
 }
 
 /// Runs the plugins in order on the records that are left; rejected and failed
@@ -469,112 +656,6 @@ async fn run_plugins(
         kept = next;
     }
     Ok(kept)
-}
-
-/// Filters and decodes a batch, runs the plugins, writes what is left, and sends
-/// failures to the dead-letter file.
-async fn process_batch(
-    batch: SourceBatch,
-    stage: Stages<'_>,
-    sink: &mut dyn Sink,
-    dead: &mut DeadLetter,
-    stats: &mut RunStats,
-    policy: crate::retry::RetryPolicy,
-) -> Result<(), RunError> {
-    stats.batches += 1;
-    stats.bytes_read += batch.bytes as u64;
-    stats.vanished += batch.vanished;
-    stats.read += (batch.records.len() + batch.failed.len()) as u64;
-    for failed in &batch.failed {
-        dead.add(Entry {
-            stage: Stage::Read,
-            detail: None,
-            error: &failed.error,
-            key: failed.key.as_ref(),
-            origin: &failed.origin,
-            record: None,
-        })
-        .map_err(|e| io_error(dead.path(), e))?;
-    }
-    let filters = stage.filters;
-    // Raw mode: a sink that writes raw values only, with no date filter or plugin to
-    // feed, gets the records undecoded (decoding is most of the work of a run).
-    let decode = sink.needs_view() || filters.filters_by_time() || !stage.plugins.is_empty();
-    let mut kept: Vec<Checkpoint> = Vec::with_capacity(batch.records.len());
-    for mut record in batch.records {
-        if !filters.accepts_thread(&record.key.thread_id) {
-            stats.filtered += 1;
-            continue;
-        }
-        if !decode {
-            kept.push(record);
-            continue;
-        }
-        if let Err(e) = codec::decode_record(&mut record) {
-            dead.add(Entry {
-                stage: Stage::Decode,
-                detail: None,
-                error: &e.to_string(),
-                key: Some(&record.key),
-                origin: &record.origin,
-                record: Some(&record),
-            })
-            .map_err(|e| io_error(dead.path(), e))?;
-            continue;
-        }
-        let view = record.view.as_ref().expect("decoded above");
-        if !filters.accepts_time(view.ts_parsed) {
-            stats.filtered += 1;
-            continue;
-        }
-        for notice in &view.notices {
-            *stats.undecoded.entry(notice_kind(notice)).or_default() += 1;
-        }
-        kept.push(record);
-    }
-    if !stage.plugins.is_empty() {
-        let ctx = RunContext {
-            run_id: stage.run.run_id.clone(),
-            run_started_at: stage
-                .run
-                .started_at
-                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            source_kind: stage.run.source_kind.clone(),
-            destination_kind: stage.run.destination_kind.clone(),
-            batch_index: stats.batches - 1,
-        };
-        kept = run_plugins(stage.plugins, &ctx, kept, dead, stats, stage.shutdown).await?;
-    }
-    if !kept.is_empty() {
-        let rejected = retry::with_retries(policy, "writing to the destination", async || {
-            sink.write_batch(&kept).await
-        })
-        .await
-        .map_err(|e| RunError::store("writing to the destination failed", e))?;
-        for r in &rejected {
-            let record = &kept[r.index];
-            dead.add(Entry {
-                stage: Stage::Write,
-                detail: None,
-                error: &r.reason,
-                key: Some(&record.key),
-                origin: &record.origin,
-                record: Some(record),
-            })
-            .map_err(|e| io_error(dead.path(), e))?;
-        }
-        stats.written += (kept.len() - rejected.len()) as u64;
-    }
-    stats.failed = dead.count();
-    tracing::debug!(
-        "batch {}: {} raw bytes, written so far {}, filtered {}, failed {}",
-        stats.batches,
-        batch.bytes,
-        stats.written,
-        stats.filtered,
-        stats.failed
-    );
-    Ok(())
 }
 
 /// What each dead-letter line of a batch that failed in a plugin says: the message,

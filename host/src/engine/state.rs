@@ -94,6 +94,8 @@ impl StateFile {
         &self.path
     }
 
+    /// The state of an earlier run (one small JSON object), if any.
+    #[allow(clippy::disallowed_methods)]
     pub fn load(&self) -> std::io::Result<Option<RunState>> {
         match std::fs::read(&self.path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {

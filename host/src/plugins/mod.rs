@@ -124,6 +124,8 @@ impl PluginSpec {
                 .find(|(n, _)| n == name)
                 .map(|(_, b)| b.to_vec())
                 .ok_or_else(|| PluginError::Load(format!("no reference plugin {name:?}"))),
+            // A component is compiled whole anyway.
+            #[allow(clippy::disallowed_methods)]
             (_, Some(path)) => std::fs::read(path).map_err(|e| {
                 PluginError::Load(format!("cannot read plugin {}: {e}", path.display()))
             }),

@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
-use crate::config::{RetryPolicy, SinkConfig};
+use crate::error::OpenError;
 use crate::error::StoreError;
 use crate::record::Checkpoint;
+use crate::retry::RetryPolicy;
 use crate::run::{RunInfo, RunStats};
-use crate::error::OpenError;
+use crate::sources::Source;
 
 /// A record the sink refused, by its index in the batch.
 #[derive(Debug, Clone)]
@@ -74,33 +75,43 @@ pub trait Sink: Send {
 
     /// Flushes and closes everything; `stats` are the run's final counters.
     async fn finish(&mut self, stats: &RunStats) -> Result<(), StoreError>;
+
+    /// What `verify` compares for this destination.
+    fn comparison(&self) -> Comparison {
+        Comparison::RawValues
+    }
+
+    /// What this destination holds for `record` once written: LangGraph's stores
+    /// write their own serializer's form of the values. `None`: it would refuse the
+    /// record (into the dead-letter file). The default writes the record as it is.
+    fn written_form(&self, record: Checkpoint) -> Option<Checkpoint> {
+        Some(record)
+    }
+
+    /// A source over everything this destination holds, so `verify` can compare it
+    /// with the source. The default: this destination cannot be read back.
+    async fn read_back(&mut self) -> Result<Box<dyn Source>, StoreError> {
+        Err(StoreError::fatal(format!(
+            "{} cannot be read back to verify",
+            self.describe()
+        )))
+    }
 }
 
-pub fn open(
-    config: &SinkConfig,
-    run: &RunInfo,
-    retry: RetryPolicy,
-) -> Result<Box<dyn Sink>, OpenError> {
-    match config {
-        SinkConfig::Json(c) => Ok(Box::new(crate::stores::json::JsonSink::new(
-            c.clone(),
-            run.clone(),
-        ))),
-        SinkConfig::Parquet(c) => Ok(Box::new(crate::stores::parquet::ParquetSink::new(
-            c.clone(),
-            run.clone(),
-        )?)),
-        SinkConfig::Unified(c) => Ok(Box::new(crate::stores::qdrant::QdrantSink::new(
-            (**c).clone(),
-            run.clone(),
-            retry,
-        )?)),
-        SinkConfig::Sqlite(c) => Ok(Box::new(crate::stores::sqlite::SqliteSink::new(c.clone()))),
-        SinkConfig::Postgres(c) => Ok(Box::new(crate::stores::postgres::PostgresSink::new(
-            c.clone(),
-        )?)),
-        SinkConfig::Redis(c) => Ok(Box::new(crate::stores::redis::RedisSink::new(c.clone()))),
-    }
+/// A store's destination settings (its folder's config struct): they create the sink.
+pub trait OpenSink: Send + Sync {
+    /// Creates the sink without connecting or writing (the engine prepares it).
+    fn open_sink(&self, run: &RunInfo, retry: RetryPolicy) -> Result<Box<dyn Sink>, OpenError>;
+}
+
+/// What `verify` compares between the source and what a destination holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Comparison {
+    /// The raw typed values, byte for byte (exports keep them untouched).
+    RawValues,
+    /// What LangGraph reads: the decoded view (LangGraph's stores change the shape of
+    /// the raw values, e.g. PostgresSaver splits a SqliteSaver checkpoint).
+    View,
 }
 
 /// A file or directory name that is safe for any string, and distinct for distinct

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
-use crate::config::SourceConfig;
 use crate::error::{OpenError, StoreError};
 use crate::filters::Filters;
 use crate::record::{Checkpoint, CheckpointKey, Origin};
@@ -122,23 +121,11 @@ pub fn skipping(skip_through: &mut Option<CheckpointKey>, key: &CheckpointKey) -
     }
 }
 
-/// Opens the configured source with the run's filters.
-pub async fn open(config: &SourceConfig, filters: &Filters) -> Result<Box<dyn Source>, OpenError> {
-    match config {
-        SourceConfig::DeadLetter(path) => Ok(Box::new(dead_letter::DeadLetterSource::open(path)?)),
-        SourceConfig::Sqlite(c) => Ok(Box::new(
-            crate::stores::sqlite::SqliteSource::open(c, filters).await?,
-        )),
-        SourceConfig::Redis(c) => Ok(Box::new(
-            crate::stores::redis::RedisSource::open(c, filters).await?,
-        )),
-        SourceConfig::Postgres(c) => Ok(Box::new(
-            crate::stores::postgres::PostgresSource::open(c, filters, Pushdown::On).await?,
-        )),
-        SourceConfig::Unified(c) => Ok(Box::new(crate::stores::qdrant::QdrantSource::open(c, filters).await?)),
-        SourceConfig::Json(c) => Ok(Box::new(crate::stores::json::JsonSource::open(c)?)),
-        SourceConfig::Parquet(c) => Ok(Box::new(crate::stores::parquet::ParquetSource::open(c)?)),
-    }
+/// A store's source settings (its folder's config struct): they open the source.
+#[async_trait]
+pub trait OpenSource: Send + Sync {
+    /// Opens the source; the run's filters that the store can evaluate are pushed down.
+    async fn open_source(&self, filters: &Filters) -> Result<Box<dyn Source>, OpenError>;
 }
 
 /// Whether a source may evaluate filters itself (off only to test that pushdown

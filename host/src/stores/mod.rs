@@ -10,9 +10,11 @@ pub mod parquet;
 pub mod postgres;
 pub mod qdrant;
 pub mod redis;
+mod registry;
 pub mod sql;
 pub mod sqlite;
 
+pub use registry::{DestinationKind, SinkConfig, SourceKind, StoreSourceConfig};
 use serde::Deserialize;
 
 /// What a store destination does with a row whose key it already holds.

@@ -11,10 +11,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::config::JsonSinkConfig;
+use super::config::JsonSourceConfig;
+use crate::error::OpenError;
 use crate::error::StoreError;
 use crate::record::{Checkpoint, Origin, RawValues};
+use crate::retry::RetryPolicy;
 use crate::run::{RunInfo, RunStats};
+use crate::sinks::OpenSink;
 use crate::sinks::{Rejected, Sink, check_dir_writable, partial_path, safe_file_name};
+use crate::sources::Source;
 
 /// Open file handles kept at once; threads beyond this are closed and reopened for
 /// appending, so a source that interleaves many threads cannot exhaust descriptors.
@@ -361,6 +366,13 @@ impl Sink for JsonSink {
         self.close_all()
     }
 
+    async fn read_back(&mut self) -> Result<Box<dyn Source>, StoreError> {
+        let written = JsonSourceConfig {
+            path: self.config.output_dir.clone(),
+        };
+        Ok(Box::new(super::JsonSource::open(&written)?))
+    }
+
     async fn finish(&mut self, stats: &RunStats) -> Result<(), StoreError> {
         std::fs::create_dir_all(&self.config.output_dir)
             .map_err(|e| Self::io_error(&self.config.output_dir, "cannot create", e))?;
@@ -381,5 +393,11 @@ impl Sink for JsonSink {
                 .map_err(|e| Self::io_error(&final_path, "cannot rename into place", e))?;
         }
         self.write_manifest(stats)
+    }
+}
+
+impl OpenSink for JsonSinkConfig {
+    fn open_sink(&self, run: &RunInfo, _retry: RetryPolicy) -> Result<Box<dyn Sink>, OpenError> {
+        Ok(Box::new(JsonSink::new(self.clone(), run.clone())))
     }
 }

@@ -19,8 +19,11 @@ use serde::{Deserialize, Serialize};
 
 use super::HIVE_DEFAULT_PARTITION;
 use super::config::ParquetSourceConfig;
+use crate::error::OpenError;
 use crate::error::StoreError;
+use crate::filters::Filters;
 use crate::record::{ChannelBlob, Checkpoint, CheckpointKey, Origin, PendingWrite, TypedValue};
+use crate::sources::OpenSource;
 use crate::sources::{
     BatchLimits, ResumePoint, Source, SourceBatch, ThreadCounts, resume_point, skipping,
 };
@@ -322,5 +325,12 @@ impl Source for ParquetSource {
             }
         }
         Ok(counts)
+    }
+}
+
+#[async_trait]
+impl OpenSource for ParquetSourceConfig {
+    async fn open_source(&self, _filters: &Filters) -> Result<Box<dyn Source>, OpenError> {
+        Ok(Box::new(ParquetSource::open(self)?))
     }
 }

@@ -20,11 +20,16 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
 use super::HIVE_DEFAULT_PARTITION;
+use super::config::ParquetSourceConfig;
 use super::config::{ParquetCompression, ParquetSinkConfig};
+use crate::error::OpenError;
 use crate::error::{ConfigError, StoreError};
 use crate::record::Checkpoint;
+use crate::retry::RetryPolicy;
 use crate::run::{RunInfo, RunStats};
+use crate::sinks::OpenSink;
 use crate::sinks::{Rejected, Sink, check_dir_writable, safe_file_name};
+use crate::sources::Source;
 
 pub const DEFAULT_ROW_GROUP_BYTES: usize = 32 * 1024 * 1024;
 /// Partition writers kept open at once; the least recently used is closed beyond it
@@ -438,6 +443,13 @@ impl Sink for ParquetSink {
         Ok(())
     }
 
+    async fn read_back(&mut self) -> Result<Box<dyn Source>, StoreError> {
+        let written = ParquetSourceConfig {
+            path: self.config.output_path.clone(),
+        };
+        Ok(Box::new(super::ParquetSource::open(&written)?))
+    }
+
     async fn finish(&mut self, stats: &RunStats) -> Result<(), StoreError> {
         if self.open.is_empty() && self.files_written.is_empty() && !self.partitioned() {
             // No record at all: still leave a valid, empty file behind.
@@ -453,5 +465,11 @@ impl Sink for ParquetSink {
             stats.written
         );
         Ok(())
+    }
+}
+
+impl OpenSink for ParquetSinkConfig {
+    fn open_sink(&self, run: &RunInfo, _retry: RetryPolicy) -> Result<Box<dyn Sink>, OpenError> {
+        Ok(Box::new(ParquetSink::new(self.clone(), run.clone())?))
     }
 }

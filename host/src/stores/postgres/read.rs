@@ -17,11 +17,13 @@ use sqlx::{Connection, Row};
 
 use super::Endpoint;
 use super::config::PostgresSourceConfig;
+use crate::error::OpenError;
 use crate::error::StoreError;
 use crate::filters::{Filters, ThreadPushdown};
 use crate::record::{ChannelBlob, Checkpoint, CheckpointKey, Origin, PendingWrite, TypedValue};
-use crate::stores::chat;
+use crate::sources::OpenSource;
 use crate::sources::{BatchLimits, FailedRead, Pushdown, Source, SourceBatch, ThreadCounts};
+use crate::stores::chat;
 use crate::stores::sql::{self, Dialect, quote_ident, where_sql};
 
 /// A `ts` text that PostgreSQL casts to the instant our parser reads.
@@ -694,5 +696,14 @@ impl Source for PostgresSource {
                 .insert(r.get(0), u64::try_from(n).unwrap_or(0));
         }
         Ok(counts)
+    }
+}
+
+#[async_trait]
+impl OpenSource for PostgresSourceConfig {
+    async fn open_source(&self, filters: &Filters) -> Result<Box<dyn Source>, OpenError> {
+        Ok(Box::new(
+            PostgresSource::open(self, filters, Pushdown::On).await?,
+        ))
     }
 }

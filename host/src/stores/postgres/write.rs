@@ -18,11 +18,18 @@ use sqlx::{Arguments as _, Connection};
 
 use super::Endpoint;
 use super::config::PostgresSinkConfig;
+use super::config::PostgresSourceConfig;
 use crate::codec::redis_form::Encoder;
+use crate::error::OpenError;
 use crate::error::StoreError;
+use crate::filters::Filters;
 use crate::record::Checkpoint;
+use crate::retry::RetryPolicy;
+use crate::run::RunInfo;
 use crate::run::RunStats;
+use crate::sinks::{Comparison, OpenSink};
 use crate::sinks::{Rejected, Sink};
+use crate::sources::{Pushdown, Source};
 use crate::stores::layout;
 use crate::stores::sql::quote_ident;
 use crate::stores::{OnConflict, WriteCounts, existing_line};
@@ -609,6 +616,28 @@ impl Sink for PostgresSink {
         Ok(())
     }
 
+    fn comparison(&self) -> Comparison {
+        Comparison::View
+    }
+
+    fn written_form(&self, record: Checkpoint) -> Option<Checkpoint> {
+        let allowed = &self.config.allowed_json_modules;
+        let native = layout::native(&record, &mut Encoder::new(allowed))
+            .ok()?
+            .into_owned();
+        let fits = layout::split(&native).is_ok() && layout::metadata_jsonb(&native).is_ok();
+        fits.then_some(native)
+    }
+
+    async fn read_back(&mut self) -> Result<Box<dyn Source>, StoreError> {
+        let written = PostgresSourceConfig {
+            connection_string: self.config.connection_string.clone(),
+            table_name: Some(format!("{}.checkpoints", self.config.schema)),
+        };
+        let source = super::PostgresSource::open(&written, &Filters::none(), Pushdown::On).await?;
+        Ok(Box::new(source))
+    }
+
     async fn finish(&mut self, _stats: &RunStats) -> Result<(), StoreError> {
         self.counts.report(&self.schema_shown());
         if self.negative_zeros > 0 {
@@ -625,5 +654,11 @@ impl Sink for PostgresSink {
                 .map_err(|e| self.error("cannot close", e))?;
         }
         Ok(())
+    }
+}
+
+impl OpenSink for PostgresSinkConfig {
+    fn open_sink(&self, _run: &RunInfo, _retry: RetryPolicy) -> Result<Box<dyn Sink>, OpenError> {
+        Ok(Box::new(PostgresSink::new(self.clone())?))
     }
 }

@@ -12,10 +12,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::retry::RetryPolicy;
-use crate::retry::Backoff;
 use crate::error::StoreError;
 use crate::record::Checkpoint;
+use crate::retry::Backoff;
+use crate::retry::RetryPolicy;
 
 pub const DEFAULT_DIMENSIONS: u64 = 768;
 pub const LAST_MESSAGES: usize = 6;

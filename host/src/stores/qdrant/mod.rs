@@ -16,10 +16,10 @@ pub use write::QdrantSink;
 
 use serde_json::{Value, json};
 
-use config::QdrantConfig;
 use crate::error::StoreError;
 use crate::record::Checkpoint;
 use crate::secrets::scrub;
+use config::QdrantConfig;
 
 /// The original system's namespace for point ids.
 pub const POINT_NAMESPACE: uuid::Uuid = uuid::uuid!("550e8400-e29b-41d4-a716-446655440000");

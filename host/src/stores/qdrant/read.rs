@@ -7,11 +7,13 @@ use async_trait::async_trait;
 use qdrant_client::qdrant::{Condition, Filter, PointId, ScrollPointsBuilder, point_id};
 use serde_json::Value;
 
-use crate::sources::{BatchLimits, FailedRead, Source, SourceBatch, ThreadCounts};
 use super::config::QdrantConfig;
+use crate::error::OpenError;
 use crate::error::StoreError;
 use crate::filters::{Filters, ThreadPushdown};
 use crate::record::{CheckpointKey, Origin};
+use crate::sources::OpenSource;
+use crate::sources::{BatchLimits, FailedRead, Source, SourceBatch, ThreadCounts};
 
 pub struct QdrantSource {
     config: QdrantConfig,
@@ -199,5 +201,12 @@ impl Source for QdrantSource {
             }
         }
         Ok(counts)
+    }
+}
+
+#[async_trait]
+impl OpenSource for QdrantConfig {
+    async fn open_source(&self, filters: &Filters) -> Result<Box<dyn Source>, OpenError> {
+        Ok(Box::new(QdrantSource::open(self, filters).await?))
     }
 }

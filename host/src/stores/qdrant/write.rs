@@ -20,13 +20,17 @@ use qdrant_client::qdrant::{
     vectors_config,
 };
 
-use crate::sinks::{Rejected, Sink};
 use super::config::QdrantConfig;
-use crate::retry::RetryPolicy;
-use crate::error::StoreError;
-use crate::record::Checkpoint;
-use crate::run::{RunInfo, RunStats};
 use super::embedding::Embedder;
+use crate::error::OpenError;
+use crate::error::StoreError;
+use crate::filters::Filters;
+use crate::record::Checkpoint;
+use crate::retry::RetryPolicy;
+use crate::run::{RunInfo, RunStats};
+use crate::sinks::OpenSink;
+use crate::sinks::{Rejected, Sink};
+use crate::sources::Source;
 
 const DEFAULT_STREAMS: usize = 3;
 const DEFAULT_MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
@@ -44,11 +48,7 @@ pub struct QdrantSink {
 }
 
 impl QdrantSink {
-    pub fn new(
-        config: QdrantConfig,
-        run: RunInfo,
-        retry: RetryPolicy,
-    ) -> Result<Self, StoreError> {
+    pub fn new(config: QdrantConfig, run: RunInfo, retry: RetryPolicy) -> Result<Self, StoreError> {
         let (client, url) = super::connect(&config)?;
         let embedder = Embedder::new(&config.embedding_config(), retry)
             .map_err(|e| StoreError::fatal(format!("destination_config.embedding: {e}")))?;
@@ -312,6 +312,11 @@ impl Sink for QdrantSink {
         Ok(())
     }
 
+    async fn read_back(&mut self) -> Result<Box<dyn Source>, StoreError> {
+        let source = super::QdrantSource::open(&self.config, &Filters::none()).await?;
+        Ok(Box::new(source))
+    }
+
     async fn finish(&mut self, stats: &RunStats) -> Result<(), StoreError> {
         tracing::info!(
             "Qdrant collection {:?}: {} points written by run {}",
@@ -320,5 +325,11 @@ impl Sink for QdrantSink {
             self.run.run_id
         );
         Ok(())
+    }
+}
+
+impl OpenSink for QdrantConfig {
+    fn open_sink(&self, run: &RunInfo, retry: RetryPolicy) -> Result<Box<dyn Sink>, OpenError> {
+        Ok(Box::new(QdrantSink::new(self.clone(), run.clone(), retry)?))
     }
 }

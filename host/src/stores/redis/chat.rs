@@ -4,8 +4,8 @@
 use super::{Redis, ScanWalk, thread_glob};
 use crate::error::StoreError;
 use crate::filters::ThreadPushdown;
-use crate::stores::chat::{StoredMessage, session_record};
 use crate::sources::{BatchLimits, FailedRead, SourceBatch};
+use crate::stores::chat::{StoredMessage, session_record};
 
 pub struct ChatLayout {
     prefix: String,

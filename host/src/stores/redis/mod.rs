@@ -26,10 +26,12 @@ use redis::aio::MultiplexedConnection;
 use serde_json::Value;
 
 use self::config::RedisSourceConfig;
+use crate::error::OpenError;
 use crate::error::StoreError;
 use crate::filters::{Filters, ThreadPushdown};
 use crate::record::{CheckpointKey, Origin};
 use crate::secrets::{redact_url, scrub};
+use crate::sources::OpenSource;
 use crate::sources::{BatchLimits, Source, SourceBatch, ThreadCounts};
 
 /// Keys asked for per SCAN call.
@@ -546,6 +548,13 @@ pub fn unpack(bytes: &[u8]) -> Result<crate::record::TypedValue, String> {
         .decode(data)
         .map_err(|e| format!("packed value: bad base64: {e}"))?;
     Ok(crate::record::TypedValue::new(tag, bytes))
+}
+
+#[async_trait]
+impl OpenSource for RedisSourceConfig {
+    async fn open_source(&self, filters: &Filters) -> Result<Box<dyn Source>, OpenError> {
+        Ok(Box::new(RedisSource::open(self, filters).await?))
+    }
 }
 
 #[cfg(test)]

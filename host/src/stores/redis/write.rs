@@ -22,13 +22,21 @@ use serde_json::{Map, Value};
 
 use super::Redis;
 use super::config::RedisSinkConfig;
+use super::config::RedisSourceConfig;
 use super::json::{EMPTY_ID, EMPTY_NS};
 use crate::codec::msgpack;
 use crate::codec::redis_form::JsonFormWriter;
+use crate::error::OpenError;
 use crate::error::StoreError;
+use crate::filters::Filters;
 use crate::record::{Checkpoint, CheckpointKey, TypedValue};
+use crate::retry::RetryPolicy;
+use crate::run::RunInfo;
 use crate::run::RunStats;
+use crate::sinks::Comparison;
+use crate::sinks::OpenSink;
 use crate::sinks::{Rejected, Sink};
+use crate::sources::Source;
 use crate::stores::layout::{self, LayoutError};
 use crate::stores::{OnConflict, WriteCounts};
 
@@ -520,6 +528,28 @@ impl Sink for RedisSink {
         Ok(())
     }
 
+    fn comparison(&self) -> Comparison {
+        Comparison::View
+    }
+
+    fn written_form(&self, record: Checkpoint) -> Option<Checkpoint> {
+        let mut writer = JsonFormWriter::new(self.config.allow_lossy);
+        documents(&record, &mut writer, &self.config.key_prefix)
+            .ok()
+            .map(|d| d.as_record(&record))
+    }
+
+    async fn read_back(&mut self) -> Result<Box<dyn Source>, StoreError> {
+        let written = RedisSourceConfig {
+            redis_url: self.config.redis_url.clone(),
+            key_prefix: self.config.key_prefix.clone(),
+            decode_responses: None,
+        };
+        Ok(Box::new(
+            super::RedisSource::open(&written, &Filters::none()).await?,
+        ))
+    }
+
     async fn finish(&mut self, _stats: &RunStats) -> Result<(), StoreError> {
         let shown = self.describe();
         self.counts.report(&shown);
@@ -536,5 +566,11 @@ impl Sink for RedisSink {
         }
         self.redis = None;
         Ok(())
+    }
+}
+
+impl OpenSink for RedisSinkConfig {
+    fn open_sink(&self, _run: &RunInfo, _retry: RetryPolicy) -> Result<Box<dyn Sink>, OpenError> {
+        Ok(Box::new(RedisSink::new(self.clone())))
     }
 }

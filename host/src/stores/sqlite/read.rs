@@ -18,9 +18,11 @@ use super::{
     CHECKPOINT_COLUMNS, WRITE_COLUMNS, check_columns, path_from_connection_string, sql_error,
     table_columns,
 };
+use crate::error::OpenError;
 use crate::error::StoreError;
 use crate::filters::{Filters, ThreadPushdown};
 use crate::record::{Checkpoint, CheckpointKey, Origin, PendingWrite, TypedValue};
+use crate::sources::OpenSource;
 use crate::sources::{BatchLimits, FailedRead, Source, SourceBatch, ThreadCounts};
 use crate::stores::sql::{self, Dialect};
 
@@ -408,5 +410,12 @@ impl Source for SqliteSource {
                 .insert(thread, u64::try_from(n).unwrap_or(0));
         }
         Ok(counts)
+    }
+}
+
+#[async_trait]
+impl OpenSource for SqliteSourceConfig {
+    async fn open_source(&self, filters: &Filters) -> Result<Box<dyn Source>, OpenError> {
+        Ok(Box::new(SqliteSource::open(self, filters).await?))
     }
 }

@@ -17,14 +17,21 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode};
 use sqlx::{ConnectOptions, Connection, Row};
 
 use super::config::SqliteSinkConfig;
+use super::config::SqliteSourceConfig;
 use super::{
     CHECKPOINT_COLUMNS, WRITE_COLUMNS, check_columns, path_from_connection_string, table_columns,
 };
 use crate::codec::redis_form::Encoder;
+use crate::error::OpenError;
 use crate::error::StoreError;
+use crate::filters::Filters;
 use crate::record::Checkpoint;
+use crate::retry::RetryPolicy;
+use crate::run::RunInfo;
 use crate::run::RunStats;
+use crate::sinks::{Comparison, OpenSink};
 use crate::sinks::{Rejected, Sink};
+use crate::sources::Source;
 use crate::stores::layout;
 use crate::stores::{OnConflict, WriteCounts};
 
@@ -415,6 +422,28 @@ impl Sink for SqliteSink {
         Ok(())
     }
 
+    fn comparison(&self) -> Comparison {
+        Comparison::View
+    }
+
+    fn written_form(&self, record: Checkpoint) -> Option<Checkpoint> {
+        let allowed = &self.config.allowed_json_modules;
+        let native = layout::native(&record, &mut Encoder::new(allowed))
+            .ok()?
+            .into_owned();
+        let fits = layout::whole(&native).is_ok() && layout::metadata_json(&native).is_ok();
+        fits.then_some(native)
+    }
+
+    async fn read_back(&mut self) -> Result<Box<dyn Source>, StoreError> {
+        let written = SqliteSourceConfig {
+            connection_string: self.config.connection_string.clone(),
+        };
+        Ok(Box::new(
+            super::SqliteSource::open(&written, &Filters::none()).await?,
+        ))
+    }
+
     async fn finish(&mut self, _stats: &RunStats) -> Result<(), StoreError> {
         self.counts
             .report(&format!("SQLite {}", self.path.display()));
@@ -428,5 +457,11 @@ impl Sink for SqliteSink {
                 .map_err(|e| self.error("cannot close", e))?;
         }
         Ok(())
+    }
+}
+
+impl OpenSink for SqliteSinkConfig {
+    fn open_sink(&self, _run: &RunInfo, _retry: RetryPolicy) -> Result<Box<dyn Sink>, OpenError> {
+        Ok(Box::new(SqliteSink::new(self.clone())))
     }
 }
