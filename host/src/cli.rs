@@ -6,6 +6,7 @@ use clap::Parser;
 
 use crate::config::{DestinationKind, Overrides, ResumeMode, SourceKind};
 use crate::filters::FilterConfig;
+use crate::shard::Shard;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -21,6 +22,10 @@ Examples:
 
   # Everything from a YAML file (filters, transformers, batch size)
   ckpt-migrate --config migration.yaml
+
+  # Shard 3 of 8 (e.g. one pod of a Kubernetes Indexed Job), then all shards checked
+  ckpt-migrate --config migration.yaml --shard '$JOB_COMPLETION_INDEX/8'
+  ckpt-migrate verify --config migration.yaml
 
   # Check first: counts, a decoded sample, an estimate; writes nothing
   ckpt-migrate --config migration.yaml --dry-run --verbose
@@ -182,6 +187,11 @@ pub struct RunArgs {
     /// After the run, compare source and destination (as `ckpt-migrate verify`).
     #[arg(long)]
     pub verify: bool,
+
+    /// Move only shard I of N (from 0): the threads whose hash falls in it. I may be
+    /// `$NAME`, an environment variable such as `$JOB_COMPLETION_INDEX`.
+    #[arg(long, value_name = "I/N", value_parser = Shard::parse)]
+    pub shard: Option<Shard>,
 }
 
 impl RunArgs {
@@ -201,6 +211,7 @@ impl RunArgs {
                 date_from: self.date_from.clone(),
                 date_to: self.date_to.clone(),
                 plugins: Vec::new(),
+                shard: None,
             },
             max_errors: self.max_errors,
             resume: if self.resume {
@@ -211,6 +222,7 @@ impl RunArgs {
                 ResumeMode::Ask
             },
             replay_dead_letter: self.replay_dead_letter.clone(),
+            shard: self.shard,
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The run configuration: YAML file (`--config`) and/or command-line flags.
 //!
-//! Store configs are parsed per store kind with `deny_unknown_fields`, and every error
-//! names the key it is about (`source_config.conection_string: unknown field …`).
+//! This module merges the flags and the YAML; each store's own config struct lives in
+//! its folder (`stores/<store>/config.rs`, `deny_unknown_fields`) and is picked by
+//! kind in `stores/registry.rs`. Every error names the key it is about
+//! (`source_config.conection_string: unknown field …`).
 
 use std::path::{Path, PathBuf};
 
@@ -11,18 +13,11 @@ use serde_json::Value;
 use crate::error::{ConfigError, OpenError};
 use crate::filters::{FilterConfig, Filters};
 use crate::plugins::PluginSpec;
-pub use crate::retry::RetryPolicy;
-use crate::retry::{DEFAULT_MAX_RETRIES, DEFAULT_RETRY_BUDGET_SECONDS};
+use crate::retry::{DEFAULT_MAX_RETRIES, DEFAULT_RETRY_BUDGET_SECONDS, RetryPolicy};
+use crate::run::RunInfo;
+use crate::shard::{Shard, ShardConfig};
 use crate::sources::Source;
 use crate::sources::dead_letter::DeadLetterSource;
-pub use crate::stores::json::config::{JsonSinkConfig, JsonSourceConfig};
-pub use crate::stores::parquet::config::{
-    ParquetCompression, ParquetSinkConfig, ParquetSourceConfig,
-};
-pub use crate::stores::postgres::config::{PostgresSinkConfig, PostgresSourceConfig};
-pub use crate::stores::qdrant::config::QdrantConfig;
-pub use crate::stores::redis::config::{RedisSinkConfig, RedisSourceConfig};
-pub use crate::stores::sqlite::config::{SqliteSinkConfig, SqliteSourceConfig};
 pub use crate::stores::{DestinationKind, SinkConfig, SourceKind, StoreSourceConfig};
 
 pub const DEFAULT_BATCH_SIZE: usize = 1000;
@@ -68,6 +63,9 @@ pub struct FileConfig {
     pub retry_budget_seconds: Option<u64>,
     /// Directory of the resume state files.
     pub state_dir: Option<PathBuf>,
+    /// Only the threads of one shard: `{index: 3, count: 8}`; `index` may be
+    /// `"${JOB_COMPLETION_INDEX}"`. See docs/sharding.md.
+    pub shard: Option<ShardConfig>,
 }
 
 /// Where the records come from.
@@ -144,9 +142,18 @@ pub struct Overrides {
     pub resume: ResumeMode,
     /// Read the records of this dead-letter file instead of the source.
     pub replay_dead_letter: Option<PathBuf>,
+    /// `--shard I/N`.
+    pub shard: Option<Shard>,
 }
 
 impl RunConfig {
+    /// What identifies a run of this config reading `source` (a new run id).
+    pub fn run_info(&self, source: String) -> RunInfo {
+        let mut run = RunInfo::new(self.source.kind_name(), source, self.sink.kind().name());
+        run.shard = self.filters.shard;
+        run
+    }
+
     /// Builds the run config from an optional YAML file and the flags.
     pub fn load(file: Option<&Path>, flags: Overrides) -> Result<Self, ConfigError> {
         let file_config = match file {
@@ -172,6 +179,7 @@ impl RunConfig {
             max_retries: None,
             retry_budget_seconds: None,
             state_dir: None,
+            shard: None,
         });
         let source_kind = flags.source.or(file.source_type);
         let source_kind = match (&flags.replay_dead_letter, source_kind) {
@@ -195,7 +203,16 @@ impl RunConfig {
             Some(text) => parse_json_flag("--dest-config", &text)?,
             None => file.destination_config.unwrap_or(Value::Null),
         };
-        let filters = file.filters.clone().merged_with(flags.filters.clone());
+        let mut filters = file.filters.clone().merged_with(flags.filters.clone());
+        filters.shard = match (flags.shard, &file.shard) {
+            (Some(shard), _) => Some(shard),
+            (None, Some(config)) => Some(
+                config
+                    .shard()
+                    .map_err(|e| ConfigError::Invalid(format!("shard: {e}")))?,
+            ),
+            (None, None) => None,
+        };
         let fingerprint = fingerprint(&[
             serde_json::json!(flags.replay_dead_letter),
             serde_json::json!(source_kind.name()),

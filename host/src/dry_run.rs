@@ -9,7 +9,6 @@ use crate::config::RunConfig;
 use crate::engine;
 use crate::error::RunError;
 use crate::filters::Selected;
-use crate::run::RunInfo;
 use crate::sources::BatchLimits;
 use crate::stores::json::export_object;
 
@@ -127,11 +126,7 @@ fn human_duration(secs: f64) -> String {
 pub async fn dry_run(config: &RunConfig) -> Result<DryRunReport, RunError> {
     let filters = config.filters.compile()?;
     let mut source = engine::open_source(config, &filters).await?;
-    let run = RunInfo::new(
-        config.source.kind_name(),
-        source.describe(),
-        config.sink.kind().name(),
-    );
+    let run = config.run_info(source.describe());
     let mut sink = config
         .sink
         .open(&run, config.retry)

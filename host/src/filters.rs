@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::codec;
 use crate::error::ConfigError;
 use crate::record::Checkpoint;
+use crate::shard::Shard;
 
 /// The `filters:` block of the YAML.
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq)]
@@ -30,6 +31,10 @@ pub struct FilterConfig {
     /// WASM filter plugins, run after the declarative filters (see docs/plugins.md).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub plugins: Vec<serde_json::Value>,
+    /// Only the threads of this shard (`--shard`, or `shard:` at the top of the YAML
+    /// file); part of the run's identity, so each shard keeps its own resume state.
+    #[serde(skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
 }
 
 impl FilterConfig {
@@ -41,6 +46,7 @@ impl FilterConfig {
         self.date_from = other.date_from.or(self.date_from);
         self.date_to = other.date_to.or(self.date_to);
         self.plugins.extend(other.plugins);
+        self.shard = other.shard.or(self.shard);
         self
     }
 
@@ -50,6 +56,7 @@ impl FilterConfig {
             && self.exclude_threads.is_empty()
             && !self.has_date_filter()
             && self.plugins.is_empty()
+            && self.shard.is_none()
     }
 
     pub fn has_date_filter(&self) -> bool {
@@ -145,6 +152,8 @@ pub struct ThreadPushdown {
     pub thread_id: Option<String>,
     pub include_glob: Option<String>,
     pub exclude_globs: Vec<String>,
+    /// Stores that can hash the thread id in their query push the shard down.
+    pub shard: Option<Shard>,
 }
 
 /// What the declarative filters make of one record ([`Filters::select`]).
@@ -211,7 +220,15 @@ impl Filters {
         {
             return false;
         }
-        !self.excludes.is_match(thread_id)
+        if self.excludes.is_match(thread_id) {
+            return false;
+        }
+        self.config.shard.is_none_or(|s| s.contains(thread_id))
+    }
+
+    /// Whether the thread is in this run's shard (every thread when not sharded).
+    pub fn in_shard(&self, thread_id: &str) -> bool {
+        self.config.shard.is_none_or(|s| s.contains(thread_id))
     }
 
     /// Checkpoints without a parseable `ts` fail any date filter.
@@ -262,6 +279,7 @@ impl Filters {
                 .filter(|p| is_simple_glob(p))
                 .cloned()
                 .collect(),
+            shard: self.config.shard,
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod record;
 pub mod retry;
 pub mod run;
 pub mod secrets;
+pub mod shard;
 pub mod sinks;
 pub mod sources;
 pub mod stores;

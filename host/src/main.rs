@@ -119,6 +119,12 @@ fn print_summary(report: &RunReport) {
     if let Some(at) = &report.resumed_from {
         eprintln!("resumed after {at}");
     }
+    if let Some(shard) = &report.run.shard {
+        eprintln!(
+            "shard {shard} ({}): the threads whose hash falls in this shard; `ckpt-migrate verify` without --shard checks all shards together",
+            shard.part_name()
+        );
+    }
     eprintln!(
         "done: {} -> {}\n  read {}  written {}  filtered {}  failed {}\n  {:.1} MiB raw in {:.2} s ({:.0} checkpoints/s), run id {}",
         report.source,

@@ -18,6 +18,9 @@ pub struct RunInfo {
     pub source: String,
     pub destination_kind: String,
     pub tool_version: String,
+    /// Set when the run moves one shard of the threads (file outputs are named by it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::shard::Shard>,
 }
 
 impl RunInfo {
@@ -31,6 +34,7 @@ impl RunInfo {
             source,
             destination_kind: destination_kind.into(),
             tool_version: TOOL_VERSION.into(),
+            shard: None,
         }
     }
 }

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use ckpt_migrate::codec;
-use ckpt_migrate::config::SqliteSourceConfig;
 use ckpt_migrate::filters::FilterConfig;
 use ckpt_migrate::record::Checkpoint;
 use ckpt_migrate::sources::{BatchLimits, Source};
 use ckpt_migrate::stores::sqlite::SqliteSource;
+use ckpt_migrate::stores::sqlite::config::SqliteSourceConfig;
 use serde_json::Value;
 
 pub type Key = (String, String, String);
@@ -298,7 +298,7 @@ pub async fn read_postgres(
 ) -> Vec<Checkpoint> {
     use ckpt_migrate::stores::postgres::PostgresSource;
     let compiled = filters.compile().unwrap();
-    let config = ckpt_migrate::config::PostgresSourceConfig {
+    let config = ckpt_migrate::stores::postgres::config::PostgresSourceConfig {
         connection_string: pg_url_for(db),
         table_name: table_name.map(str::to_owned),
     };
@@ -547,7 +547,7 @@ pub async fn read_redis(
 ) -> (Vec<Checkpoint>, u64) {
     use ckpt_migrate::stores::redis::RedisSource;
     let compiled = filters.compile().unwrap();
-    let config = ckpt_migrate::config::RedisSourceConfig {
+    let config = ckpt_migrate::stores::redis::config::RedisSourceConfig {
         redis_url: url.to_owned(),
         key_prefix: prefix.to_owned(),
         decode_responses: None,

@@ -5,11 +5,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ckpt_migrate::codec::msgpack::channel_value_ranges;
-use ckpt_migrate::config::PostgresSourceConfig;
 use ckpt_migrate::filters::FilterConfig;
 use ckpt_migrate::record::Checkpoint;
 use ckpt_migrate::sources::{BatchLimits, Pushdown, Source};
 use ckpt_migrate::stores::postgres::PostgresSource;
+use ckpt_migrate::stores::postgres::config::PostgresSourceConfig;
 
 use crate::harness::{
     self, cli_yaml, diff, oracle, pg_database, pg_execute, pg_url, pg_url_for, read_json_export,

@@ -1,10 +1,10 @@
 //! The SQLite source: key order across pages, bounded batches, clear errors, bad
 //! values in the dead-letter file while the rest migrates.
 
-use ckpt_migrate::config::SqliteSourceConfig;
 use ckpt_migrate::filters::FilterConfig;
 use ckpt_migrate::sources::{BatchLimits, Source};
 use ckpt_migrate::stores::sqlite::SqliteSource;
+use ckpt_migrate::stores::sqlite::config::SqliteSourceConfig;
 use sqlx::ConnectOptions;
 
 use crate::harness::{self, cli_yaml, read_json_export, record_key, sqlite_fixture};

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
-use ckpt_migrate::config::RetryPolicy;
+use ckpt_migrate::retry::RetryPolicy;
 use ckpt_migrate::stores::qdrant::embedding::{Embedder, EmbeddingConfig};
 
 use crate::harness::{cli_yaml, key_of, read_json_export, sqlite_fixture};

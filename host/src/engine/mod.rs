@@ -170,11 +170,7 @@ impl<'a> Migration<'a> {
             .map_err(|e| RunError::Config(ConfigError::Invalid(e.to_string())))?;
 
         let mut source = open_source(config, &filters).await?;
-        let mut run = RunInfo::new(
-            config.source.kind_name(),
-            source.describe(),
-            config.sink.kind().name(),
-        );
+        let mut run = config.run_info(source.describe());
         if let Some(p) = &previous {
             run.run_id = p.run_id.clone();
         }
@@ -237,7 +233,14 @@ impl<'a> Migration<'a> {
             .save(&state)
             .map_err(|e| io_error(state_file.path(), e))?;
         let total = if source.counts_cheaply() && resumed_from.is_none() {
-            source.count_by_thread(true).await.ok().map(|c| c.total())
+            // The counts include what the source could not filter itself (a shard).
+            source.count_by_thread(true).await.ok().map(|c| {
+                c.per_thread
+                    .iter()
+                    .filter(|(thread, _)| filters.accepts_thread(thread))
+                    .map(|(_, n)| n)
+                    .sum()
+            })
         } else {
             None
         };
@@ -523,13 +526,18 @@ impl<'a> Migration<'a> {
     }
 }
 
-/// Where failed records go: the configured file, else the sink's default — never
-/// the file being replayed.
+/// Where failed records go: the configured file, else the sink's default, named by
+/// shard in a sharded run — never the file being replayed.
 fn dead_letter_path(config: &RunConfig, sink: &dyn Sink) -> PathBuf {
     let path = config
         .dead_letter_path
         .clone()
         .unwrap_or_else(|| sink.default_dead_letter_path());
+    // Shards running side by side never share a dead-letter file.
+    let path = match &config.filters.shard {
+        Some(shard) => shard.file_path(&path),
+        None => path,
+    };
     match &config.source {
         SourceConfig::DeadLetter(replayed) if same_file(replayed, &path) => {
             sinks::partial_path(&path).with_extension("replay.jsonl")

@@ -57,6 +57,10 @@ pub fn thread_clauses(
         let p = next(&mut params, pattern(g));
         clauses.push(matcher(true, p));
     }
+    // SQLite has no hash function in SQL: its shard filter runs in the engine.
+    if let (Some(shard), Dialect::Postgres) = (&pushdown.shard, dialect) {
+        clauses.push(shard.postgres_condition(column));
+    }
     (clauses, params)
 }
 
@@ -152,6 +156,7 @@ mod tests {
             thread_id: None,
             include_glob: Some("c-*".into()),
             exclude_globs: vec!["*-3".into()],
+            ..ThreadPushdown::default()
         };
         let (clauses, params) = thread_clauses(Dialect::Postgres, &pushdown, "thread_id", 4);
         assert_eq!(

@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -37,6 +37,62 @@ pub struct JsonSource {
     skip_through: Option<CheckpointKey>,
 }
 
+/// The manifests of the export in `dir`: `manifest.json`, else those of its shards in
+/// shard order.
+fn manifest_paths(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    let single = dir.join("manifest.json");
+    if single.exists() {
+        return Ok(vec![single]);
+    }
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| StoreError::fatal(format!("{}: {e}", dir.display())))?;
+    let mut shards = Vec::new();
+    for entry in entries {
+        let path = entry
+            .map_err(|e| StoreError::fatal(format!("{}: {e}", dir.display())))?
+            .path();
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        if name.starts_with("manifest.part-") && name.ends_with(".json") {
+            shards.push(path);
+        }
+    }
+    if shards.is_empty() {
+        return Err(StoreError::fatal(format!(
+            "{}: no manifest.json (the directory of a ckpt-migrate JSON export has one, or one per shard; an export without it did not finish)",
+            single.display()
+        )));
+    }
+    shards.sort();
+    Ok(shards)
+}
+
+/// Reads and checks one manifest.
+fn read_manifest(path: &Path) -> Result<Value, StoreError> {
+    // A manifest lists files and counts: small, whatever the export's size.
+    #[allow(clippy::disallowed_methods)]
+    let manifest: Value = std::fs::read(path)
+        .map_err(|e| StoreError::fatal(format!("{}: {e}", path.display())))
+        .and_then(|b| {
+            serde_json::from_slice(&b)
+                .map_err(|e| StoreError::fatal(format!("{}: {e}", path.display())))
+        })?;
+    if manifest["format"] != FORMAT {
+        return Err(StoreError::fatal(format!(
+            "{}: not a ckpt-migrate JSON export (format {})",
+            path.display(),
+            manifest["format"]
+        )));
+    }
+    let version = manifest["format_version"].as_u64().unwrap_or(0);
+    if version > u64::from(FORMAT_VERSION) {
+        return Err(StoreError::fatal(format!(
+            "{}: export format version {version} is newer than this ckpt-migrate reads ({FORMAT_VERSION})",
+            path.display()
+        )));
+    }
+    Ok(manifest)
+}
+
 /// The next item to read.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 struct Position {
@@ -50,46 +106,35 @@ enum OpenFile {
 }
 
 impl JsonSource {
+    /// Opens an export: its `manifest.json`, or the manifests of all the shards
+    /// that wrote into the directory (`manifest.part-*.json`), read as one export.
     pub fn open(config: &JsonSourceConfig) -> Result<Self, StoreError> {
         let dir = config.path.clone();
-        let manifest_path = dir.join("manifest.json");
-        // The manifest lists files and counts: small, whatever the export's size.
-        #[allow(clippy::disallowed_methods)]
-        let manifest: Value = std::fs::read(&manifest_path)
-            .map_err(|e| {
-                StoreError::fatal(format!(
-                    "{}: {e} (the directory of a ckpt-migrate JSON export has one; an export without it did not finish)",
-                    manifest_path.display()
-                ))
-            })
-            .and_then(|b| {
-                serde_json::from_slice(&b)
-                    .map_err(|e| StoreError::fatal(format!("{}: {e}", manifest_path.display())))
-            })?;
-        if manifest["format"] != FORMAT {
+        let mut files = Vec::new();
+        let mut encodings = Vec::new();
+        for manifest_path in manifest_paths(&dir)? {
+            let manifest = read_manifest(&manifest_path)?;
+            encodings.push((manifest["encoding"] == "json-array", manifest_path));
+            files.extend(
+                manifest["files"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|f| f["file"].as_str().map(str::to_owned)),
+            );
+        }
+        let array = encodings.first().is_some_and(|(array, _)| *array);
+        if let Some((_, other)) = encodings.iter().find(|(a, _)| *a != array) {
             return Err(StoreError::fatal(format!(
-                "{}: not a ckpt-migrate JSON export (format {})",
-                manifest_path.display(),
-                manifest["format"]
+                "{}: written with another encoding than {} (JSON lines and JSON arrays cannot be read as one export)",
+                other.display(),
+                encodings[0].1.display()
             )));
         }
-        let version = manifest["format_version"].as_u64().unwrap_or(0);
-        if version > u64::from(FORMAT_VERSION) {
-            return Err(StoreError::fatal(format!(
-                "{}: export format version {version} is newer than this ckpt-migrate reads ({FORMAT_VERSION})",
-                manifest_path.display()
-            )));
-        }
-        let files = manifest["files"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|f| f["file"].as_str().map(str::to_owned))
-            .collect();
         Ok(Self {
             dir,
             files,
-            array: manifest["encoding"] == "json-array",
+            array,
             at: Position::default(),
             open: None,
             skip_through: None,

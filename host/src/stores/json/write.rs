@@ -159,7 +159,10 @@ impl JsonSink {
         // Thread files live in `threads/` so no thread id can collide with
         // `manifest.json` or `dead-letter.jsonl`.
         let stem = if self.config.single_file {
-            "checkpoints".to_owned()
+            match &self.run.shard {
+                Some(shard) => format!("checkpoints.{}", shard.part_name()),
+                None => "checkpoints".to_owned(),
+            }
         } else {
             format!("threads/{}", safe_file_name(group))
         };
@@ -252,10 +255,23 @@ impl JsonSink {
             "stats": stats,
             "files": files,
         });
-        let path = self.path("manifest.json");
+        let mut manifest = manifest;
+        if let Some(shard) = &self.run.shard {
+            manifest["shard"] = serde_json::json!(shard);
+        }
+        let path = self.path(&manifest_name(self.run.shard.as_ref()));
         let text = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| StoreError::fatal(format!("encoding the manifest: {e}")))?;
         std::fs::write(&path, text).map_err(|e| Self::io_error(&path, "cannot write", e))
+    }
+}
+
+/// `manifest.json`, or per shard `manifest.part-00003-of-00008.json` (the shards of a
+/// run write into one directory; their thread files never collide).
+pub fn manifest_name(shard: Option<&crate::shard::Shard>) -> String {
+    match shard {
+        Some(shard) => format!("manifest.{}.json", shard.part_name()),
+        None => "manifest.json".into(),
     }
 }
 

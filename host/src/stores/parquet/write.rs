@@ -263,6 +263,12 @@ impl ParquetSink {
         !self.config.partition_by.is_empty()
     }
 
+    /// Whether `output_path` is a directory of files (partitioned, or one file per
+    /// shard) rather than one file.
+    fn is_directory(&self) -> bool {
+        self.partitioned() || self.run.shard.is_some()
+    }
+
     /// `col=value/col=value` for a record; "" when not partitioned.
     fn partition_dir(&self, record: &Checkpoint) -> String {
         self.config
@@ -303,15 +309,19 @@ impl ParquetSink {
                 let (_, oldest) = self.open.remove(0);
                 self.close_part(oldest)?;
             }
+            // The shards of a run write side by side: their files are named by shard,
+            // and an unpartitioned output becomes a directory of one file per shard.
+            let shard = self.run.shard.map(|s| s.part_name());
             let path = if self.partitioned() {
                 let part = self.next_part.entry(dir.to_owned()).or_insert(0);
-                let path = self
-                    .config
-                    .output_path
-                    .join(dir)
-                    .join(format!("part-{:05}.parquet", *part));
+                let name = match &shard {
+                    Some(shard) => format!("{shard}-{:05}.parquet", *part),
+                    None => format!("part-{:05}.parquet", *part),
+                };
                 *part += 1;
-                path
+                self.config.output_path.join(dir).join(name)
+            } else if let Some(shard) = &shard {
+                self.config.output_path.join(format!("{shard}.parquet"))
             } else {
                 self.config.output_path.clone()
             };
@@ -361,13 +371,19 @@ impl Sink for ParquetSink {
                 self.config.output_path.display(),
                 self.config.partition_by.join(", ")
             )
+        } else if let Some(shard) = &self.run.shard {
+            format!(
+                "Parquet dataset {} ({}.parquet)",
+                self.config.output_path.display(),
+                shard.part_name()
+            )
         } else {
             format!("Parquet file {}", self.config.output_path.display())
         }
     }
 
     fn default_dead_letter_path(&self) -> PathBuf {
-        if self.partitioned() {
+        if self.is_directory() {
             // Hive readers skip names starting with `_`.
             self.config.output_path.join("_dead_letter.jsonl")
         } else {
@@ -378,7 +394,13 @@ impl Sink for ParquetSink {
     }
 
     async fn check_writable(&mut self) -> Result<(), StoreError> {
-        if self.partitioned() {
+        if self.is_directory() {
+            if self.config.output_path.is_file() {
+                return Err(StoreError::fatal(format!(
+                    "{} is a file; a partitioned or sharded export is a directory",
+                    self.config.output_path.display()
+                )));
+            }
             check_dir_writable(&self.config.output_path)
         } else {
             if self.config.output_path.is_dir() {
