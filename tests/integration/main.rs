@@ -17,6 +17,7 @@ mod postgres_source;
 mod redis_source;
 mod reliability;
 mod sandbox;
+mod sharding;
 mod sqlite_source;
 mod store_destinations;
 mod type_zoo;

@@ -142,7 +142,7 @@ fn assert_reads_back_with(
     }
 }
 
-fn migrate(
+pub(crate) fn migrate(
     dir: &Path,
     source: &str,
     source_config: &Value,
@@ -153,7 +153,7 @@ fn migrate(
 }
 
 /// A migration by the command line, batches of 40, plus `extra` flags.
-fn migrate_with(
+pub(crate) fn migrate_with(
     dir: &Path,
     source: &str,
     source_config: &Value,
@@ -178,34 +178,34 @@ fn migrate_with(
     cli_env(dir, &args, &[])
 }
 
-fn sqlite_source(path: &Path) -> Value {
+pub(crate) fn sqlite_source(path: &Path) -> Value {
     serde_json::json!({ "connection_string": path.display().to_string() })
 }
 
-fn pg_config(db: &str) -> Value {
+pub(crate) fn pg_config(db: &str) -> Value {
     serde_json::json!({ "connection_string": pg_url_for(db) })
 }
 
-fn assert_ok(run: &harness::Run) {
+pub(crate) fn assert_ok(run: &harness::Run) {
     assert_eq!(run.code(), 0, "{}{}", run.stdout(), run.stderr());
 }
 
 /// An empty database on the test server.
-async fn empty_database() -> String {
+pub(crate) async fn empty_database() -> String {
     pg_database(&[]).await
 }
 
 /// A source of the pair tests: its kind, config, and LangGraph's read-back of it.
-struct PairSource {
-    name: &'static str,
-    kind: &'static str,
-    config: Value,
+pub(crate) struct PairSource {
+    pub(crate) name: &'static str,
+    pub(crate) kind: &'static str,
+    pub(crate) config: Value,
     oracle: &'static str,
     order: WriteOrder,
 }
 
 /// Every source kind over the same 271 checkpoints, as LangGraph's savers wrote them.
-async fn pair_sources(dir: &Path) -> Vec<PairSource> {
+pub(crate) async fn pair_sources(dir: &Path) -> Vec<PairSource> {
     let sqlite = sqlite_fixture(dir);
     let pg = pg_database(&["checkpoints.sql"]).await;
     let redis_json = harness::redis_db();

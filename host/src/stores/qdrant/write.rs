@@ -120,14 +120,24 @@ impl QdrantSink {
             }
             Some(_) => {}
             None => {
-                self.client
+                let created = self
+                    .client
                     .create_collection(
                         CreateCollectionBuilder::new(&name)
                             .vectors_config(VectorParamsBuilder::new(dims, Distance::Cosine)),
                     )
-                    .await
-                    .map_err(|e| self.error("creating the collection", e))?;
-                tracing::info!("Qdrant: created collection {name:?} ({dims} dimensions, cosine)");
+                    .await;
+                match created {
+                    Ok(_) => tracing::info!(
+                        "Qdrant: created collection {name:?} ({dims} dimensions, cosine)"
+                    ),
+                    // A concurrent run (another shard) created it first: fine when it
+                    // has our vector size.
+                    Err(e) if self.existing_size().await? == Some(dims) => {
+                        tracing::debug!("Qdrant: collection {name:?} was created meanwhile ({e})");
+                    }
+                    Err(e) => return Err(self.error("creating the collection", e)),
+                }
             }
         }
         for (field, kind) in [

@@ -319,7 +319,13 @@ impl RedisSink {
                     cmd.arg("SEPARATOR").arg(",");
                 }
             }
-            let () = redis.cmd("FT.CREATE", &cmd).await?;
+            match redis.cmd::<()>("FT.CREATE", &cmd).await {
+                Ok(()) => {}
+                // A concurrent run (another shard) created it between our list and
+                // our create: the same index, made the same way.
+                Err(e) if e.message.contains("already exists") => continue,
+                Err(e) => return Err(e),
+            }
             tracing::info!(
                 "Redis {url}: created RediSearch index {name} (as RedisSaver's setup() does)"
             );
