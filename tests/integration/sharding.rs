@@ -314,3 +314,135 @@ fn a_killed_shard_resumes_from_its_own_state() {
     let verify = cli(dir.path(), &["verify", "--config", all.to_str().unwrap()]);
     assert_eq!(verify.code(), 0, "{}{}", verify.stdout(), verify.stderr());
 }
+
+/// `deploy/kubernetes/`: the Indexed Job's shape (one completion per shard, indexes
+/// retried alone, non-root), its names agree with the ConfigMap and the Secret, and
+/// its container command, run the way Kubernetes would run it (each index's pod at
+/// once, the ConfigMap and volumes at their mount paths, the Secret's keys in the
+/// environment), migrates a PostgresSaver database whole: `verify` says equal.
+#[tokio::test]
+async fn the_kubernetes_job_runs_every_shard_of_its_migration() {
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes");
+    let read = |name: &str| -> Value {
+        serde_yaml::from_str(&std::fs::read_to_string(deploy.join(name)).unwrap()).unwrap()
+    };
+    let (job, config_map, secret) = (
+        read("job.yaml"),
+        read("configmap.yaml"),
+        read("secret.example.yaml"),
+    );
+    assert_eq!(job["kind"], "Job");
+    let spec = &job["spec"];
+    assert_eq!(spec["completionMode"], "Indexed");
+    let pod = &spec["template"]["spec"];
+    assert_eq!(pod["restartPolicy"], "Never");
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let container = &pod["containers"][0];
+    let args: Vec<String> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect();
+    let shard = &args[args.iter().position(|a| a == "--shard").unwrap() + 1];
+    let (index, count) = shard.split_once('/').unwrap();
+    assert_eq!(index, "$JOB_COMPLETION_INDEX");
+    let count: u64 = count.parse().unwrap();
+    assert_eq!(spec["completions"].as_u64(), Some(count));
+    assert_eq!(spec["parallelism"].as_u64(), Some(count));
+    assert_eq!(
+        container["envFrom"][0]["secretRef"]["name"],
+        secret["metadata"]["name"]
+    );
+    let volumes = pod["volumes"].as_array().unwrap();
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v["configMap"]["name"] == config_map["metadata"]["name"]),
+        "{volumes:?}"
+    );
+    // Every `${NAME}` of the migration is a key of the Secret.
+    let migration = config_map["data"]["migration.yaml"].as_str().unwrap();
+    let keys = secret["stringData"].as_object().unwrap();
+    for part in migration.split("${").skip(1) {
+        let name = part.split('}').next().unwrap();
+        assert!(keys.contains_key(name), "{name} is not in the Secret");
+    }
+
+    // The pods: volumes at their mount paths (here, directories of a temp dir).
+    let dir = tempfile::tempdir().unwrap();
+    let mut mounted = migration.to_owned();
+    let mut args = args.clone();
+    for mount in container["volumeMounts"].as_array().unwrap() {
+        let at = mount["mountPath"].as_str().unwrap();
+        let local = dir.path().join(mount["name"].as_str().unwrap());
+        std::fs::create_dir_all(&local).unwrap();
+        let local = local.display().to_string();
+        mounted = mounted.replace(&format!("{at}/"), &format!("{local}/"));
+        for arg in &mut args {
+            *arg = arg.replace(&format!("{at}/"), &format!("{local}/"));
+        }
+    }
+    std::fs::write(dir.path().join("config/migration.yaml"), &mounted).unwrap();
+    let source = harness::pg_database(&["checkpoints.sql"]).await;
+    let destination = empty_database().await;
+    let (source_url, destination_url) = (
+        harness::pg_url_for(&source),
+        harness::pg_url_for(&destination),
+    );
+    let pods: Vec<_> = (0..count)
+        .map(|i| {
+            let index = i.to_string();
+            let env = [
+                ("JOB_COMPLETION_INDEX", index.as_str()),
+                ("SOURCE_DATABASE_URL", source_url.as_str()),
+                ("DESTINATION_DATABASE_URL", destination_url.as_str()),
+            ];
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            spawn_cli(dir.path(), &args, &env)
+        })
+        .collect();
+    for pod in pods {
+        let output = pod.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let dead_letters = harness::files_under(&dir.path().join("state"));
+    assert_eq!(
+        dead_letters
+            .iter()
+            .filter(|f| f.starts_with("ckpt-migrate/"))
+            .count(),
+        count as usize,
+        "one resume state per shard: {dead_letters:?}"
+    );
+    let config = dir.path().join("config/migration.yaml");
+    let verify = cli_env(
+        dir.path(),
+        &["verify", "--config", config.to_str().unwrap()],
+        &[
+            ("SOURCE_DATABASE_URL", &source_url),
+            ("DESTINATION_DATABASE_URL", &destination_url),
+        ],
+    );
+    assert_eq!(verify.code(), 0, "{}{}", verify.stdout(), verify.stderr());
+}
+
+/// The Dockerfile builds with the README's release-build steps, unchanged.
+#[test]
+fn the_dockerfile_builds_as_the_readme_says() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    for step in [
+        "scripts/setup.sh --sample",
+        "cargo build --release --locked -p ckpt-migrate",
+    ] {
+        assert!(dockerfile.contains(step), "Dockerfile lacks {step}");
+        assert!(readme.contains(step), "README lacks {step}");
+    }
+    assert!(dockerfile.contains("USER 10001"));
+}
