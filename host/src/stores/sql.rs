@@ -57,7 +57,7 @@ pub fn thread_clauses(
         let p = next(&mut params, pattern(g));
         clauses.push(matcher(true, p));
     }
-    // SQLite has no hash function in SQL: its shard filter runs in the engine.
+    // SQLite's SQL cannot hash: its source joins a list of the shard's threads.
     if let (Some(shard), Dialect::Postgres) = (&pushdown.shard, dialect) {
         clauses.push(shard.postgres_condition(column));
     }

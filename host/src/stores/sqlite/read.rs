@@ -34,8 +34,60 @@ pub struct SqliteSource {
     has_writes: bool,
     /// Older SqliteSaver versions have no `writes.task_path`.
     has_task_path: bool,
+    /// The shard's thread ids are in [`SHARD_TABLE`] (a sharded run).
+    shard_table: bool,
     after: Option<CheckpointKey>,
     done: bool,
+}
+
+/// A temporary table (the connection's own; the database stays read-only) holding the
+/// thread ids of this run's shard: SQLite's SQL cannot hash, so the shard is listed
+/// once from the primary-key index and then joined by every query.
+const SHARD_TABLE: &str = "temp.ckpt_migrate_shard_threads";
+
+/// Lists the threads of `shard` into [`SHARD_TABLE`]; returns how many.
+async fn fill_shard_table(
+    conn: &mut SqliteConnection,
+    path: &std::path::Path,
+    shard: &crate::shard::Shard,
+) -> Result<usize, StoreError> {
+    let failed = |what: &str, e| sql_error(path, what, e);
+    let threads: Vec<String> = {
+        let mut stream =
+            sqlx::query_scalar::<_, String>("SELECT DISTINCT thread_id FROM checkpoints")
+                .fetch(&mut *conn);
+        let mut mine = Vec::new();
+        while let Some(thread) = stream
+            .try_next()
+            .await
+            .map_err(|e| failed("listing the threads of the shard", e))?
+        {
+            if shard.contains(&thread) {
+                mine.push(thread);
+            }
+        }
+        mine
+    };
+    sqlx::query(&format!(
+        "CREATE TEMP TABLE IF NOT EXISTS {} (thread_id TEXT PRIMARY KEY) WITHOUT ROWID",
+        SHARD_TABLE.trim_start_matches("temp.")
+    ))
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| failed("creating the shard's thread list", e))?;
+    for chunk in threads.chunks(500) {
+        let values = vec!["(?)"; chunk.len()].join(", ");
+        let sql = format!("INSERT OR IGNORE INTO {SHARD_TABLE} (thread_id) VALUES {values}");
+        let mut query = sqlx::query(&sql);
+        for thread in chunk {
+            query = query.bind(thread);
+        }
+        query
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| failed("filling the shard's thread list", e))?;
+    }
+    Ok(threads.len())
 }
 
 impl SqliteSource {
@@ -103,12 +155,25 @@ impl SqliteSource {
                 path.display()
             );
         }
+        let pushdown = filters.thread_pushdown();
+        let shard_table = match &pushdown.shard {
+            Some(shard) => {
+                let threads = fill_shard_table(&mut conn, &path, shard).await?;
+                tracing::debug!(
+                    "SQLite {}: shard {shard} has {threads} thread(s)",
+                    path.display()
+                );
+                true
+            }
+            None => false,
+        };
         Ok(Self {
             conn,
             path,
-            pushdown: filters.thread_pushdown(),
+            pushdown,
             has_writes,
             has_task_path,
+            shard_table,
             after: None,
             done: false,
         })
@@ -116,7 +181,16 @@ impl SqliteSource {
 
     /// `WHERE` fragments and their parameters for the pushed-down thread filters.
     fn filter_sql(&self) -> (Vec<String>, Vec<String>) {
-        sql::thread_clauses(Dialect::Sqlite, &self.pushdown, "thread_id", 1)
+        let (mut clauses, params) =
+            sql::thread_clauses(Dialect::Sqlite, &self.pushdown, "thread_id", 1);
+        clauses.extend(self.shard_clause());
+        (clauses, params)
+    }
+
+    /// Only the threads of this run's shard, when sharded.
+    fn shard_clause(&self) -> Option<String> {
+        self.shard_table
+            .then(|| format!("thread_id IN (SELECT thread_id FROM {SHARD_TABLE})"))
     }
 
     fn origin(&self, key: &CheckpointKey) -> Origin {
@@ -140,11 +214,14 @@ impl SqliteSource {
         } else {
             "''"
         };
+        let shard = self
+            .shard_clause()
+            .map_or(String::new(), |c| format!("AND {c} "));
         let sql = format!(
             "SELECT thread_id, checkpoint_ns, checkpoint_id, task_id, {task_path}, idx, channel, type, \
              CAST(value AS BLOB) FROM writes \
              WHERE (thread_id, checkpoint_ns, checkpoint_id) >= (?, ?, ?) \
-               AND (thread_id, checkpoint_ns, checkpoint_id) <= (?, ?, ?) \
+               AND (thread_id, checkpoint_ns, checkpoint_id) <= (?, ?, ?) {shard}\
              ORDER BY thread_id, checkpoint_ns, checkpoint_id, {task_path}, task_id, idx"
         );
         let rows = sqlx::query(&sql)
