@@ -275,3 +275,43 @@ async fn embedding_errors_that_are_not_transient_fail_at_once() {
         err.message
     );
 }
+
+/// Three shards at once into one collection that does not exist yet (they race to
+/// create it): no error, no duplicate point, and `verify` of the whole run says equal.
+#[test]
+#[ignore = "needs a real Qdrant server: scripts/test.sh runs it when QDRANT_URL is set"]
+fn three_shards_upsert_into_one_collection_at_once() {
+    let Some(url) = qdrant("three_shards_upsert") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    sqlite_fixture(dir.path());
+    let name = collection("shards");
+    let yaml = unified_yaml(&url, &name, ", embedding: {provider: hash, dimensions: 64}");
+    std::fs::write(dir.path().join("migration.yaml"), &yaml).unwrap();
+    let children: Vec<_> = (0..3)
+        .map(|i| {
+            let shard = format!("{i}/3");
+            crate::harness::spawn_cli(
+                dir.path(),
+                &["--config", "migration.yaml", "--shard", &shard],
+                &[],
+            )
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let verify = crate::harness::cli(dir.path(), &["verify", "--config", "migration.yaml"]);
+    assert_eq!(verify.code(), 0, "{}{}", verify.stdout(), verify.stderr());
+    assert!(
+        verify.stdout().contains("destination 271 in 10 thread(s)"),
+        "{}",
+        verify.stdout()
+    );
+}
