@@ -1,0 +1,256 @@
+//! Reading LangGraph's `PostgresSaver` tables: checkpoints in key order, their blobs
+//! spliced in, their pending writes, with thread and time filters in the query.
+
+use std::collections::HashMap;
+
+use futures_util::TryStreamExt;
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+use super::{Mode, PostgresSource};
+use crate::error::StoreError;
+use crate::record::{ChannelBlob, Checkpoint, CheckpointKey, PendingWrite, TypedValue};
+use crate::sources::{BatchLimits, FailedRead, SourceBatch};
+use crate::stores::sql::{self, Dialect, where_sql};
+
+/// A `ts` text that PostgreSQL casts to the instant our parser reads.
+pub(super) const TS_PATTERN: &str =
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?$";
+
+pub(super) struct CheckpointTables {
+    pub(super) checkpoints: String,
+    pub(super) blobs: Option<String>,
+    pub(super) writes: Option<String>,
+    pub(super) writes_have_task_path: bool,
+    pub(super) schema_version: Option<i64>,
+}
+
+impl PostgresSource {
+    /// Pushed-down filters on the checkpoints table, parameters from `$first`.
+    pub(super) fn checkpoint_filters(&self, first: usize) -> (Vec<String>, Vec<String>) {
+        let (mut clauses, mut params) =
+            sql::thread_clauses(Dialect::Postgres, &self.pushdown, "thread_id", first);
+        let ts = format!(
+            "(CASE WHEN checkpoint->>'ts' ~ '{TS_PATTERN}' THEN (checkpoint->>'ts')::timestamptz END)"
+        );
+        if let Some((from, _)) = &self.time_from {
+            params.push(from.clone());
+            clauses.push(format!(
+                "{ts} >= ${}::timestamptz",
+                first + params.len() - 1
+            ));
+        }
+        if let Some((until, inclusive)) = &self.time_until {
+            params.push(until.clone());
+            let op = if *inclusive { "<=" } else { "<" };
+            clauses.push(format!(
+                "{ts} {op} ${}::timestamptz",
+                first + params.len() - 1
+            ));
+        }
+        (clauses, params)
+    }
+
+    pub(super) async fn next_checkpoints(
+        &mut self,
+        limits: BatchLimits,
+    ) -> Result<Option<SourceBatch>, StoreError> {
+        let Mode::Checkpoints(tables) = &self.mode else {
+            unreachable!("called in checkpoint mode")
+        };
+        let (cp, blobs, writes, task_path) = (
+            tables.checkpoints.clone(),
+            tables.blobs.clone(),
+            tables.writes.clone(),
+            tables.writes_have_task_path,
+        );
+        let mut params: Vec<String> = Vec::new();
+        let mut clauses = Vec::new();
+        if let Some(after) = &self.after {
+            clauses.push("(thread_id, checkpoint_ns, checkpoint_id) > ($1, $2, $3)".to_owned());
+            params.extend([
+                after.thread_id.clone(),
+                after.checkpoint_ns.clone(),
+                after.checkpoint_id.clone(),
+            ]);
+        }
+        let (more, more_params) = self.checkpoint_filters(params.len() + 1);
+        clauses.extend(more);
+        params.extend(more_params);
+        let sql = format!(
+            "SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, \
+             checkpoint::text, metadata::text FROM {cp} {} \
+             ORDER BY thread_id, checkpoint_ns, checkpoint_id LIMIT {}",
+            where_sql(&clauses),
+            limits.max_records
+        );
+        let url = self.endpoint.url.clone();
+        let conn = self.conn().await?;
+        let mut query = sqlx::query(&sql);
+        for p in &params {
+            query = query.bind(p);
+        }
+        let mut rows: Vec<PgRow> = Vec::new();
+        let mut bytes = 0usize;
+        let mut stream = query.fetch(&mut *conn);
+        let mut failure = None;
+        loop {
+            match stream.try_next().await {
+                Ok(Some(row)) => {
+                    bytes += row
+                        .try_get::<Option<&str>, _>(5)
+                        .ok()
+                        .flatten()
+                        .map_or(0, str::len);
+                    rows.push(row);
+                    if bytes >= limits.max_bytes {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(stream);
+        if let Some(e) = failure {
+            return Err(self.failed("reading checkpoints", e));
+        }
+        if rows.len() < limits.max_records && bytes < limits.max_bytes {
+            self.done = true;
+        }
+        if rows.is_empty() {
+            self.done = true;
+            return Ok(None);
+        }
+        let key_of = |r: &PgRow| -> Result<CheckpointKey, sqlx::Error> {
+            Ok(CheckpointKey {
+                thread_id: r.try_get(0)?,
+                checkpoint_ns: r.try_get(1)?,
+                checkpoint_id: r.try_get(2)?,
+            })
+        };
+        let first = key_of(&rows[0]).map_err(|e| self.error("reading a key", e))?;
+        let last = key_of(&rows[rows.len() - 1]).map_err(|e| self.error("reading a key", e))?;
+        let range =
+            "(c.thread_id, c.checkpoint_ns, c.checkpoint_id) BETWEEN ($1, $2, $3) AND ($4, $5, $6)";
+        let range_params = [
+            &first.thread_id,
+            &first.checkpoint_ns,
+            &first.checkpoint_id,
+            &last.thread_id,
+            &last.checkpoint_ns,
+            &last.checkpoint_id,
+        ];
+        let mut blob_map: HashMap<CheckpointKey, Vec<ChannelBlob>> = HashMap::new();
+        if let Some(blobs) = blobs {
+            // The blobs a checkpoint uses are those named by its channel_versions.
+            let sql = format!(
+                "SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, bl.channel, bl.version, bl.type, bl.blob \
+                 FROM {cp} c CROSS JOIN LATERAL jsonb_each_text(c.checkpoint -> 'channel_versions') cv \
+                 JOIN {blobs} bl ON bl.thread_id = c.thread_id AND bl.checkpoint_ns = c.checkpoint_ns \
+                   AND bl.channel = cv.key AND bl.version = cv.value \
+                 WHERE {range} ORDER BY 1, 2, 3, bl.channel"
+            );
+            let mut query = sqlx::query(&sql);
+            for p in range_params {
+                query = query.bind(p);
+            }
+            let conn = self.conn().await?;
+            let result = query.fetch_all(conn).await;
+            let found = result.map_err(|e| self.failed("reading checkpoint_blobs", e))?;
+            for r in found {
+                let key = key_of(&r).map_err(|e| self.error("reading checkpoint_blobs", e))?;
+                let blob = (|| {
+                    Ok::<_, sqlx::Error>(ChannelBlob {
+                        channel: r.try_get(3)?,
+                        version: r.try_get(4)?,
+                        value: TypedValue::new(
+                            r.try_get::<String, _>(5)?,
+                            r.try_get::<Option<Vec<u8>>, _>(6)?.unwrap_or_default(),
+                        ),
+                    })
+                })()
+                .map_err(|e| self.error("reading checkpoint_blobs", e))?;
+                bytes += blob.value.bytes.len();
+                blob_map.entry(key).or_default().push(blob);
+            }
+        }
+        let mut write_map: HashMap<CheckpointKey, Vec<PendingWrite>> = HashMap::new();
+        if let Some(writes) = writes {
+            let task_path = if task_path { "c.task_path" } else { "''::text" };
+            let sql = format!(
+                "SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.task_id, {task_path}, c.idx, \
+                 c.channel, c.type, c.blob FROM {writes} c WHERE {range} \
+                 ORDER BY c.thread_id, c.checkpoint_ns, c.checkpoint_id, {task_path}, c.task_id, c.idx"
+            );
+            let mut query = sqlx::query(&sql);
+            for p in range_params {
+                query = query.bind(p);
+            }
+            let conn = self.conn().await?;
+            let result = query.fetch_all(conn).await;
+            let found = result.map_err(|e| self.failed("reading checkpoint_writes", e))?;
+            for r in found {
+                let key = key_of(&r).map_err(|e| self.error("reading checkpoint_writes", e))?;
+                let write = (|| {
+                    Ok::<_, sqlx::Error>(PendingWrite {
+                        task_id: r.try_get(3)?,
+                        task_path: r.try_get(4)?,
+                        idx: i64::from(r.try_get::<i32, _>(5)?),
+                        channel: r.try_get(6)?,
+                        value: TypedValue::new(
+                            r.try_get::<Option<String>, _>(7)?.unwrap_or_default(),
+                            r.try_get::<Option<Vec<u8>>, _>(8)?.unwrap_or_default(),
+                        ),
+                    })
+                })()
+                .map_err(|e| self.error("reading checkpoint_writes", e))?;
+                bytes += write.value.bytes.len();
+                write_map.entry(key).or_default().push(write);
+            }
+        }
+        let mut batch = SourceBatch {
+            last_key: Some(last.clone()),
+            ..SourceBatch::default()
+        };
+        for row in rows {
+            let key = key_of(&row).map_err(|e| self.error("reading a key", e))?;
+            let origin = self.origin(format!("{url} {cp}[{key}]"));
+            let parts = (|| {
+                Ok::<_, sqlx::Error>((
+                    row.try_get::<Option<String>, _>(3)?,
+                    row.try_get::<Option<String>, _>(6)?,
+                    row.try_get::<Option<String>, _>(5)?,
+                ))
+            })();
+            let (parent, metadata, document) = match parts {
+                Ok(p) => p,
+                Err(e) => {
+                    batch.failed.push(FailedRead {
+                        key: Some(key),
+                        origin,
+                        error: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            batch.records.push(Checkpoint {
+                parent_checkpoint_id: parent,
+                // JSONB: PostgreSQL's own text form is the most exact there is.
+                checkpoint: TypedValue::new("json", document.unwrap_or_else(|| "null".into())),
+                channel_blobs: blob_map.remove(&key).unwrap_or_default(),
+                metadata: TypedValue::new("json", metadata.unwrap_or_else(|| "{}".into())),
+                pending_writes: write_map.remove(&key).unwrap_or_default(),
+                origin,
+                view: None,
+                key,
+            });
+        }
+        batch.bytes = bytes;
+        self.after = Some(last);
+        Ok(Some(batch))
+    }
+}
