@@ -11,6 +11,12 @@ use ckpt_migrate::plugins::{self, PluginSpec};
 use ckpt_migrate::{dry_run, error::RunError, verify};
 use clap::Parser;
 
+/// mimalloc instead of glibc's malloc: a run allocates and frees many small values per
+/// record, and glibc spent about half of a SQLite → Parquet run in malloc/free
+/// (`perf`, docs/performance.md); mimalloc's thread-local free lists avoid that.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose());

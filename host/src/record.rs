@@ -255,6 +255,27 @@ pub struct WriteView {
 }
 
 impl RecordView {
+    /// [`RecordView::pending_writes_json`] as JSON text, serialized from the view
+    /// itself (no copy of the values).
+    pub fn pending_writes_text(&self) -> String {
+        #[derive(serde::Serialize)]
+        struct Write<'a> {
+            task_id: &'a str,
+            channel: &'a str,
+            value: &'a serde_json::Value,
+        }
+        let writes: Vec<Write<'_>> = self
+            .pending_writes
+            .iter()
+            .map(|w| Write {
+                task_id: &w.task_id,
+                channel: &w.channel,
+                value: &w.value,
+            })
+            .collect();
+        serde_json::to_string(&writes).unwrap_or_else(|_| "[]".into())
+    }
+
     pub fn pending_writes_json(&self) -> serde_json::Value {
         serde_json::Value::Array(
             self.pending_writes

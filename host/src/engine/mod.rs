@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::config::{ResumeMode, RunConfig, SourceConfig};
 use crate::error::OpenError;
@@ -32,7 +33,7 @@ pub use shutdown::Shutdown;
 use state::{Counts, RunState, StateFile, Status};
 
 /// Batches read ahead of the writer.
-const IN_FLIGHT_BATCHES: usize = 2;
+const IN_FLIGHT_BATCHES: usize = 1;
 
 /// What a finished run reports.
 #[derive(Debug)]
@@ -121,6 +122,26 @@ pub async fn run(config: &RunConfig, shutdown: &Shutdown) -> Result<RunReport, R
     reader.abort();
     let _ = reader.await;
     migration.finish(end).await
+}
+
+/// A batch with its records selected (and decoded where needed), in source order.
+struct Selection {
+    /// The batch's position and counts; its records are in `selected`.
+    batch: SourceBatch,
+    selected: Vec<Selected>,
+}
+
+impl Selection {
+    /// Selects the batch's records on every core (rayon), keeping their order.
+    fn of(mut batch: SourceBatch, filters: &Filters, decode: bool) -> Self {
+        use rayon::prelude::*;
+        let records = std::mem::take(&mut batch.records);
+        let selected = records
+            .into_par_iter()
+            .map(|record| filters.select(record, decode))
+            .collect();
+        Self { batch, selected }
+    }
 }
 
 /// How the batch loop ended.
@@ -263,13 +284,15 @@ impl<'a> Migration<'a> {
         })
     }
 
-    /// Reads the source in its own task, retrying retriable errors, so reading
-    /// overlaps decoding and writing; at most [`IN_FLIGHT_BATCHES`] batches wait.
+    /// Reads the source in its own task, retrying retriable errors, and selects each
+    /// batch's records there ([`Filters::select`]: thread filter, decode, date
+    /// filter) on every core: reading and decoding the next batches overlap writing
+    /// this one, in order. At most [`IN_FLIGHT_BATCHES`] batches wait.
     fn spawn_reader(
         &mut self,
     ) -> (
-        mpsc::Receiver<Result<SourceBatch, StoreError>>,
-        tokio::task::JoinHandle<()>,
+        mpsc::Receiver<Result<Selection, StoreError>>,
+        JoinHandle<()>,
     ) {
         let mut source = self.source.take().expect("the reader is spawned once");
         let limits = BatchLimits {
@@ -277,7 +300,12 @@ impl<'a> Migration<'a> {
             max_bytes: self.config.max_batch_bytes,
         };
         let policy = self.config.retry;
-        let (tx, rx) = mpsc::channel::<Result<SourceBatch, StoreError>>(IN_FLIGHT_BATCHES);
+        // Raw mode: a sink that writes raw values only, with no plugin to feed, gets
+        // the records undecoded (decoding is most of the work of a run); `select`
+        // still decodes when a date filter needs the time.
+        let decode = self.sink.needs_view() || !self.plugins.is_empty();
+        let filters = self.filters.clone();
+        let (tx, rx) = mpsc::channel::<Result<Selection, StoreError>>(IN_FLIGHT_BATCHES);
         let reader = tokio::spawn(async move {
             loop {
                 let mut backoff = Backoff::new(policy);
@@ -291,7 +319,17 @@ impl<'a> Migration<'a> {
                     }
                 };
                 let item = match next {
-                    Ok(Some(batch)) => Ok(batch),
+                    Ok(Some(batch)) => {
+                        let filters = filters.clone();
+                        let selected = tokio::task::spawn_blocking(move || {
+                            Selection::of(batch, &filters, decode)
+                        })
+                        .await;
+                        match selected {
+                            Ok(selection) => Ok(selection),
+                            Err(e) => Err(StoreError::fatal(format!("decoding a batch: {e}"))),
+                        }
+                    }
                     Ok(None) => break,
                     Err(e) => Err(e),
                 };
@@ -308,15 +346,15 @@ impl<'a> Migration<'a> {
     /// interrupted, or an error stops it.
     async fn move_batches(
         &mut self,
-        mut batches: mpsc::Receiver<Result<SourceBatch, StoreError>>,
+        mut batches: mpsc::Receiver<Result<Selection, StoreError>>,
     ) -> End {
         while let Some(batch) = batches.recv().await {
             let batch = match batch {
                 Ok(b) => b,
                 Err(e) => return End::Failed(RunError::store("reading the source failed", e)),
             };
-            let last_key = batch.last_key.clone();
-            let position = batch.position.clone();
+            let last_key = batch.batch.last_key.clone();
+            let position = batch.batch.position.clone();
             match self.process_batch(batch).await {
                 Ok(()) => {}
                 // Stopped inside a plugin call: nothing of this batch was written or
@@ -434,12 +472,13 @@ impl<'a> Migration<'a> {
 
     /// Filters and decodes a batch, runs the plugins, writes what is left, and sends
     /// failures to the dead-letter file.
-    async fn process_batch(&mut self, batch: SourceBatch) -> Result<(), RunError> {
+    async fn process_batch(&mut self, selection: Selection) -> Result<(), RunError> {
+        let Selection { batch, selected } = selection;
         let (dead, stats) = (&mut self.dead, &mut self.stats);
         stats.batches += 1;
         stats.bytes_read += batch.bytes as u64;
         stats.vanished += batch.vanished;
-        stats.read += (batch.records.len() + batch.failed.len()) as u64;
+        stats.read += (selected.len() + batch.failed.len()) as u64;
         for failed in &batch.failed {
             dead.add(Entry {
                 stage: Stage::Read,
@@ -451,13 +490,9 @@ impl<'a> Migration<'a> {
             })
             .map_err(|e| io_error(dead.path(), e))?;
         }
-        // Raw mode: a sink that writes raw values only, with no plugin to feed, gets
-        // the records undecoded (decoding is most of the work of a run); `select`
-        // still decodes when a date filter needs the time.
-        let decode = self.sink.needs_view() || !self.plugins.is_empty();
-        let mut kept: Vec<Checkpoint> = Vec::with_capacity(batch.records.len());
-        for record in batch.records {
-            match self.filters.select(record, decode) {
+        let mut kept: Vec<Checkpoint> = Vec::with_capacity(selected.len());
+        for outcome in selected {
+            match outcome {
                 Selected::OtherThread | Selected::OutsideDates(_) => stats.filtered += 1,
                 Selected::Undecodable(record, error) => dead
                     .add(Entry {

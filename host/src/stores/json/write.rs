@@ -87,6 +87,22 @@ pub fn export_object(record: &Checkpoint) -> ExportObject<'_> {
     }
 }
 
+/// One record's exported object as JSON, indented when `indent` is set.
+fn encode(record: &Checkpoint, indent: Option<usize>) -> Result<Vec<u8>, String> {
+    let object = export_object(record);
+    match indent.filter(|n| *n > 0) {
+        Some(n) => {
+            let indent = vec![b' '; n];
+            let mut out = Vec::new();
+            let fmt = serde_json::ser::PrettyFormatter::with_indent(&indent);
+            let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
+            object.serialize(&mut ser).map_err(|e| e.to_string())?;
+            Ok(out)
+        }
+        None => serde_json::to_vec(&object).map_err(|e| e.to_string()),
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct FileEntry {
     /// The thread id, or "" for the single file.
@@ -207,21 +223,6 @@ impl JsonSink {
         Ok(&mut self.open.last_mut().expect("just pushed").1)
     }
 
-    fn encode(&self, record: &Checkpoint) -> Result<Vec<u8>, String> {
-        let object = export_object(record);
-        match self.config.indent.filter(|n| *n > 0) {
-            Some(n) => {
-                let indent = vec![b' '; n];
-                let mut out = Vec::new();
-                let fmt = serde_json::ser::PrettyFormatter::with_indent(&indent);
-                let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
-                object.serialize(&mut ser).map_err(|e| e.to_string())?;
-                Ok(out)
-            }
-            None => serde_json::to_vec(&object).map_err(|e| e.to_string()),
-        }
-    }
-
     fn close_all(&mut self) -> Result<(), StoreError> {
         for (_, mut w) in self.open.drain(..) {
             w.flush()
@@ -292,8 +293,14 @@ impl Sink for JsonSink {
     async fn write_batch(&mut self, records: &[Checkpoint]) -> Result<Vec<Rejected>, StoreError> {
         let mut rejected = Vec::new();
         let array = self.is_array();
-        for (index, record) in records.iter().enumerate() {
-            let bytes = match self.encode(record) {
+        // Encoding is the bulk of the work: done on every core, written in order.
+        let indent = self.config.indent;
+        let encoded: Vec<Result<Vec<u8>, String>> = {
+            use rayon::prelude::*;
+            records.par_iter().map(|r| encode(r, indent)).collect()
+        };
+        for ((index, record), bytes) in records.iter().enumerate().zip(encoded) {
+            let bytes = match bytes {
                 Ok(b) => b,
                 Err(reason) => {
                     rejected.push(Rejected { index, reason });

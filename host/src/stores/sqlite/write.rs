@@ -25,7 +25,7 @@ use crate::codec::redis_form::Encoder;
 use crate::error::OpenError;
 use crate::error::StoreError;
 use crate::filters::Filters;
-use crate::record::Checkpoint;
+use crate::record::{Checkpoint, CheckpointKey, PendingWrite};
 use crate::retry::RetryPolicy;
 use crate::run::RunInfo;
 use crate::run::RunStats;
@@ -157,27 +157,20 @@ impl SqliteSink {
             OnConflict::Overwrite => "INSERT OR REPLACE",
             OnConflict::Skip | OnConflict::Fail => "INSERT OR IGNORE",
         };
-        let insert_checkpoint = format!(
-            "{verb} INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)"
-        );
-        let insert_write = if self.writes_have_task_path {
-            format!(
-                "{verb} INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            )
+        let write_columns = if self.writes_have_task_path {
+            "thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value"
         } else {
-            format!(
-                "{verb} INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel, type, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            )
+            "thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel, type, value"
         };
         let with_task_path = self.writes_have_task_path;
         let path = self.path.clone();
         let err = |what: &str, e: sqlx::Error| super::sql_error(&path, what, e);
         let conn = self.conn.as_mut().expect("opened before writing");
         let mut counts = WriteCounts::default();
-        for row in rows {
-            let record = row.record.as_ref();
-            let key = &record.key;
-            if mode == OnConflict::Fail {
+        if mode == OnConflict::Fail {
+            for row in rows {
+                let record = row.record.as_ref();
+                let key = &record.key;
                 check_unchanged(conn, record, row).await.map_err(|e| match e {
                     Conflict::Differs(what) => StoreError::fatal(format!(
                         "SQLite {}: {key} already exists with a different {what} (on_conflict: fail); nothing of this batch was written",
@@ -186,47 +179,83 @@ impl SqliteSink {
                     Conflict::Sql(e) => err("cannot read an existing checkpoint", e),
                 })?;
             }
-            let done = sqlx::query(&insert_checkpoint)
-                .bind(&key.thread_id)
-                .bind(&key.checkpoint_ns)
-                .bind(&key.checkpoint_id)
-                .bind(&record.parent_checkpoint_id)
-                .bind(&row.checkpoint.type_tag)
-                .bind(&row.checkpoint.bytes)
-                .bind(&row.metadata)
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| err(&format!("cannot write checkpoint {key}"), e))?;
-            if done.rows_affected() == 0 {
-                counts.kept += 1;
-            } else {
-                counts.written += 1;
+        }
+        // Many rows per statement: each statement is a round trip to the thread that
+        // runs the connection, which cost more than SQLite's work one row at a time.
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "{verb} INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata) VALUES {}",
+                placeholders(chunk.len(), 7)
+            );
+            let mut query = sqlx::query(&sql);
+            for row in chunk {
+                let record = row.record.as_ref();
+                query = query
+                    .bind(&record.key.thread_id)
+                    .bind(&record.key.checkpoint_ns)
+                    .bind(&record.key.checkpoint_id)
+                    .bind(&record.parent_checkpoint_id)
+                    .bind(&row.checkpoint.type_tag)
+                    .bind(&row.checkpoint.bytes)
+                    .bind(&row.metadata);
             }
-            for w in &record.pending_writes {
-                let mut q = sqlx::query(&insert_write)
+            let done = query.execute(&mut *conn).await.map_err(|e| {
+                let first = &chunk[0].record.key;
+                err(&format!("cannot write checkpoints from {first} on"), e)
+            })?;
+            counts.written += done.rows_affected();
+            counts.kept += chunk.len() as u64 - done.rows_affected();
+        }
+        let writes: Vec<(&CheckpointKey, &PendingWrite)> = rows
+            .iter()
+            .flat_map(|row| {
+                let record = row.record.as_ref();
+                record.pending_writes.iter().map(move |w| (&record.key, w))
+            })
+            .collect();
+        let per_write = if with_task_path { 9 } else { 8 };
+        for chunk in writes.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "{verb} INTO writes ({write_columns}) VALUES {}",
+                placeholders(chunk.len(), per_write)
+            );
+            let mut query = sqlx::query(&sql);
+            for (key, w) in chunk {
+                query = query
                     .bind(&key.thread_id)
                     .bind(&key.checkpoint_ns)
                     .bind(&key.checkpoint_id)
                     .bind(&w.task_id);
                 if with_task_path {
-                    q = q.bind(&w.task_path);
+                    query = query.bind(&w.task_path);
                 }
-                let done = q
+                query = query
                     .bind(w.idx)
                     .bind(&w.channel)
                     .bind(&w.value.type_tag)
-                    .bind(&w.value.bytes)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(|e| err(&format!("cannot write a pending write of {key}"), e))?;
-                counts.writes += done.rows_affected();
+                    .bind(&w.value.bytes);
             }
+            let done = query.execute(&mut *conn).await.map_err(|e| {
+                let key = chunk[0].0;
+                err(&format!("cannot write pending writes from {key} on"), e)
+            })?;
+            counts.writes += done.rows_affected();
         }
         self.counts.written += counts.written;
         self.counts.kept += counts.kept;
         self.counts.writes += counts.writes;
         Ok(())
     }
+}
+
+/// Rows per `INSERT` statement (9 parameters each at most: far below SQLite's limit
+/// of 32766).
+const ROWS_PER_STATEMENT: usize = 200;
+
+/// `(?, …), (?, …)`: `rows` groups of `columns` placeholders.
+fn placeholders(rows: usize, columns: usize) -> String {
+    let group = format!("({})", vec!["?"; columns].join(", "));
+    vec![group; rows].join(", ")
 }
 
 enum Conflict {

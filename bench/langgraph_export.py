@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""The script a LangGraph user writes today to export checkpoints to JSON, with
+LangGraph's own SqliteSaver: every checkpoint of every thread (list()), LangChain
+objects through LangChain's own dumpd(), the rest made JSON-safe. The baseline that
+bench/run.sh measures ckpt-migrate's JSON export against.
+
+    python langgraph_export.py SQLITE_PATH OUT.jsonl
+"""
+
+import base64
+import datetime
+import json
+import sqlite3
+import sys
+import uuid
+
+from langchain_core.load import dumpd
+from langchain_core.load.serializable import Serializable
+from langgraph.checkpoint.sqlite import SqliteSaver
+
+
+def default(value):
+    if isinstance(value, Serializable):
+        return dumpd(value)
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, (bytes, bytearray)):
+        return {"__bytes__": base64.b64encode(value).decode()}
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    return str(value)
+
+
+def main() -> None:
+    src_path, out_path = sys.argv[1], sys.argv[2]
+    saver = SqliteSaver(sqlite3.connect(src_path, check_same_thread=False))
+    exported = 0
+    with open(out_path, "w", encoding="utf-8") as out:
+        for tup in saver.list(None):
+            cfg = tup.config["configurable"]
+            parent = (tup.parent_config or {}).get("configurable", {})
+            record = {
+                "thread_id": cfg["thread_id"],
+                "checkpoint_ns": cfg["checkpoint_ns"],
+                "checkpoint_id": cfg["checkpoint_id"],
+                "parent_checkpoint_id": parent.get("checkpoint_id"),
+                "checkpoint": tup.checkpoint,
+                "metadata": tup.metadata,
+                "pending_writes": [
+                    {"task_id": t, "channel": c, "value": v} for t, c, v in tup.pending_writes or []
+                ],
+            }
+            out.write(json.dumps(record, default=default, ensure_ascii=False))
+            out.write("\n")
+            exported += 1
+    print(f"exported {exported}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

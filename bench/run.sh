@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# SQLite → Parquet and → JSON on scaled SqliteSaver databases, in one run on the same
+# data: DuckDB's raw copy (no decoding: the floor), the script a LangGraph user writes
+# today (bench/langgraph_export.py), and ckpt-migrate (→ Parquet, → JSON, and → SQLite,
+# the raw mode store copies use). Wall time, CPU (user+sys), peak RSS and ratios go to
+# bench/results/run-<time>.json and .md.
+#
+#   bench/run.sh [SCALE ...]          # default: 30000 (checkpoints)
+#
+# Data: target/bench-data/scale-N/, made once by tests/fixtures/generator (real
+# LangGraph graphs and savers, in the test venv that scripts/setup.sh installs).
+# DuckDB: PyPI duckdb + duckdb-extension-sqlite, pinned, in target/bench-tools/venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scales=("${@:-30000}")
+python="${PYTHON:-target/test-tools/venv/bin/python}"
+[ -x "$python" ] || { echo "bench: $python is missing: run scripts/setup.sh first" >&2; exit 2; }
+
+tools=target/bench-tools/venv
+if [ ! -x "$tools/bin/python" ] || ! "$tools/bin/python" -c "import duckdb, duckdb_extension_sqlite" 2>/dev/null; then
+  echo "bench: installing duckdb into $tools"
+  python3 -m venv "$tools"
+  "$tools/bin/pip" install -q duckdb==1.5.5 duckdb-extension-sqlite==1.5.5
+fi
+if [ -n "${CKPT_MIGRATE_BIN:-}" ]; then
+  bin="$(realpath "$CKPT_MIGRATE_BIN")"
+else
+  echo "bench: building the release binary"
+  cargo build --release -p ckpt-migrate
+  bin="$PWD/target/release/ckpt-migrate"
+fi
+mkdir -p bench/results
+stamp="$(date -u +%Y%m%dT%H%M%SZ)"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+results="$work/results.jsonl"
+
+measure() { # name scale -- command...
+  local name="$1" scale="$2"; shift 3
+  echo "bench: scale $scale: $name ..." >&2
+  local r
+  r=$(python3 bench/measure.py -- "$@")
+  echo "{\"scale\": $scale, \"run\": \"$name\", \"result\": $r}" >> "$results"
+}
+
+for scale in "${scales[@]}"; do
+  data="target/bench-data/scale-$scale"
+  db="$PWD/$data/sqlite/checkpoints.db"
+  if [ ! -f "$db" ]; then
+    echo "bench: generating $scale checkpoints with LangGraph into $data (once)"
+    "$python" tests/fixtures/generator/generate.py --scale "$scale" --out "$data" --targets sqlite
+  fi
+  src=(--source sqlite --source-config "{\"connection_string\": \"$db\"}")
+  out="$work/$scale"; mkdir -p "$out/duckdb"
+  measure duckdb_raw_copy_to_parquet "$scale" -- "$tools/bin/python" bench/duckdb_copy.py "$db" "$out/duckdb"
+  measure ckpt_migrate_to_parquet "$scale" -- "$bin" "${src[@]}" --destination parquet \
+    --dest-config "{\"output_path\": \"$out/ours.parquet\", \"compression\": \"zstd\"}"
+  measure ckpt_migrate_to_json "$scale" -- "$bin" "${src[@]}" --destination json \
+    --dest-config "{\"output_dir\": \"$out/ours-json\"}"
+  measure ckpt_migrate_raw_to_sqlite "$scale" -- "$bin" "${src[@]}" --destination sqlite \
+    --dest-config "{\"connection_string\": \"$out/copy.db\"}"
+  measure langgraph_script_to_json "$scale" -- "$python" bench/langgraph_export.py "$db" "$out/langgraph.jsonl"
+  rm -rf "$out"
+done
+
+python3 - "$results" "bench/results/run-$stamp" <<'PY'
+import json, os, platform, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+out = sys.argv[2]
+machine = f"{os.cpu_count()} cores, {platform.machine()}, {platform.platform()}"
+table = ["| scale | run | wall | CPU (user+sys) | CPU % | peak RSS | × DuckDB wall | LangGraph script ÷ this |",
+         "|---|---|---|---|---|---|---|---|"]
+for scale in sorted({r["scale"] for r in rows}):
+    runs = {r["run"]: r["result"] for r in rows if r["scale"] == scale}
+    duck = runs["duckdb_raw_copy_to_parquet"]["wall_s"]
+    script = runs["langgraph_script_to_json"]["wall_s"]
+    for name, r in runs.items():
+        r["vs_duckdb"] = round(r["wall_s"] / duck, 2)
+        r["langgraph_script_speedup"] = round(script / r["wall_s"], 1)
+        table.append(f"| {scale} | {name} | {r['wall_s']} s | {r['cpu_s']} s | {r['cpu_percent']} % | "
+                     f"{r['peak_rss_mib']} MiB | {r['vs_duckdb']}× | {r['langgraph_script_speedup']}× |")
+json.dump({"machine": machine, "runs": rows}, open(out + ".json", "w"), indent=1)
+open(out + ".md", "w").write(f"Machine: {machine}\n\n" + "\n".join(table) + "\n")
+print(f"Machine: {machine}\n")
+print("\n".join(table))
+print(f"\nfigures in {out}.json and {out}.md")
+PY
