@@ -7,7 +7,7 @@
 #
 #   bench/run.sh [SCALE ...]          # default: 30000 (checkpoints)
 #
-# Data: target/bench-data/scale-N/, made once by tests/fixtures/generator (real
+# Data: target/bench-data/scale-N/, made once by tests/readback/generate.py (real
 # LangGraph graphs and savers, in the test venv that scripts/setup.sh installs).
 # DuckDB: PyPI duckdb + duckdb-extension-sqlite, pinned, in target/bench-tools/venv.
 set -euo pipefail
@@ -48,7 +48,7 @@ for scale in "${scales[@]}"; do
   db="$PWD/$data/sqlite/checkpoints.db"
   if [ ! -f "$db" ]; then
     echo "bench: generating $scale checkpoints with LangGraph into $data (once)"
-    "$python" tests/fixtures/generator/generate.py --scale "$scale" --out "$data" --targets sqlite
+    "$python" tests/readback/generate.py --scale "$scale" --out "$data" --targets sqlite
   fi
   src=(--source sqlite --source-config "{\"connection_string\": \"$db\"}")
   out="$work/$scale"; mkdir -p "$out/duckdb"
