@@ -19,7 +19,7 @@ use std::borrow::Cow;
 use serde_json::{Map, Number, Value};
 
 use crate::codec::msgpack::{self, EXT_DELTA_SNAPSHOT};
-use crate::codec::redis_form::{Encoder, Walk};
+use crate::codec::redis_form::{AllowedJsonModules, Encoder, Walk};
 use crate::record::{ChannelBlob, Checkpoint, TypedValue};
 
 /// Why a record cannot take the destination's shape; becomes the dead-letter reason.
@@ -35,6 +35,20 @@ impl From<crate::codec::DecodeError> for LayoutError {
 
 fn fail<T>(message: impl Into<String>) -> Result<T, LayoutError> {
     Err(LayoutError(message.into()))
+}
+
+/// What a LangGraph SQL store holds for `record` once written: its values in
+/// LangGraph's msgpack ([`native`]), when the store's shape takes it (`fits`); `None`
+/// when the store would refuse it. What `verify` compares against.
+pub fn written_native(
+    record: &Checkpoint,
+    allowed: &AllowedJsonModules,
+    fits: impl Fn(&Checkpoint) -> bool,
+) -> Option<Checkpoint> {
+    let native = native(record, &mut Encoder::new(allowed))
+        .ok()?
+        .into_owned();
+    fits(&native).then_some(native)
 }
 
 /// The record with its values in the form `JsonPlusSerializer` (SqliteSaver,

@@ -622,11 +622,9 @@ impl Sink for PostgresSink {
 
     fn written_form(&self, record: Checkpoint) -> Option<Checkpoint> {
         let allowed = &self.config.allowed_json_modules;
-        let native = layout::native(&record, &mut Encoder::new(allowed))
-            .ok()?
-            .into_owned();
-        let fits = layout::split(&native).is_ok() && layout::metadata_jsonb(&native).is_ok();
-        fits.then_some(native)
+        layout::written_native(&record, allowed, |n| {
+            layout::split(n).is_ok() && layout::metadata_jsonb(n).is_ok()
+        })
     }
 
     async fn read_back(&mut self) -> Result<Box<dyn Source>, StoreError> {

@@ -457,11 +457,9 @@ impl Sink for SqliteSink {
 
     fn written_form(&self, record: Checkpoint) -> Option<Checkpoint> {
         let allowed = &self.config.allowed_json_modules;
-        let native = layout::native(&record, &mut Encoder::new(allowed))
-            .ok()?
-            .into_owned();
-        let fits = layout::whole(&native).is_ok() && layout::metadata_json(&native).is_ok();
-        fits.then_some(native)
+        layout::written_native(&record, allowed, |n| {
+            layout::whole(n).is_ok() && layout::metadata_json(n).is_ok()
+        })
     }
 
     async fn read_back(&mut self) -> Result<Box<dyn Source>, StoreError> {
