@@ -7,6 +7,7 @@ use clap::Parser;
 use crate::config::{DestinationKind, Overrides, ResumeMode, SourceKind};
 use crate::filters::FilterConfig;
 use crate::shard::Shard;
+use crate::stores::chat::Upgrade;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -188,6 +189,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub verify: bool,
 
+    /// What chat-history sessions become: `messages_state` makes each a LangGraph
+    /// thread (sets `upgrade` in the source config).
+    #[arg(long, value_enum, value_name = "HOW")]
+    pub upgrade: Option<Upgrade>,
+
     /// Move only shard I of N (from 0): the threads whose hash falls in it. I may be
     /// `$NAME`, an environment variable such as `$JOB_COMPLETION_INDEX`.
     #[arg(long, value_name = "I/N", value_parser = Shard::parse)]
@@ -223,6 +229,7 @@ impl RunArgs {
             },
             replay_dead_letter: self.replay_dead_letter.clone(),
             shard: self.shard,
+            upgrade: self.upgrade,
         }
     }
 }

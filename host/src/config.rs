@@ -144,6 +144,8 @@ pub struct Overrides {
     pub replay_dead_letter: Option<PathBuf>,
     /// `--shard I/N`.
     pub shard: Option<Shard>,
+    /// `--upgrade`: set as `upgrade` in the source's config.
+    pub upgrade: Option<crate::stores::chat::Upgrade>,
 }
 
 impl RunConfig {
@@ -195,10 +197,18 @@ impl RunConfig {
                 "no destination: give --destination or `destination_type` in --config".into(),
             )
         })?;
-        let source_value = match flags.source_config {
+        let mut source_value = match flags.source_config {
             Some(text) => parse_json_flag("--source-config", &text)?,
             None => file.source_config.unwrap_or(Value::Null),
         };
+        if let Some(upgrade) = flags.upgrade {
+            if source_value.is_null() {
+                source_value = Value::Object(Default::default());
+            }
+            if let Value::Object(map) = &mut source_value {
+                map.insert("upgrade".into(), serde_json::json!(upgrade));
+            }
+        }
         let dest_value = match flags.dest_config {
             Some(text) => parse_json_flag("--dest-config", &text)?,
             None => file.destination_config.unwrap_or(Value::Null),

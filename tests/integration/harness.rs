@@ -301,6 +301,7 @@ pub async fn read_postgres(
     let config = ckpt_migrate::stores::postgres::config::PostgresSourceConfig {
         connection_string: pg_url_for(db),
         table_name: table_name.map(str::to_owned),
+        upgrade: Default::default(),
     };
     let mut source = PostgresSource::open(&config, &compiled, pushdown)
         .await
@@ -551,6 +552,7 @@ pub async fn read_redis(
         redis_url: url.to_owned(),
         key_prefix: prefix.to_owned(),
         decode_responses: None,
+        upgrade: Default::default(),
     };
     let mut source = RedisSource::open(&config, &compiled).await.expect("open");
     let (mut out, vanished) = drain(&mut source, batch).await;

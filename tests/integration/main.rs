@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod chat_upgrade;
 mod cli;
 mod dry_run;
 mod filters;

@@ -277,6 +277,7 @@ async fn one_snapshot_for_the_whole_read() {
     let config = PostgresSourceConfig {
         connection_string: pg_url_for(&db),
         table_name: None,
+        upgrade: Default::default(),
     };
     let filters = FilterConfig::default().compile().unwrap();
     let mut source = PostgresSource::open(&config, &filters, Pushdown::On)

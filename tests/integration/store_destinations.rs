@@ -15,7 +15,7 @@ use crate::harness::{
 
 /// The Python of the test venv, where `scripts/setup.sh` installs the pinned
 /// LangGraph savers.
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("CKPT_TEST_PYTHON") {
         return PathBuf::from(p);
     }

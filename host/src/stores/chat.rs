@@ -1,7 +1,33 @@
 //! Chat histories (LangChain `message_to_dict` messages kept per session) as records,
-//! the same way for every store that has them.
+//! the same way for every store that has them: as stored (for exports), or upgraded
+//! to a LangGraph `MessagesState` thread that LangGraph reads and continues.
 
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use sha2::Digest as _;
+
+use rmpv::Value as Mp;
+
+use crate::codec::msgpack;
+use crate::codec::redis_form::{AllowedJsonModules, Encoder, Walk};
 use crate::record::{ChannelBlob, Checkpoint, CheckpointKey, Origin, TypedValue};
+
+/// What a chat session becomes (`upgrade` in the source config, `--upgrade`).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum Upgrade {
+    /// One record per session with the messages as stored (`message_to_dict` form):
+    /// for JSON and Parquet exports and Unified Memory.
+    #[default]
+    None,
+    /// One LangGraph checkpoint per session whose `messages` channel holds the
+    /// messages, in order, as LangChain message objects: a `MessagesState` thread
+    /// (thread id = session id) that LangGraph's savers read and a graph continues.
+    MessagesState,
+}
 
 /// One stored message: row id (or list position), its JSON text, when it was written.
 pub type StoredMessage = (i64, String, Option<String>);
@@ -18,6 +44,19 @@ pub fn session_key(session: &str) -> CheckpointKey {
 /// messages (stored `message` JSON, in id order) are the `messages` channel, row ids and
 /// times are in the metadata.
 pub fn session_record(
+    table: &str,
+    session: &str,
+    messages: Vec<StoredMessage>,
+    origin: Origin,
+    upgrade: Upgrade,
+) -> Result<Checkpoint, String> {
+    match upgrade {
+        Upgrade::None => Ok(stored_session(table, session, messages, origin)),
+        Upgrade::MessagesState => messages_state_thread(table, session, &messages, origin),
+    }
+}
+
+fn stored_session(
     table: &str,
     session: &str,
     messages: Vec<StoredMessage>,
@@ -62,5 +101,191 @@ pub fn session_record(
         pending_writes: Vec::new(),
         origin,
         view: None,
+    }
+}
+
+/// A session as the checkpoint LangGraph would have written for a `MessagesState`
+/// graph holding these messages: `channel_values.messages` is the list of message
+/// objects in LangGraph's msgpack (what `JsonPlusSerializer` writes for them), the
+/// channel has a version in LangGraph's string form, and the metadata says where it
+/// came from. The checkpoint id is a UUID v6 dated at the last message (1970 when the
+/// store keeps no times), so it sorts before any checkpoint LangGraph adds later, and
+/// is the same on every run (re-runs and resumes write nothing twice).
+fn messages_state_thread(
+    table: &str,
+    session: &str,
+    messages: &[StoredMessage],
+    origin: Origin,
+) -> Result<Checkpoint, String> {
+    let allowed = AllowedJsonModules::default();
+    let mut encoder = Encoder::new(&allowed);
+    let mut values = Vec::with_capacity(messages.len());
+    for (i, (id, text, _)) in messages.iter().enumerate() {
+        let stored: Value = serde_json::from_str(text)
+            .map_err(|e| format!("message #{i} (id {id}) is not JSON: {e}"))?;
+        let envelope =
+            message_envelope(&stored).map_err(|e| format!("message #{i} (id {id}): {e}"))?;
+        values.push(
+            encoder
+                .to_msgpack(&envelope, Walk::ChannelValues)
+                .map_err(|e| format!("message #{i} (id {id}): {e}"))?,
+        );
+    }
+    let at = messages
+        .iter()
+        .rev()
+        .find_map(|m| m.2.as_deref().and_then(parse_stored_time))
+        .unwrap_or_default();
+    let ts = at.to_rfc3339_opts(chrono::SecondsFormat::Micros, false);
+    let id = checkpoint_id(session, at);
+    // LangGraph's version strings (`get_next_version`): a 32-digit counter, a dot and
+    // a fraction; the next version LangGraph makes counts on from it.
+    let version = format!("{:032}.0.0", 1);
+    let text = |s: &str| Mp::from(s);
+    let checkpoint = Mp::Map(vec![
+        (text("v"), Mp::from(4)),
+        (text("ts"), text(&ts)),
+        (text("id"), text(&id)),
+        (
+            text("channel_values"),
+            Mp::Map(vec![(text("messages"), Mp::Array(values))]),
+        ),
+        (
+            text("channel_versions"),
+            Mp::Map(vec![(text("messages"), text(&version))]),
+        ),
+        (text("versions_seen"), Mp::Map(Vec::new())),
+        (text("updated_channels"), Mp::Array(vec![text("messages")])),
+    ]);
+    let metadata = serde_json::json!({
+        "source": "update",
+        "step": 0,
+        "parents": {},
+        "ckpt_migrate": {
+            "upgraded_from": "chat_history",
+            "table": table,
+            "message_count": messages.len(),
+            "message_ids": messages.iter().map(|m| m.0).collect::<Vec<_>>(),
+        },
+    });
+    Ok(Checkpoint {
+        key: CheckpointKey {
+            thread_id: session.to_owned(),
+            checkpoint_ns: String::new(),
+            checkpoint_id: id,
+        },
+        parent_checkpoint_id: None,
+        checkpoint: TypedValue::new("msgpack", msgpack::encode(&checkpoint)),
+        channel_blobs: Vec::new(),
+        metadata: TypedValue::new("json", metadata.to_string()),
+        pending_writes: Vec::new(),
+        origin,
+        view: None,
+    })
+}
+
+/// A stored `{"type": "human", "data": {…}}` message as the LangChain constructor
+/// envelope of its class (what `messages_from_dict` builds).
+fn message_envelope(stored: &Value) -> Result<Value, String> {
+    let kind = stored["type"]
+        .as_str()
+        .ok_or("no \"type\" (not a LangChain message_to_dict message)")?;
+    let class = match kind {
+        "human" => "HumanMessage",
+        "ai" => "AIMessage",
+        "system" => "SystemMessage",
+        "tool" => "ToolMessage",
+        "function" => "FunctionMessage",
+        "chat" => "ChatMessage",
+        "remove" => "RemoveMessage",
+        "HumanMessageChunk"
+        | "AIMessageChunk"
+        | "SystemMessageChunk"
+        | "ToolMessageChunk"
+        | "FunctionMessageChunk"
+        | "ChatMessageChunk" => kind,
+        other => return Err(format!("unknown message type {other:?}")),
+    };
+    let data = stored["data"].as_object().cloned().unwrap_or_else(Map::new);
+    Ok(serde_json::json!({
+        "lc": 1,
+        "type": "constructor",
+        "id": ["langchain", "schema", "messages", class],
+        "kwargs": data,
+    }))
+}
+
+/// A stored message time: RFC 3339, or PostgreSQL's text form (`2026-11-23
+/// 23:34:10.18+00`).
+fn parse_stored_time(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    crate::codec::parse_timestamp(text).or_else(|| {
+        chrono::DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%#z")
+            .ok()
+            .map(|t| t.with_timezone(&chrono::Utc))
+    })
+}
+
+/// A UUID v6 (time-ordered, as LangGraph's own checkpoint ids) at `at`, its node the
+/// start of SHA-256 of the session id.
+fn checkpoint_id(session: &str, at: chrono::DateTime<chrono::Utc>) -> String {
+    let digest = sha2::Sha256::digest(session.as_bytes());
+    let node = [
+        digest[0], digest[1], digest[2], digest[3], digest[4], digest[5],
+    ];
+    let ts = uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        at.timestamp().max(0) as u64,
+        at.timestamp_subsec_nanos(),
+    );
+    uuid::Uuid::new_v6(ts, &node).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_times_of_every_store_are_read() {
+        let pg = parse_stored_time("2026-11-23 23:34:10.184627+00").unwrap();
+        assert_eq!(pg.to_rfc3339(), "2026-11-23T23:34:10.184627+00:00");
+        assert!(parse_stored_time("2026-11-23T23:34:10Z").is_some());
+    }
+
+    #[test]
+    fn checkpoint_ids_are_time_ordered_and_stable() {
+        let early = parse_stored_time("2025-01-01T00:00:00Z").unwrap();
+        let late = parse_stored_time("2026-01-01T00:00:00Z").unwrap();
+        let a = checkpoint_id("s", early);
+        assert_eq!(a, checkpoint_id("s", early));
+        assert!(a < checkpoint_id("s", late));
+        assert_ne!(a, checkpoint_id("t", early));
+        assert_eq!(&a[14..15], "6");
+    }
+
+    #[test]
+    fn an_upgraded_session_decodes_to_its_messages_in_order() {
+        let messages = vec![
+            (1, r#"{"type": "human", "data": {"content": "hi", "type": "human", "id": "m1"}}"#.to_owned(), Some("2026-11-23 23:34:10.1+00".to_owned())),
+            (2, r#"{"type": "ai", "data": {"content": "hello", "type": "ai", "id": "m2", "tool_calls": []}}"#.to_owned(), Some("2026-11-23 23:34:11+00".to_owned())),
+        ];
+        let origin = Origin {
+            store: "test".into(),
+            locator: "x".into(),
+        };
+        let mut record =
+            session_record("t", "s1", messages, origin, Upgrade::MessagesState).unwrap();
+        crate::codec::decode_record(&mut record).unwrap();
+        let view = record.view.unwrap();
+        let listed = &view.checkpoint["channel_values"]["messages"];
+        assert_eq!(listed[0]["kwargs"]["content"], "hi");
+        assert_eq!(listed[1]["id"][3], "AIMessage");
+        assert_eq!(view.ts.as_deref(), Some("2026-11-23T23:34:11.000000+00:00"));
+        let bad = vec![(7, r#"{"type": "alien", "data": {}}"#.to_owned(), None)];
+        let origin = Origin {
+            store: "test".into(),
+            locator: "x".into(),
+        };
+        let err = session_record("t", "s2", bad, origin, Upgrade::MessagesState).unwrap_err();
+        assert!(err.contains("id 7") && err.contains("alien"), "{err}");
     }
 }

@@ -13,6 +13,11 @@ pub struct PostgresSourceConfig {
     pub connection_string: String,
     /// A chat-history table; checkpoint tables when absent.
     pub table_name: Option<String>,
+    /// For a chat-history table: `messages_state` makes each session a LangGraph
+    /// `MessagesState` thread (one checkpoint LangGraph reads and continues) instead of
+    /// a record of the stored messages. See docs/memory.md.
+    #[serde(default)]
+    pub upgrade: crate::stores::chat::Upgrade,
 }
 
 /// PostgresSaver schema to write.

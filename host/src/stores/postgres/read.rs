@@ -87,6 +87,17 @@ impl PostgresSource {
             e
         })?;
         source.mode = source.detect(config.table_name.as_deref()).await?;
+        match &mut source.mode {
+            Mode::Chat(chat) => chat.upgrade = config.upgrade,
+            Mode::Checkpoints(_) if config.upgrade != crate::stores::chat::Upgrade::None => {
+                return Err(StoreError::fatal(format!(
+                    "PostgreSQL {}: `upgrade` turns chat-history tables into LangGraph threads; {} holds checkpoints already",
+                    source.endpoint.url,
+                    config.table_name.as_deref().unwrap_or("this database")
+                )));
+            }
+            Mode::Checkpoints(_) => {}
+        }
         Ok(source)
     }
 
@@ -243,6 +254,7 @@ impl PostgresSource {
                 name: shown,
                 session_type,
                 has_created_at: has("created_at"),
+                upgrade: crate::stores::chat::Upgrade::None,
             }));
         }
         Err(StoreError::fatal(format!(

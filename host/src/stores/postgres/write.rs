@@ -631,6 +631,7 @@ impl Sink for PostgresSink {
         let written = PostgresSourceConfig {
             connection_string: self.config.connection_string.clone(),
             table_name: Some(format!("{}.checkpoints", self.config.schema)),
+            upgrade: Default::default(),
         };
         let source = super::PostgresSource::open(&written, &Filters::none(), Pushdown::On).await?;
         Ok(Box::new(source))

@@ -5,10 +5,12 @@ use super::{Redis, ScanWalk, thread_glob};
 use crate::error::StoreError;
 use crate::filters::ThreadPushdown;
 use crate::sources::{BatchLimits, FailedRead, SourceBatch};
-use crate::stores::chat::{StoredMessage, session_record};
+use crate::stores::chat::{StoredMessage, Upgrade, session_key, session_record};
 
 pub struct ChatLayout {
     prefix: String,
+    /// What each session becomes.
+    pub upgrade: Upgrade,
     pub scan: ScanWalk,
 }
 
@@ -18,6 +20,7 @@ impl ChatLayout {
         pattern.extend(thread_glob(&pushdown));
         Self {
             prefix: prefix.to_owned(),
+            upgrade: Upgrade::None,
             scan: ScanWalk::new(pattern, format!("{prefix}*").into_bytes()),
         }
     }
@@ -67,12 +70,15 @@ impl ChatLayout {
                 });
                 continue;
             }
-            batch.records.push(session_record(
-                &format!("redis list {}", self.prefix),
-                &session,
-                stored,
-                origin,
-            ));
+            let table = format!("redis list {}", self.prefix);
+            match session_record(&table, &session, stored, origin.clone(), self.upgrade) {
+                Ok(record) => batch.records.push(record),
+                Err(error) => batch.failed.push(FailedRead {
+                    key: Some(session_key(&session)),
+                    origin,
+                    error,
+                }),
+            }
         }
         batch.records.sort_by(|a, b| a.key.cmp(&b.key));
         batch.last_key = batch.records.last().map(|r| r.key.clone());

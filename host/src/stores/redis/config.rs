@@ -17,6 +17,10 @@ pub struct RedisSourceConfig {
     /// Accepted for compatibility; values are always read as bytes.
     #[serde(default)]
     pub decode_responses: Option<bool>,
+    /// For chat-history lists: `messages_state` makes each session a LangGraph
+    /// `MessagesState` thread instead of a record of the stored messages.
+    #[serde(default)]
+    pub upgrade: crate::stores::chat::Upgrade,
 }
 
 fn default_key_prefix() -> String {

@@ -251,7 +251,19 @@ impl RedisSource {
     pub async fn open(config: &RedisSourceConfig, filters: &Filters) -> Result<Self, StoreError> {
         let mut redis = Redis::connect(&config.redis_url).await?;
         let pushdown = filters.thread_pushdown();
-        let layout = detect(&mut redis, &config.key_prefix, pushdown).await?;
+        let mut layout = detect(&mut redis, &config.key_prefix, pushdown).await?;
+        match &mut layout {
+            Layout::Chat(chat) => chat.upgrade = config.upgrade,
+            _ if config.upgrade != crate::stores::chat::Upgrade::None => {
+                return Err(StoreError::fatal(format!(
+                    "Redis {}: `upgrade` turns chat-history lists into LangGraph threads; the keys under {:?} are {}",
+                    redis.url,
+                    config.key_prefix,
+                    layout_name(&layout)
+                )));
+            }
+            _ => {}
+        }
         tracing::info!("Redis {}: layout {}", redis.url, layout_name(&layout));
         Ok(Self { redis, layout })
     }

@@ -550,6 +550,7 @@ impl Sink for RedisSink {
             redis_url: self.config.redis_url.clone(),
             key_prefix: self.config.key_prefix.clone(),
             decode_responses: None,
+            upgrade: Default::default(),
         };
         Ok(Box::new(
             super::RedisSource::open(&written, &Filters::none()).await?,

@@ -8,7 +8,7 @@ use sqlx::Row;
 
 use super::{Mode, PostgresSource};
 use crate::error::StoreError;
-use crate::sources::{BatchLimits, SourceBatch};
+use crate::sources::{BatchLimits, FailedRead, SourceBatch};
 use crate::stores::chat;
 use crate::stores::sql::{self, Dialect, where_sql};
 
@@ -20,6 +20,8 @@ pub(super) struct ChatTable {
     /// SQL type of `session_id`, to compare keys in their own order (uses the index).
     pub(super) session_type: String,
     pub(super) has_created_at: bool,
+    /// What each session becomes.
+    pub(super) upgrade: chat::Upgrade,
 }
 
 impl PostgresSource {
@@ -30,11 +32,12 @@ impl PostgresSource {
         let Mode::Chat(chat) = &self.mode else {
             unreachable!("called in chat mode")
         };
-        let (table, name, session_type, has_created_at) = (
+        let (table, name, session_type, has_created_at, upgrade) = (
             chat.table.clone(),
             chat.name.clone(),
             chat.session_type.clone(),
             chat.has_created_at,
+            chat.upgrade,
         );
         let mut clauses = Vec::new();
         let mut params = Vec::new();
@@ -104,9 +107,14 @@ impl PostgresSource {
                 "{} {name}[session_id={session:?}]",
                 self.endpoint.url
             ));
-            batch
-                .records
-                .push(chat::session_record(&name, &session, messages, origin));
+            match chat::session_record(&name, &session, messages, origin.clone(), upgrade) {
+                Ok(record) => batch.records.push(record),
+                Err(error) => batch.failed.push(FailedRead {
+                    key: Some(chat::session_key(&session)),
+                    origin,
+                    error,
+                }),
+            }
         }
         self.after = Some(chat::session_key(&last));
         Ok(Some(batch))

@@ -1,0 +1,168 @@
+//! Chat histories upgraded to LangGraph threads (`upgrade: messages_state`): LangGraph
+//! itself reads each session back as a `MessagesState` thread and continues it.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::harness::{self, cli, pg_database, pg_url_for};
+use crate::store_destinations::{assert_ok, empty_database, python};
+
+/// `tests/readback/chat_threads.py`: LangGraph's `get_state` of every session equals
+/// the history as LangChain reads it, and `invoke` continues one.
+fn langgraph_continues_the_threads(saver: &str, target: &str, source_db: &str) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/readback/chat_threads.py");
+    let output = std::process::Command::new(python())
+        .arg(script)
+        .args(["--saver", saver, "--target", target])
+        .args(["--source-dsn", &pg_url_for(source_db)])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{saver}: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(summary["sessions"], 4, "{summary}");
+    assert_eq!(summary["messages"], 42, "{summary}");
+}
+
+fn upgrade_into(dir: &Path, source: &Value, kind: &str, dest: &Value) -> harness::Run {
+    cli(
+        dir,
+        &[
+            "--source",
+            "postgresql",
+            "--source-config",
+            &source.to_string(),
+            "--upgrade",
+            "messages_state",
+            "--destination",
+            kind,
+            "--dest-config",
+            &dest.to_string(),
+            "--verify",
+        ],
+    )
+}
+
+/// A langchain-postgres chat table into SqliteSaver and PostgresSaver: one thread per
+/// session that LangGraph reads message for message and continues; `verify` agrees; a
+/// second run writes nothing twice.
+#[tokio::test]
+async fn chat_sessions_become_threads_langgraph_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let source_db = pg_database(&["chat_message_history.sql"]).await;
+    let source = serde_json::json!({
+        "connection_string": pg_url_for(&source_db),
+        "table_name": "chat_message_history",
+    });
+    let sqlite = dir.path().join("threads.db");
+    let sqlite_config = serde_json::json!({ "connection_string": sqlite.display().to_string() });
+    let run = upgrade_into(dir.path(), &source, "sqlite", &sqlite_config);
+    assert_ok(&run);
+    assert!(run.stdout().contains("equal"), "{}", run.stdout());
+    langgraph_continues_the_threads("sqlite", sqlite.to_str().unwrap(), &source_db);
+
+    let pg = empty_database().await;
+    let pg_config = serde_json::json!({ "connection_string": pg_url_for(&pg) });
+    assert_ok(&upgrade_into(dir.path(), &source, "postgresql", &pg_config));
+    // Again: the same checkpoint ids, so nothing is written twice.
+    let again = cli(
+        dir.path(),
+        &[
+            "--source",
+            "postgresql",
+            "--source-config",
+            &source.to_string(),
+            "--upgrade",
+            "messages_state",
+            "--destination",
+            "postgresql",
+            "--dest-config",
+            &pg_config.to_string(),
+            "--restart",
+        ],
+    );
+    assert_ok(&again);
+    assert!(
+        again
+            .stderr()
+            .contains("0 checkpoint(s) written, 4 already there and kept"),
+        "{}",
+        again.stderr()
+    );
+    langgraph_continues_the_threads("postgres", &pg_url_for(&pg), &source_db);
+}
+
+/// A session with a message LangChain cannot read goes to the dead-letter file naming
+/// the session and the message; the other sessions are migrated. `upgrade` on a
+/// checkpoint table is refused, naming it.
+#[tokio::test]
+async fn a_bad_message_fails_its_session_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let source_db = pg_database(&["chat_message_history.sql"]).await;
+    harness::pg_execute(
+        &source_db,
+        &[
+            "INSERT INTO chat_message_history (session_id, message) VALUES ('00000000-0000-0000-0000-00000000bad0', '{\"type\": \"alien\", \"data\": {\"content\": \"?\"}}')",
+        ],
+    )
+    .await;
+    let source = serde_json::json!({
+        "connection_string": pg_url_for(&source_db),
+        "table_name": "chat_message_history",
+    });
+    let out = dir.path().join("threads.db");
+    let run = cli(
+        dir.path(),
+        &[
+            "--source",
+            "postgresql",
+            "--source-config",
+            &source.to_string(),
+            "--upgrade",
+            "messages_state",
+            "--destination",
+            "sqlite",
+            "--dest-config",
+            &serde_json::json!({ "connection_string": out.display().to_string() }).to_string(),
+            "--dead-letter",
+            "failed.jsonl",
+        ],
+    );
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    assert!(run.stderr().contains("written 4"), "{}", run.stderr());
+    let dead = std::fs::read_to_string(dir.path().join("failed.jsonl")).unwrap();
+    assert!(
+        dead.contains("00000000-0000-0000-0000-00000000bad0") && dead.contains("alien"),
+        "{dead}"
+    );
+
+    let checkpoints_db = pg_database(&["checkpoints.sql"]).await;
+    let refused = cli(
+        dir.path(),
+        &[
+            "--source",
+            "postgresql",
+            "--source-config",
+            &serde_json::json!({ "connection_string": pg_url_for(&checkpoints_db) }).to_string(),
+            "--upgrade",
+            "messages_state",
+            "--destination",
+            "json",
+            "--dest-config",
+            r#"{"output_dir": "out"}"#,
+        ],
+    );
+    assert_eq!(refused.code(), 3, "{}", refused.stderr());
+    assert!(
+        refused
+            .stderr()
+            .contains("`upgrade` turns chat-history tables"),
+        "{}",
+        refused.stderr()
+    );
+}
