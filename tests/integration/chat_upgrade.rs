@@ -166,3 +166,48 @@ async fn a_bad_message_fails_its_session_only() {
         refused.stderr()
     );
 }
+
+/// Redis chat lists (RedisChatMessageHistory: newest first) become the same threads:
+/// LangGraph reads every session oldest message first and continues it.
+#[tokio::test]
+async fn redis_chat_lists_become_threads_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = harness::redis_db();
+    let text =
+        std::fs::read_to_string(harness::fixtures().join("oracle/chat_message_history.jsonl"))
+            .unwrap();
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for line in text.lines() {
+        let session: Value = serde_json::from_str(line).unwrap();
+        let key = format!("message_store:{}", session["session_id"].as_str().unwrap());
+        for m in session["stored_message_json"].as_array().unwrap() {
+            let () = redis::cmd("LPUSH")
+                .arg(&key)
+                .arg(m.to_string())
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+    let out = dir.path().join("threads.db");
+    let run = cli(
+        dir.path(),
+        &[
+            "--source",
+            "redis",
+            "--source-config",
+            &serde_json::json!({ "redis_url": url, "key_prefix": "message_store:" }).to_string(),
+            "--upgrade",
+            "messages_state",
+            "--destination",
+            "sqlite",
+            "--dest-config",
+            &serde_json::json!({ "connection_string": out.display().to_string() }).to_string(),
+        ],
+    );
+    assert_ok(&run);
+    // The same sessions as the PostgreSQL table the lists were made from.
+    let source_db = pg_database(&["chat_message_history.sql"]).await;
+    langgraph_continues_the_threads("sqlite", out.to_str().unwrap(), &source_db);
+}
