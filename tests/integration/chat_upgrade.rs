@@ -11,11 +11,18 @@ use crate::store_destinations::{assert_ok, empty_database, python};
 /// `tests/readback/chat_threads.py`: LangGraph's `get_state` of every session equals
 /// the history as LangChain reads it, and `invoke` continues one.
 fn langgraph_continues_the_threads(saver: &str, target: &str, source_db: &str) {
+    check_threads(saver, target, source_db, false);
+}
+
+/// As [`langgraph_continues_the_threads`]; with `chain`, also that LangGraph's state
+/// history has one step per message.
+fn check_threads(saver: &str, target: &str, source_db: &str, chain: bool) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/readback/chat_threads.py");
     let output = std::process::Command::new(python())
         .arg(script)
         .args(["--saver", saver, "--target", target])
         .args(["--source-dsn", &pg_url_for(source_db)])
+        .args(chain.then_some("--chain"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -210,4 +217,35 @@ async fn redis_chat_lists_become_threads_too() {
     // The same sessions as the PostgreSQL table the lists were made from.
     let source_db = pg_database(&["chat_message_history.sql"]).await;
     langgraph_continues_the_threads("sqlite", out.to_str().unwrap(), &source_db);
+}
+
+/// `messages_state_per_message`: a chain of one checkpoint per message, which
+/// LangGraph's state history shows turn by turn, and which it continues as well.
+#[tokio::test]
+async fn one_checkpoint_per_message_is_a_history_langgraph_walks() {
+    let dir = tempfile::tempdir().unwrap();
+    let source_db = pg_database(&["chat_message_history.sql"]).await;
+    let source = serde_json::json!({
+        "connection_string": pg_url_for(&source_db),
+        "table_name": "chat_message_history",
+        "upgrade": "messages_state_per_message",
+    });
+    let out = dir.path().join("chain.db");
+    let run = cli(
+        dir.path(),
+        &[
+            "--source",
+            "postgresql",
+            "--source-config",
+            &source.to_string(),
+            "--destination",
+            "sqlite",
+            "--dest-config",
+            &serde_json::json!({ "connection_string": out.display().to_string() }).to_string(),
+            "--verify",
+        ],
+    );
+    assert_ok(&run);
+    assert!(run.stderr().contains("written 42"), "{}", run.stderr());
+    check_threads("sqlite", out.to_str().unwrap(), &source_db, true);
 }

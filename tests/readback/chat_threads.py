@@ -44,13 +44,18 @@ def graph(saver):
     return builder.compile(checkpointer=saver)
 
 
-def check(app, expected: dict) -> dict:
+def check(app, expected: dict, chain: bool) -> dict:
     problems = []
     for session, messages in expected.items():
         config = {"configurable": {"thread_id": session}}
         got = app.get_state(config).values.get("messages", [])
         if [m.model_dump() for m in got] != [m.model_dump() for m in messages]:
             problems.append(f"{session}: get_state has {len(got)} message(s), the history {len(messages)} (or they differ)")
+        if chain:
+            # One checkpoint per message: the state history shows every turn.
+            counts = [len(s.values.get("messages", [])) for s in reversed(list(app.get_state_history(config)))]
+            if counts != list(range(1, len(messages) + 1)):
+                problems.append(f"{session}: state history holds {counts} message(s) per step")
     session, messages = next(iter(expected.items()))
     config = {"configurable": {"thread_id": session}}
     result = app.invoke({"messages": [HumanMessage(content="and one more thing", id="ckpt-migrate-new")]}, config)
@@ -69,18 +74,19 @@ def main() -> None:
     ap.add_argument("--target", required=True)
     ap.add_argument("--source-dsn", required=True)
     ap.add_argument("--table", default="chat_message_history")
+    ap.add_argument("--chain", action="store_true", help="one checkpoint per message was written")
     args = ap.parse_args()
     expected = source_sessions(args.source_dsn, args.table)
     if args.saver == "sqlite":
         from langgraph.checkpoint.sqlite import SqliteSaver
 
-        summary = check(graph(SqliteSaver(sqlite3.connect(args.target, check_same_thread=False))), expected)
+        summary = check(graph(SqliteSaver(sqlite3.connect(args.target, check_same_thread=False))), expected, args.chain)
     else:
         from langgraph.checkpoint.postgres import PostgresSaver
         from psycopg.rows import dict_row
 
         with psycopg.connect(args.target, autocommit=True, prepare_threshold=0, row_factory=dict_row) as conn:
-            summary = check(graph(PostgresSaver(conn)), expected)
+            summary = check(graph(PostgresSaver(conn)), expected, args.chain)
     print(json.dumps(summary))
     sys.exit(1 if summary["problems"] else 0)
 

@@ -27,6 +27,11 @@ pub enum Upgrade {
     /// messages, in order, as LangChain message objects: a `MessagesState` thread
     /// (thread id = session id) that LangGraph's savers read and a graph continues.
     MessagesState,
+    /// The same thread as a chain of one checkpoint per message (each holding the
+    /// messages so far, each the parent of the next), as if a graph had added the
+    /// messages one step at a time: LangGraph's history and time travel show every
+    /// turn.
+    MessagesStatePerMessage,
 }
 
 /// One stored message: row id (or list position), its JSON text, when it was written.
@@ -49,10 +54,13 @@ pub fn session_record(
     messages: Vec<StoredMessage>,
     origin: Origin,
     upgrade: Upgrade,
-) -> Result<Checkpoint, String> {
+) -> Result<Vec<Checkpoint>, String> {
     match upgrade {
-        Upgrade::None => Ok(stored_session(table, session, messages, origin)),
-        Upgrade::MessagesState => messages_state_thread(table, session, &messages, origin),
+        Upgrade::None => Ok(vec![stored_session(table, session, messages, origin)]),
+        Upgrade::MessagesState => messages_state_thread(table, session, &messages, origin, false),
+        Upgrade::MessagesStatePerMessage => {
+            messages_state_thread(table, session, &messages, origin, true)
+        }
     }
 }
 
@@ -104,19 +112,23 @@ fn stored_session(
     }
 }
 
-/// A session as the checkpoint LangGraph would have written for a `MessagesState`
+/// A session as the checkpoint(s) LangGraph would have written for a `MessagesState`
 /// graph holding these messages: `channel_values.messages` is the list of message
 /// objects in LangGraph's msgpack (what `JsonPlusSerializer` writes for them), the
 /// channel has a version in LangGraph's string form, and the metadata says where it
-/// came from. The checkpoint id is a UUID v6 dated at the last message (1970 when the
-/// store keeps no times), so it sorts before any checkpoint LangGraph adds later, and
-/// is the same on every run (re-runs and resumes write nothing twice).
+/// came from. One checkpoint, or (`per_message`) a chain of one per message.
+///
+/// Checkpoint ids are UUID v6 dated at their (last) message — 1970 when the store keeps
+/// no times, one microsecond apart within a chain — so they sort before any checkpoint
+/// LangGraph adds later, and are the same on every run (re-runs and resumes write
+/// nothing twice).
 fn messages_state_thread(
     table: &str,
     session: &str,
     messages: &[StoredMessage],
     origin: Origin,
-) -> Result<Checkpoint, String> {
+    per_message: bool,
+) -> Result<Vec<Checkpoint>, String> {
     let allowed = AllowedJsonModules::default();
     let mut encoder = Encoder::new(&allowed);
     let mut values = Vec::with_capacity(messages.len());
@@ -131,24 +143,80 @@ fn messages_state_thread(
                 .map_err(|e| format!("message #{i} (id {id}): {e}"))?,
         );
     }
-    let at = messages
-        .iter()
-        .rev()
-        .find_map(|m| m.2.as_deref().and_then(parse_stored_time))
-        .unwrap_or_default();
+    // The time of each message: its own, else the one before it, kept increasing.
+    let mut times = Vec::with_capacity(messages.len());
+    let mut last = chrono::DateTime::<chrono::Utc>::default();
+    for (i, m) in messages.iter().enumerate() {
+        let at = m.2.as_deref().and_then(parse_stored_time).unwrap_or(last);
+        let at = if i > 0 && at <= last {
+            last + chrono::Duration::microseconds(1)
+        } else {
+            at
+        };
+        times.push(at);
+        last = at;
+    }
+    let ends: Vec<usize> = if per_message {
+        (1..=messages.len()).collect()
+    } else {
+        vec![messages.len()]
+    };
+    let mut chain = Vec::with_capacity(ends.len());
+    let mut parent: Option<String> = None;
+    for (step, &end) in ends.iter().enumerate() {
+        let at = times[..end].last().copied().unwrap_or_default();
+        let id = checkpoint_id(session, at);
+        let metadata = serde_json::json!({
+            "source": "update",
+            "step": step,
+            "parents": {},
+            "ckpt_migrate": {
+                "upgraded_from": "chat_history",
+                "table": table,
+                "message_count": end,
+                "message_ids": messages[..end].iter().map(|m| m.0).collect::<Vec<_>>(),
+            },
+        });
+        chain.push(Checkpoint {
+            key: CheckpointKey {
+                thread_id: session.to_owned(),
+                checkpoint_ns: String::new(),
+                checkpoint_id: id.clone(),
+            },
+            parent_checkpoint_id: parent.replace(id.clone()),
+            checkpoint: TypedValue::new(
+                "msgpack",
+                thread_checkpoint(&id, at, values[..end].to_vec(), step + 1),
+            ),
+            channel_blobs: Vec::new(),
+            metadata: TypedValue::new("json", metadata.to_string()),
+            pending_writes: Vec::new(),
+            origin: origin.clone(),
+            view: None,
+        });
+    }
+    Ok(chain)
+}
+
+/// The msgpack checkpoint of a `MessagesState` thread holding `messages`, its
+/// `messages` channel at `version` in LangGraph's string form (`get_next_version`: a
+/// 32-digit counter, a dot and a fraction; LangGraph counts on from it).
+fn thread_checkpoint(
+    id: &str,
+    at: chrono::DateTime<chrono::Utc>,
+    messages: Vec<Mp>,
+    version: usize,
+) -> Vec<u8> {
     let ts = at.to_rfc3339_opts(chrono::SecondsFormat::Micros, false);
-    let id = checkpoint_id(session, at);
-    // LangGraph's version strings (`get_next_version`): a 32-digit counter, a dot and
-    // a fraction; the next version LangGraph makes counts on from it.
-    let version = format!("{:032}.0.0", 1);
+    let version = format!("{version:032}.0.0");
     let text = |s: &str| Mp::from(s);
-    let checkpoint = Mp::Map(vec![
+    msgpack::encode(&Mp::Map(vec![
         (text("v"), Mp::from(4)),
         (text("ts"), text(&ts)),
-        (text("id"), text(&id)),
+        (text("id"), text(id)),
         (
             text("channel_values"),
-            Mp::Map(vec![(text("messages"), Mp::Array(values))]),
+            Mp::Map(vec![(text("messages"), Mp::Array(messages))]),
         ),
         (
             text("channel_versions"),
@@ -156,32 +224,7 @@ fn messages_state_thread(
         ),
         (text("versions_seen"), Mp::Map(Vec::new())),
         (text("updated_channels"), Mp::Array(vec![text("messages")])),
-    ]);
-    let metadata = serde_json::json!({
-        "source": "update",
-        "step": 0,
-        "parents": {},
-        "ckpt_migrate": {
-            "upgraded_from": "chat_history",
-            "table": table,
-            "message_count": messages.len(),
-            "message_ids": messages.iter().map(|m| m.0).collect::<Vec<_>>(),
-        },
-    });
-    Ok(Checkpoint {
-        key: CheckpointKey {
-            thread_id: session.to_owned(),
-            checkpoint_ns: String::new(),
-            checkpoint_id: id,
-        },
-        parent_checkpoint_id: None,
-        checkpoint: TypedValue::new("msgpack", msgpack::encode(&checkpoint)),
-        channel_blobs: Vec::new(),
-        metadata: TypedValue::new("json", metadata.to_string()),
-        pending_writes: Vec::new(),
-        origin,
-        view: None,
-    })
+    ]))
 }
 
 /// A stored `{"type": "human", "data": {…}}` message as the LangChain constructor
@@ -272,14 +315,39 @@ mod tests {
             store: "test".into(),
             locator: "x".into(),
         };
-        let mut record =
-            session_record("t", "s1", messages, origin, Upgrade::MessagesState).unwrap();
+        let mut chain = session_record(
+            "t",
+            "s1",
+            messages.clone(),
+            origin.clone(),
+            Upgrade::MessagesState,
+        )
+        .unwrap();
+        assert_eq!(chain.len(), 1);
+        let mut record = chain.remove(0);
         crate::codec::decode_record(&mut record).unwrap();
         let view = record.view.unwrap();
         let listed = &view.checkpoint["channel_values"]["messages"];
         assert_eq!(listed[0]["kwargs"]["content"], "hi");
         assert_eq!(listed[1]["id"][3], "AIMessage");
         assert_eq!(view.ts.as_deref(), Some("2026-11-23T23:34:11.000000+00:00"));
+        // One checkpoint per message: a chain, each the parent of the next.
+        let chain = session_record(
+            "t",
+            "s1",
+            messages,
+            origin,
+            Upgrade::MessagesStatePerMessage,
+        )
+        .unwrap();
+        assert_eq!(chain.len(), 2);
+        assert_eq!(chain[0].parent_checkpoint_id, None);
+        assert_eq!(
+            chain[1].parent_checkpoint_id.as_ref(),
+            Some(&chain[0].key.checkpoint_id)
+        );
+        assert!(chain[0].key.checkpoint_id < chain[1].key.checkpoint_id);
+        assert_eq!(chain[1].key.checkpoint_id, record.key.checkpoint_id);
         let bad = vec![(7, r#"{"type": "alien", "data": {}}"#.to_owned(), None)];
         let origin = Origin {
             store: "test".into(),

@@ -72,7 +72,7 @@ impl ChatLayout {
             }
             let table = format!("redis list {}", self.prefix);
             match session_record(&table, &session, stored, origin.clone(), self.upgrade) {
-                Ok(record) => batch.records.push(record),
+                Ok(chain) => batch.records.extend(chain),
                 Err(error) => batch.failed.push(FailedRead {
                     key: Some(session_key(&session)),
                     origin,

@@ -108,7 +108,7 @@ impl PostgresSource {
                 self.endpoint.url
             ));
             match chat::session_record(&name, &session, messages, origin.clone(), upgrade) {
-                Ok(record) => batch.records.push(record),
+                Ok(chain) => batch.records.extend(chain),
                 Err(error) => batch.failed.push(FailedRead {
                     key: Some(chat::session_key(&session)),
                     origin,
