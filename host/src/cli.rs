@@ -71,6 +71,26 @@ pub enum Command {
 pub enum PluginCommand {
     /// Load a plugin, print its name, version, kind and needs, and run it on sample records.
     Check(PluginCheckArgs),
+    /// Run a plugin on your own records (a JSON export's lines) and print what it does
+    /// with each, with its log lines; `--expect` makes it a test: exit 1 on a difference.
+    Test(PluginTestArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PluginTestArgs {
+    #[command(flatten)]
+    pub plugin: PluginCheckArgs,
+    /// Records to run it on: JSON lines as ckpt-migrate's JSON export writes them
+    /// (`threads/*.jsonl`, or `checkpoints.jsonl` with `single_file: true`).
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub records: PathBuf,
+    /// The outcomes it must give (JSON lines, as `--json` prints them): any difference
+    /// is listed and the exit code is 1.
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub expect: Option<PathBuf>,
+    /// Print each outcome as a JSON line (what `--expect` reads) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -106,6 +126,7 @@ impl Cli {
     pub fn verbose(&self) -> bool {
         match &self.command {
             Some(Command::Plugin(PluginCommand::Check(a))) => a.verbose,
+            Some(Command::Plugin(PluginCommand::Test(a))) => a.plugin.verbose,
             _ => self.args().verbose,
         }
     }

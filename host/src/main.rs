@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use ckpt_migrate::cli::{Cli, Command, PluginCheckArgs, PluginCommand};
+use ckpt_migrate::cli::{Cli, Command, PluginCheckArgs, PluginCommand, PluginTestArgs};
 use ckpt_migrate::config::RunConfig;
 use ckpt_migrate::engine::{self, RunReport, Shutdown};
 use ckpt_migrate::error::ConfigError;
@@ -50,6 +50,9 @@ fn run(cli: &Cli) -> Result<u8, RunError> {
     if let Some(Command::Plugin(PluginCommand::Check(check))) = &cli.command {
         return plugin_check(check);
     }
+    if let Some(Command::Plugin(PluginCommand::Test(test))) = &cli.command {
+        return plugin_test(test);
+    }
     let args = cli.args();
     let config = RunConfig::load(args.config.as_deref(), args.overrides())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -89,7 +92,8 @@ fn run(cli: &Cli) -> Result<u8, RunError> {
     Ok(code)
 }
 
-fn plugin_check(args: &PluginCheckArgs) -> Result<u8, RunError> {
+/// The plugin named or pointed to on the command line, with its limits and config.
+fn plugin_spec(args: &PluginCheckArgs) -> Result<PluginSpec, RunError> {
     let bad = |m: String| RunError::Config(ConfigError::Invalid(m));
     let config = match &args.config {
         Some(text) => serde_json::from_str(text)
@@ -108,16 +112,35 @@ fn plugin_check(args: &PluginCheckArgs) -> Result<u8, RunError> {
     if let Some(dir) = &args.allow_dir {
         entry["allow_dir"] = dir.display().to_string().into();
     }
-    let spec = PluginSpec::from_entry(&entry, "plugin")?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    Ok(PluginSpec::from_entry(&entry, "plugin")?)
+}
+
+fn plugin_runtime() -> Result<tokio::runtime::Runtime, RunError> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| RunError::Io(format!("cannot start the runtime: {e}")))?;
-    let report = runtime
+        .map_err(|e| RunError::Io(format!("cannot start the runtime: {e}")))
+}
+
+fn plugin_check(args: &PluginCheckArgs) -> Result<u8, RunError> {
+    let spec = plugin_spec(args)?;
+    let report = plugin_runtime()?
         .block_on(plugins::check::check(&spec))
-        .map_err(|e| bad(e.to_string()))?;
+        .map_err(|e| RunError::Config(ConfigError::Invalid(e.to_string())))?;
     print!("{report}");
     Ok(0)
+}
+
+fn plugin_test(args: &PluginTestArgs) -> Result<u8, RunError> {
+    let spec = plugin_spec(&args.plugin)?;
+    let report = plugin_runtime()?.block_on(plugins::check::test(
+        &spec,
+        &args.records,
+        args.expect.as_deref(),
+        args.json,
+    ))?;
+    print!("{}", report.text);
+    Ok(if report.as_expected { 0 } else { 1 })
 }
 
 fn print_summary(report: &RunReport) {

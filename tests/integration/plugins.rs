@@ -291,3 +291,121 @@ fn plugin_check_shows_what_a_plugin_is_and_does() {
     );
     assert_eq!(run.code(), 2);
 }
+
+/// `plugin test`: a plugin on the author's own records (a JSON export's lines). The
+/// outcomes print one per record; `--json` prints them in the form `--expect` reads;
+/// with `--expect` the command is a unit test: exit 0 when every outcome matches, 1
+/// with the differences listed. A bad records file is a usage error naming the line.
+#[test]
+fn plugin_test_runs_a_plugin_on_exported_records_and_compares() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_fixture(dir.path());
+    let export = cli(
+        dir.path(),
+        &[
+            "--source",
+            "sqlite",
+            "--source-config",
+            &serde_json::json!({ "connection_string": db.display().to_string() }).to_string(),
+            "--destination",
+            "json",
+            "--dest-config",
+            r#"{"output_dir": "out", "single_file": true}"#,
+        ],
+    );
+    assert_eq!(export.code(), 0, "{}", export.stderr());
+    let hostile = wasm("hostile").display().to_string();
+    let config = r#"{"mode": "reject-odd"}"#;
+    let records = "out/checkpoints.jsonl";
+    let text = cli(
+        dir.path(),
+        &[
+            "plugin",
+            "test",
+            &hostile,
+            "--config",
+            config,
+            "--records",
+            records,
+        ],
+    );
+    assert_eq!(text.code(), 0, "{}", text.stderr());
+    let out = text.stdout();
+    assert_eq!(out.lines().count(), 271, "{out}");
+    // The guest acts on its batch 0 only: the first 100 records, as a run's batches.
+    assert_eq!(out.matches(": reject: odd record").count(), 50, "{out}");
+    assert_eq!(out.matches(": keep").count(), 221, "{out}");
+
+    let json = cli(
+        dir.path(),
+        &[
+            "plugin",
+            "test",
+            &hostile,
+            "--config",
+            config,
+            "--records",
+            records,
+            "--json",
+        ],
+    );
+    std::fs::write(dir.path().join("expect.jsonl"), json.stdout()).unwrap();
+    let first: serde_json::Value =
+        serde_json::from_str(json.stdout().lines().next().unwrap()).unwrap();
+    assert_eq!(first["outcome"], "reject", "{first}");
+    assert_eq!(first["reason"], "odd record", "{first}");
+    let pass = cli(
+        dir.path(),
+        &[
+            "plugin",
+            "test",
+            &hostile,
+            "--config",
+            config,
+            "--records",
+            records,
+            "--expect",
+            "expect.jsonl",
+        ],
+    );
+    assert_eq!(pass.code(), 0, "{}{}", pass.stdout(), pass.stderr());
+    assert!(
+        pass.stdout().contains("as expected: 271 outcome(s)"),
+        "{}",
+        pass.stdout()
+    );
+    let fail = cli(
+        dir.path(),
+        &[
+            "plugin",
+            "test",
+            "add_metadata",
+            "--records",
+            records,
+            "--expect",
+            "expect.jsonl",
+        ],
+    );
+    assert_eq!(fail.code(), 1, "{}{}", fail.stdout(), fail.stderr());
+    assert!(
+        fail.stdout().contains("271 difference(s)"),
+        "{}",
+        fail.stdout()
+    );
+
+    std::fs::write(
+        dir.path().join("bad.jsonl"),
+        "{\"thread_id\": \"t\"}\nnot json\n",
+    )
+    .unwrap();
+    let bad = cli(
+        dir.path(),
+        &["plugin", "test", "add_metadata", "--records", "bad.jsonl"],
+    );
+    assert_eq!(bad.code(), 2, "{}", bad.stderr());
+    assert!(
+        bad.stderr().contains("bad.jsonl line 1"),
+        "{}",
+        bad.stderr()
+    );
+}

@@ -6,5 +6,5 @@ pub mod config;
 mod read;
 mod write;
 
-pub use read::JsonSource;
+pub use read::{JsonSource, record_of};
 pub use write::{ExportObject, FORMAT, FORMAT_VERSION, JsonSink, export_object};

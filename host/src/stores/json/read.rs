@@ -210,8 +210,9 @@ impl JsonSource {
     }
 }
 
-/// A record from one exported object: its key and its raw values.
-fn record_of(
+/// A record from one exported object (a line of a JSON export): its key and its raw
+/// values; the error names the key when there is one.
+pub fn record_of(
     object: &Value,
     origin: Origin,
 ) -> Result<Checkpoint, (Option<CheckpointKey>, String)> {
