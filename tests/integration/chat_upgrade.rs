@@ -36,23 +36,31 @@ fn check_threads(saver: &str, target: &str, source_db: &str, chain: bool) {
     assert_eq!(summary["messages"], 42, "{summary}");
 }
 
+/// A chat source (`kind`, `source`) upgraded into a destination, plus `extra` flags.
+fn upgrade(
+    dir: &Path,
+    (kind, source): (&str, &Value),
+    (dest_kind, dest): (&str, &Value),
+    extra: &[&str],
+) -> harness::Run {
+    let (source, dest) = (source.to_string(), dest.to_string());
+    let mut args = vec![
+        "--source",
+        kind,
+        "--source-config",
+        &source,
+        "--destination",
+        dest_kind,
+        "--dest-config",
+        &dest,
+    ];
+    args.extend_from_slice(extra);
+    cli(dir, &args)
+}
+
 fn upgrade_into(dir: &Path, source: &Value, kind: &str, dest: &Value) -> harness::Run {
-    cli(
-        dir,
-        &[
-            "--source",
-            "postgresql",
-            "--source-config",
-            &source.to_string(),
-            "--upgrade",
-            "messages_state",
-            "--destination",
-            kind,
-            "--dest-config",
-            &dest.to_string(),
-            "--verify",
-        ],
-    )
+    let flags = ["--upgrade", "messages_state", "--verify"];
+    upgrade(dir, ("postgresql", source), (kind, dest), &flags)
 }
 
 /// A langchain-postgres chat table into SqliteSaver and PostgresSaver: one thread per
@@ -77,21 +85,11 @@ async fn chat_sessions_become_threads_langgraph_continues() {
     let pg_config = serde_json::json!({ "connection_string": pg_url_for(&pg) });
     assert_ok(&upgrade_into(dir.path(), &source, "postgresql", &pg_config));
     // Again: the same checkpoint ids, so nothing is written twice.
-    let again = cli(
+    let again = upgrade(
         dir.path(),
-        &[
-            "--source",
-            "postgresql",
-            "--source-config",
-            &source.to_string(),
-            "--upgrade",
-            "messages_state",
-            "--destination",
-            "postgresql",
-            "--dest-config",
-            &pg_config.to_string(),
-            "--restart",
-        ],
+        ("postgresql", &source),
+        ("postgresql", &pg_config),
+        &["--upgrade", "messages_state", "--restart"],
     );
     assert_ok(&again);
     assert!(
@@ -123,19 +121,14 @@ async fn a_bad_message_fails_its_session_only() {
         "table_name": "chat_message_history",
     });
     let out = dir.path().join("threads.db");
-    let run = cli(
+    let dest = serde_json::json!({ "connection_string": out.display().to_string() });
+    let run = upgrade(
         dir.path(),
+        ("postgresql", &source),
+        ("sqlite", &dest),
         &[
-            "--source",
-            "postgresql",
-            "--source-config",
-            &source.to_string(),
             "--upgrade",
             "messages_state",
-            "--destination",
-            "sqlite",
-            "--dest-config",
-            &serde_json::json!({ "connection_string": out.display().to_string() }).to_string(),
             "--dead-letter",
             "failed.jsonl",
         ],
@@ -149,20 +142,12 @@ async fn a_bad_message_fails_its_session_only() {
     );
 
     let checkpoints_db = pg_database(&["checkpoints.sql"]).await;
-    let refused = cli(
+    let checkpoints = serde_json::json!({ "connection_string": pg_url_for(&checkpoints_db) });
+    let refused = upgrade(
         dir.path(),
-        &[
-            "--source",
-            "postgresql",
-            "--source-config",
-            &serde_json::json!({ "connection_string": pg_url_for(&checkpoints_db) }).to_string(),
-            "--upgrade",
-            "messages_state",
-            "--destination",
-            "json",
-            "--dest-config",
-            r#"{"output_dir": "out"}"#,
-        ],
+        ("postgresql", &checkpoints),
+        ("json", &serde_json::json!({ "output_dir": "out" })),
+        &["--upgrade", "messages_state"],
     );
     assert_eq!(refused.code(), 3, "{}", refused.stderr());
     assert!(
@@ -180,38 +165,15 @@ async fn a_bad_message_fails_its_session_only() {
 async fn redis_chat_lists_become_threads_too() {
     let dir = tempfile::tempdir().unwrap();
     let url = harness::redis_db();
-    let text =
-        std::fs::read_to_string(harness::fixtures().join("oracle/chat_message_history.jsonl"))
-            .unwrap();
-    let client = redis::Client::open(url.as_str()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    for line in text.lines() {
-        let session: Value = serde_json::from_str(line).unwrap();
-        let key = format!("message_store:{}", session["session_id"].as_str().unwrap());
-        for m in session["stored_message_json"].as_array().unwrap() {
-            let () = redis::cmd("LPUSH")
-                .arg(&key)
-                .arg(m.to_string())
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-        }
-    }
+    harness::redis_load_chat_lists(&url).await;
     let out = dir.path().join("threads.db");
-    let run = cli(
+    let redis = serde_json::json!({ "redis_url": url, "key_prefix": "message_store:" });
+    let dest = serde_json::json!({ "connection_string": out.display().to_string() });
+    let run = upgrade(
         dir.path(),
-        &[
-            "--source",
-            "redis",
-            "--source-config",
-            &serde_json::json!({ "redis_url": url, "key_prefix": "message_store:" }).to_string(),
-            "--upgrade",
-            "messages_state",
-            "--destination",
-            "sqlite",
-            "--dest-config",
-            &serde_json::json!({ "connection_string": out.display().to_string() }).to_string(),
-        ],
+        ("redis", &redis),
+        ("sqlite", &dest),
+        &["--upgrade", "messages_state"],
     );
     assert_ok(&run);
     // The same sessions as the PostgreSQL table the lists were made from.
@@ -231,19 +193,12 @@ async fn one_checkpoint_per_message_is_a_history_langgraph_walks() {
         "upgrade": "messages_state_per_message",
     });
     let out = dir.path().join("chain.db");
-    let run = cli(
+    let dest = serde_json::json!({ "connection_string": out.display().to_string() });
+    let run = upgrade(
         dir.path(),
-        &[
-            "--source",
-            "postgresql",
-            "--source-config",
-            &source.to_string(),
-            "--destination",
-            "sqlite",
-            "--dest-config",
-            &serde_json::json!({ "connection_string": out.display().to_string() }).to_string(),
-            "--verify",
-        ],
+        ("postgresql", &source),
+        ("sqlite", &dest),
+        &["--verify"],
     );
     assert_ok(&run);
     assert!(run.stderr().contains("written 42"), "{}", run.stderr());

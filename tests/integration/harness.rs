@@ -462,6 +462,32 @@ pub fn redis_db() -> String {
     url
 }
 
+/// The fixture's chat sessions (`oracle/chat_message_history.jsonl`) pushed into `url`
+/// as RedisChatMessageHistory stores them (`message_store:<session>`, LPUSH: newest
+/// first). Returns the sessions.
+pub async fn redis_load_chat_lists(url: &str) -> Vec<Value> {
+    let text =
+        std::fs::read_to_string(fixtures().join("oracle/chat_message_history.jsonl")).unwrap();
+    let sessions: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for s in &sessions {
+        let key = format!("message_store:{}", s["session_id"].as_str().unwrap());
+        for m in s["stored_message_json"].as_array().unwrap() {
+            let () = redis::cmd("LPUSH")
+                .arg(&key)
+                .arg(m.to_string())
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+    sessions
+}
+
 /// Loads a fixture dump (`dump.jsonl`: one key per line, exact bytes) into `url`.
 pub async fn redis_load(url: &str, dump: &str) {
     use base64::Engine as _;

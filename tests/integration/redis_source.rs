@@ -161,27 +161,8 @@ async fn the_docs_example_layout_reads_back_the_same_raw_values() {
 #[tokio::test]
 async fn chat_message_lists_are_read_oldest_first() {
     let url = redis_db();
-    let text =
-        std::fs::read_to_string(harness::fixtures().join("oracle/chat_message_history.jsonl"))
-            .unwrap();
-    let sessions: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let client = redis::Client::open(url.as_str()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    for s in &sessions {
-        let key = format!("message_store:{}", s["session_id"].as_str().unwrap());
-        // RedisChatMessageHistory LPUSHes: the newest message is first.
-        for m in s["stored_message_json"].as_array().unwrap() {
-            let () = redis::cmd("LPUSH")
-                .arg(&key)
-                .arg(m.to_string())
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-        }
-    }
+    // RedisChatMessageHistory LPUSHes: the newest message is first.
+    let sessions = harness::redis_load_chat_lists(&url).await;
     let (records, _) = read_redis(&url, "message_store:", &FilterConfig::default(), 3).await;
     assert_eq!(records.len(), sessions.len());
     for s in &sessions {
