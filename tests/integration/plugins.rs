@@ -315,20 +315,18 @@ fn plugin_test_runs_a_plugin_on_exported_records_and_compares() {
     );
     assert_eq!(export.code(), 0, "{}", export.stderr());
     let hostile = wasm("hostile").display().to_string();
-    let config = r#"{"mode": "reject-odd"}"#;
     let records = "out/checkpoints.jsonl";
-    let text = cli(
-        dir.path(),
-        &[
-            "plugin",
-            "test",
-            &hostile,
-            "--config",
-            config,
-            "--records",
-            records,
-        ],
-    );
+    // `plugin test PLUGIN --records … EXTRA…` (the hostile guest rejecting odd records,
+    // or a reference plugin by name).
+    let test = |plugin: &str, extra: &[&str]| {
+        let mut args = vec!["plugin", "test", plugin, "--records", records];
+        if plugin == hostile {
+            args.extend(["--config", r#"{"mode": "reject-odd"}"#]);
+        }
+        args.extend_from_slice(extra);
+        cli(dir.path(), &args)
+    };
+    let text = test(&hostile, &[]);
     assert_eq!(text.code(), 0, "{}", text.stderr());
     let out = text.stdout();
     assert_eq!(out.lines().count(), 271, "{out}");
@@ -336,56 +334,20 @@ fn plugin_test_runs_a_plugin_on_exported_records_and_compares() {
     assert_eq!(out.matches(": reject: odd record").count(), 50, "{out}");
     assert_eq!(out.matches(": keep").count(), 221, "{out}");
 
-    let json = cli(
-        dir.path(),
-        &[
-            "plugin",
-            "test",
-            &hostile,
-            "--config",
-            config,
-            "--records",
-            records,
-            "--json",
-        ],
-    );
+    let json = test(&hostile, &["--json"]);
     std::fs::write(dir.path().join("expect.jsonl"), json.stdout()).unwrap();
     let first: serde_json::Value =
         serde_json::from_str(json.stdout().lines().next().unwrap()).unwrap();
     assert_eq!(first["outcome"], "reject", "{first}");
     assert_eq!(first["reason"], "odd record", "{first}");
-    let pass = cli(
-        dir.path(),
-        &[
-            "plugin",
-            "test",
-            &hostile,
-            "--config",
-            config,
-            "--records",
-            records,
-            "--expect",
-            "expect.jsonl",
-        ],
-    );
+    let pass = test(&hostile, &["--expect", "expect.jsonl"]);
     assert_eq!(pass.code(), 0, "{}{}", pass.stdout(), pass.stderr());
     assert!(
         pass.stdout().contains("as expected: 271 outcome(s)"),
         "{}",
         pass.stdout()
     );
-    let fail = cli(
-        dir.path(),
-        &[
-            "plugin",
-            "test",
-            "add_metadata",
-            "--records",
-            records,
-            "--expect",
-            "expect.jsonl",
-        ],
-    );
+    let fail = test("add_metadata", &["--expect", "expect.jsonl"]);
     assert_eq!(fail.code(), 1, "{}{}", fail.stdout(), fail.stderr());
     assert!(
         fail.stdout().contains("271 difference(s)"),
