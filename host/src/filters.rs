@@ -220,10 +220,7 @@ impl Filters {
         {
             return false;
         }
-        if self.excludes.is_match(thread_id) {
-            return false;
-        }
-        self.config.shard.is_none_or(|s| s.contains(thread_id))
+        !self.excludes.is_match(thread_id) && self.in_shard(thread_id)
     }
 
     /// Whether the thread is in this run's shard (every thread when not sharded).

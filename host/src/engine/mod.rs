@@ -304,7 +304,8 @@ impl<'a> Migration<'a> {
         // the records undecoded (decoding is most of the work of a run); `select`
         // still decodes when a date filter needs the time.
         let decode = self.sink.needs_view() || !self.plugins.is_empty();
-        let filters = self.filters.clone();
+        // Shared with each batch's decoding task, not copied per batch.
+        let filters = std::sync::Arc::new(self.filters.clone());
         let (tx, rx) = mpsc::channel::<Result<Selection, StoreError>>(IN_FLIGHT_BATCHES);
         let reader = tokio::spawn(async move {
             loop {
@@ -320,7 +321,7 @@ impl<'a> Migration<'a> {
                 };
                 let item = match next {
                     Ok(Some(batch)) => {
-                        let filters = filters.clone();
+                        let filters = std::sync::Arc::clone(&filters);
                         let selected = tokio::task::spawn_blocking(move || {
                             Selection::of(batch, &filters, decode)
                         })
