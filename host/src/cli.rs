@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::config::{DestinationKind, Overrides, ResumeMode, SourceKind};
+use crate::config::{DestinationKind, Overrides, ResumeMode, SourceKind, StateKind};
 use crate::filters::FilterConfig;
 use crate::shard::Shard;
 use crate::stores::chat::Upgrade;
@@ -215,6 +215,16 @@ pub struct RunArgs {
     #[arg(long, value_enum, value_name = "HOW")]
     pub upgrade: Option<Upgrade>,
 
+    /// What to move: `checkpoints` (threads, the default) or `store`: LangGraph Store
+    /// items (long-term memory) of a PostgresStore / SqliteStore.
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub state: Option<StateKind>,
+
+    /// Store items only: namespaces starting with these labels, dot-joined
+    /// (`users.u-1`).
+    #[arg(long, value_name = "PREFIX")]
+    pub namespace_prefix: Option<String>,
+
     /// Move only shard I of N (from 0): the threads whose hash falls in it. I may be
     /// `$NAME`, an environment variable such as `$JOB_COMPLETION_INDEX`.
     #[arg(long, value_name = "I/N", value_parser = Shard::parse)]
@@ -237,6 +247,7 @@ impl RunArgs {
                 exclude_threads: self.exclude_threads.clone(),
                 date_from: self.date_from.clone(),
                 date_to: self.date_to.clone(),
+                namespace_prefix: self.namespace_prefix.clone(),
                 plugins: Vec::new(),
                 shard: None,
             },
@@ -251,6 +262,7 @@ impl RunArgs {
             replay_dead_letter: self.replay_dead_letter.clone(),
             shard: self.shard,
             upgrade: self.upgrade,
+            state: self.state,
         }
     }
 }

@@ -66,6 +66,21 @@ pub struct FileConfig {
     /// Only the threads of one shard: `{index: 3, count: 8}`; `index` may be
     /// `"${JOB_COMPLETION_INDEX}"`. See docs/sharding.md.
     pub shard: Option<ShardConfig>,
+    /// What to move: `checkpoints` (default) or `store` — LangGraph Store items
+    /// (long-term memory) from `PostgresStore` / `SqliteStore` tables. See
+    /// docs/memory.md.
+    pub state: Option<StateKind>,
+}
+
+/// What a run moves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum StateKind {
+    /// Checkpoints (threads), chat histories.
+    #[default]
+    Checkpoints,
+    /// LangGraph Store items (`BaseStore`: namespace, key, JSON value, TTL, vectors).
+    Store,
 }
 
 /// Where the records come from.
@@ -115,6 +130,8 @@ pub struct RunConfig {
     pub fingerprint: String,
     /// WASM plugins in the order they run: filter plugins, then transformers.
     pub plugins: Vec<PluginSpec>,
+    /// Checkpoints or Store items.
+    pub state: StateKind,
 }
 
 /// What to do with the state of an unfinished run of the same config.
@@ -146,6 +163,8 @@ pub struct Overrides {
     pub shard: Option<Shard>,
     /// `--upgrade`: set as `upgrade` in the source's config.
     pub upgrade: Option<crate::stores::chat::Upgrade>,
+    /// `--state`.
+    pub state: Option<StateKind>,
 }
 
 impl RunConfig {
@@ -182,7 +201,9 @@ impl RunConfig {
             retry_budget_seconds: None,
             state_dir: None,
             shard: None,
+            state: None,
         });
+        let state = flags.state.or(file.state).unwrap_or_default();
         let source_kind = flags.source.or(file.source_type);
         let source_kind = match (&flags.replay_dead_letter, source_kind) {
             // Replaying needs no source; the configured one (if any) is not read.
@@ -231,6 +252,11 @@ impl RunConfig {
             dest_value.clone(),
             serde_json::to_value(&filters).unwrap_or_default(),
             Value::Array(file.transformers.clone()),
+            // Absent for checkpoints, so the resume states of earlier runs stay valid.
+            match state {
+                StateKind::Checkpoints => Value::Null,
+                StateKind::Store => serde_json::json!("store"),
+            },
         ]);
         let mut plugins = Vec::new();
         for (i, entry) in filters.plugins.iter().enumerate() {
@@ -262,6 +288,29 @@ impl RunConfig {
             ));
         }
         filters.compile()?;
+        match state {
+            StateKind::Checkpoints if filters.namespace_prefix.is_some() => {
+                return Err(ConfigError::Invalid(
+                    "filters.namespace_prefix: applies to Store items only (state: store)".into(),
+                ));
+            }
+            StateKind::Checkpoints => {}
+            StateKind::Store => {
+                crate::items::ItemFilters::compile(&filters)?;
+                if !plugins.is_empty() {
+                    return Err(ConfigError::Invalid(
+                        "plugins run on checkpoints; with state: store they are not supported yet"
+                            .into(),
+                    ));
+                }
+                if flags.replay_dead_letter.is_some() {
+                    return Err(ConfigError::Invalid(
+                        "--replay-dead-letter replays checkpoints; Store items in a dead-letter file are re-read from their source with --resume or a new run"
+                            .into(),
+                    ));
+                }
+            }
+        }
         Ok(RunConfig {
             source,
             sink,
@@ -290,6 +339,7 @@ impl RunConfig {
             resume: flags.resume,
             fingerprint,
             plugins,
+            state,
         })
     }
 }

@@ -28,6 +28,11 @@ pub struct FilterConfig {
     pub date_from: Option<String>,
     /// Only checkpoints on or before this date (the whole day, UTC) or instant.
     pub date_to: Option<String>,
+    /// Store items only (`state: store`): only namespaces that start with these
+    /// labels, joined with dots (`users.u-1` is `("users", "u-1")`; LangGraph refuses
+    /// dots inside a label). Dates then apply to the items' `updated_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_prefix: Option<String>,
     /// WASM filter plugins, run after the declarative filters (see docs/plugins.md).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub plugins: Vec<serde_json::Value>,
@@ -45,6 +50,7 @@ impl FilterConfig {
         self.exclude_threads.extend(other.exclude_threads);
         self.date_from = other.date_from.or(self.date_from);
         self.date_to = other.date_to.or(self.date_to);
+        self.namespace_prefix = other.namespace_prefix.or(self.namespace_prefix);
         self.plugins.extend(other.plugins);
         self.shard = other.shard.or(self.shard);
         self
@@ -55,6 +61,7 @@ impl FilterConfig {
             && self.thread_pattern.is_none()
             && self.exclude_threads.is_empty()
             && !self.has_date_filter()
+            && self.namespace_prefix.is_none()
             && self.plugins.is_empty()
             && self.shard.is_none()
     }

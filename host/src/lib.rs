@@ -11,6 +11,8 @@ pub mod dry_run;
 pub mod engine;
 pub mod error;
 pub mod filters;
+pub mod items;
+pub mod migrate_items;
 pub mod plugins;
 pub mod record;
 pub mod retry;

@@ -8,7 +8,8 @@ use ckpt_migrate::config::RunConfig;
 use ckpt_migrate::engine::{self, RunReport, Shutdown};
 use ckpt_migrate::error::ConfigError;
 use ckpt_migrate::plugins::{self, PluginSpec};
-use ckpt_migrate::{dry_run, error::RunError, verify};
+use ckpt_migrate::config::StateKind;
+use ckpt_migrate::{dry_run, error::RunError, migrate_items, verify};
 use clap::Parser;
 
 /// mimalloc instead of glibc's malloc: a run allocates and frees many small values per
@@ -59,6 +60,9 @@ fn run(cli: &Cli) -> Result<u8, RunError> {
         .enable_all()
         .build()
         .map_err(|e| RunError::Io(format!("cannot start the runtime: {e}")))?;
+    if config.state == StateKind::Store {
+        return run_items(cli, &config, &runtime);
+    }
     if let Some(Command::Verify(_)) = &cli.command {
         let report = runtime.block_on(verify::verify(&config))?;
         print!("{}", report.render());
@@ -80,10 +84,43 @@ fn run(cli: &Cli) -> Result<u8, RunError> {
         shutdown.listen();
         engine::run(&config, &shutdown).await
     })?;
-    print_summary(&report);
+    print_summary(&report, "checkpoints");
     let mut code = if report.stats.failed > 0 { 1 } else { 0 };
     if args.verify {
         let check = runtime.block_on(verify::verify(&config))?;
+        print!("{}", check.render());
+        if !check.is_equal() {
+            code = 1;
+        }
+    }
+    Ok(code)
+}
+
+/// A run, dry run or verify of LangGraph Store items (`--state store`).
+fn run_items(
+    cli: &Cli,
+    config: &RunConfig,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<u8, RunError> {
+    if let Some(Command::Verify(_)) = &cli.command {
+        let report = runtime.block_on(migrate_items::verify(config))?;
+        print!("{}", report.render());
+        return Ok(if report.is_equal() { 0 } else { 1 });
+    }
+    if config.dry_run {
+        let report = runtime.block_on(migrate_items::dry_run(config))?;
+        print!("{}", report.render());
+        return Ok(0);
+    }
+    let shutdown = Shutdown::default();
+    let report = runtime.block_on(async {
+        shutdown.listen();
+        migrate_items::run(config, &shutdown).await
+    })?;
+    print_summary(&report, "items");
+    let mut code = if report.stats.failed > 0 { 1 } else { 0 };
+    if cli.args().verify {
+        let check = runtime.block_on(migrate_items::verify(config))?;
         print!("{}", check.render());
         if !check.is_equal() {
             code = 1;
@@ -143,7 +180,7 @@ fn plugin_test(args: &PluginTestArgs) -> Result<u8, RunError> {
     Ok(if report.as_expected { 0 } else { 1 })
 }
 
-fn print_summary(report: &RunReport) {
+fn print_summary(report: &RunReport, unit: &str) {
     let s = &report.stats;
     if let Some(at) = &report.resumed_from {
         eprintln!("resumed after {at}");
@@ -155,7 +192,7 @@ fn print_summary(report: &RunReport) {
         );
     }
     eprintln!(
-        "done: {} -> {}\n  read {}  written {}  filtered {}  failed {}\n  {:.1} MiB raw in {:.2} s ({:.0} checkpoints/s), run id {}",
+        "done: {} -> {}\n  read {}  written {}  filtered {}  failed {}\n  {:.1} MiB raw in {:.2} s ({:.0} {unit}/s), run id {}",
         report.source,
         report.destination,
         s.read,

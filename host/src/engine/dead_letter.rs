@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::PathBuf;
 
 use crate::plugins::output::{MAX_ERROR_BYTES, one_line};
+use crate::items::ItemKey;
 use crate::record::{Checkpoint, CheckpointKey, Origin};
 
 /// The pipeline stage at which a record failed.
@@ -68,14 +69,48 @@ impl DeadLetter {
     }
 
     pub fn add(&mut self, entry: Entry<'_>) -> std::io::Result<()> {
+        let named = entry
+            .key
+            .map_or_else(|| entry.origin.locator.clone(), ToString::to_string);
+        let mut line = serde_json::json!({
+            "key": entry.key,
+            "record": entry.record.map(Checkpoint::to_raw_json),
+        });
+        if let Some(detail) = entry.detail {
+            line["error_detail"] = detail.into();
+        }
+        self.append(&named, entry.stage, entry.error, entry.origin, line)
+    }
+
+    /// A LangGraph Store item that failed: its key, and what was read of it (the
+    /// item's JSON form, or the raw row when it could not be made an item).
+    pub fn add_item(
+        &mut self,
+        stage: Stage,
+        error: &str,
+        key: &ItemKey,
+        origin: &Origin,
+        record: serde_json::Value,
+    ) -> std::io::Result<()> {
+        let line = serde_json::json!({ "item_key": key, "item": record });
+        self.append(&key.to_string(), stage, error, origin, line)
+    }
+
+    /// Logs the failure and appends its line: the run, the time, the stage, the
+    /// error and where the record came from, plus `fields`.
+    fn append(
+        &mut self,
+        named: &str,
+        stage: Stage,
+        error: &str,
+        origin: &Origin,
+        fields: serde_json::Value,
+    ) -> std::io::Result<()> {
         tracing::warn!(
-            "{} failed at {}: {} ({})",
-            entry
-                .key
-                .map_or_else(|| entry.origin.locator.clone(), ToString::to_string),
-            entry.stage.name(),
-            one_line(entry.error, MAX_ERROR_BYTES),
-            entry.origin.store
+            "{named} failed at {}: {} ({})",
+            stage.name(),
+            one_line(error, MAX_ERROR_BYTES),
+            origin.store
         );
         if self.writer.is_none() {
             if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -90,14 +125,12 @@ impl DeadLetter {
         let mut line = serde_json::json!({
             "run_id": self.run_id,
             "at": chrono::Utc::now().to_rfc3339(),
-            "stage": entry.stage.name(),
-            "error": entry.error,
-            "key": entry.key,
-            "origin": entry.origin,
-            "record": entry.record.map(Checkpoint::to_raw_json),
+            "stage": stage.name(),
+            "error": error,
+            "origin": origin,
         });
-        if let Some(detail) = entry.detail {
-            line["error_detail"] = detail.into();
+        if let (Some(line), serde_json::Value::Object(fields)) = (line.as_object_mut(), fields) {
+            line.extend(fields);
         }
         let writer = self.writer.as_mut().expect("opened above");
         serde_json::to_writer(&mut *writer, &line)?;

@@ -75,12 +75,12 @@ fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
     }
 }
 
-fn io_error(path: &std::path::Path, e: std::io::Error) -> RunError {
+pub(crate) fn io_error(path: &std::path::Path, e: std::io::Error) -> RunError {
     RunError::Io(format!("writing {}: {e}", path.display()))
 }
 
 /// The state of an unfinished earlier run to continue, per the resume mode.
-fn previous_run(config: &RunConfig, file: &StateFile) -> Result<Option<RunState>, RunError> {
+pub(crate) fn previous_run(config: &RunConfig, file: &StateFile) -> Result<Option<RunState>, RunError> {
     let previous = file
         .load()
         .map_err(|e| RunError::Io(format!("reading the resume state: {e}")))?

@@ -19,13 +19,18 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(total: Option<u64>) -> Self {
+        Self::counting(total, "checkpoints")
+    }
+
+    /// A progress of `total` things called `unit` (`checkpoints`, `items`).
+    pub fn counting(total: Option<u64>, unit: &str) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = match total {
                 Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()),
                 None => ProgressBar::new_spinner(),
             };
             let style = ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} checkpoints ({per_sec}, ETA {eta}) {msg}",
+                &format!("{{spinner}} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {unit} ({{per_sec}}, ETA {{eta}}) {{msg}}"),
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);

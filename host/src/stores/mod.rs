@@ -13,6 +13,7 @@ pub mod redis;
 mod registry;
 pub mod sql;
 pub mod sqlite;
+pub mod store_items;
 
 pub use registry::{DestinationKind, SinkConfig, SourceKind, StoreSourceConfig};
 use serde::Deserialize;

@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::{json, parquet, postgres, qdrant, redis, sqlite};
 use crate::error::{ConfigError, OpenError};
 use crate::filters::Filters;
+use crate::items::{ItemFilters, ItemSink, ItemSource};
 use crate::retry::RetryPolicy;
 use crate::run::RunInfo;
 use crate::sinks::{OpenSink, Sink};
@@ -134,5 +135,40 @@ impl SinkConfig {
     /// Creates the sink; nothing is connected or written until the engine prepares it.
     pub fn open(&self, run: &RunInfo, retry: RetryPolicy) -> Result<Box<dyn Sink>, OpenError> {
         self.settings().open_sink(run, retry)
+    }
+}
+
+/// Store items (`state: store`) are read from and written to the stores that hold
+/// LangGraph Store items, and exported to JSON.
+fn no_items(kind: &str, direction: &str) -> OpenError {
+    OpenError::Config(ConfigError::Invalid(format!(
+        "state: store: Store items cannot be {direction} {kind} in this version (stores: sqlite, postgresql, json)"
+    )))
+}
+
+impl StoreSourceConfig {
+    /// Opens the source's LangGraph Store items.
+    pub async fn open_items(
+        &self,
+        filters: &ItemFilters,
+    ) -> Result<Box<dyn ItemSource>, OpenError> {
+        match self {
+            StoreSourceConfig::Sqlite(c) => sqlite::open_item_source(c, filters).await,
+            StoreSourceConfig::Postgresql(c) => postgres::open_item_source(c, filters).await,
+            StoreSourceConfig::Json(c) => json::open_item_source(c, filters),
+            other => Err(no_items(other.kind().name(), "read from")),
+        }
+    }
+}
+
+impl SinkConfig {
+    /// Creates the destination of LangGraph Store items.
+    pub fn open_items(&self) -> Result<Box<dyn ItemSink>, OpenError> {
+        match self {
+            SinkConfig::Sqlite(c) => Ok(sqlite::open_item_sink(c)),
+            SinkConfig::Postgresql(c) => postgres::open_item_sink(c),
+            SinkConfig::Json(c) => Ok(json::open_item_sink(c)),
+            other => Err(no_items(other.kind().name(), "written to")),
+        }
     }
 }

@@ -3,8 +3,10 @@
 //! destination, read back as a source so that an export restores.
 
 pub mod config;
+mod items;
 mod read;
 mod write;
 
+pub use items::{ITEMS_FILE, open_item_sink, open_item_source};
 pub use read::{JsonSource, record_of};
 pub use write::{ExportObject, FORMAT, FORMAT_VERSION, JsonSink, export_object};

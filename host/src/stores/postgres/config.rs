@@ -47,6 +47,23 @@ pub struct PostgresSinkConfig {
     /// always revived.
     #[serde(default)]
     pub allowed_json_modules: AllowedJsonModules,
+    /// Store items only (`state: store`): `keep` (default) writes their embeddings
+    /// to `store_vectors`, which needs the pgvector extension on the server; `drop`
+    /// writes the items without them.
+    #[serde(default)]
+    pub store_embeddings: StoreEmbeddings,
+}
+
+/// What a Store-item run does with the items' embeddings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreEmbeddings {
+    /// Write them to `store_vectors` (the server needs the pgvector extension).
+    #[default]
+    Keep,
+    /// Write the items without them (an app that re-indexes, or searches without
+    /// vectors).
+    Drop,
 }
 
 fn default_schema() -> String {

@@ -7,6 +7,7 @@
 //! - this file: what both sides share (connecting, errors without secrets).
 
 pub mod config;
+mod items;
 mod read;
 mod write;
 
@@ -18,6 +19,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use crate::error::StoreError;
 use crate::secrets::{redact_url, scrub};
 
+pub use items::{open_item_sink, open_item_source};
 pub use read::PostgresSource;
 pub use write::PostgresSink;
 

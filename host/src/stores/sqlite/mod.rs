@@ -6,15 +6,18 @@
 //! - this file: what both sides share (connection strings, errors, the table shape).
 
 pub mod config;
+mod items;
 mod read;
 mod write;
 
 use std::path::{Path, PathBuf};
 
-use sqlx::sqlite::SqliteConnection;
+use sqlx::ConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode};
 
 use crate::error::StoreError;
 
+pub use items::{open_item_sink, open_item_source};
 pub use read::SqliteSource;
 pub use write::SqliteSink;
 
@@ -74,6 +77,89 @@ pub(crate) fn sql_error(path: &Path, what: &str, e: sqlx::Error) -> StoreError {
         _ => false,
     };
     StoreError { message, retriable }
+}
+
+/// A write error; a lock held too long says which setting bounds the wait.
+pub(crate) fn write_error(
+    path: &Path,
+    busy_timeout_seconds: u64,
+    what: &str,
+    e: sqlx::Error,
+) -> StoreError {
+    let mut error = sql_error(path, what, e);
+    if error.message.contains("database is locked") {
+        error.message.push_str(&format!(
+            " (another process held the write lock longer than busy_timeout_seconds = {busy_timeout_seconds})"
+        ));
+    }
+    error
+}
+
+/// Opens an existing database to read, never writing to it.
+pub(crate) async fn connect_read_only(path: &Path) -> Result<SqliteConnection, StoreError> {
+    if !path.exists() {
+        return Err(StoreError::fatal(format!(
+            "SQLite database {} does not exist",
+            path.display()
+        )));
+    }
+    if !path.is_file() {
+        return Err(StoreError::fatal(format!(
+            "SQLite database {} is not a file",
+            path.display()
+        )));
+    }
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .disable_statement_logging();
+    match options.clone().connect().await {
+        Ok(conn) => Ok(conn),
+        // A WAL database in a read-only directory cannot create its `-shm` file:
+        // read it as immutable instead (nobody can be writing there anyway).
+        Err(_) => options
+            .immutable(true)
+            .connect()
+            .await
+            .map_err(|e| sql_error(path, "cannot open", e)),
+    }
+}
+
+/// Opens a database to write, creating the file (and its directory) when missing, in
+/// WAL mode, waiting up to `busy_timeout_seconds` for another writer's lock.
+pub(crate) async fn connect_writable(
+    path: &Path,
+    busy_timeout_seconds: u64,
+) -> Result<SqliteConnection, StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::fatal(format!(
+                "SQLite {}: cannot create {}: {e}",
+                path.display(),
+                dir.display()
+            ))
+        })?;
+    }
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(std::time::Duration::from_secs(busy_timeout_seconds))
+        .disable_statement_logging()
+        .connect()
+        .await
+        .map_err(|e| write_error(path, busy_timeout_seconds, "cannot open", e))
+}
+
+/// The names of the database's tables and views.
+pub(crate) async fn table_names(
+    conn: &mut SqliteConnection,
+    path: &Path,
+) -> Result<Vec<String>, StoreError> {
+    sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
+        .fetch_all(conn)
+        .await
+        .map_err(|e| sql_error(path, "cannot read the schema (is it a SQLite database?)", e))
 }
 
 pub(crate) async fn table_columns(

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteRow};
-use sqlx::{ConnectOptions, Row};
+use sqlx::Row;
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
 use super::config::SqliteSourceConfig;
 use super::{
@@ -93,43 +93,8 @@ async fn fill_shard_table(
 impl SqliteSource {
     pub async fn open(config: &SqliteSourceConfig, filters: &Filters) -> Result<Self, StoreError> {
         let path = path_from_connection_string(&config.connection_string);
-        if !path.exists() {
-            return Err(StoreError::fatal(format!(
-                "SQLite database {} does not exist",
-                path.display()
-            )));
-        }
-        if !path.is_file() {
-            return Err(StoreError::fatal(format!(
-                "SQLite database {} is not a file",
-                path.display()
-            )));
-        }
-        let options = SqliteConnectOptions::new()
-            .filename(&path)
-            .read_only(true)
-            .disable_statement_logging();
-        let mut conn = match options.clone().connect().await {
-            Ok(conn) => conn,
-            // A WAL database in a read-only directory cannot create its `-shm` file:
-            // read it as immutable instead (nobody can be writing there anyway).
-            Err(_) => options
-                .immutable(true)
-                .connect()
-                .await
-                .map_err(|e| sql_error(&path, "cannot open", e))?,
-        };
-        let tables: Vec<String> =
-            sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
-                .fetch_all(&mut conn)
-                .await
-                .map_err(|e| {
-                    sql_error(
-                        &path,
-                        "cannot read the schema (is it a SQLite database?)",
-                        e,
-                    )
-                })?;
+        let mut conn = super::connect_read_only(&path).await?;
+        let tables = super::table_names(&mut conn, &path).await?;
         if !tables.iter().any(|t| t == "checkpoints") {
             return Err(StoreError::fatal(format!(
                 "SQLite {}: no `checkpoints` table (tables found: {}); is this a LangGraph SqliteSaver database?",

@@ -10,10 +10,9 @@
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions, Connection, Row};
 
 use super::config::SqliteSinkConfig;
@@ -93,36 +92,13 @@ impl SqliteSink {
     }
 
     fn error(&self, what: &str, e: sqlx::Error) -> StoreError {
-        let mut error = super::sql_error(&self.path, what, e);
-        if error.message.contains("database is locked") {
-            error.message.push_str(&format!(
-                " (another process held the write lock longer than busy_timeout_seconds = {})",
-                self.config.busy_timeout_seconds
-            ));
-        }
-        error
+        super::write_error(&self.path, self.config.busy_timeout_seconds, what, e)
     }
 
     async fn open(&mut self) -> Result<&mut SqliteConnection, StoreError> {
         if self.conn.is_none() {
-            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    StoreError::fatal(format!(
-                        "SQLite {}: cannot create {}: {e}",
-                        self.path.display(),
-                        dir.display()
-                    ))
-                })?;
-            }
-            let mut conn = SqliteConnectOptions::new()
-                .filename(&self.path)
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .busy_timeout(Duration::from_secs(self.config.busy_timeout_seconds))
-                .disable_statement_logging()
-                .connect()
-                .await
-                .map_err(|e| self.error("cannot open", e))?;
+            let mut conn =
+                super::connect_writable(&self.path, self.config.busy_timeout_seconds).await?;
             for create in CREATE_TABLES {
                 sqlx::query(create)
                     .execute(&mut conn)

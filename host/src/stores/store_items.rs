@@ -1,0 +1,128 @@
+//! What the SQL Store-item stores (`SqliteStore`, `PostgresStore`) share: the table
+//! shape, prefix matching, vector bytes, and the conflict plan of a batch.
+
+use std::collections::BTreeMap;
+
+use crate::error::StoreError;
+use crate::items::{FailedItem, ItemBatch, ItemKey, ItemVector, StoreItem};
+use crate::stores::OnConflict;
+
+/// The `store` columns every version of LangGraph's SQL stores has.
+pub const ITEM_COLUMNS: [&str; 5] = ["prefix", "key", "value", "created_at", "updated_at"];
+
+/// `text` with `LIKE`'s wildcards escaped by `\`, to match it literally.
+pub fn like_escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A vector from little-endian float32 bytes (`sqlite_vec.serialize_float32`).
+pub fn float32_le(bytes: &[u8]) -> Result<Vec<f32>, String> {
+    if bytes.len() % 4 != 0 {
+        return Err(format!(
+            "embedding of {} bytes is not a float32 vector",
+            bytes.len()
+        ));
+    }
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+/// The inverse of [`float32_le`].
+pub fn float32_le_bytes(vector: &[f32]) -> Vec<u8> {
+    vector.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Puts each read item (or its failure) into the batch with its embeddings; an item
+/// whose embeddings cannot be read fails whole, so nothing is written half.
+pub fn attach_vectors(
+    read: Vec<Result<StoreItem, FailedItem>>,
+    vectors: &mut BTreeMap<ItemKey, Result<Vec<ItemVector>, String>>,
+    batch: &mut ItemBatch,
+) {
+    for entry in read {
+        match entry {
+            Err(failed) => batch.failed.push(failed),
+            Ok(mut item) => match vectors.remove(&item.key) {
+                None => batch.items.push(item),
+                Some(Ok(found)) => {
+                    item.vectors = found;
+                    batch.items.push(item);
+                }
+                Some(Err(reason)) => batch.failed.push(FailedItem {
+                    key: item.key.clone(),
+                    reason,
+                    origin: item.origin.clone(),
+                    raw: item.to_json(),
+                }),
+            },
+        }
+    }
+}
+
+/// Which items of a batch to write, given what the destination holds.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct WritePlan {
+    /// Indexes into the batch.
+    pub to_write: Vec<usize>,
+    /// Already there and kept.
+    pub kept: u64,
+}
+
+/// Decides per item by `on_conflict`: `skip` keeps what is there, `overwrite` writes,
+/// `fail` stops the batch when what is there differs (an identical item is kept, so a
+/// resumed run goes on).
+pub fn plan_writes(
+    items: &[StoreItem],
+    existing: &[Option<StoreItem>],
+    mode: OnConflict,
+) -> Result<WritePlan, StoreError> {
+    let mut plan = WritePlan::default();
+    for (i, (item, there)) in items.iter().zip(existing).enumerate() {
+        let Some(there) = there else {
+            plan.to_write.push(i);
+            continue;
+        };
+        match mode {
+            OnConflict::Skip => plan.kept += 1,
+            OnConflict::Overwrite => plan.to_write.push(i),
+            OnConflict::Fail => {
+                let differences = item.differences(there);
+                if !differences.is_empty() {
+                    return Err(StoreError::fatal(format!(
+                        "the destination already holds {} with a different {} (on_conflict: fail)",
+                        item.key,
+                        differences.join(", ")
+                    )));
+                }
+                plan.kept += 1;
+            }
+        }
+    }
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_wildcards_are_escaped() {
+        assert_eq!(like_escaped(r"a_b%c\d"), r"a\_b\%c\\d");
+    }
+
+    #[test]
+    fn float32_bytes_round_trip_and_bad_lengths_are_named() {
+        let v = vec![0.1_f32, -0.0, f32::MAX, 1e-45];
+        assert_eq!(float32_le(&float32_le_bytes(&v)).expect("decodes"), v);
+        assert!(float32_le(&[0, 0, 0]).unwrap_err().contains("3 bytes"));
+    }
+}
