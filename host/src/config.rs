@@ -73,7 +73,9 @@ pub struct FileConfig {
 }
 
 /// What a run moves.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum StateKind {
     /// Checkpoints (threads), chat histories.

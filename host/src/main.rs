@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 use ckpt_migrate::cli::{Cli, Command, PluginCheckArgs, PluginCommand, PluginTestArgs};
 use ckpt_migrate::config::RunConfig;
+use ckpt_migrate::config::StateKind;
 use ckpt_migrate::engine::{self, RunReport, Shutdown};
 use ckpt_migrate::error::ConfigError;
 use ckpt_migrate::plugins::{self, PluginSpec};
-use ckpt_migrate::config::StateKind;
 use ckpt_migrate::{dry_run, error::RunError, migrate_items, verify};
 use clap::Parser;
 

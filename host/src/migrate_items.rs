@@ -158,19 +158,26 @@ pub async fn run(config: &RunConfig, shutdown: &Shutdown) -> Result<RunReport, R
                 batch.items.into_iter().partition(|i| filters.accepts(i));
             stats.filtered += filtered.len() as u64;
             stats.bytes_read += items.iter().map(StoreItem::raw_size).sum::<usize>() as u64;
-            let written = retry::with_retries(config.retry, "writing the destination", async || {
-                sink.write(&items).await
-            })
-            .await
-            .map_err(|e| RunError::store("writing the destination failed", e))?;
+            let written =
+                retry::with_retries(config.retry, "writing the destination", async || {
+                    sink.write(&items).await
+                })
+                .await
+                .map_err(|e| RunError::store("writing the destination failed", e))?;
             faults.after_write(stats.batches);
             stats.written += written.written;
             kept += written.kept;
             for (i, reason) in &written.rejected {
                 stats.failed += 1;
                 let item = &items[*i];
-                dead.add_item(Stage::Write, reason, &item.key, &item.origin, item.to_json())
-                    .map_err(|e| io_error(dead.path(), e))?;
+                dead.add_item(
+                    Stage::Write,
+                    reason,
+                    &item.key,
+                    &item.origin,
+                    item.to_json(),
+                )
+                .map_err(|e| io_error(dead.path(), e))?;
             }
             dead.sync().map_err(|e| io_error(dead.path(), e))?;
             state.position = serde_json::to_value(&batch.last).unwrap_or_default();
@@ -245,7 +252,11 @@ impl ItemDryRun {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let total: u64 = self.per_namespace.values().sum();
-        let _ = writeln!(out, "dry run: Store items {} -> {}", self.source, self.destination);
+        let _ = writeln!(
+            out,
+            "dry run: Store items {} -> {}",
+            self.source, self.destination
+        );
         let _ = writeln!(
             out,
             "  {total} item(s) in {} namespace(s) would be read:",

@@ -21,5 +21,6 @@ mod sandbox;
 mod sharding;
 mod sqlite_source;
 mod store_destinations;
+mod store_items;
 mod type_zoo;
 mod unified;

@@ -6,8 +6,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::PathBuf;
 
-use crate::plugins::output::{MAX_ERROR_BYTES, one_line};
 use crate::items::ItemKey;
+use crate::plugins::output::{MAX_ERROR_BYTES, one_line};
 use crate::record::{Checkpoint, CheckpointKey, Origin};
 
 /// The pipeline stage at which a record failed.

@@ -80,7 +80,10 @@ pub(crate) fn io_error(path: &std::path::Path, e: std::io::Error) -> RunError {
 }
 
 /// The state of an unfinished earlier run to continue, per the resume mode.
-pub(crate) fn previous_run(config: &RunConfig, file: &StateFile) -> Result<Option<RunState>, RunError> {
+pub(crate) fn previous_run(
+    config: &RunConfig,
+    file: &StateFile,
+) -> Result<Option<RunState>, RunError> {
     let previous = file
         .load()
         .map_err(|e| RunError::Io(format!("reading the resume state: {e}")))?

@@ -95,14 +95,20 @@ mod tests {
         assert!(!f.accepts_namespace("users.u-10"));
         assert!(!f.accepts_namespace("users"));
         assert_eq!(f.prefix_text().as_deref(), Some("users.u-1"));
-        assert!(compile("{}").expect("compiles").accepts_namespace("any.thing"));
+        assert!(
+            compile("{}")
+                .expect("compiles")
+                .accepts_namespace("any.thing")
+        );
     }
 
     #[test]
     fn thread_filters_and_empty_labels_are_refused() {
         let e = compile("thread_id: t").unwrap_err().to_string();
         assert!(e.contains("namespace_prefix"), "{e}");
-        let e = compile("namespace_prefix: users..x").unwrap_err().to_string();
+        let e = compile("namespace_prefix: users..x")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("empty label"), "{e}");
     }
 }

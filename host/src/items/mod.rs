@@ -237,6 +237,9 @@ pub struct FailedItem {
     pub raw: serde_json::Value,
 }
 
+/// A row read: an item, or why it is not one (boxed: failures are rare and large).
+pub type ItemRead = Result<StoreItem, Box<FailedItem>>;
+
 /// One page of a source, in `(prefix, key)` order.
 #[derive(Debug, Default)]
 pub struct ItemBatch {
@@ -300,8 +303,7 @@ pub trait ItemSink: Send {
     }
 
     /// What the destination holds for each key, for `verify`.
-    async fn read_back(&mut self, keys: &[ItemKey])
-    -> Result<Vec<Option<StoreItem>>, StoreError>;
+    async fn read_back(&mut self, keys: &[ItemKey]) -> Result<Vec<Option<StoreItem>>, StoreError>;
 
     /// What [`ItemSink::resume`] needs to continue after the last written batch
     /// (stores that write idempotently need nothing).
@@ -362,7 +364,10 @@ mod tests {
             assert_eq!(store_time_text(&t, false), text);
         }
         let t = parse_store_time("2036-11-29 10:00:00.5+00:00").expect("parses");
-        assert_eq!(store_time_text(&t, true), "2036-11-29 10:00:00.500000+00:00");
+        assert_eq!(
+            store_time_text(&t, true),
+            "2036-11-29 10:00:00.500000+00:00"
+        );
         let shifted = parse_store_time("2026-12-02 12:00:00+02:00").expect("parses");
         assert_eq!(store_time_text(&shifted, false), "2026-12-02 10:00:00");
         assert!(parse_store_time("yesterday").is_none());
@@ -373,9 +378,15 @@ mod tests {
         let v = |t: &str| serde_json::from_str::<serde_json::Value>(t).expect("json");
         let big = format!("{{\"x\": 1{}}}", "0".repeat(308));
         assert!(same_json(&v(r#"{"x": 1e+308}"#), &v(&big)));
-        assert!(same_json(&v(r#"{"x": -0.0, "y": 1.50}"#), &v(r#"{"y": 1.5, "x": 0}"#)));
+        assert!(same_json(
+            &v(r#"{"x": -0.0, "y": 1.50}"#),
+            &v(r#"{"y": 1.5, "x": 0}"#)
+        ));
         assert!(same_json(&v("[0.1]"), &v("[1e-1]")));
-        assert!(!same_json(&v("[0.9949503943874963]"), &v("[0.9949503943874964]")));
+        assert!(!same_json(
+            &v("[0.9949503943874963]"),
+            &v("[0.9949503943874964]")
+        ));
         assert!(!same_json(&v("[1]"), &v("[-1]")));
         assert!(!same_json(&v(r#"{"a": 1}"#), &v(r#"{"a": 1, "b": 2}"#)));
     }

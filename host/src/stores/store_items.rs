@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 
 use crate::error::StoreError;
-use crate::items::{FailedItem, ItemBatch, ItemKey, ItemVector, StoreItem};
+use crate::items::{
+    FailedItem, ItemBatch, ItemKey, ItemRead, ItemVector, StoreItem, parse_store_time,
+};
+use crate::record::Origin;
 use crate::stores::OnConflict;
 
 /// The `store` columns every version of LangGraph's SQL stores has.
@@ -24,7 +27,7 @@ pub fn like_escaped(text: &str) -> String {
 
 /// A vector from little-endian float32 bytes (`sqlite_vec.serialize_float32`).
 pub fn float32_le(bytes: &[u8]) -> Result<Vec<f32>, String> {
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return Err(format!(
             "embedding of {} bytes is not a float32 vector",
             bytes.len()
@@ -41,16 +44,65 @@ pub fn float32_le_bytes(vector: &[f32]) -> Vec<u8> {
     vector.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
+/// The columns of one `store` row, as text (times in any form
+/// [`crate::items::parse_store_time`] reads).
+pub struct ItemRow {
+    pub key: ItemKey,
+    pub value: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub expires_at: Option<String>,
+    pub ttl_minutes: Option<f64>,
+}
+
+impl ItemRow {
+    /// The item (without vectors), or why the row is not one (the row kept for the
+    /// dead-letter file).
+    pub fn into_item(self, origin: Origin) -> ItemRead {
+        let time = |column: &str, t: &str| {
+            parse_store_time(t).ok_or_else(|| format!("{column} {t:?} is not a time"))
+        };
+        let built = (|| {
+            Ok::<_, String>(StoreItem {
+                key: self.key.clone(),
+                value: StoreItem::value_from_text(self.value.clone().ok_or("value is NULL")?)?,
+                created_at: time("created_at", &self.created_at)?,
+                updated_at: time("updated_at", &self.updated_at)?,
+                expires_at: self
+                    .expires_at
+                    .as_deref()
+                    .map(|t| time("expires_at", t))
+                    .transpose()?,
+                ttl_minutes: self.ttl_minutes,
+                vectors: Vec::new(),
+                origin: origin.clone(),
+            })
+        })();
+        built.map_err(|reason| {
+            Box::new(FailedItem {
+                raw: serde_json::json!({
+                    "prefix": self.key.prefix(), "key": self.key.key, "value": self.value,
+                    "created_at": self.created_at, "updated_at": self.updated_at,
+                    "expires_at": self.expires_at, "ttl_minutes": self.ttl_minutes,
+                }),
+                key: self.key,
+                reason,
+                origin,
+            })
+        })
+    }
+}
+
 /// Puts each read item (or its failure) into the batch with its embeddings; an item
 /// whose embeddings cannot be read fails whole, so nothing is written half.
 pub fn attach_vectors(
-    read: Vec<Result<StoreItem, FailedItem>>,
+    read: Vec<ItemRead>,
     vectors: &mut BTreeMap<ItemKey, Result<Vec<ItemVector>, String>>,
     batch: &mut ItemBatch,
 ) {
     for entry in read {
         match entry {
-            Err(failed) => batch.failed.push(failed),
+            Err(failed) => batch.failed.push(*failed),
             Ok(mut item) => match vectors.remove(&item.key) {
                 None => batch.items.push(item),
                 Some(Ok(found)) => {

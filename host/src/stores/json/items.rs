@@ -13,7 +13,8 @@ use async_trait::async_trait;
 use super::config::{JsonSinkConfig, JsonSourceConfig};
 use crate::error::{OpenError, StoreError};
 use crate::items::{
-    FailedItem, ItemBatch, ItemFilters, ItemKey, ItemSink, ItemSource, ItemWrite, StoreItem,
+    FailedItem, ItemBatch, ItemFilters, ItemKey, ItemRead, ItemSink, ItemSource, ItemWrite,
+    StoreItem,
 };
 use crate::record::Origin;
 
@@ -109,26 +110,26 @@ impl ItemSink for JsonItemSink {
         self.resumed = true;
     }
 
-    async fn read_back(
-        &mut self,
-        keys: &[ItemKey],
-    ) -> Result<Vec<Option<StoreItem>>, StoreError> {
+    async fn read_back(&mut self, keys: &[ItemKey]) -> Result<Vec<Option<StoreItem>>, StoreError> {
         let mut found: BTreeMap<ItemKey, StoreItem> = BTreeMap::new();
-        for entry in read_lines(&self.path)? {
-            if let Ok(item) = entry {
-                found.insert(item.key.clone(), item);
-            }
+        for item in read_lines(&self.path)?.into_iter().flatten() {
+            found.insert(item.key.clone(), item);
         }
         Ok(keys.iter().map(|k| found.remove(k)).collect())
     }
 }
 
 /// Every line of an items file, each an item or why it is not one.
-fn read_lines(path: &PathBuf) -> Result<Vec<Result<StoreItem, FailedItem>>, StoreError> {
+fn read_lines(path: &PathBuf) -> Result<Vec<ItemRead>, StoreError> {
     let file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(StoreError::fatal(format!("cannot read {}: {e}", path.display()))),
+        Err(e) => {
+            return Err(StoreError::fatal(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )));
+        }
     };
     let mut out = Vec::new();
     for (n, line) in BufReader::new(file).lines().enumerate() {
@@ -144,14 +145,16 @@ fn read_lines(path: &PathBuf) -> Result<Vec<Result<StoreItem, FailedItem>>, Stor
         let parsed = serde_json::from_str::<serde_json::Value>(&line)
             .map_err(|e| e.to_string())
             .and_then(|v| StoreItem::from_json(&v, origin.clone()));
-        out.push(parsed.map_err(|reason| FailedItem {
-            key: ItemKey {
-                namespace: Vec::new(),
-                key: String::new(),
-            },
-            reason,
-            origin,
-            raw: serde_json::Value::String(line.clone()),
+        out.push(parsed.map_err(|reason| {
+            Box::new(FailedItem {
+                key: ItemKey {
+                    namespace: Vec::new(),
+                    key: String::new(),
+                },
+                reason,
+                origin,
+                raw: serde_json::Value::String(line.clone()),
+            })
         }));
     }
     Ok(out)
@@ -162,7 +165,7 @@ pub struct JsonItemSource {
     path: PathBuf,
     filters: ItemFilters,
     /// Not yet returned; sorted so pages and resume points work as in the SQL stores.
-    pending: std::collections::VecDeque<Result<StoreItem, FailedItem>>,
+    pending: std::collections::VecDeque<ItemRead>,
     after: Option<ItemKey>,
 }
 
@@ -176,7 +179,7 @@ impl JsonItemSource {
             )));
         }
         let mut lines = read_lines(&path)?;
-        let order = |e: &Result<StoreItem, FailedItem>| match e {
+        let order = |e: &ItemRead| match e {
             Ok(item) => (item.key.prefix(), item.key.key.clone()),
             Err(f) => (f.key.prefix(), f.key.key.clone()),
         };
@@ -216,7 +219,7 @@ impl ItemSource for JsonItemSource {
                     batch.last = Some(item.key.clone());
                     batch.items.push(item);
                 }
-                Err(failed) => batch.failed.push(failed),
+                Err(failed) => batch.failed.push(*failed),
             }
         }
         if batch.items.is_empty() && batch.failed.is_empty() {

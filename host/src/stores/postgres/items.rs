@@ -17,8 +17,8 @@ use super::Endpoint;
 use super::config::{PostgresSinkConfig, PostgresSourceConfig, StoreEmbeddings};
 use crate::error::{ConfigError, OpenError, StoreError};
 use crate::items::{
-    FailedItem, ItemBatch, ItemFilters, ItemKey, ItemSink, ItemSource, ItemVector, ItemWrite,
-    StoreItem, namespace_of, parse_store_time,
+    ItemBatch, ItemFilters, ItemKey, ItemRead, ItemSink, ItemSource, ItemVector, ItemWrite,
+    StoreItem, namespace_of,
 };
 use crate::record::Origin;
 use crate::stores::sql::quote_ident;
@@ -86,44 +86,19 @@ fn key_of(row: &PgRow) -> ItemKey {
 }
 
 /// An item from a `store` row (vectors added by the caller).
-fn item_of(row: &PgRow, origin: Origin) -> Result<StoreItem, FailedItem> {
-    let key = key_of(row);
-    let value: Option<String> = row.try_get("value").unwrap_or(None);
-    let created = text(row, "created_at");
-    let updated = text(row, "updated_at");
-    let expires: Option<String> = row.try_get("expires_at").unwrap_or(None);
-    let ttl_minutes: Option<f64> = row.try_get("ttl_minutes").unwrap_or(None);
-    let time = |column: &str, t: &str| {
-        parse_store_time(t).ok_or_else(|| format!("{column} {t:?} is not a time"))
-    };
-    let built = (|| {
-        Ok::<_, String>(StoreItem {
-            key: key.clone(),
-            value: StoreItem::value_from_text(value.clone().ok_or("value is NULL")?)?,
-            created_at: time("created_at", &created)?,
-            updated_at: time("updated_at", &updated)?,
-            expires_at: expires
-                .as_deref()
-                .map(|t| time("expires_at", t))
-                .transpose()?,
-            ttl_minutes,
-            vectors: Vec::new(),
-            origin: origin.clone(),
-        })
-    })();
-    built.map_err(|reason| FailedItem {
-        key: key.clone(),
-        reason,
-        origin,
-        raw: serde_json::json!({
-            "prefix": key.prefix(), "key": key.key, "value": value,
-            "created_at": created, "updated_at": updated, "expires_at": expires,
-            "ttl_minutes": ttl_minutes,
-        }),
-    })
+fn item_of(row: &PgRow, origin: Origin) -> ItemRead {
+    shared::ItemRow {
+        key: key_of(row),
+        value: row.try_get("value").unwrap_or(None),
+        created_at: text(row, "created_at"),
+        updated_at: text(row, "updated_at"),
+        expires_at: row.try_get("expires_at").unwrap_or(None),
+        ttl_minutes: row.try_get("ttl_minutes").unwrap_or(None),
+    }
+    .into_item(origin)
 }
 
-/// Tables and columns of the connection's `search_path` schema.
+/// Whether the connection's `search_path` has the table.
 async fn has_table(
     conn: &mut PgConnection,
     endpoint: &Endpoint,
@@ -265,8 +240,7 @@ impl ItemSource for PostgresItemSource {
         if rows.len() < limit {
             self.done = true;
         }
-        let (Some(first), Some(last)) = (rows.first().map(key_of), rows.last().map(key_of))
-        else {
+        let (Some(first), Some(last)) = (rows.first().map(key_of), rows.last().map(key_of)) else {
             return Ok(None);
         };
         let read: Vec<_> = rows
@@ -609,10 +583,7 @@ impl ItemSink for PostgresItemSink {
         item
     }
 
-    async fn read_back(
-        &mut self,
-        keys: &[ItemKey],
-    ) -> Result<Vec<Option<StoreItem>>, StoreError> {
+    async fn read_back(&mut self, keys: &[ItemKey]) -> Result<Vec<Option<StoreItem>>, StoreError> {
         if self.dims.is_none() {
             self.dims = self.vector_dims().await?;
         }

@@ -17,8 +17,8 @@ use super::config::{SqliteSinkConfig, SqliteSourceConfig};
 use super::{path_from_connection_string, sql_error, table_columns, table_names};
 use crate::error::{OpenError, StoreError};
 use crate::items::{
-    FailedItem, ItemBatch, ItemFilters, ItemKey, ItemSink, ItemSource, ItemVector, ItemWrite,
-    StoreItem, namespace_of, parse_store_time, store_time_text,
+    ItemBatch, ItemFilters, ItemKey, ItemRead, ItemSink, ItemSource, ItemVector, ItemWrite,
+    StoreItem, namespace_of, store_time_text,
 };
 use crate::record::Origin;
 use crate::stores::store_items as shared;
@@ -181,53 +181,27 @@ fn text(row: &SqliteRow, column: &str) -> String {
 }
 
 /// An item from a `store` row (vectors added by the caller).
-fn item_of(row: &SqliteRow, has_ttl: bool, origin: Origin) -> Result<StoreItem, FailedItem> {
-    let key = ItemKey {
-        namespace: namespace_of(&text(row, "prefix")),
-        key: text(row, "key"),
-    };
-    let value: Option<String> = row.try_get("value").unwrap_or(None);
-    let created = text(row, "created_at");
-    let updated = text(row, "updated_at");
-    let expires: Option<String> = if has_ttl {
-        row.try_get("expires_at").unwrap_or(None)
-    } else {
-        None
-    };
-    let ttl_minutes: Option<f64> = if has_ttl {
-        row.try_get("ttl_minutes").unwrap_or(None)
-    } else {
-        None
-    };
-    let fail = |reason: String| FailedItem {
-        key: key.clone(),
-        reason,
-        origin: origin.clone(),
-        raw: serde_json::json!({
-            "prefix": key.prefix(), "key": key.key, "value": value,
-            "created_at": created, "updated_at": updated, "expires_at": expires,
-            "ttl_minutes": ttl_minutes,
-        }),
-    };
-    let time = |column: &str, t: &str| {
-        parse_store_time(t).ok_or_else(|| format!("{column} {t:?} is not a time"))
-    };
-    let built = (|| {
-        Ok::<_, String>(StoreItem {
-            key: key.clone(),
-            value: StoreItem::value_from_text(value.clone().ok_or("value is NULL")?)?,
-            created_at: time("created_at", &created)?,
-            updated_at: time("updated_at", &updated)?,
-            expires_at: expires
-                .as_deref()
-                .map(|t| time("expires_at", t))
-                .transpose()?,
-            ttl_minutes,
-            vectors: Vec::new(),
-            origin: origin.clone(),
-        })
-    })();
-    built.map_err(fail)
+fn item_of(row: &SqliteRow, has_ttl: bool, origin: Origin) -> ItemRead {
+    shared::ItemRow {
+        key: ItemKey {
+            namespace: namespace_of(&text(row, "prefix")),
+            key: text(row, "key"),
+        },
+        value: row.try_get("value").unwrap_or(None),
+        created_at: text(row, "created_at"),
+        updated_at: text(row, "updated_at"),
+        expires_at: if has_ttl {
+            row.try_get("expires_at").unwrap_or(None)
+        } else {
+            None
+        },
+        ttl_minutes: if has_ttl {
+            row.try_get("ttl_minutes").unwrap_or(None)
+        } else {
+            None
+        },
+    }
+    .into_item(origin)
 }
 
 #[async_trait]
@@ -333,11 +307,7 @@ impl SqliteItemSink {
 
     /// Applies the migrations `SqliteStore.setup()` would apply, recording them in its
     /// own migrations table.
-    async fn migrate(
-        &mut self,
-        table: &str,
-        migrations: &[&str],
-    ) -> Result<(), StoreError> {
+    async fn migrate(&mut self, table: &str, migrations: &[&str]) -> Result<(), StoreError> {
         let path = self.path.clone();
         let busy = self.config.busy_timeout_seconds;
         let error = |what: &str, e| super::write_error(&path, busy, what, e);
@@ -354,10 +324,7 @@ impl SqliteItemSink {
             .map_err(|e| error(&format!("cannot read `{table}`"), e))?;
         let next = version.map_or(0, |v| usize::try_from(v + 1).unwrap_or(usize::MAX));
         for (v, sql) in migrations.iter().enumerate().skip(next) {
-            let mut tx = conn
-                .begin()
-                .await
-                .map_err(|e| error("cannot begin", e))?;
+            let mut tx = conn.begin().await.map_err(|e| error("cannot begin", e))?;
             sqlx::query(sql)
                 .execute(&mut *tx)
                 .await
@@ -396,9 +363,8 @@ impl SqliteItemSink {
                 store: "sqlite".into(),
                 locator: format!("{} store {key}", path.display()),
             };
-            let mut item = item_of(&row, true, origin).map_err(|f| {
-                StoreError::fatal(format!("{}: {}", f.origin.locator, f.reason))
-            })?;
+            let mut item = item_of(&row, true, origin)
+                .map_err(|f| StoreError::fatal(format!("{}: {}", f.origin.locator, f.reason)))?;
             if has_vectors {
                 let rows = sqlx::query(
                     "SELECT field_name, embedding FROM store_vectors \
@@ -450,7 +416,8 @@ impl ItemSink for SqliteItemSink {
 
     async fn write(&mut self, items: &[StoreItem]) -> Result<ItemWrite, StoreError> {
         if !self.has_vectors && items.iter().any(|i| !i.vectors.is_empty()) {
-            self.migrate("vector_migrations", &VECTOR_MIGRATIONS).await?;
+            self.migrate("vector_migrations", &VECTOR_MIGRATIONS)
+                .await?;
             self.has_vectors = true;
         }
         let keys: Vec<ItemKey> = items.iter().map(|i| i.key.clone()).collect();
@@ -531,10 +498,7 @@ impl ItemSink for SqliteItemSink {
         })
     }
 
-    async fn read_back(
-        &mut self,
-        keys: &[ItemKey],
-    ) -> Result<Vec<Option<StoreItem>>, StoreError> {
+    async fn read_back(&mut self, keys: &[ItemKey]) -> Result<Vec<Option<StoreItem>>, StoreError> {
         if self.conn.is_none() {
             if !self.path.exists() {
                 return Ok(vec![None; keys.len()]);

@@ -96,8 +96,13 @@ impl SqliteSource {
         let mut conn = super::connect_read_only(&path).await?;
         let tables = super::table_names(&mut conn, &path).await?;
         if !tables.iter().any(|t| t == "checkpoints") {
+            let hint = if tables.iter().any(|t| t == "store") {
+                " It holds a LangGraph Store (long-term memory): move its items with --state store."
+            } else {
+                ""
+            };
             return Err(StoreError::fatal(format!(
-                "SQLite {}: no `checkpoints` table (tables found: {}); is this a LangGraph SqliteSaver database?",
+                "SQLite {}: no `checkpoints` table (tables found: {}); is this a LangGraph SqliteSaver database?{hint}",
                 path.display(),
                 if tables.is_empty() {
                     "none".into()

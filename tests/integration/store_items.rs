@@ -1,0 +1,488 @@
+//! LangGraph Store items (`--state store`): what ckpt-migrate writes, LangGraph's own
+//! `SqliteStore` / `PostgresStore` read back exactly as they read the source
+//! (`tests/readback/store_items.py dump`: list_namespaces, search, get, filters,
+//! vector search, TTL and vector columns).
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use crate::harness::{self, cli, cli_env, fixtures, pg_database, pg_url_for};
+use crate::store_destinations::{assert_ok, python};
+
+/// `tests/readback/store_items.py` with `args`; its stdout as JSON.
+fn store_items_py(args: &[&str]) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/readback/store_items.py");
+    let output = std::process::Command::new(python())
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "store_items.py {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if args[0] == "generate" {
+        return Value::Null;
+    }
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// What LangGraph's SqliteStore reads from `db` (with the vector index).
+fn sqlite_dump(db: &Path, as_postgres: bool) -> Value {
+    let db = db.to_str().unwrap();
+    let mut args = vec!["dump", "--sqlite", db, "--vectors"];
+    if as_postgres {
+        args.push("--as-postgres");
+    }
+    store_items_py(&args)
+}
+
+/// The fixture's own read-back, kept beside it.
+fn fixture_dump() -> Value {
+    let text = std::fs::read_to_string(fixtures().join("store/sqlite-store.dump.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A copy of the SqliteStore fixture (38 items in 13 namespaces, 38 vectors) in `dir`.
+fn fixture_copy(dir: &Path) -> PathBuf {
+    let path = dir.join("store.db");
+    std::fs::copy(fixtures().join("store/sqlite-store.db"), &path).unwrap();
+    path
+}
+
+/// `--state store` from (`kind`, `config`) to (`dest_kind`, `dest`), plus `extra`.
+fn migrate(
+    dir: &Path,
+    (kind, source): (&str, Value),
+    (dest_kind, dest): (&str, Value),
+    extra: &[&str],
+) -> harness::Run {
+    let (source, dest) = (source.to_string(), dest.to_string());
+    let mut args = vec![
+        "--state",
+        "store",
+        "--source",
+        kind,
+        "--source-config",
+        &source,
+        "--destination",
+        dest_kind,
+        "--dest-config",
+        &dest,
+    ];
+    args.extend_from_slice(extra);
+    cli(dir, &args)
+}
+
+fn sqlite(path: &Path) -> Value {
+    json!({ "connection_string": path.to_str().unwrap() })
+}
+
+/// The PostgreSQL server with pgvector started by `scripts/test.sh`.
+fn pgvector_url() -> String {
+    std::env::var("CKPT_TEST_PGVECTOR_URL").expect(
+        "CKPT_TEST_PGVECTOR_URL is not set: run the tests with scripts/test.sh, which starts \
+         PostgreSQL with pgvector (from the pgserver wheel scripts/setup.sh unpacks)",
+    )
+}
+
+/// A fresh database on the pgvector server; its URL.
+async fn pgvector_database() -> String {
+    use sqlx::Connection as _;
+    let url = pgvector_url();
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let (base, _) = url.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
+
+fn postgres(url: &str) -> Value {
+    json!({ "connection_string": url })
+}
+
+#[test]
+fn sqlite_store_copy_reads_back_as_the_source_and_a_rerun_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = fixture_copy(dir.path());
+    let copy = dir.path().join("copy.db");
+    let run = migrate(
+        dir.path(),
+        ("sqlite", sqlite(&source)),
+        ("sqlite", sqlite(&copy)),
+        &["--verify"],
+    );
+    assert_ok(&run);
+    assert!(
+        run.stderr().contains("read 38  written 38"),
+        "{}",
+        run.stderr()
+    );
+    assert!(
+        run.stdout()
+            .contains("38 Store item(s) compared; 0 missing, 0 different")
+    );
+    assert_eq!(sqlite_dump(&copy, false), fixture_dump());
+
+    let again = migrate(
+        dir.path(),
+        ("sqlite", sqlite(&source)),
+        ("sqlite", sqlite(&copy)),
+        &["--restart"],
+    );
+    assert_ok(&again);
+    assert!(again.stderr().contains("written 0"), "{}", again.stderr());
+    assert!(
+        again.stderr().contains("38 item(s) already there and kept"),
+        "{}",
+        again.stderr()
+    );
+}
+
+#[tokio::test]
+async fn sqlite_store_to_postgres_store_with_embeddings_and_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = fixture_copy(dir.path());
+    let url = pgvector_database().await;
+    let run = migrate(
+        dir.path(),
+        ("sqlite", sqlite(&source)),
+        ("postgresql", postgres(&url)),
+        &["--verify"],
+    );
+    assert_ok(&run);
+    assert!(
+        run.stdout().contains("0 missing, 0 different"),
+        "{}",
+        run.stdout()
+    );
+    // PostgresStore reads (values as jsonb holds them, TTLs in whole minutes) what
+    // SqliteStore read, the vector search included.
+    let written = store_items_py(&["dump", "--postgres", &url, "--vectors"]);
+    assert_eq!(written, sqlite_dump(&source, true));
+    assert_eq!(written["vectors"].as_array().unwrap().len(), 38);
+
+    let back = dir.path().join("back.db");
+    let run = migrate(
+        dir.path(),
+        ("postgresql", postgres(&url)),
+        ("sqlite", sqlite(&back)),
+        &["--verify"],
+    );
+    assert_ok(&run);
+    assert_eq!(sqlite_dump(&back, true), written);
+}
+
+#[tokio::test]
+async fn postgres_store_written_by_langgraph_moves_to_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = pg_database(&[]).await;
+    let url = pg_url_for(&db);
+    store_items_py(&["generate", "--postgres", &url]);
+    let copy = dir.path().join("copy.db");
+    let run = migrate(
+        dir.path(),
+        ("postgresql", postgres(&url)),
+        ("sqlite", sqlite(&copy)),
+        &["--verify"],
+    );
+    assert_ok(&run);
+    let copy = copy.to_str().unwrap();
+    assert_eq!(
+        store_items_py(&["dump", "--sqlite", copy, "--as-postgres"]),
+        store_items_py(&["dump", "--postgres", &url])
+    );
+}
+
+#[tokio::test]
+async fn embeddings_need_pgvector_or_are_dropped_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = fixture_copy(dir.path());
+    let url = pg_url_for(&pg_database(&[]).await);
+    let run = migrate(
+        dir.path(),
+        ("sqlite", sqlite(&source)),
+        ("postgresql", postgres(&url)),
+        &[],
+    );
+    assert_eq!(run.code(), 3, "{}", run.stderr());
+    assert!(run.stderr().contains("pgvector"), "{}", run.stderr());
+    let password = std::env::var("CKPT_TEST_PG_PASSWORD").unwrap();
+    assert!(!run.stderr().contains(&password), "password in the error");
+
+    let run = migrate(
+        dir.path(),
+        ("sqlite", sqlite(&source)),
+        (
+            "postgresql",
+            json!({ "connection_string": url, "store_embeddings": "drop" }),
+        ),
+        &["--restart", "--verify"],
+    );
+    assert_ok(&run);
+    let source = source.to_str().unwrap();
+    assert_eq!(
+        store_items_py(&["dump", "--postgres", &url]),
+        store_items_py(&["dump", "--sqlite", source, "--as-postgres"])
+    );
+}
+
+#[test]
+fn json_export_keeps_values_exactly_and_restores_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = fixture_copy(dir.path());
+    let out = dir.path().join("export");
+    let run = migrate(
+        dir.path(),
+        ("sqlite", sqlite(&source)),
+        ("json", json!({ "output_dir": out })),
+        &["--verify"],
+    );
+    assert_ok(&run);
+    let text = std::fs::read_to_string(out.join("store_items.jsonl")).unwrap();
+    assert_eq!(text.lines().count(), 38);
+    for exact in [
+        "0.9949503943874963",
+        "5e-324",
+        "18446744073709551615",
+        "-0.0",
+    ] {
+        assert!(text.contains(exact), "{exact} not kept as written");
+    }
+    let line: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        line["vectors"][0]["embedding"].as_array().unwrap().len(),
+        16
+    );
+
+    let restored = dir.path().join("restored.db");
+    let run = migrate(
+        dir.path(),
+        ("json", json!({ "path": out })),
+        ("sqlite", sqlite(&restored)),
+        &["--verify"],
+    );
+    assert_ok(&run);
+    assert_eq!(sqlite_dump(&restored, false), fixture_dump());
+}
+
+#[test]
+fn namespace_prefix_and_dates_select_items_and_the_dry_run_counts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = fixture_copy(dir.path());
+    let out = dir.path().join("export");
+    let dry = migrate(
+        dir.path(),
+        ("sqlite", sqlite(&source)),
+        ("json", json!({ "output_dir": out })),
+        &["--dry-run", "--namespace-prefix", "users"],
+    );
+    assert_ok(&dry);
+    // Whole labels: `users-archive` and `usersx` are other namespaces.
+    assert!(
+        dry.stdout().contains("19 item(s) in 4 namespace(s)"),
+        "{}",
+        dry.stdout()
+    );
+    assert!(dry.stdout().contains("users.u-1.memories: 9"));
+    assert!(!dry.stdout().contains("usersx"));
+    assert!(!out.exists(), "a dry run writes nothing");
+
+    let run = migrate(
+        dir.path(),
+        ("sqlite", sqlite(&source)),
+        ("json", json!({ "output_dir": out })),
+        &["--namespace-prefix", "users.u-1"],
+    );
+    assert_ok(&run);
+    let text = std::fs::read_to_string(out.join("store_items.jsonl")).unwrap();
+    assert_eq!(text.lines().count(), 9);
+    for line in text.lines() {
+        let item: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(item["namespace"][0], "users");
+        assert_eq!(item["namespace"][1], "u-1");
+    }
+
+    let run = migrate(
+        dir.path(),
+        ("sqlite", sqlite(&source)),
+        ("json", json!({ "output_dir": dir.path().join("old") })),
+        &["--date-to", "2000-01-01"],
+    );
+    assert_ok(&run);
+    assert!(
+        run.stderr().contains("written 0  filtered 38"),
+        "{}",
+        run.stderr()
+    );
+}
+
+#[tokio::test]
+async fn bad_items_go_to_the_dead_letter_file_and_the_rest_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = fixture_copy(dir.path());
+    {
+        use sqlx::Connection as _;
+        let url = format!("sqlite://{}", source.display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("UPDATE store SET value = 'not json' WHERE prefix = 'docs' AND key = 'large'")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query(
+            "UPDATE store_vectors SET embedding = x'010203' WHERE prefix = 'users' AND key = 'settings'",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let copy = dir.path().join("copy.db");
+    let dead = dir.path().join("dead.jsonl");
+    let run = migrate(
+        dir.path(),
+        ("sqlite", sqlite(&source)),
+        ("sqlite", sqlite(&copy)),
+        &["--dead-letter", dead.to_str().unwrap()],
+    );
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    assert!(
+        run.stderr().contains("written 36  filtered 0  failed 2"),
+        "{}",
+        run.stderr()
+    );
+    let lines: Vec<Value> = std::fs::read_to_string(&dead)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(
+        lines[0]["item_key"],
+        json!({"namespace": ["docs"], "key": "large"})
+    );
+    assert!(
+        lines[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("value is not JSON")
+    );
+    assert_eq!(lines[0]["item"]["value"], "not json");
+    assert_eq!(
+        lines[1]["item_key"],
+        json!({"namespace": ["users"], "key": "settings"})
+    );
+    assert!(
+        lines[1]["error"].as_str().unwrap().contains("3 bytes"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[1]["origin"]["locator"]
+            .as_str()
+            .unwrap()
+            .contains("store.db")
+    );
+}
+
+#[test]
+fn a_killed_run_resumes_after_its_last_confirmed_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = fixture_copy(dir.path());
+    let copy = dir.path().join("copy.db");
+    let (src, dst) = (sqlite(&source).to_string(), sqlite(&copy).to_string());
+    let args = [
+        "--state",
+        "store",
+        "--source",
+        "sqlite",
+        "--source-config",
+        &src,
+        "--destination",
+        "sqlite",
+        "--dest-config",
+        &dst,
+        "--batch-size",
+        "5",
+    ];
+    for fault in ["crash-after-commit:2", "crash-after-write:5"] {
+        let killed = cli_env(dir.path(), &args, &[("CKPT_MIGRATE_FAULT", fault)]);
+        assert_ne!(killed.code(), 0, "{fault}: the process was to die");
+        let refused = cli(dir.path(), &args);
+        assert_eq!(
+            refused.code(),
+            2,
+            "an unfinished run is not silently redone"
+        );
+        assert!(
+            refused.stderr().contains("--resume"),
+            "{}",
+            refused.stderr()
+        );
+        let mut resumed_args = args.to_vec();
+        resumed_args.push("--resume");
+        let resumed = cli_env(dir.path(), &resumed_args, &[("CKPT_MIGRATE_FAULT", "")]);
+        assert_ok(&resumed);
+        assert!(
+            resumed.stderr().contains("resuming run"),
+            "{}",
+            resumed.stderr()
+        );
+        assert!(resumed.stderr().contains("read 38"), "{}", resumed.stderr());
+        assert_eq!(sqlite_dump(&copy, false), fixture_dump());
+        std::fs::remove_file(&copy).unwrap();
+    }
+}
+
+#[test]
+fn checkpoint_only_options_and_other_stores_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = fixture_copy(dir.path());
+    let cases = [
+        (
+            vec!["--thread-id", "t"],
+            "json",
+            "thread filters do not apply to Store items",
+        ),
+        (vec![], "parquet", "cannot be written to parquet"),
+        (vec![], "redis", "cannot be written to redis"),
+    ];
+    for (extra, dest, expect) in cases {
+        let dest_config = match dest {
+            "json" => json!({ "output_dir": dir.path().join("x") }),
+            "parquet" => json!({ "output_path": dir.path().join("x") }),
+            _ => json!({ "redis_url": "redis://127.0.0.1:1" }),
+        };
+        let run = migrate(
+            dir.path(),
+            ("sqlite", sqlite(&source)),
+            (dest, dest_config),
+            &extra,
+        );
+        assert_eq!(run.code(), 2, "{}", run.stderr());
+        assert!(run.stderr().contains(expect), "{}", run.stderr());
+    }
+    let run = cli(
+        dir.path(),
+        &[
+            "--source",
+            "sqlite",
+            "--source-config",
+            &sqlite(&source).to_string(),
+            "--destination",
+            "json",
+            "--dest-config",
+            &json!({ "output_dir": dir.path().join("y") }).to_string(),
+        ],
+    );
+    assert_eq!(run.code(), 3);
+    assert!(
+        run.stderr().contains("--state store"),
+        "a Store database read as checkpoints says what to do: {}",
+        run.stderr()
+    );
+}
