@@ -197,6 +197,23 @@ async fn postgres_store_written_by_langgraph_moves_to_sqlite() {
         store_items_py(&["dump", "--sqlite", copy, "--as-postgres"]),
         store_items_py(&["dump", "--postgres", &url])
     );
+
+    // Read as checkpoints by mistake, the database says what it holds.
+    let run = cli(
+        dir.path(),
+        &[
+            "--source",
+            "postgresql",
+            "--source-config",
+            &postgres(&url).to_string(),
+            "--destination",
+            "json",
+            "--dest-config",
+            &json!({ "output_dir": dir.path().join("x") }).to_string(),
+        ],
+    );
+    assert_eq!(run.code(), 3, "{}", run.stderr());
+    assert!(run.stderr().contains("--state store"), "{}", run.stderr());
 }
 
 #[tokio::test]

@@ -184,14 +184,18 @@ impl PostgresSource {
         };
         let shown = table_name.unwrap_or("checkpoints").to_owned();
         let Some(columns) = self.columns(&qualify(&table)).await? else {
-            return Err(StoreError::fatal(format!(
-                "PostgreSQL {}: table {shown} does not exist{}",
-                self.endpoint.url,
-                if table_name.is_none() {
-                    " (no LangGraph PostgresSaver tables here; give table_name for a chat-history table)"
-                } else {
-                    ""
+            let hint = match table_name {
+                Some(_) => "",
+                None if self.columns("store").await?.is_some() => {
+                    " (no LangGraph PostgresSaver tables here, but a PostgresStore: move its items with --state store)"
                 }
+                None => {
+                    " (no LangGraph PostgresSaver tables here; give table_name for a chat-history table)"
+                }
+            };
+            return Err(StoreError::fatal(format!(
+                "PostgreSQL {}: table {shown} does not exist{hint}",
+                self.endpoint.url,
             )));
         };
         let has = |c: &str| columns.iter().any(|x| x == c);
