@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
+# Plugins in Python and JavaScript, built from source (cached by source hash).
+python3 scripts/build-guests.py >/dev/null
 
 servers="$(mktemp -d /tmp/ckpt-test-servers.XXXXXX)"
 chmod 755 "$servers"

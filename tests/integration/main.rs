@@ -10,6 +10,7 @@ mod chat_upgrade;
 mod cli;
 mod dry_run;
 mod filters;
+mod guest_languages;
 mod json_export;
 mod oracle;
 mod parquet_export;

@@ -12,6 +12,7 @@
 //! (keyed by its version, settings and the component's bytes).
 
 pub mod check;
+pub mod guest_output;
 pub mod output;
 pub mod sandbox;
 pub mod v0_1_0;
@@ -422,8 +423,8 @@ impl Plugin {
             })
         };
         let result = Self::bounded(&label, timeout, started, stop).await;
-        store.data_mut().end_call();
-        let (bindings, info) = result.map_err(|e| with_memory_note(e, &store))?;
+        let last_output = store.data_mut().end_call(result.is_err());
+        let (bindings, info) = result.map_err(|e| with_notes(e, &store, last_output))?;
         let info = info.map_err(|e| {
             PluginError::Load(format!(
                 "plugin {label} refused its config: {}",
@@ -477,7 +478,8 @@ impl Plugin {
         };
         let result: Result<Result<Vec<Outcome>, String>, PluginError> =
             Self::bounded(&label, timeout, call, stop).await;
-        store.data_mut().end_call();
+        let failed = !matches!(&result, Ok(Ok(o)) if o.len() == records.len());
+        let last_output = store.data_mut().end_call(failed);
         let failure = match result {
             Ok(Ok(outcomes)) if outcomes.len() == records.len() => return Ok(outcomes),
             Ok(Ok(outcomes)) => PluginError::Call(format!(
@@ -485,11 +487,15 @@ impl Plugin {
                 outcomes.len(),
                 records.len()
             )),
-            Ok(Err(message)) => PluginError::Call(format!(
-                "plugin {label} failed: {}",
-                output::one_line(&message, output::MAX_ERROR_BYTES)
-            )),
-            Err(e) => with_memory_note(e, store),
+            Ok(Err(message)) => with_notes(
+                PluginError::Call(format!(
+                    "plugin {label} failed: {}",
+                    output::one_line(&message, output::MAX_ERROR_BYTES)
+                )),
+                store,
+                None,
+            ),
+            Err(e) => with_notes(e, store, last_output),
         };
         // A failed instance may be in any state (half-done work, a dropped call):
         // the next batch gets a new one, as after a trap.
@@ -498,13 +504,26 @@ impl Plugin {
     }
 }
 
-/// Says so when the instance had hit its memory budget: that is usually why it failed.
-fn with_memory_note(e: PluginError, store: &Store<PluginState>) -> PluginError {
-    match e {
-        PluginError::Call(mut message) if store.data().limits_hit() => {
+/// Says so when the instance had hit its memory budget (that is usually why it
+/// failed), and adds the last line the plugin wrote to stdout/stderr (a Python or JS
+/// exception, a Rust panic message).
+fn with_notes(
+    e: PluginError,
+    store: &Store<PluginState>,
+    last_output: Option<String>,
+) -> PluginError {
+    let noted = |mut message: String| {
+        if store.data().limits_hit() {
             message.push_str(" (memory limit reached)");
-            PluginError::Call(message)
         }
+        if let Some(line) = &last_output {
+            message.push_str(&format!("; it wrote: {line}"));
+        }
+        message
+    };
+    match e {
+        PluginError::Call(message) => PluginError::Call(noted(message)),
+        PluginError::Load(message) => PluginError::Load(noted(message)),
         other => other,
     }
 }

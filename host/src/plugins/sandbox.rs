@@ -12,6 +12,7 @@ use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
+use super::guest_output::GuestOutput;
 use super::output::{self, LogBudget};
 use super::v0_1_0::host;
 
@@ -33,6 +34,8 @@ pub struct PluginState {
     table: ResourceTable,
     pub limits: MemoryBudget,
     log_budget: LogBudget,
+    /// What the guest writes to stdout and stderr.
+    output: GuestOutput,
 }
 
 /// One budget for everything an instance allocates in host memory: every linear
@@ -145,9 +148,13 @@ impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
 
 impl PluginState {
     pub fn new(label: &str, max_memory: usize, allow_dir: Option<&Path>) -> Result<Self, String> {
-        // Nothing is inherited: no args, env, stdio, network, preopens.
+        // Nothing is inherited: no args, env, stdio, network, preopens. stdout and
+        // stderr go to a bounded buffer the host logs after each call.
+        let output = GuestOutput::default();
         let mut builder = WasiCtx::builder();
         builder
+            .stdout(output.clone())
+            .stderr(output.clone())
             .wall_clock(FrozenClock)
             .monotonic_clock(FrozenClock)
             .secure_random(rand::rngs::StdRng::seed_from_u64(0))
@@ -167,6 +174,7 @@ impl PluginState {
             table: ResourceTable::new(),
             limits: MemoryBudget::new(max_memory),
             log_budget: LogBudget::default(),
+            output,
         })
     }
 
@@ -174,9 +182,34 @@ impl PluginState {
         self.limits.hit
     }
 
-    /// Ends a call: says once how many log messages it wrote over its budget, and
-    /// gives the next call a fresh budget.
-    pub fn end_call(&mut self) {
+    /// Ends a call: logs what the guest wrote to stdout/stderr (as warnings when the
+    /// call `failed`), says once how many log messages it wrote over its budget, and
+    /// gives the next call a fresh budget. Returns the line of its output that says what went wrong.
+    pub fn end_call(&mut self, failed: bool) -> Option<String> {
+        let written = self.output.take();
+        let label = &self.label;
+        for line in &written.lines {
+            let line = output::one_line(line, output::MAX_LOG_MESSAGE_BYTES);
+            if failed {
+                tracing::warn!("plugin {label} wrote: {line}");
+            } else {
+                tracing::info!("plugin {label} wrote: {line}");
+            }
+        }
+        if written.dropped > 0 {
+            tracing::warn!(
+                "plugin {label}: {} earlier line(s) of its output not shown",
+                written.dropped
+            );
+        }
+        let last = written
+            .cause()
+            .map(|l| output::one_line(l, output::MAX_ERROR_BYTES).into_owned());
+        self.end_log_budget();
+        last
+    }
+
+    fn end_log_budget(&mut self) {
         let suppressed = self.log_budget.reset();
         if suppressed > 0 {
             tracing::warn!(
