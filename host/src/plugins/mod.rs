@@ -423,7 +423,12 @@ impl Plugin {
                 }
             })
         };
+        let instantiating = std::time::Instant::now();
         let result = Self::bounded(&label, timeout, started, stop).await;
+        tracing::debug!(
+            "plugin {label}: instance ready in {:.1} ms",
+            instantiating.elapsed().as_secs_f64() * 1e3
+        );
         let last_output = store.data_mut().end_call(result.is_err());
         let (bindings, info) = result.map_err(|e| with_notes(e, &store, last_output))?;
         let info = info.map_err(|e| {

@@ -1,5 +1,5 @@
-// Test guest: a filter that keeps the threads listed in `keep`, rejects those in
-// `reject` and drops the rest; `spin: true` loops forever, `hog: true` allocates
+// Test guest: a filter that keeps the threads starting with `prefix` (when given) or
+// listed in `keep`, rejects those in `reject` and drops the rest; `spin: true` loops forever, `hog: true` allocates
 // without end.
 
 import { defineFilter, drop, keep, reject } from './ckpt-migrate-plugin.js';
@@ -15,6 +15,7 @@ export const filter = defineFilter({
       const hog = [];
       for (;;) hog.push(new Uint8Array(1 << 20).fill(1));
     }
+    if (config.prefix !== undefined) return record.threadId.startsWith(config.prefix) ? keep() : drop();
     if ((config.keep ?? []).includes(record.threadId)) return keep();
     if ((config.reject ?? []).includes(record.threadId)) return reject(`thread ${record.threadId} is rejected`);
     return drop();

@@ -1,5 +1,5 @@
-"""Test guest: a filter that keeps the threads listed in `keep`, rejects those in
-`reject` and drops the rest; `abort: true` makes it trap (os.abort, as a crashed
+"""Test guest: a filter that keeps the threads starting with `prefix` (when given) or
+listed in `keep`, rejects those in `reject` and drops the rest; `abort: true` makes it trap (os.abort, as a crashed
 runtime would), `spin: true` loops forever, `hog: true` allocates without end."""
 
 import os
@@ -23,6 +23,8 @@ class Gate(Filter):
             hog = []
             while True:
                 hog.append(bytearray(1 << 20))
+        if "prefix" in self.config:
+            return keep() if record.thread_id.startswith(self.config["prefix"]) else drop()
         if record.thread_id in self.config.get("keep", []):
             return keep()
         if record.thread_id in self.config.get("reject", []):
