@@ -65,17 +65,20 @@ pub async fn run(config: &RunConfig, shutdown: &Shutdown) -> Result<RunReport, R
         dead.resume(p.dead_letter_entries)
             .map_err(|e| io_error(dead.path(), e))?;
         p.counts.restore(&mut stats);
-        let after: Option<ItemKey> = serde_json::from_value(p.position.clone()).ok();
-        let at = after
-            .as_ref()
-            .map_or("the beginning".into(), ToString::to_string);
+        let at = match serde_json::from_value::<ItemKey>(p.position.clone()) {
+            Ok(key) => key.to_string(),
+            Err(_) if p.position.is_null() => "the beginning".into(),
+            Err(_) => p.position.to_string(),
+        };
         tracing::info!(
             "resuming run {} after {at} ({} already written)",
             p.run_id,
             p.counts.written
         );
-        if let Some(key) = after {
-            source.resume_after(key);
+        if !p.position.is_null() {
+            source
+                .resume_from(&p.position)
+                .map_err(|e| RunError::store("resuming the source failed", e))?;
         }
         resumed_from = Some(at);
     }
@@ -180,7 +183,7 @@ pub async fn run(config: &RunConfig, shutdown: &Shutdown) -> Result<RunReport, R
                 .map_err(|e| io_error(dead.path(), e))?;
             }
             dead.sync().map_err(|e| io_error(dead.path(), e))?;
-            state.position = serde_json::to_value(&batch.last).unwrap_or_default();
+            state.position = batch.position.clone();
             state.sink = sink.resume_state();
             state.counts = Counts::of(&stats);
             state.dead_letter_entries = dead.count();

@@ -944,14 +944,18 @@ async fn dry_run_shows_the_plan_for_a_store_and_writes_nothing() {
 }
 
 /// The Redis with RedisJSON and RediSearch that `scripts/test-servers.sh` starts for
-/// langgraph-redis destinations. Its search indexes span every database, so the one
-/// test that uses it empties it before each step.
-fn search_redis() -> String {
+/// langgraph-redis destinations and RedisStore. Its search indexes live in database 0
+/// only, so the tests that use it take [`SEARCH_REDIS`] first (one at a time: one of
+/// them empties it before each step).
+pub(crate) fn search_redis() -> String {
     std::env::var("CKPT_TEST_REDIS_SEARCH_URL").expect(
         "CKPT_TEST_REDIS_SEARCH_URL is not set: run the tests with scripts/test.sh, which starts \
          valkey-server with RedisJSON and RediSearch on loopback",
     )
 }
+
+/// Held by every test that uses [`search_redis`].
+pub(crate) static SEARCH_REDIS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn flush(url: &str) {
     let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
@@ -991,6 +995,7 @@ fn oracle_without_redis_fields(name: &str, zoo: bool) -> BTreeMap<Key, Value> {
 /// reason (or written in the nearest form with `allow_lossy`); kill -9 and resume.
 #[tokio::test]
 async fn every_source_into_langgraph_redis_reads_back_like_the_source() {
+    let _server = SEARCH_REDIS.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let url = search_redis();
     let allow = [

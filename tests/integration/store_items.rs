@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use crate::harness::{self, cli, cli_env, fixtures, pg_database, pg_url_for};
-use crate::store_destinations::{assert_ok, python};
+use crate::store_destinations::{SEARCH_REDIS, assert_ok, python, search_redis};
 
 /// `tests/readback/store_items.py` with `args`; its stdout as JSON.
 fn store_items_py(args: &[&str]) -> Value {
@@ -502,4 +502,57 @@ fn checkpoint_only_options_and_other_stores_are_refused_by_name() {
         "a Store database read as checkpoints says what to do: {}",
         run.stderr()
     );
+}
+
+#[test]
+fn redis_store_items_move_to_sqlite_as_redisstore_reads_them() {
+    let _server = SEARCH_REDIS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let url = search_redis();
+    // RedisStore names its indexes after its prefix: a store of this test's own.
+    let prefix = format!("st_{}", uuid::Uuid::new_v4().simple());
+    store_items_py(&["generate", "--redis", &url, "--redis-prefix", &prefix]);
+    let source = json!({ "redis_url": url, "key_prefix": prefix });
+    let copy = dir.path().join("copy.db");
+    let dry = migrate(
+        dir.path(),
+        ("redis", source.clone()),
+        ("sqlite", sqlite(&copy)),
+        &["--dry-run"],
+    );
+    assert_ok(&dry);
+    assert!(
+        dry.stdout().contains("37 item(s) in 13 namespace(s)"),
+        "{}",
+        dry.stdout()
+    );
+    let run = migrate(
+        dir.path(),
+        ("redis", source),
+        ("sqlite", sqlite(&copy)),
+        &["--verify", "--batch-size", "10"],
+    );
+    assert_ok(&run);
+    assert!(
+        run.stdout()
+            .contains("37 Store item(s) compared; 0 missing, 0 different")
+    );
+    let redis = store_items_py(&["dump", "--redis", &url, "--redis-prefix", &prefix]);
+    let written = store_items_py(&["dump", "--sqlite", copy.to_str().unwrap()]);
+    assert_eq!(
+        written["items"], redis["items"],
+        "SqliteStore reads what RedisStore read"
+    );
+    assert_eq!(written["gets"], redis["items"]);
+    // The TTL is the keys' expiry: the ten-year item still expires in about ten years.
+    let ttl = written["ttl"].as_array().unwrap();
+    let expires = |key: &str| {
+        ttl.iter()
+            .find(|t| t["key"] == key)
+            .and_then(|t| t["expires_at"].as_str())
+            .map(|t| chrono::DateTime::parse_from_rfc3339(t).unwrap())
+    };
+    let years = (expires("ten-years").unwrap() - chrono::Utc::now().fixed_offset()).num_days();
+    assert!((3640..=3651).contains(&years), "{years} days");
+    assert_eq!(expires("none"), None);
 }

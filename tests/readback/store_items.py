@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """LangGraph Store (long-term memory) data written and read back by LangGraph's own classes:
 
-    python store_items.py generate --sqlite PATH | --postgres DSN [--vectors]
-    python store_items.py dump     --sqlite PATH | --postgres DSN [--vectors] [--as-postgres]
+    python store_items.py generate --sqlite PATH | --postgres DSN [--vectors] | --redis URL
+    python store_items.py dump     --sqlite PATH | --postgres DSN [--vectors] [--as-postgres] | --redis URL
 
 `generate` puts a fixed corpus (unicode namespaces and keys, exact-float and 64-bit-int
 values, a ~300 KB value, TTLs, unindexed items, one item written twice) through
@@ -286,17 +286,47 @@ def run_postgres(dsn: str, cmd: str, vectors: bool, as_postgres: bool):
         return generate(store, raw) if cmd == "generate" else dump(store, raw, vectors, as_postgres)
 
 
+def run_redis(url: str, prefix: str, cmd: str) -> dict | None:
+    """langgraph-checkpoint-redis's RedisStore (RedisJSON + RediSearch). Its reads are
+    limited in the pinned version (get misses multi-level namespaces, list_namespaces
+    stops at 10 documents), so the dump is what `search(())` returns: every item with
+    its namespace, key, value and times."""
+    from langgraph.store.redis import RedisStore
+
+    # Index names are the prefixes: one store per prefix on a shared server (RediSearch
+    # indexes only database 0).
+    vector_prefix = "store_vectors" if prefix == "store" else f"{prefix}_vectors"
+    with RedisStore.from_conn_string(url, store_prefix=prefix, vector_prefix=vector_prefix) as store:
+        store.setup()
+        if cmd == "generate":
+            if store.search((), limit=1, refresh_ttl=False):
+                sys.exit("store_items: the store already holds items; generate wants an empty one")
+            for ns, key, value, kw in corpus():
+                kw = {k: v for k, v in kw.items() if k != "index"}
+                store.put(ns, key, value, **kw)
+            items = store.search((), limit=10000, refresh_ttl=False)
+            print(f"store_items: {len(items)} items in RedisStore", file=sys.stderr)
+            return None
+        items = store.search((), limit=10000, refresh_ttl=False)
+        return {"items": sorted((item_json(i, False) for i in items),
+                                key=lambda r: (r["namespace"], r["key"]))}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("cmd", choices=["generate", "dump"])
     target = ap.add_mutually_exclusive_group(required=True)
     target.add_argument("--sqlite", metavar="PATH")
     target.add_argument("--postgres", metavar="DSN")
+    target.add_argument("--redis", metavar="URL", help="RedisStore (no vectors; dump: items only)")
+    ap.add_argument("--redis-prefix", default="store", help="RedisStore's store_prefix (vectors: PREFIX_vectors)")
     ap.add_argument("--vectors", action="store_true", help="index with DeterministicFakeEmbedding(size=16) on 'text'")
     ap.add_argument("--as-postgres", action="store_true",
                     help="dump: values and ttl_minutes as PostgreSQL would hold them (compare a SQLite source with a PostgreSQL copy)")
     args = ap.parse_args()
-    if args.sqlite:
+    if args.redis:
+        out = run_redis(args.redis, args.redis_prefix, args.cmd)
+    elif args.sqlite:
         out = run_sqlite(args.sqlite, args.cmd, args.vectors, args.as_postgres)
     else:
         out = run_postgres(args.postgres, args.cmd, args.vectors, args.as_postgres)

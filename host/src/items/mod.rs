@@ -245,8 +245,9 @@ pub type ItemRead = Result<StoreItem, Box<FailedItem>>;
 pub struct ItemBatch {
     pub items: Vec<StoreItem>,
     pub failed: Vec<FailedItem>,
-    /// The last key of the page (items and failures): where the next page starts.
-    pub last: Option<ItemKey>,
+    /// Where the source continues after this page (its own form: the last
+    /// `(namespace, key)` for the SQL stores), kept in the resume state.
+    pub position: serde_json::Value,
 }
 
 /// A store that Store items are read from.
@@ -256,11 +257,11 @@ pub trait ItemSource: Send {
     fn describe(&self) -> String;
 
     /// The next page of at most `limit` items after the last one returned (or after
-    /// [`ItemSource::resume_after`]); `None` at the end.
+    /// [`ItemSource::resume_from`]); `None` at the end.
     async fn next_batch(&mut self, limit: usize) -> Result<Option<ItemBatch>, StoreError>;
 
-    /// Continue after `key` (a resumed run).
-    fn resume_after(&mut self, key: ItemKey);
+    /// Continue after a page's `position` (a resumed run).
+    fn resume_from(&mut self, position: &serde_json::Value) -> Result<(), StoreError>;
 
     /// Items per namespace (`users.u-1`) within the namespace filter, for the dry run.
     async fn count_by_namespace(
@@ -318,6 +319,15 @@ pub trait ItemSink: Send {
     async fn finish(&mut self) -> Result<(), StoreError> {
         Ok(())
     }
+}
+
+/// A position that is an item's key (the SQL stores and JSON: pages in key order).
+pub fn key_position(position: &serde_json::Value) -> Result<ItemKey, StoreError> {
+    serde_json::from_value(position.clone()).map_err(|e| {
+        StoreError::fatal(format!(
+            "the resume state's position {position} is not an item key: {e}"
+        ))
+    })
 }
 
 /// Parses the times LangGraph's SQL stores write: SQLite's `CURRENT_TIMESTAMP`

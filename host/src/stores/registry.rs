@@ -142,7 +142,7 @@ impl SinkConfig {
 /// LangGraph Store items, and exported to JSON.
 fn no_items(kind: &str, direction: &str) -> OpenError {
     OpenError::Config(ConfigError::Invalid(format!(
-        "state: store: Store items cannot be {direction} {kind} in this version (stores: sqlite, postgresql, json)"
+        "state: store: Store items cannot be {direction} {kind} in this version (sources: sqlite, postgresql, redis, json; destinations: sqlite, postgresql, json)"
     )))
 }
 
@@ -156,6 +156,7 @@ impl StoreSourceConfig {
             StoreSourceConfig::Sqlite(c) => sqlite::open_item_source(c, filters).await,
             StoreSourceConfig::Postgresql(c) => postgres::open_item_source(c, filters).await,
             StoreSourceConfig::Json(c) => json::open_item_source(c, filters),
+            StoreSourceConfig::Redis(c) => redis::open_item_source(c, filters).await,
             other => Err(no_items(other.kind().name(), "read from")),
         }
     }

@@ -14,7 +14,7 @@ use super::config::{JsonSinkConfig, JsonSourceConfig};
 use crate::error::{OpenError, StoreError};
 use crate::items::{
     FailedItem, ItemBatch, ItemFilters, ItemKey, ItemRead, ItemSink, ItemSource, ItemWrite,
-    StoreItem,
+    StoreItem, key_position,
 };
 use crate::record::Origin;
 
@@ -216,7 +216,8 @@ impl ItemSource for JsonItemSource {
                     if !self.filters.accepts_namespace(&item.key.prefix()) {
                         continue;
                     }
-                    batch.last = Some(item.key.clone());
+                    batch.position = serde_json::json!(item.key);
+                    self.after = Some(item.key.clone());
                     batch.items.push(item);
                 }
                 Err(failed) => batch.failed.push(*failed),
@@ -228,8 +229,9 @@ impl ItemSource for JsonItemSource {
         Ok(Some(batch))
     }
 
-    fn resume_after(&mut self, key: ItemKey) {
-        self.after = Some(key);
+    fn resume_from(&mut self, position: &serde_json::Value) -> Result<(), StoreError> {
+        self.after = Some(key_position(position)?);
+        Ok(())
     }
 
     async fn count_by_namespace(&mut self) -> Result<BTreeMap<String, u64>, StoreError> {

@@ -18,7 +18,7 @@ use super::config::{PostgresSinkConfig, PostgresSourceConfig, StoreEmbeddings};
 use crate::error::{ConfigError, OpenError, StoreError};
 use crate::items::{
     ItemBatch, ItemFilters, ItemKey, ItemRead, ItemSink, ItemSource, ItemVector, ItemWrite,
-    StoreItem, namespace_of,
+    StoreItem, key_position, namespace_of,
 };
 use crate::record::Origin;
 use crate::stores::sql::quote_ident;
@@ -249,16 +249,17 @@ impl ItemSource for PostgresItemSource {
             .collect();
         let mut vectors = self.vectors(&first, &last).await?;
         let mut batch = ItemBatch {
-            last: Some(last),
+            position: serde_json::json!(last),
             ..ItemBatch::default()
         };
         shared::attach_vectors(read, &mut vectors, &mut batch);
-        self.after = batch.last.clone();
+        self.after = Some(last);
         Ok(Some(batch))
     }
 
-    fn resume_after(&mut self, key: ItemKey) {
-        self.after = Some(key);
+    fn resume_from(&mut self, position: &serde_json::Value) -> Result<(), StoreError> {
+        self.after = Some(key_position(position)?);
+        Ok(())
     }
 
     async fn count_by_namespace(&mut self) -> Result<BTreeMap<String, u64>, StoreError> {

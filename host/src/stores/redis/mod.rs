@@ -15,10 +15,12 @@
 mod chat;
 pub mod config;
 mod docs;
+mod items;
 mod json;
 mod plain;
 mod write;
 
+pub use items::open_item_source;
 pub use write::{RedisSink, documents};
 
 use async_trait::async_trait;

@@ -18,7 +18,7 @@ use super::{path_from_connection_string, sql_error, table_columns, table_names};
 use crate::error::{OpenError, StoreError};
 use crate::items::{
     ItemBatch, ItemFilters, ItemKey, ItemRead, ItemSink, ItemSource, ItemVector, ItemWrite,
-    StoreItem, namespace_of, store_time_text,
+    StoreItem, key_position, namespace_of, store_time_text,
 };
 use crate::record::Origin;
 use crate::stores::store_items as shared;
@@ -234,29 +234,34 @@ impl ItemSource for SqliteItemSource {
         if rows.is_empty() {
             return Ok(None);
         }
-        let mut batch = ItemBatch::default();
-        let mut read = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let key = ItemKey {
+        let keys: Vec<ItemKey> = rows
+            .iter()
+            .map(|row| ItemKey {
                 namespace: namespace_of(&text(row, "prefix")),
                 key: text(row, "key"),
-            };
-            read.push(item_of(row, self.has_ttl, self.origin(&key)));
-            batch.last = Some(key);
-        }
-        let first = ItemKey {
-            namespace: namespace_of(&text(&rows[0], "prefix")),
-            key: text(&rows[0], "key"),
+            })
+            .collect();
+        let read: Vec<ItemRead> = rows
+            .iter()
+            .zip(&keys)
+            .map(|(row, key)| item_of(row, self.has_ttl, self.origin(key)))
+            .collect();
+        let (Some(first), Some(last)) = (keys.first(), keys.last()) else {
+            return Ok(None);
         };
-        let last = batch.last.clone().unwrap_or_else(|| first.clone());
-        let mut vectors = self.vectors(&first, &last).await?;
+        let mut vectors = self.vectors(first, last).await?;
+        let mut batch = ItemBatch {
+            position: serde_json::json!(last),
+            ..ItemBatch::default()
+        };
         shared::attach_vectors(read, &mut vectors, &mut batch);
-        self.after = batch.last.clone();
+        self.after = Some(last.clone());
         Ok(Some(batch))
     }
 
-    fn resume_after(&mut self, key: ItemKey) {
-        self.after = Some(key);
+    fn resume_from(&mut self, position: &serde_json::Value) -> Result<(), StoreError> {
+        self.after = Some(key_position(position)?);
+        Ok(())
     }
 
     async fn count_by_namespace(&mut self) -> Result<BTreeMap<String, u64>, StoreError> {
