@@ -994,6 +994,8 @@ fn oracle_without_redis_fields(name: &str, zoo: bool) -> BTreeMap<Key, Value> {
 /// re-runs write nothing twice; values its JSON form cannot hold are refused with the
 /// reason (or written in the nearest form with `allow_lossy`); kill -9 and resume.
 #[tokio::test]
+// The lock orders test threads (each test has its own runtime), not tasks.
+#[allow(clippy::await_holding_lock)]
 async fn every_source_into_langgraph_redis_reads_back_like_the_source() {
     let _server = SEARCH_REDIS.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
