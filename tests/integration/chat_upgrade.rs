@@ -17,12 +17,18 @@ fn langgraph_continues_the_threads(saver: &str, target: &str, source_db: &str) {
 /// As [`langgraph_continues_the_threads`]; with `chain`, also that LangGraph's state
 /// history has one step per message.
 fn check_threads(saver: &str, target: &str, source_db: &str, chain: bool) {
+    check_threads_named(saver, target, source_db, chain, "{session_id}");
+}
+
+/// As [`check_threads`], each session's thread named by `template`.
+fn check_threads_named(saver: &str, target: &str, source_db: &str, chain: bool, template: &str) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/readback/chat_threads.py");
     let output = std::process::Command::new(python())
         .arg(script)
         .args(["--saver", saver, "--target", target])
         .args(["--source-dsn", &pg_url_for(source_db)])
         .args(chain.then_some("--chain"))
+        .args(["--thread-template", template])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -203,4 +209,61 @@ async fn one_checkpoint_per_message_is_a_history_langgraph_walks() {
     assert_ok(&run);
     assert!(run.stderr().contains("written 42"), "{}", run.stderr());
     check_threads("sqlite", out.to_str().unwrap(), &source_db, true);
+}
+
+/// `thread_id_template` names each session's thread; thread filters are about those
+/// names; LangGraph reads and continues the renamed threads.
+#[tokio::test]
+async fn sessions_become_threads_under_the_names_a_template_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let source_db = pg_database(&["chat_message_history.sql"]).await;
+    let source = serde_json::json!({
+        "connection_string": pg_url_for(&source_db),
+        "table_name": "chat_message_history",
+        "thread_id_template": "support-{session_id}",
+    });
+    let sqlite = dir.path().join("threads.db");
+    let dest = serde_json::json!({ "connection_string": sqlite.display().to_string() });
+    let run = upgrade_into(dir.path(), &source, "sqlite", &dest);
+    assert_ok(&run);
+    check_threads_named(
+        "sqlite",
+        sqlite.to_str().unwrap(),
+        &source_db,
+        false,
+        "support-{session_id}",
+    );
+
+    // A thread filter names the new thread ids (not pushed into the query on sessions).
+    let filtered = dir.path().join("filtered.db");
+    let dest = serde_json::json!({ "connection_string": filtered.display().to_string() });
+    let run = upgrade(
+        dir.path(),
+        ("postgresql", &source),
+        ("sqlite", &dest),
+        &[
+            "--upgrade",
+            "messages_state",
+            "--thread-pattern",
+            "support-*",
+        ],
+    );
+    assert_ok(&run);
+    assert!(run.stderr().contains("written 4"), "{}", run.stderr());
+
+    // Without an upgrade, or without {session_id}, the template is refused by name.
+    for (template, extra, expect) in [
+        ("x-{session_id}", vec![], "give `upgrade` too"),
+        (
+            "x",
+            vec!["--upgrade", "messages_state"],
+            "has no {session_id}",
+        ),
+    ] {
+        let mut bad = source.clone();
+        bad["thread_id_template"] = template.into();
+        let run = upgrade(dir.path(), ("postgresql", &bad), ("sqlite", &dest), &extra);
+        assert_eq!(run.code(), 2, "{}", run.stderr());
+        assert!(run.stderr().contains(expect), "{}", run.stderr());
+    }
 }

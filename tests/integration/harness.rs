@@ -302,6 +302,7 @@ pub async fn read_postgres(
         connection_string: pg_url_for(db),
         table_name: table_name.map(str::to_owned),
         upgrade: Default::default(),
+        thread_id_template: None,
     };
     let mut source = PostgresSource::open(&config, &compiled, pushdown)
         .await
@@ -579,6 +580,7 @@ pub async fn read_redis(
         key_prefix: prefix.to_owned(),
         decode_responses: None,
         upgrade: Default::default(),
+        thread_id_template: None,
     };
     let mut source = RedisSource::open(&config, &compiled).await.expect("open");
     let (mut out, vanished) = drain(&mut source, batch).await;

@@ -278,6 +278,7 @@ async fn one_snapshot_for_the_whole_read() {
         connection_string: pg_url_for(&db),
         table_name: None,
         upgrade: Default::default(),
+        thread_id_template: None,
     };
     let filters = FilterConfig::default().compile().unwrap();
     let mut source = PostgresSource::open(&config, &filters, Pushdown::On)

@@ -44,10 +44,11 @@ def graph(saver):
     return builder.compile(checkpointer=saver)
 
 
-def check(app, expected: dict, chain: bool) -> dict:
+def check(app, expected: dict, chain: bool, template: str = "{session_id}") -> dict:
     problems = []
+    thread_of = lambda session: template.replace("{session_id}", session)  # noqa: E731
     for session, messages in expected.items():
-        config = {"configurable": {"thread_id": session}}
+        config = {"configurable": {"thread_id": thread_of(session)}}
         got = app.get_state(config).values.get("messages", [])
         if [m.model_dump() for m in got] != [m.model_dump() for m in messages]:
             problems.append(f"{session}: get_state has {len(got)} message(s), the history {len(messages)} (or they differ)")
@@ -57,7 +58,7 @@ def check(app, expected: dict, chain: bool) -> dict:
             if counts != list(range(1, len(messages) + 1)):
                 problems.append(f"{session}: state history holds {counts} message(s) per step")
     session, messages = next(iter(expected.items()))
-    config = {"configurable": {"thread_id": session}}
+    config = {"configurable": {"thread_id": thread_of(session)}}
     result = app.invoke({"messages": [HumanMessage(content="and one more thing", id="ckpt-migrate-new")]}, config)
     after = app.get_state(config).values["messages"]
     n = len(messages)
@@ -75,18 +76,20 @@ def main() -> None:
     ap.add_argument("--source-dsn", required=True)
     ap.add_argument("--table", default="chat_message_history")
     ap.add_argument("--chain", action="store_true", help="one checkpoint per message was written")
+    ap.add_argument("--thread-template", default="{session_id}", help="the thread id of each session")
     args = ap.parse_args()
     expected = source_sessions(args.source_dsn, args.table)
     if args.saver == "sqlite":
         from langgraph.checkpoint.sqlite import SqliteSaver
 
-        summary = check(graph(SqliteSaver(sqlite3.connect(args.target, check_same_thread=False))), expected, args.chain)
+        summary = check(graph(SqliteSaver(sqlite3.connect(args.target, check_same_thread=False))), expected,
+                        args.chain, args.thread_template)
     else:
         from langgraph.checkpoint.postgres import PostgresSaver
         from psycopg.rows import dict_row
 
         with psycopg.connect(args.target, autocommit=True, prepare_threshold=0, row_factory=dict_row) as conn:
-            summary = check(graph(PostgresSaver(conn)), expected, args.chain)
+            summary = check(graph(PostgresSaver(conn)), expected, args.chain, args.thread_template)
     print(json.dumps(summary))
     sys.exit(1 if summary["problems"] else 0)
 

@@ -34,6 +34,54 @@ pub enum Upgrade {
     MessagesStatePerMessage,
 }
 
+/// How the sessions of a chat source become records: the upgrade, and the thread id
+/// each session gets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionsAs {
+    pub upgrade: Upgrade,
+    /// `{session_id}` in it is replaced by the session's id (`chat-{session_id}`);
+    /// none: the thread id is the session id.
+    thread_id_template: Option<String>,
+}
+
+impl SessionsAs {
+    /// Checks that a template names LangGraph threads (an upgrade is asked for) and
+    /// keeps sessions apart (it holds `{session_id}`).
+    pub fn new(upgrade: Upgrade, thread_id_template: Option<String>) -> Result<Self, String> {
+        if let Some(template) = &thread_id_template {
+            if upgrade == Upgrade::None {
+                return Err(
+                    "thread_id_template names the LangGraph threads an upgrade writes: give `upgrade` too"
+                        .into(),
+                );
+            }
+            if !template.contains("{session_id}") {
+                return Err(format!(
+                    "thread_id_template {template:?} has no {{session_id}}: every session would become the same thread"
+                ));
+            }
+        }
+        Ok(Self {
+            upgrade,
+            thread_id_template,
+        })
+    }
+
+    /// Whether thread ids differ from session ids (then thread filters cannot be
+    /// pushed into the source's query on `session_id`).
+    pub fn renames(&self) -> bool {
+        self.thread_id_template.is_some()
+    }
+
+    /// The thread id of a session.
+    pub fn thread_id(&self, session: &str) -> String {
+        match &self.thread_id_template {
+            Some(template) => template.replace("{session_id}", session),
+            None => session.to_owned(),
+        }
+    }
+}
+
 /// One stored message: row id (or list position), its JSON text, when it was written.
 pub type StoredMessage = (i64, String, Option<String>);
 
@@ -53,13 +101,16 @@ pub fn session_record(
     session: &str,
     messages: Vec<StoredMessage>,
     origin: Origin,
-    upgrade: Upgrade,
+    sessions: &SessionsAs,
 ) -> Result<Vec<Checkpoint>, String> {
-    match upgrade {
+    let thread = sessions.thread_id(session);
+    match sessions.upgrade {
         Upgrade::None => Ok(vec![stored_session(table, session, messages, origin)]),
-        Upgrade::MessagesState => messages_state_thread(table, session, &messages, origin, false),
+        Upgrade::MessagesState => {
+            messages_state_thread(table, (session, &thread), &messages, origin, false)
+        }
         Upgrade::MessagesStatePerMessage => {
-            messages_state_thread(table, session, &messages, origin, true)
+            messages_state_thread(table, (session, &thread), &messages, origin, true)
         }
     }
 }
@@ -124,7 +175,7 @@ fn stored_session(
 /// nothing twice).
 fn messages_state_thread(
     table: &str,
-    session: &str,
+    (session, thread): (&str, &str),
     messages: &[StoredMessage],
     origin: Origin,
     per_message: bool,
@@ -173,13 +224,14 @@ fn messages_state_thread(
             "ckpt_migrate": {
                 "upgraded_from": "chat_history",
                 "table": table,
+                "session_id": session,
                 "message_count": end,
                 "message_ids": messages[..end].iter().map(|m| m.0).collect::<Vec<_>>(),
             },
         });
         chain.push(Checkpoint {
             key: CheckpointKey {
-                thread_id: session.to_owned(),
+                thread_id: thread.to_owned(),
                 checkpoint_ns: String::new(),
                 checkpoint_id: id.clone(),
             },
@@ -315,14 +367,9 @@ mod tests {
             store: "test".into(),
             locator: "x".into(),
         };
-        let mut chain = session_record(
-            "t",
-            "s1",
-            messages.clone(),
-            origin.clone(),
-            Upgrade::MessagesState,
-        )
-        .unwrap();
+        let as_thread = SessionsAs::new(Upgrade::MessagesState, None).unwrap();
+        let mut chain =
+            session_record("t", "s1", messages.clone(), origin.clone(), &as_thread).unwrap();
         assert_eq!(chain.len(), 1);
         let mut record = chain.remove(0);
         crate::codec::decode_record(&mut record).unwrap();
@@ -332,14 +379,8 @@ mod tests {
         assert_eq!(listed[1]["id"][3], "AIMessage");
         assert_eq!(view.ts.as_deref(), Some("2026-11-23T23:34:11.000000+00:00"));
         // One checkpoint per message: a chain, each the parent of the next.
-        let chain = session_record(
-            "t",
-            "s1",
-            messages,
-            origin,
-            Upgrade::MessagesStatePerMessage,
-        )
-        .unwrap();
+        let as_chain = SessionsAs::new(Upgrade::MessagesStatePerMessage, None).unwrap();
+        let chain = session_record("t", "s1", messages.clone(), origin.clone(), &as_chain).unwrap();
         assert_eq!(chain.len(), 2);
         assert_eq!(chain[0].parent_checkpoint_id, None);
         assert_eq!(
@@ -353,7 +394,25 @@ mod tests {
             store: "test".into(),
             locator: "x".into(),
         };
-        let err = session_record("t", "s2", bad, origin, Upgrade::MessagesState).unwrap_err();
+        let err = session_record("t", "s2", bad, origin, &as_thread).unwrap_err();
         assert!(err.contains("id 7") && err.contains("alien"), "{err}");
+        // Renamed threads keep the session in their metadata and their ids.
+        let renamed =
+            SessionsAs::new(Upgrade::MessagesState, Some("chat-{session_id}".into())).unwrap();
+        let other = session_record("t", "s1", messages, chain[0].origin.clone(), &renamed)
+            .unwrap()
+            .remove(0);
+        assert_eq!(other.key.thread_id, "chat-s1");
+        assert_eq!(other.key.checkpoint_id, record.key.checkpoint_id);
+    }
+
+    #[test]
+    fn thread_id_templates_need_an_upgrade_and_the_session() {
+        assert!(SessionsAs::new(Upgrade::None, Some("x-{session_id}".into())).is_err());
+        let e = SessionsAs::new(Upgrade::MessagesState, Some("x".into())).unwrap_err();
+        assert!(e.contains("{session_id}"), "{e}");
+        let ok = SessionsAs::new(Upgrade::MessagesState, None).unwrap();
+        assert_eq!(ok.thread_id("s"), "s");
+        assert!(!ok.renames());
     }
 }

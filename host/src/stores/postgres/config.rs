@@ -18,6 +18,10 @@ pub struct PostgresSourceConfig {
     /// a record of the stored messages. See docs/memory.md.
     #[serde(default)]
     pub upgrade: crate::stores::chat::Upgrade,
+    /// With `upgrade`: the thread id each session gets, `{session_id}` replaced by the
+    /// session's id (`"chat-{session_id}"`); default: the session id. Thread filters
+    /// and shards then apply to these thread ids.
+    pub thread_id_template: Option<String>,
 }
 
 /// PostgresSaver schema to write.

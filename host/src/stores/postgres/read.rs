@@ -17,12 +17,13 @@ use sqlx::{Connection, Row};
 
 use super::Endpoint;
 use super::config::PostgresSourceConfig;
-use crate::error::OpenError;
 use crate::error::StoreError;
+use crate::error::{ConfigError, OpenError};
 use crate::filters::{Filters, ThreadPushdown};
 use crate::record::{CheckpointKey, Origin};
 use crate::sources::OpenSource;
 use crate::sources::{BatchLimits, Pushdown, Source, SourceBatch, ThreadCounts};
+use crate::stores::chat::SessionsAs;
 use crate::stores::sql::{self, Dialect, quote_ident, where_sql};
 
 mod checkpoints;
@@ -88,7 +89,14 @@ impl PostgresSource {
         })?;
         source.mode = source.detect(config.table_name.as_deref()).await?;
         match &mut source.mode {
-            Mode::Chat(chat) => chat.upgrade = config.upgrade,
+            Mode::Chat(chat) => {
+                chat.sessions = SessionsAs::new(config.upgrade, config.thread_id_template.clone())
+                    .map_err(|e| StoreError::fatal(format!("source_config: {e}")))?;
+                if chat.sessions.renames() {
+                    // Thread filters are about the new thread ids: the engine applies them.
+                    source.pushdown = ThreadPushdown::default();
+                }
+            }
             Mode::Checkpoints(_) if config.upgrade != crate::stores::chat::Upgrade::None => {
                 return Err(StoreError::fatal(format!(
                     "PostgreSQL {}: `upgrade` turns chat-history tables into LangGraph threads; {} holds checkpoints already",
@@ -258,7 +266,7 @@ impl PostgresSource {
                 name: shown,
                 session_type,
                 has_created_at: has("created_at"),
-                upgrade: crate::stores::chat::Upgrade::None,
+                sessions: SessionsAs::default(),
             }));
         }
         Err(StoreError::fatal(format!(
@@ -384,6 +392,8 @@ impl Source for PostgresSource {
 #[async_trait]
 impl OpenSource for PostgresSourceConfig {
     async fn open_source(&self, filters: &Filters) -> Result<Box<dyn Source>, OpenError> {
+        SessionsAs::new(self.upgrade, self.thread_id_template.clone())
+            .map_err(|e| OpenError::Config(ConfigError::Invalid(format!("source_config: {e}"))))?;
         Ok(Box::new(
             PostgresSource::open(self, filters, Pushdown::On).await?,
         ))

@@ -632,6 +632,7 @@ impl Sink for PostgresSink {
             connection_string: self.config.connection_string.clone(),
             table_name: Some(format!("{}.checkpoints", self.config.schema)),
             upgrade: Default::default(),
+            thread_id_template: None,
         };
         let source = super::PostgresSource::open(&written, &Filters::none(), Pushdown::On).await?;
         Ok(Box::new(source))

@@ -5,12 +5,12 @@ use super::{Redis, ScanWalk, thread_glob};
 use crate::error::StoreError;
 use crate::filters::ThreadPushdown;
 use crate::sources::{BatchLimits, FailedRead, SourceBatch};
-use crate::stores::chat::{StoredMessage, Upgrade, session_key, session_record};
+use crate::stores::chat::{SessionsAs, StoredMessage, session_key, session_record};
 
 pub struct ChatLayout {
     prefix: String,
-    /// What each session becomes.
-    pub upgrade: Upgrade,
+    /// What each session becomes, under which thread id.
+    pub sessions: SessionsAs,
     pub scan: ScanWalk,
 }
 
@@ -20,7 +20,7 @@ impl ChatLayout {
         pattern.extend(thread_glob(&pushdown));
         Self {
             prefix: prefix.to_owned(),
-            upgrade: Upgrade::None,
+            sessions: SessionsAs::default(),
             scan: ScanWalk::new(pattern, format!("{prefix}*").into_bytes()),
         }
     }
@@ -71,7 +71,7 @@ impl ChatLayout {
                 continue;
             }
             let table = format!("redis list {}", self.prefix);
-            match session_record(&table, &session, stored, origin.clone(), self.upgrade) {
+            match session_record(&table, &session, stored, origin.clone(), &self.sessions) {
                 Ok(chain) => batch.records.extend(chain),
                 Err(error) => batch.failed.push(FailedRead {
                     key: Some(session_key(&session)),

@@ -21,6 +21,10 @@ pub struct RedisSourceConfig {
     /// `MessagesState` thread instead of a record of the stored messages.
     #[serde(default)]
     pub upgrade: crate::stores::chat::Upgrade,
+    /// With `upgrade`: the thread id each session gets, `{session_id}` replaced by the
+    /// session's id (`"chat-{session_id}"`); default: the session id. Thread filters
+    /// and shards then apply to these thread ids.
+    pub thread_id_template: Option<String>,
 }
 
 fn default_key_prefix() -> String {

@@ -35,6 +35,7 @@ use crate::record::{CheckpointKey, Origin};
 use crate::secrets::{redact_url, scrub};
 use crate::sources::OpenSource;
 use crate::sources::{BatchLimits, Source, SourceBatch, ThreadCounts};
+use crate::stores::chat::SessionsAs;
 
 /// Keys asked for per SCAN call.
 const SCAN_COUNT: usize = 500;
@@ -252,10 +253,17 @@ impl Redis {
 impl RedisSource {
     pub async fn open(config: &RedisSourceConfig, filters: &Filters) -> Result<Self, StoreError> {
         let mut redis = Redis::connect(&config.redis_url).await?;
-        let pushdown = filters.thread_pushdown();
+        let sessions = SessionsAs::new(config.upgrade, config.thread_id_template.clone())
+            .map_err(|e| StoreError::fatal(format!("source_config: {e}")))?;
+        // Renamed threads: thread filters are about the new ids, the engine applies them.
+        let pushdown = if sessions.renames() {
+            ThreadPushdown::default()
+        } else {
+            filters.thread_pushdown()
+        };
         let mut layout = detect(&mut redis, &config.key_prefix, pushdown).await?;
         match &mut layout {
-            Layout::Chat(chat) => chat.upgrade = config.upgrade,
+            Layout::Chat(chat) => chat.sessions = sessions,
             _ if config.upgrade != crate::stores::chat::Upgrade::None => {
                 return Err(StoreError::fatal(format!(
                     "Redis {}: `upgrade` turns chat-history lists into LangGraph threads; the keys under {:?} are {}",
@@ -567,6 +575,11 @@ pub fn unpack(bytes: &[u8]) -> Result<crate::record::TypedValue, String> {
 #[async_trait]
 impl OpenSource for RedisSourceConfig {
     async fn open_source(&self, filters: &Filters) -> Result<Box<dyn Source>, OpenError> {
+        SessionsAs::new(self.upgrade, self.thread_id_template.clone()).map_err(|e| {
+            OpenError::Config(crate::error::ConfigError::Invalid(format!(
+                "source_config: {e}"
+            )))
+        })?;
         Ok(Box::new(RedisSource::open(self, filters).await?))
     }
 }

@@ -551,6 +551,7 @@ impl Sink for RedisSink {
             key_prefix: self.config.key_prefix.clone(),
             decode_responses: None,
             upgrade: Default::default(),
+            thread_id_template: None,
         };
         Ok(Box::new(
             super::RedisSource::open(&written, &Filters::none()).await?,

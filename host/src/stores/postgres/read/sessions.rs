@@ -20,8 +20,8 @@ pub(super) struct ChatTable {
     /// SQL type of `session_id`, to compare keys in their own order (uses the index).
     pub(super) session_type: String,
     pub(super) has_created_at: bool,
-    /// What each session becomes.
-    pub(super) upgrade: chat::Upgrade,
+    /// What each session becomes, under which thread id.
+    pub(super) sessions: chat::SessionsAs,
 }
 
 impl PostgresSource {
@@ -32,12 +32,12 @@ impl PostgresSource {
         let Mode::Chat(chat) = &self.mode else {
             unreachable!("called in chat mode")
         };
-        let (table, name, session_type, has_created_at, upgrade) = (
+        let (table, name, session_type, has_created_at, sessions_as) = (
             chat.table.clone(),
             chat.name.clone(),
             chat.session_type.clone(),
             chat.has_created_at,
-            chat.upgrade,
+            chat.sessions.clone(),
         );
         let mut clauses = Vec::new();
         let mut params = Vec::new();
@@ -107,7 +107,7 @@ impl PostgresSource {
                 "{} {name}[session_id={session:?}]",
                 self.endpoint.url
             ));
-            match chat::session_record(&name, &session, messages, origin.clone(), upgrade) {
+            match chat::session_record(&name, &session, messages, origin.clone(), &sessions_as) {
                 Ok(chain) => batch.records.extend(chain),
                 Err(error) => batch.failed.push(FailedRead {
                     key: Some(chat::session_key(&session)),
