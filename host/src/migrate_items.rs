@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use crate::config::{RunConfig, SourceConfig};
 use crate::engine::dead_letter::{DeadLetter, Stage};
-use crate::engine::state::{Counts, RunState, STATE_VERSION, StateFile, Status};
+use crate::engine::state::{Counts, RunState, StateFile, Status};
 use crate::engine::{RunReport, Shutdown, fault, io_error, open_error, previous_run, progress};
 use crate::error::{ConfigError, RunError};
 use crate::items::{ItemFilters, ItemKey, ItemSink, ItemSource, StoreItem};
@@ -100,21 +100,7 @@ pub async fn run(config: &RunConfig, shutdown: &Shutdown) -> Result<RunReport, R
             updated_at: now,
             ..p
         },
-        None => RunState {
-            version: STATE_VERSION,
-            fingerprint: config.fingerprint.clone(),
-            run_id: run.run_id.clone(),
-            status: Status::Running,
-            last_key: None,
-            position: serde_json::Value::Null,
-            sink: serde_json::Value::Null,
-            counts: Counts::default(),
-            dead_letter_entries: 0,
-            source: run.source.clone(),
-            destination: sink.describe(),
-            started_at: run.started_at.to_rfc3339(),
-            updated_at: now,
-        },
+        None => RunState::new(&config.fingerprint, &run, sink.describe()),
     };
     let save = |state: &mut RunState| {
         state.updated_at = chrono::Utc::now().to_rfc3339();

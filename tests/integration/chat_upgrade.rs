@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::harness::{self, cli, pg_database, pg_url_for};
+use crate::harness::{self, pg_database, pg_url_for};
 use crate::store_destinations::{assert_ok, empty_database, python};
 
 /// `tests/readback/chat_threads.py`: LangGraph's `get_state` of every session equals
@@ -45,23 +45,11 @@ fn check_threads_named(saver: &str, target: &str, source_db: &str, chain: bool, 
 /// A chat source (`kind`, `source`) upgraded into a destination, plus `extra` flags.
 fn upgrade(
     dir: &Path,
-    (kind, source): (&str, &Value),
-    (dest_kind, dest): (&str, &Value),
+    source: (&str, &Value),
+    dest: (&str, &Value),
     extra: &[&str],
 ) -> harness::Run {
-    let (source, dest) = (source.to_string(), dest.to_string());
-    let mut args = vec![
-        "--source",
-        kind,
-        "--source-config",
-        &source,
-        "--destination",
-        dest_kind,
-        "--dest-config",
-        &dest,
-    ];
-    args.extend_from_slice(extra);
-    cli(dir, &args)
+    harness::cli_between(dir, source, dest, extra)
 }
 
 fn upgrade_into(dir: &Path, source: &Value, kind: &str, dest: &Value) -> harness::Run {

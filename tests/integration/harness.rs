@@ -180,6 +180,29 @@ pub fn cli(dir: &Path, args: &[&str]) -> Run {
     Run { output }
 }
 
+/// Runs the CLI in `dir` from (`kind`, `source` config) to (`dest_kind`, `dest`
+/// config), plus `extra` flags.
+pub fn cli_between(
+    dir: &Path,
+    (kind, source): (&str, &Value),
+    (dest_kind, dest): (&str, &Value),
+    extra: &[&str],
+) -> Run {
+    let (source, dest) = (source.to_string(), dest.to_string());
+    let mut args = vec![
+        "--source",
+        kind,
+        "--source-config",
+        &source,
+        "--destination",
+        dest_kind,
+        "--dest-config",
+        &dest,
+    ];
+    args.extend_from_slice(extra);
+    cli(dir, &args)
+}
+
 /// Writes a YAML config and runs `--config` with it (plus `extra` flags).
 pub fn cli_yaml(dir: &Path, yaml: &str, extra: &[&str]) -> Run {
     let path = dir.join("migration.yaml");

@@ -59,21 +59,9 @@ fn migrate(
     (dest_kind, dest): (&str, Value),
     extra: &[&str],
 ) -> harness::Run {
-    let (source, dest) = (source.to_string(), dest.to_string());
-    let mut args = vec![
-        "--state",
-        "store",
-        "--source",
-        kind,
-        "--source-config",
-        &source,
-        "--destination",
-        dest_kind,
-        "--dest-config",
-        &dest,
-    ];
-    args.extend_from_slice(extra);
-    cli(dir, &args)
+    let mut flags = vec!["--state", "store"];
+    flags.extend_from_slice(extra);
+    harness::cli_between(dir, (kind, &source), (dest_kind, &dest), &flags)
 }
 
 fn sqlite(path: &Path) -> Value {

@@ -238,19 +238,8 @@ impl<'a> Migration<'a> {
                 ..p
             },
             None => RunState {
-                version: state::STATE_VERSION,
-                fingerprint: config.fingerprint.clone(),
-                run_id: run.run_id.clone(),
-                status: Status::Running,
-                last_key: None,
-                position: serde_json::Value::Null,
-                sink: serde_json::Value::Null,
-                counts: Counts::default(),
                 dead_letter_entries: dead.count(),
-                source: run.source.clone(),
-                destination: sink.describe(),
-                started_at: run.started_at.to_rfc3339(),
-                updated_at: now,
+                ..RunState::new(&config.fingerprint, &run, sink.describe())
             },
         };
         state_file

@@ -79,6 +79,28 @@ pub struct RunState {
     pub updated_at: String,
 }
 
+impl RunState {
+    /// The state of a new run, before its first batch.
+    pub fn new(fingerprint: &str, run: &crate::run::RunInfo, destination: String) -> Self {
+        let now = chrono::Utc::now().to_rfc3339();
+        Self {
+            version: STATE_VERSION,
+            fingerprint: fingerprint.to_owned(),
+            run_id: run.run_id.clone(),
+            status: Status::Running,
+            last_key: None,
+            position: Value::Null,
+            sink: Value::Null,
+            counts: Counts::default(),
+            dead_letter_entries: 0,
+            source: run.source.clone(),
+            destination,
+            started_at: run.started_at.to_rfc3339(),
+            updated_at: now,
+        }
+    }
+}
+
 pub struct StateFile {
     path: PathBuf,
 }

@@ -13,6 +13,34 @@ use crate::stores::OnConflict;
 /// The `store` columns every version of LangGraph's SQL stores has.
 pub const ITEM_COLUMNS: [&str; 5] = ["prefix", "key", "value", "created_at", "updated_at"];
 
+/// The `WHERE` of a page of `store` in key order: after `after`, and within the
+/// namespace `prefix` (whole labels: `users` or `users.…`).
+pub fn push_page_where<'args, DB>(
+    q: &mut sqlx::QueryBuilder<'args, DB>,
+    after: Option<&ItemKey>,
+    prefix: Option<String>,
+) where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'args, DB> + sqlx::Type<DB>,
+{
+    q.push(" WHERE 1 = 1");
+    if let Some(after) = after {
+        q.push(" AND (prefix, key) > (")
+            .push_bind(after.prefix())
+            .push(", ")
+            .push_bind(after.key.clone())
+            .push(")");
+    }
+    if let Some(prefix) = prefix {
+        let pattern = format!("{}.%", like_escaped(&prefix));
+        q.push(" AND (prefix = ")
+            .push_bind(prefix)
+            .push(" OR prefix LIKE ")
+            .push_bind(pattern)
+            .push(" ESCAPE '\\')");
+    }
+}
+
 /// `text` with `LIKE`'s wildcards escaped by `\`, to match it literally.
 pub fn like_escaped(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

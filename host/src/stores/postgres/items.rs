@@ -159,21 +159,7 @@ impl PostgresItemSource {
     }
 
     fn push_where(&self, q: &mut QueryBuilder<'_, Postgres>, after: Option<&ItemKey>) {
-        q.push(" WHERE TRUE");
-        if let Some(after) = after {
-            q.push(" AND (prefix, key) > (")
-                .push_bind(after.prefix())
-                .push(", ")
-                .push_bind(after.key.clone())
-                .push(")");
-        }
-        if let Some(prefix) = self.filters.prefix_text() {
-            q.push(" AND (prefix = ")
-                .push_bind(prefix.clone())
-                .push(" OR prefix LIKE ")
-                .push_bind(format!("{}.%", shared::like_escaped(&prefix)))
-                .push(")");
-        }
+        shared::push_page_where(q, after, self.filters.prefix_text());
     }
 
     async fn vectors(

@@ -112,22 +112,8 @@ impl SqliteItemSource {
     }
 
     /// The `WHERE` of a page: after the last key, within the namespace prefix.
-    fn push_where<'a>(&self, q: &mut QueryBuilder<'a, Sqlite>) {
-        q.push(" WHERE 1 = 1");
-        if let Some(after) = &self.after {
-            q.push(" AND (prefix, key) > (")
-                .push_bind(after.prefix())
-                .push(", ")
-                .push_bind(after.key.clone())
-                .push(")");
-        }
-        if let Some(prefix) = self.filters.prefix_text() {
-            q.push(" AND (prefix = ")
-                .push_bind(prefix.clone())
-                .push(" OR prefix LIKE ")
-                .push_bind(format!("{}.%", shared::like_escaped(&prefix)))
-                .push(" ESCAPE '\\')");
-        }
+    fn push_where(&self, q: &mut QueryBuilder<'_, Sqlite>) {
+        shared::push_page_where(q, self.after.as_ref(), self.filters.prefix_text());
     }
 
     /// The embeddings of the keys `first..=last`, by key, ordered by field.
