@@ -52,10 +52,18 @@ start_postgres() {
 pgvector_bin() { echo "$repo/target/test-tools/pgvector/pgserver/pginstall/bin"; }
 
 start_pgvector() {
-  if [ -x "$(pgvector_bin)/postgres" ]; then
-    start_postgres_at "$(pgvector_bin)" pgvector CKPT_TEST_PGVECTOR_URL
-  else
-    echo "test-servers: no PostgreSQL with pgvector (run scripts/setup.sh); its tests are skipped" >&2
+  if [ ! -x "$(pgvector_bin)/postgres" ]; then
+    echo "test-servers: no PostgreSQL with pgvector (run scripts/setup.sh); its tests will fail" >&2
+    return
+  fi
+  # The server runs as `postgres`, which may not reach a checkout under a private
+  # directory: it runs a copy of the binaries in DIR (readable by all).
+  # (The whole unpacked wheel: the binaries find their libraries beside it.)
+  local install="$root/pgvector-install"
+  cp -a "$repo/target/test-tools/pgvector" "$install"
+  chmod -R a+rX "$install"
+  if ! ( start_postgres_at "$install/pgserver/pginstall/bin" pgvector CKPT_TEST_PGVECTOR_URL ); then
+    echo "test-servers: PostgreSQL with pgvector did not start; its tests will fail" >&2
   fi
 }
 
@@ -138,7 +146,7 @@ stop_postgres() {
     as_pg "$bin/pg_ctl" -D "$root/pg/data" -m immediate stop >/dev/null 2>&1 || true
   fi
   if [ -d "$root/pgvector/data" ]; then
-    as_pg "$(pgvector_bin)/pg_ctl" -D "$root/pgvector/data" -m immediate stop >/dev/null 2>&1 || true
+    as_pg "$root/pgvector-install/pgserver/pginstall/bin/pg_ctl" -D "$root/pgvector/data" -m immediate stop >/dev/null 2>&1 || true
   fi
 }
 
