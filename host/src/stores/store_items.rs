@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::error::StoreError;
 use crate::items::{
-    FailedItem, ItemBatch, ItemKey, ItemRead, ItemVector, StoreItem, parse_store_time,
+    FailedItem, ItemBatch, ItemFilters, ItemKey, ItemRead, ItemVector, StoreItem, parse_store_time,
 };
 use crate::record::Origin;
 use crate::stores::OnConflict;
@@ -39,6 +39,18 @@ pub fn push_page_where<'args, DB>(
             .push_bind(pattern)
             .push(" ESCAPE '\\')");
     }
+}
+
+/// Items per namespace from `SELECT prefix, COUNT(*)` rows, within the filters (the
+/// shard is not in the query).
+pub fn namespace_counts(
+    rows: impl IntoIterator<Item = (String, i64)>,
+    filters: &ItemFilters,
+) -> BTreeMap<String, u64> {
+    rows.into_iter()
+        .map(|(prefix, n)| (prefix, u64::try_from(n).unwrap_or(0)))
+        .filter(|(prefix, _)| filters.accepts_namespace(prefix))
+        .collect()
 }
 
 /// `text` with `LIKE`'s wildcards escaped by `\`, to match it literally.

@@ -257,14 +257,10 @@ impl ItemSource for PostgresItemSource {
             .fetch_all(&mut self.conn)
             .await
             .map_err(|e| self.endpoint.error("cannot count `store`", e))?;
-        Ok(rows
+        let counted = rows
             .iter()
-            .map(|r| {
-                let n: i64 = r.try_get("n").unwrap_or(0);
-                (text(r, "prefix"), u64::try_from(n).unwrap_or(0))
-            })
-            .filter(|(prefix, _)| self.filters.accepts_namespace(prefix))
-            .collect())
+            .map(|r| (text(r, "prefix"), r.try_get("n").unwrap_or(0)));
+        Ok(shared::namespace_counts(counted, &self.filters))
     }
 }
 
@@ -362,9 +358,6 @@ impl PostgresItemSink {
         let endpoint = self.endpoint.clone();
         let with_vectors = self.dims.is_some();
         let conn = self.conn().await?;
-        if !has_table(conn, &endpoint, "store").await? {
-            return Ok(vec![None; keys.len()]);
-        }
         let prefixes: Vec<String> = keys.iter().map(ItemKey::prefix).collect();
         let names: Vec<String> = keys.iter().map(|k| k.key.clone()).collect();
         let rows = sqlx::query(&format!(
@@ -571,6 +564,11 @@ impl ItemSink for PostgresItemSink {
     }
 
     async fn read_back(&mut self, keys: &[ItemKey]) -> Result<Vec<Option<StoreItem>>, StoreError> {
+        // `verify` may read a destination no run has prepared.
+        let endpoint = self.endpoint.clone();
+        if !has_table(self.conn().await?, &endpoint, "store").await? {
+            return Ok(vec![None; keys.len()]);
+        }
         if self.dims.is_none() {
             self.dims = self.vector_dims().await?;
         }

@@ -76,15 +76,12 @@ impl SqliteItemSource {
         let mut conn = super::connect_read_only(&path).await?;
         let tables = table_names(&mut conn, &path).await?;
         if !tables.iter().any(|t| t == "store") {
-            return Err(StoreError::fatal(format!(
-                "SQLite {}: no `store` table (tables found: {}); is this a LangGraph SqliteStore database?",
-                path.display(),
-                if tables.is_empty() {
-                    "none".into()
-                } else {
-                    tables.join(", ")
-                }
-            )));
+            return Err(super::missing_table(
+                &path,
+                "store",
+                &tables,
+                "is this a LangGraph SqliteStore database?",
+            ));
         }
         let columns = table_columns(&mut conn, &path, "store").await?;
         super::check_columns(&path, "store", &columns, &shared::ITEM_COLUMNS)?;
@@ -111,9 +108,9 @@ impl SqliteItemSource {
         }
     }
 
-    /// The `WHERE` of a page: after the last key, within the namespace prefix.
-    fn push_where(&self, q: &mut QueryBuilder<'_, Sqlite>) {
-        shared::push_page_where(q, self.after.as_ref(), self.filters.prefix_text());
+    /// The `WHERE` of a page: after `after`, within the namespace prefix.
+    fn push_where(&self, q: &mut QueryBuilder<'_, Sqlite>, after: Option<&ItemKey>) {
+        shared::push_page_where(q, after, self.filters.prefix_text());
     }
 
     /// The embeddings of the keys `first..=last`, by key, ordered by field.
@@ -206,7 +203,7 @@ impl ItemSource for SqliteItemSource {
             ""
         };
         let mut q = QueryBuilder::<Sqlite>::new(format!("{SELECT_ITEMS}{ttl} FROM store"));
-        self.push_where(&mut q);
+        self.push_where(&mut q, self.after.as_ref());
         q.push(" ORDER BY prefix, key LIMIT ")
             .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
         let rows = q
@@ -251,24 +248,18 @@ impl ItemSource for SqliteItemSource {
     }
 
     async fn count_by_namespace(&mut self) -> Result<BTreeMap<String, u64>, StoreError> {
-        let saved = self.after.take();
         let mut q = QueryBuilder::<Sqlite>::new("SELECT prefix, COUNT(*) AS n FROM store");
-        self.push_where(&mut q);
+        self.push_where(&mut q, None);
         q.push(" GROUP BY prefix");
-        self.after = saved;
         let rows = q
             .build()
             .fetch_all(&mut self.conn)
             .await
             .map_err(|e| sql_error(&self.path, "cannot count `store`", e))?;
-        Ok(rows
+        let counted = rows
             .iter()
-            .map(|r| {
-                let n: i64 = r.try_get("n").unwrap_or(0);
-                (text(r, "prefix"), u64::try_from(n).unwrap_or(0))
-            })
-            .filter(|(prefix, _)| self.filters.accepts_namespace(prefix))
-            .collect())
+            .map(|r| (text(r, "prefix"), r.try_get("n").unwrap_or(0)));
+        Ok(shared::namespace_counts(counted, &self.filters))
     }
 }
 

@@ -151,6 +151,25 @@ pub(crate) async fn connect_writable(
         .map_err(|e| write_error(path, busy_timeout_seconds, "cannot open", e))
 }
 
+/// The error for a database without `table`: the tables it has, and `question` (what
+/// it may be instead).
+pub(crate) fn missing_table(
+    path: &Path,
+    table: &str,
+    tables: &[String],
+    question: &str,
+) -> StoreError {
+    let found = if tables.is_empty() {
+        "none".to_owned()
+    } else {
+        tables.join(", ")
+    };
+    StoreError::fatal(format!(
+        "SQLite {}: no `{table}` table (tables found: {found}); {question}",
+        path.display()
+    ))
+}
+
 /// The names of the database's tables and views.
 pub(crate) async fn table_names(
     conn: &mut SqliteConnection,

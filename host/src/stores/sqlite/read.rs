@@ -101,15 +101,12 @@ impl SqliteSource {
             } else {
                 ""
             };
-            return Err(StoreError::fatal(format!(
-                "SQLite {}: no `checkpoints` table (tables found: {}); is this a LangGraph SqliteSaver database?{hint}",
-                path.display(),
-                if tables.is_empty() {
-                    "none".into()
-                } else {
-                    tables.join(", ")
-                }
-            )));
+            return Err(super::missing_table(
+                &path,
+                "checkpoints",
+                &tables,
+                &format!("is this a LangGraph SqliteSaver database?{hint}"),
+            ));
         }
         let columns = table_columns(&mut conn, &path, "checkpoints").await?;
         check_columns(&path, "checkpoints", &columns, &CHECKPOINT_COLUMNS)?;
