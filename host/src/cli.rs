@@ -35,6 +35,9 @@ Examples:
   ckpt-migrate --config migration.yaml --resume --verify
   ckpt-migrate verify --config migration.yaml
 
+  # Search an embedded Unified Memory collection by meaning
+  ckpt-migrate search \"refund for a damaged order\" --path ./memory --limit 3
+
   # Try a plugin on sample records
   ckpt-migrate plugin check ./plugins/redact_pii.wasm --config '{\"fields\": [\"email\"]}'
 
@@ -65,6 +68,44 @@ pub enum Command {
     /// Work with WASM plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Search a Unified Memory collection (embedded or on a server) by meaning: the
+    /// checkpoints nearest to TEXT, with their thread, step, time and matching message.
+    Search(SearchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SearchArgs {
+    /// What to look for.
+    pub text: String,
+    /// An embedded collection's directory (what `path:` names in the config).
+    #[arg(long, value_name = "DIR", conflicts_with = "qdrant_url")]
+    pub path: Option<PathBuf>,
+    /// A Qdrant server, e.g. http://localhost:6333.
+    #[arg(long, value_name = "URL")]
+    pub qdrant_url: Option<String>,
+    /// The collection [default: checkpoints].
+    #[arg(long, value_name = "NAME")]
+    pub collection: Option<String>,
+    /// A migration YAML whose unified destination (or source) is searched; the flags
+    /// above win over it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The embedding to search with (`hash` or a model name) [default: the one an
+    /// embedded collection was written with].
+    #[arg(long, value_name = "MODEL")]
+    pub embedding_model: Option<String>,
+    /// Only this thread.
+    #[arg(long, value_name = "ID")]
+    pub thread: Option<String>,
+    /// How many checkpoints to show.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub limit: usize,
+    /// Print the hits as JSON lines.
+    #[arg(long)]
+    pub json: bool,
+    /// Detailed logs.
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -137,7 +178,7 @@ impl Cli {
     pub fn args(&self) -> &RunArgs {
         match &self.command {
             Some(Command::Verify(args)) => args,
-            Some(Command::Plugin(_)) | None => &self.run,
+            Some(Command::Plugin(_) | Command::Search(_)) | None => &self.run,
         }
     }
 
@@ -146,6 +187,7 @@ impl Cli {
             Some(Command::Plugin(PluginCommand::Check(a))) => a.verbose,
             Some(Command::Plugin(PluginCommand::Test(a))) => a.plugin.verbose,
             Some(Command::Plugin(PluginCommand::New(_))) => false,
+            Some(Command::Search(a)) => a.verbose,
             _ => self.args().verbose,
         }
     }

@@ -4,13 +4,15 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use ckpt_migrate::cli::{
-    Cli, Command, PluginCheckArgs, PluginCommand, PluginNewArgs, PluginTestArgs,
+    Cli, Command, PluginCheckArgs, PluginCommand, PluginNewArgs, PluginTestArgs, SearchArgs,
 };
 use ckpt_migrate::config::RunConfig;
 use ckpt_migrate::config::StateKind;
 use ckpt_migrate::engine::{self, RunReport, Shutdown};
 use ckpt_migrate::error::ConfigError;
 use ckpt_migrate::plugins::{self, PluginSpec};
+use ckpt_migrate::stores::qdrant::config::{DEFAULT_COLLECTION, QdrantConfig};
+use ckpt_migrate::stores::qdrant::search;
 use ckpt_migrate::{dry_run, error::RunError, migrate_items, verify};
 use clap::Parser;
 
@@ -33,10 +35,12 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(verbose: bool) {
+    // The embedded Qdrant engine warns about its own start-up (feature flags, mmap
+    // checks) on every open; only its errors are the user's business.
     let default = if verbose {
-        "ckpt_migrate=debug,info"
+        "ckpt_migrate=debug,info,qdrant_edge=warn"
     } else {
-        "ckpt_migrate=info,warn"
+        "ckpt_migrate=info,warn,qdrant_edge=error"
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CKPT_MIGRATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -58,6 +62,9 @@ fn run(cli: &Cli) -> Result<u8, RunError> {
     }
     if let Some(Command::Plugin(PluginCommand::New(new))) = &cli.command {
         return plugin_new(new);
+    }
+    if let Some(Command::Search(search)) = &cli.command {
+        return search_memory(search);
     }
     let args = cli.args();
     let config = RunConfig::load(args.config.as_deref(), args.overrides())?;
@@ -198,6 +205,63 @@ fn plugin_new(args: &PluginNewArgs) -> Result<u8, RunError> {
         created.build,
         args.name
     );
+    Ok(0)
+}
+
+/// The collection `search` looks in: the flags, over the unified store of `--config`.
+fn search_config(args: &SearchArgs) -> Result<QdrantConfig, RunError> {
+    use ckpt_migrate::config::{SinkConfig, SourceConfig, StoreSourceConfig};
+    let mut config = match &args.config {
+        Some(file) => {
+            let run = RunConfig::load(Some(file), Default::default())?;
+            match (run.sink, run.source) {
+                (SinkConfig::Unified(c), _) => *c,
+                (_, SourceConfig::Store(StoreSourceConfig::Unified(c))) => *c,
+                _ => {
+                    return Err(RunError::Config(ConfigError::Invalid(format!(
+                        "{}: neither its destination nor its source is unified",
+                        file.display()
+                    ))));
+                }
+            }
+        }
+        None => QdrantConfig::new(None, None, DEFAULT_COLLECTION.into()),
+    };
+    if args.path.is_some() || args.qdrant_url.is_some() {
+        config.path = args.path.clone();
+        config.qdrant_url = args.qdrant_url.clone();
+    }
+    if let Some(c) = &args.collection {
+        config.collection = c.clone();
+    }
+    if let Some(m) = &args.embedding_model {
+        config.embedding_model = Some(m.clone());
+        config.embedding = None;
+    }
+    Ok(config)
+}
+
+fn search_memory(args: &SearchArgs) -> Result<u8, RunError> {
+    let config = search_config(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| RunError::Io(format!("cannot start the runtime: {e}")))?;
+    let hits = runtime
+        .block_on(search::search(
+            &config,
+            &args.text,
+            args.thread.as_deref(),
+            args.limit,
+        ))
+        .map_err(|e| RunError::store("search failed", e))?;
+    if args.json {
+        for hit in &hits {
+            println!("{}", serde_json::to_string(hit).unwrap_or_default());
+        }
+    } else {
+        print!("{}", search::render(&hits));
+    }
     Ok(0)
 }
 

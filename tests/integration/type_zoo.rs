@@ -277,6 +277,46 @@ async fn numbers_keep_their_exact_value_through_every_output() {
         }
     }
 
+    // Unified Memory (an embedded collection): the payload's metadata and raw bytes as
+    // stored, then read back into a JSON export.
+    let run = harness::cli_yaml(
+        dir.path(),
+        &format!(
+            "{source}destination_type: unified\ndestination_config: {{path: memory, collection: numbers}}\nfilters: {{thread_id: test-abc}}\n"
+        ),
+        &[],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    {
+        use ckpt_migrate::stores::qdrant::{config::QdrantConfig, open_store};
+        let config = QdrantConfig::new(None, Some(dir.path().join("memory")), "numbers".into());
+        let store = open_store(&config).unwrap();
+        let page = store.scroll(None, 1000, None, None).await.unwrap();
+        assert_eq!(page.points.len(), exported.len());
+        for point in &page.points {
+            check_view(&point.payload["metadata"], "Unified Memory payload");
+            assert_eq!(
+                b64(&point.payload["ckpt_migrate"]["raw"]["metadata"]["data"]),
+                metadata_text.as_bytes()
+            );
+        }
+    }
+    let run = harness::cli_yaml(
+        dir.path(),
+        "source_type: unified\nsource_config: {path: memory, collection: numbers}\ndestination_type: json\ndestination_config: {output_dir: from_unified}\n",
+        &[],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let back = harness::read_json_export(&dir.path().join("from_unified"));
+    assert_eq!(back.len(), exported.len());
+    for object in &back {
+        check_view(&object["metadata"], "Unified Memory read back");
+        assert_eq!(
+            b64(&object["raw"]["metadata"]["data"]),
+            metadata_text.as_bytes()
+        );
+    }
+
     // The dead-letter file (a filter plugin rejects the thread), then its replay.
     let filter = crate::plugins::wasm("keep_prefix");
     let run = harness::cli_yaml(

@@ -1,6 +1,7 @@
-//! Unified Memory (Qdrant): against the real server named by `QDRANT_URL`; without
-//! one those tests say they were skipped. The OpenAI-compatible embedding client is
-//! tested against a small local HTTP server.
+//! Unified Memory (Qdrant): every scenario runs against an embedded collection (Qdrant
+//! Edge, Qdrant's engine in-process), and again against the real server named by
+//! `QDRANT_URL`; without one those tests say they were skipped. The OpenAI-compatible
+//! embedding client is tested against a small local HTTP server.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -31,10 +32,24 @@ fn collection(name: &str) -> String {
     format!("ckpt_{name}_{}", uuid::Uuid::new_v4().simple())
 }
 
-fn unified_yaml(url: &str, collection: &str, embedding: &str) -> String {
+/// Where a collection is: `qdrant_url: …` for a server, `path: …` for an embedded
+/// collection directory.
+fn unified_yaml(place: &str, collection: &str, embedding: &str) -> String {
     format!(
-        "source_type: sqlite\nsource_config: {{connection_string: 'sqlite:///checkpoints.db'}}\ndestination_type: unified\ndestination_config: {{qdrant_url: '{url}', collection: {collection}{embedding}}}\nbatch_size: 40\n"
+        "source_type: sqlite\nsource_config: {{connection_string: 'sqlite:///checkpoints.db'}}\ndestination_type: unified\ndestination_config: {{{place}, collection: {collection}{embedding}}}\nbatch_size: 40\n"
     )
+}
+
+fn server(url: &str) -> String {
+    format!("qdrant_url: '{url}'")
+}
+
+/// An embedded collection under the test's directory.
+const EMBEDDED: &str = "path: memory";
+
+#[test]
+fn embedded_unified_is_idempotent_verifiable_and_round_trips_losslessly() {
+    round_trip(EMBEDDED);
 }
 
 #[test]
@@ -43,10 +58,18 @@ fn sqlite_to_unified_is_idempotent_verifiable_and_round_trips_losslessly() {
     let Some(url) = qdrant("sqlite_to_unified") else {
         return;
     };
+    round_trip(&server(&url));
+}
+
+fn round_trip(place: &str) {
     let dir = tempfile::tempdir().unwrap();
     sqlite_fixture(dir.path());
     let name = collection("rt");
-    let yaml = unified_yaml(&url, &name, ", embedding: {provider: hash, dimensions: 64}");
+    let yaml = unified_yaml(
+        place,
+        &name,
+        ", embedding: {provider: hash, dimensions: 64}",
+    );
     let run = cli_yaml(dir.path(), &yaml, &["--verify"]);
     assert_eq!(run.code(), 0, "{}{}", run.stdout(), run.stderr());
     assert!(run.stdout().contains("equal"), "{}", run.stdout());
@@ -61,7 +84,7 @@ fn sqlite_to_unified_is_idempotent_verifiable_and_round_trips_losslessly() {
 
     // Unified → JSON gives the same raw values as SQLite → JSON.
     let back = format!(
-        "source_type: unified\nsource_config: {{qdrant_url: '{url}', collection: {name}}}\ndestination_type: json\ndestination_config: {{output_dir: from_qdrant}}\n"
+        "source_type: unified\nsource_config: {{{place}, collection: {name}}}\ndestination_type: json\ndestination_config: {{output_dir: from_qdrant}}\n"
     );
     let run = cli_yaml(dir.path(), &back, &[]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
@@ -91,7 +114,7 @@ fn sqlite_to_unified_is_idempotent_verifiable_and_round_trips_losslessly() {
 
     // The source pushes a thread filter into Qdrant.
     let one = format!(
-        "source_type: unified\nsource_config: {{qdrant_url: '{url}', collection: {name}}}\ndestination_type: json\ndestination_config: {{output_dir: one}}\nfilters: {{thread_id: test-abc}}\n"
+        "source_type: unified\nsource_config: {{{place}, collection: {name}}}\ndestination_type: json\ndestination_config: {{output_dir: one}}\nfilters: {{thread_id: test-abc}}\n"
     );
     let run = cli_yaml(dir.path(), &one, &["--verbose"]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
@@ -108,23 +131,40 @@ fn sqlite_to_unified_is_idempotent_verifiable_and_round_trips_losslessly() {
 }
 
 #[test]
+fn an_embedded_collection_with_another_vector_size_is_refused_before_writing() {
+    vector_size_mismatch(EMBEDDED);
+}
+
+#[test]
 #[ignore = "needs a real Qdrant server: scripts/test.sh runs it when QDRANT_URL is set"]
 fn a_collection_with_another_vector_size_is_refused_before_writing() {
     let Some(url) = qdrant("vector_size_mismatch") else {
         return;
     };
+    vector_size_mismatch(&server(&url));
+}
+
+fn vector_size_mismatch(place: &str) {
     let dir = tempfile::tempdir().unwrap();
     sqlite_fixture(dir.path());
     let name = collection("size");
     let first = cli_yaml(
         dir.path(),
-        &unified_yaml(&url, &name, ", embedding: {provider: hash, dimensions: 32}"),
+        &unified_yaml(
+            place,
+            &name,
+            ", embedding: {provider: hash, dimensions: 32}",
+        ),
         &[],
     );
     assert_eq!(first.code(), 0, "{}", first.stderr());
     let second = cli_yaml(
         dir.path(),
-        &unified_yaml(&url, &name, ", embedding: {provider: none, dimensions: 48}"),
+        &unified_yaml(
+            place,
+            &name,
+            ", embedding: {provider: none, dimensions: 48}",
+        ),
         &[],
     );
     assert_eq!(second.code(), 3, "{}", second.stderr());
@@ -149,7 +189,11 @@ fn unified_without_a_server_fails_clearly() {
     // Port 1 on loopback: nothing listens there.
     let run = cli_yaml(
         dir.path(),
-        &unified_yaml("http://127.0.0.1:1", "c", ", api_key: secret-key-123"),
+        &unified_yaml(
+            &server("http://127.0.0.1:1"),
+            "c",
+            ", api_key: secret-key-123",
+        ),
         &[],
     );
     assert_eq!(run.code(), 3, "{}", run.stderr());
@@ -287,7 +331,11 @@ fn three_shards_upsert_into_one_collection_at_once() {
     let dir = tempfile::tempdir().unwrap();
     sqlite_fixture(dir.path());
     let name = collection("shards");
-    let yaml = unified_yaml(&url, &name, ", embedding: {provider: hash, dimensions: 64}");
+    let yaml = unified_yaml(
+        &server(&url),
+        &name,
+        ", embedding: {provider: hash, dimensions: 64}",
+    );
     std::fs::write(dir.path().join("migration.yaml"), &yaml).unwrap();
     let children: Vec<_> = (0..3)
         .map(|i| {
@@ -313,5 +361,200 @@ fn three_shards_upsert_into_one_collection_at_once() {
         verify.stdout().contains("destination 271 in 10 thread(s)"),
         "{}",
         verify.stdout()
+    );
+}
+
+/// The fixture's threads whose messages contain `text`.
+fn threads_saying(text: &str) -> Vec<String> {
+    let mut threads: Vec<String> = crate::harness::oracle("sqlite")
+        .values()
+        .filter(|v| {
+            v["checkpoint"]["channel_values"]["messages"]
+                .to_string()
+                .contains(text)
+        })
+        .map(|v| v["thread_id"].as_str().unwrap().to_owned())
+        .collect();
+    threads.dedup();
+    threads
+}
+
+#[test]
+fn search_finds_checkpoints_by_meaning_in_an_embedded_collection() {
+    let dir = tempfile::tempdir().unwrap();
+    sqlite_fixture(dir.path());
+    let yaml = unified_yaml(EMBEDDED, "checkpoints", ", embedding_model: hash");
+    let run = cli_yaml(dir.path(), &yaml, &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+
+    // The embedding the collection was written with is used: no flag needed.
+    let damaged = threads_saying("arrived damaged");
+    assert!(!damaged.is_empty());
+    let found = crate::harness::cli(
+        dir.path(),
+        &[
+            "search",
+            "the package arrived damaged",
+            "--path",
+            "memory",
+            "--limit",
+            "3",
+        ],
+    );
+    assert_eq!(found.code(), 0, "{}", found.stderr());
+    let out = found.stdout();
+    let first = out.lines().next().unwrap_or_default();
+    assert!(
+        damaged
+            .iter()
+            .any(|t| first.contains(&format!("thread {t} "))),
+        "the best hit is a thread that says it: {damaged:?}\n{out}"
+    );
+    assert!(
+        first.contains("step ") && first.contains("checkpoint "),
+        "{out}"
+    );
+    assert!(out.contains("human: The package arrived damaged"), "{out}");
+    assert_eq!(
+        out.lines().filter(|l| !l.starts_with("   ")).count(),
+        3,
+        "{out}"
+    );
+
+    // JSON lines, restricted to one thread, from the migration's own config file.
+    std::fs::write(dir.path().join("migration.yaml"), &yaml).unwrap();
+    let found = crate::harness::cli(
+        dir.path(),
+        &[
+            "search",
+            "order",
+            "--config",
+            "migration.yaml",
+            "--thread",
+            "test-abc",
+            "--json",
+        ],
+    );
+    assert_eq!(found.code(), 0, "{}", found.stderr());
+    let hits: Vec<serde_json::Value> = found
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(hits.len(), 5);
+    assert!(
+        hits.iter().all(|h| h["thread_id"] == "test-abc"),
+        "{hits:?}"
+    );
+    assert!(
+        hits.windows(2)
+            .all(|w| w[0]["score"].as_f64() >= w[1]["score"].as_f64())
+    );
+
+    // Zero vectors cannot be searched, and a missing collection is named.
+    let zeros = unified_yaml(EMBEDDED, "zeros", "");
+    assert_eq!(cli_yaml(dir.path(), &zeros, &[]).code(), 0);
+    let refused = crate::harness::cli(
+        dir.path(),
+        &["search", "x", "--path", "memory", "--collection", "zeros"],
+    );
+    assert_eq!(refused.code(), 3, "{}", refused.stderr());
+    assert!(
+        refused.stderr().contains("zeros (embedding none)"),
+        "{}",
+        refused.stderr()
+    );
+    let missing = crate::harness::cli(
+        dir.path(),
+        &["search", "x", "--path", "memory", "--collection", "nope"],
+    );
+    assert_eq!(missing.code(), 3, "{}", missing.stderr());
+    assert!(
+        missing.stderr().contains("does not exist"),
+        "{}",
+        missing.stderr()
+    );
+}
+
+#[test]
+fn an_embedded_collection_resumes_after_kill_9_and_refuses_a_second_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    sqlite_fixture(dir.path());
+    let yaml = unified_yaml(EMBEDDED, "checkpoints", ", embedding_model: hash")
+        .replace("batch_size: 40", "batch_size: 20");
+    std::fs::write(dir.path().join("migration.yaml"), &yaml).unwrap();
+    crate::harness::kill_9_after_three_batches(dir.path(), "migration.yaml");
+    crate::harness::resume_and_verify(dir.path(), "migration.yaml");
+
+    // A second process on a collection in use is refused, naming why.
+    let mut slow = crate::harness::spawn_cli(
+        dir.path(),
+        &["--config", "migration.yaml", "--restart"],
+        &[("CKPT_MIGRATE_FAULT", "slow:2000")],
+    );
+    crate::harness::wait_until("the first writer to start", || {
+        crate::harness::state_of(dir.path()).is_some_and(|s| {
+            s["status"] == "running" && s["counts"]["written"].as_u64().unwrap_or(0) >= 20
+        })
+    });
+    let other = crate::harness::cli(dir.path(), &["search", "order", "--path", "memory"]);
+    slow.kill().unwrap();
+    slow.wait().unwrap();
+    assert_eq!(other.code(), 3, "{}", other.stderr());
+    assert!(
+        other.stderr().contains("in use by another process"),
+        "{}",
+        other.stderr()
+    );
+}
+
+/// An embedded collection handed to a server: `unified` (embedded) → `unified`
+/// (server) moves every point with its payload, and the server counts them.
+#[test]
+#[ignore = "needs a real Qdrant server: scripts/test.sh runs it when QDRANT_URL is set"]
+fn an_embedded_collection_moves_to_a_server() {
+    let Some(url) = qdrant("embedded_to_server") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    sqlite_fixture(dir.path());
+    let run = cli_yaml(
+        dir.path(),
+        &unified_yaml(EMBEDDED, "checkpoints", ", embedding_model: hash"),
+        &[],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let name = collection("handoff");
+    let yaml = format!(
+        "source_type: unified\nsource_config: {{{EMBEDDED}, collection: checkpoints}}\ndestination_type: unified\ndestination_config: {{{}, collection: {name}, embedding_model: hash}}\n",
+        server(&url)
+    );
+    let moved = cli_yaml(dir.path(), &yaml, &["--verify"]);
+    assert_eq!(moved.code(), 0, "{}{}", moved.stdout(), moved.stderr());
+    assert!(
+        moved.stdout().contains("destination 271 in 10 thread(s)"),
+        "{}",
+        moved.stdout()
+    );
+    let found = crate::harness::cli(
+        dir.path(),
+        &[
+            "search",
+            "arrived damaged",
+            "--qdrant-url",
+            &url,
+            "--collection",
+            &name,
+            "--embedding-model",
+            "hash",
+            "--limit",
+            "1",
+        ],
+    );
+    assert_eq!(found.code(), 0, "{}", found.stderr());
+    assert!(
+        found.stdout().contains("arrived damaged"),
+        "{}",
+        found.stdout()
     );
 }

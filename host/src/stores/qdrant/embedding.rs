@@ -266,6 +266,42 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
+/// The messages of a checkpoint's view (`channel_values.messages`, LangChain objects
+/// or plain maps) as `(role, text)`, in order; the text is empty for a message without
+/// any (a tool call).
+pub fn messages(checkpoint: &Value) -> Vec<(String, String)> {
+    let Some(Value::Array(messages)) = checkpoint
+        .get("channel_values")
+        .and_then(|c| c.get("messages"))
+    else {
+        return Vec::new();
+    };
+    messages
+        .iter()
+        .map(|m| {
+            let kwargs = m.get("kwargs").unwrap_or(m);
+            let role = kwargs
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("message");
+            let content = match kwargs.get("content") {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Array(parts)) => parts
+                    .iter()
+                    .filter_map(|p| {
+                        p.as_str()
+                            .map(str::to_owned)
+                            .or_else(|| p.get("text")?.as_str().map(str::to_owned))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                _ => String::new(),
+            };
+            (role.to_owned(), content)
+        })
+        .collect()
+}
+
 /// The text embedded for a checkpoint (rule in the module docs).
 pub fn text_for(record: &Checkpoint) -> String {
     let mut lines = vec![format!("thread: {}", record.key.thread_id)];
@@ -287,34 +323,11 @@ pub fn text_for(record: &Checkpoint) -> String {
     if !fields.is_empty() {
         lines.push(format!("metadata: {}", fields.join(", ")));
     }
-    if let Some(Value::Array(messages)) = view
-        .checkpoint
-        .get("channel_values")
-        .and_then(|c| c.get("messages"))
-    {
-        let start = messages.len().saturating_sub(LAST_MESSAGES);
-        for m in &messages[start..] {
-            let kwargs = m.get("kwargs").unwrap_or(m);
-            let role = kwargs
-                .get("type")
-                .and_then(Value::as_str)
-                .unwrap_or("message");
-            let content = match kwargs.get("content") {
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Array(parts)) => parts
-                    .iter()
-                    .filter_map(|p| {
-                        p.as_str()
-                            .map(str::to_owned)
-                            .or_else(|| p.get("text")?.as_str().map(str::to_owned))
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                _ => String::new(),
-            };
-            if !content.is_empty() {
-                lines.push(format!("{role}: {content}"));
-            }
+    let all = messages(&view.checkpoint);
+    let start = all.len().saturating_sub(LAST_MESSAGES);
+    for (role, content) in &all[start..] {
+        if !content.is_empty() {
+            lines.push(format!("{role}: {content}"));
         }
     }
     let text = lines.join("\n");

@@ -1,5 +1,6 @@
-//! Unified Memory: checkpoints as Qdrant points (gRPC, qdrant-client), shared by the
-//! `unified` destination and source.
+//! Unified Memory: checkpoints as Qdrant points, on a Qdrant server (gRPC,
+//! qdrant-client) or embedded in a directory (Qdrant Edge), shared by the `unified`
+//! destination and source and by `search`.
 //!
 //! Point id: `uuid5(550e8400-e29b-41d4-a716-446655440000, checkpoint_id)`, as the
 //! original system, so a re-run upserts the same points. Payload: the original
@@ -7,8 +8,12 @@
 //! collection back is lossless. Details in docs/unified.md.
 
 pub mod config;
+mod edge;
 pub mod embedding;
+pub mod points;
 mod read;
+pub mod search;
+mod server;
 mod write;
 
 pub use read::QdrantSource;
@@ -18,118 +23,56 @@ use serde_json::{Value, json};
 
 use crate::error::StoreError;
 use crate::record::Checkpoint;
-use crate::secrets::scrub;
-use config::QdrantConfig;
+use config::{Location, QdrantConfig};
+use points::{Point, PointStore};
 
 /// The original system's namespace for point ids.
 pub const POINT_NAMESPACE: uuid::Uuid = uuid::uuid!("550e8400-e29b-41d4-a716-446655440000");
-/// Qdrant's REST port; the seed's URLs name it, the client speaks gRPC.
-const REST_PORT: u16 = 6333;
-const GRPC_PORT: u16 = 6334;
 pub const PAYLOAD_FORMAT: u64 = 1;
 
 pub fn point_id(checkpoint_id: &str) -> uuid::Uuid {
     uuid::Uuid::new_v5(&POINT_NAMESPACE, checkpoint_id.as_bytes())
 }
 
-/// The gRPC URL for a configured `qdrant_url`: the REST port 6333 becomes 6334 unless
-/// `grpc_port` says otherwise; any other port is taken as a gRPC port already.
-pub fn grpc_url(config: &QdrantConfig) -> Result<String, StoreError> {
-    let bad = |why: &str| StoreError::fatal(format!("qdrant_url {:?}: {why}", config.qdrant_url));
-    let (scheme, rest) = config
-        .qdrant_url
-        .split_once("://")
-        .ok_or_else(|| bad("not a URL"))?;
-    if scheme != "http" && scheme != "https" {
-        return Err(bad("use http:// or https://"));
-    }
-    let authority = rest.split('/').next().unwrap_or(rest);
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
-            h.to_owned(),
-            Some(p.parse::<u16>().map_err(|_| bad("bad port"))?),
-        ),
-        _ => (authority.to_owned(), None),
-    };
-    if host.is_empty() {
-        return Err(bad("no host"));
-    }
-    let port = match (config.grpc_port, port) {
-        (Some(p), _) => p,
-        (None, Some(REST_PORT) | None) => GRPC_PORT,
-        (None, Some(p)) => p,
-    };
-    Ok(format!("{scheme}://{host}:{port}"))
+/// The collection the config names: on its server, or embedded in its directory.
+pub fn open_store(config: &QdrantConfig) -> Result<Box<dyn PointStore>, StoreError> {
+    Ok(match config.location()? {
+        Location::Server(url) => Box::new(server::ServerStore::connect(config, &url)?),
+        Location::Embedded(dir) => Box::new(edge::EdgeStore::new(dir, config.collection.clone())),
+    })
 }
 
-/// The API key: the config's, else `$QDRANT_API_KEY`.
-pub fn api_key(config: &QdrantConfig) -> Option<String> {
-    config
-        .api_key
-        .clone()
-        .filter(|k| !k.is_empty())
-        .or_else(|| {
-            std::env::var("QDRANT_API_KEY")
-                .ok()
-                .filter(|k| !k.is_empty())
-        })
-}
-
-pub fn connect(config: &QdrantConfig) -> Result<(qdrant_client::Qdrant, String), StoreError> {
-    let url = grpc_url(config)?;
-    if url != config.qdrant_url.trim_end_matches('/') {
-        tracing::debug!("Qdrant {}: talking gRPC on {url}", config.qdrant_url);
-    }
-    let key = api_key(config);
-    let client = qdrant_client::Qdrant::from_url(&url)
-        .api_key(key.clone())
-        .timeout(std::time::Duration::from_secs(60))
-        .skip_compatibility_check()
-        .build()
-        .map_err(|e| StoreError::fatal(scrub(&format!("Qdrant {url}: {e}"), key.as_deref())))?;
-    Ok((client, url))
-}
-
-/// A Qdrant error as a store error: unavailable, timeouts, overload and 5xx-like
-/// statuses are retriable.
-pub fn error(
-    url: &str,
-    what: &str,
-    e: qdrant_client::QdrantError,
-    key: Option<&str>,
-) -> StoreError {
-    use qdrant_client::QdrantError;
-    use tonic::Code;
-    let retriable = match &e {
-        QdrantError::ResponseError { status } => matches!(
-            status.code(),
-            Code::Unavailable
-                | Code::DeadlineExceeded
-                | Code::ResourceExhausted
-                | Code::Aborted
-                | Code::Internal
-                | Code::Unknown
-        ),
-        QdrantError::ResourceExhaustedError { .. } => true,
-        _ => false,
+/// A point from its id, vector and payload object.
+pub fn point(id: uuid::Uuid, vector: Vec<f32>, payload: Value) -> Point {
+    let payload = match payload {
+        Value::Object(map) => map,
+        other => serde_json::Map::from_iter([("value".to_owned(), other)]),
     };
-    let detail = match &e {
-        QdrantError::ResponseError { status } => {
-            let message = status.message();
-            match status.code() {
-                Code::Unauthenticated | Code::PermissionDenied => {
-                    format!("authentication failed: {message}")
-                }
-                Code::Unavailable => format!("unavailable: {message}"),
-                code => format!("{code:?}: {message}"),
-            }
+    let bytes = payload_len(&payload) + vector.len() * 4;
+    Point {
+        id,
+        vector,
+        payload,
+        bytes,
+    }
+}
+
+/// The length of a payload as JSON text, without building the text.
+fn payload_len(payload: &serde_json::Map<String, Value>) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
         }
-        other => other.to_string(),
-    };
-    StoreError {
-        message: scrub(&format!("Qdrant {url}: {what}: {detail}"), key),
-        retriable,
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
+    let mut counter = Counter(0);
+    // Writing a JSON value to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut counter, payload);
+    counter.0
 }
 
 /// The point payload of a decoded record.
@@ -244,41 +187,6 @@ pub fn record_from_payload(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn config(url: &str, grpc_port: Option<u16>) -> QdrantConfig {
-        QdrantConfig {
-            qdrant_url: url.into(),
-            collection: "c".into(),
-            api_key: None,
-            embedding_model: None,
-            embedding: None,
-            grpc_port,
-            upsert_streams: None,
-            max_request_bytes: None,
-            pipeline: None,
-        }
-    }
-
-    #[test]
-    fn rest_urls_talk_grpc() {
-        assert_eq!(
-            grpc_url(&config("http://localhost:6333", None)).unwrap(),
-            "http://localhost:6334"
-        );
-        assert_eq!(
-            grpc_url(&config("http://localhost", None)).unwrap(),
-            "http://localhost:6334"
-        );
-        assert_eq!(
-            grpc_url(&config("https://q.example:7000/", None)).unwrap(),
-            "https://q.example:7000"
-        );
-        assert_eq!(
-            grpc_url(&config("http://localhost:6333", Some(16334))).unwrap(),
-            "http://localhost:16334"
-        );
-        assert!(grpc_url(&config("localhost:6333", None)).is_err());
-    }
 
     #[test]
     fn point_ids_are_the_original_systems() {

@@ -1,0 +1,387 @@
+//! An embedded collection: a Qdrant Edge shard in a directory, Qdrant's own engine as a
+//! library, no server.
+//!
+//! Facts of qdrant-edge 0.6 this module is built around (docs/decisions.md):
+//! - every call is synchronous: they run on tokio's blocking pool;
+//! - an update is in the shard's write-ahead log but durable only after `flush`, and
+//!   `flush` panics when another thread is inside an update: updates and flushes are
+//!   serialized here, and an upsert returns only after its flush;
+//! - the shard locks its directory: one process at a time, and within a process every
+//!   user of a directory shares one open shard (the registry below), so `--verify`
+//!   reading back what the run wrote does not collide with it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
+
+use async_trait::async_trait;
+use qdrant_edge::{
+    Condition, CreateIndex, DEFAULT_VECTOR_NAME, Distance, EdgeConfig, EdgeShard, EdgeVectorParams,
+    FieldCondition, FieldIndexOperations, Filter, JsonPath, Match, NamedQuery, PayloadFieldSchema,
+    PayloadSchemaType, PointId, PointInsertOperations, PointOperations, PointStruct,
+    PointStructPersisted, QueryEnum, QueryRequest, ScoringQuery, ScrollRequest, UpdateOperation,
+    WithPayloadInterface, WithVector,
+};
+use serde_json::Value;
+
+use super::embedding::EmbeddingConfig;
+use super::points::{FieldMatch, Found, Indexes, Page, Point, PointStore};
+use crate::error::StoreError;
+
+/// What ckpt-migrate keeps beside the shard: the embedding its vectors were made with.
+const INFO_FILE: &str = "ckpt-migrate.json";
+/// The shard's own config file: present once the shard exists.
+const EDGE_CONFIG_FILE: &str = "edge_config.json";
+
+/// An open shard; updates and flushes take `writes`.
+struct Opened {
+    shard: EdgeShard,
+    writes: Mutex<()>,
+}
+
+/// Every shard this process has open, by canonical directory.
+static OPEN: LazyLock<Mutex<HashMap<PathBuf, Weak<Opened>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+pub struct EdgeStore {
+    dir: PathBuf,
+    collection: String,
+    opened: Mutex<Option<Arc<Opened>>>,
+}
+
+fn engine_error(dir: &Path, what: &str, e: impl std::fmt::Display) -> StoreError {
+    let text = e.to_string();
+    if text.contains("WouldBlock")
+        || text.contains("temporarily unavailable")
+        || text.contains("failed to open WAL")
+    {
+        return StoreError::fatal(format!(
+            "embedded collection {}: in use by another process (an embedded collection has \
+             one user at a time: wait for it to finish; for parallel shards write to a \
+             Qdrant server)",
+            dir.display()
+        ));
+    }
+    StoreError::fatal(format!(
+        "embedded collection {}: {what}: {text}",
+        dir.display()
+    ))
+}
+
+/// Runs blocking engine work on tokio's blocking pool; a panic inside the engine (its
+/// flush panics on I/O errors) becomes this store's error.
+async fn blocking<T: Send + 'static>(
+    dir: &Path,
+    what: &str,
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(e) => Err(StoreError::fatal(format!(
+            "embedded collection {}: {what}: the engine failed: {e}",
+            dir.display()
+        ))),
+    }
+}
+
+/// A lock that outlives a panicking holder: the guarded state stays consistent (it is
+/// only the shard handle, or nothing).
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn point_id(text: &str) -> PointId {
+    text.parse::<u64>()
+        .map(PointId::NumId)
+        .or_else(|_| text.parse::<uuid::Uuid>().map(PointId::Uuid))
+        .unwrap_or(PointId::NumId(0))
+}
+
+fn filter(only: Option<&FieldMatch>) -> Option<Filter> {
+    let m = only?;
+    let key: JsonPath = m.field.parse().ok()?;
+    Some(Filter::new_must(Condition::Field(
+        FieldCondition::new_match(key, Match::from(m.value.clone())),
+    )))
+}
+
+fn payload_value(payload: Option<qdrant_edge::Payload>) -> Value {
+    Value::Object(payload.map(|p| p.0).unwrap_or_default())
+}
+
+impl EdgeStore {
+    pub fn new(dir: PathBuf, collection: String) -> Self {
+        Self {
+            dir,
+            collection,
+            opened: Mutex::new(None),
+        }
+    }
+
+    fn exists(&self) -> bool {
+        self.dir.join(EDGE_CONFIG_FILE).is_file()
+    }
+
+    /// The open shard, opening (or, given a config, creating) it on first use.
+    async fn shard(&self, create: Option<EdgeConfig>) -> Result<Arc<Opened>, StoreError> {
+        if let Some(open) = locked(&self.opened).clone() {
+            return Ok(open);
+        }
+        let dir = self.dir.clone();
+        let opened = blocking(&self.dir, "opening", move || {
+            if create.is_some() {
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| engine_error(&dir, "creating the directory", e))?;
+            }
+            let canonical = dir
+                .canonicalize()
+                .map_err(|e| engine_error(&dir, "opening", e))?;
+            let mut open = locked(&OPEN);
+            if let Some(shard) = open.get(&canonical).and_then(Weak::upgrade) {
+                return Ok(shard);
+            }
+            let shard = match create {
+                Some(config) if !dir.join(EDGE_CONFIG_FILE).is_file() => {
+                    EdgeShard::new(&dir, config).map_err(|e| engine_error(&dir, "creating", e))?
+                }
+                _ => EdgeShard::load(&dir, None).map_err(|e| engine_error(&dir, "opening", e))?,
+            };
+            let shard = Arc::new(Opened {
+                shard,
+                writes: Mutex::new(()),
+            });
+            open.retain(|_, w| w.strong_count() > 0);
+            open.insert(canonical, Arc::downgrade(&shard));
+            Ok(shard)
+        })
+        .await?;
+        *locked(&self.opened) = Some(opened.clone());
+        Ok(opened)
+    }
+
+    /// The open shard of an existing collection.
+    async fn existing(&self) -> Result<Arc<Opened>, StoreError> {
+        if !self.exists() && locked(&self.opened).is_none() {
+            return Err(StoreError::fatal(format!(
+                "embedded collection {:?} does not exist: no {} in {}",
+                self.collection,
+                EDGE_CONFIG_FILE,
+                self.dir.display()
+            )));
+        }
+        self.shard(None).await
+    }
+
+    /// Runs an update and makes it durable, serialized with every other update.
+    async fn update(
+        &self,
+        what: &'static str,
+        operations: Vec<UpdateOperation>,
+    ) -> Result<(), StoreError> {
+        let opened = self.existing().await?;
+        let dir = self.dir.clone();
+        blocking(&self.dir, what, move || {
+            let _writing = locked(&opened.writes);
+            for operation in operations {
+                opened
+                    .shard
+                    .update(operation)
+                    .map_err(|e| engine_error(&dir, what, e))?;
+            }
+            opened.shard.flush();
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl PointStore for EdgeStore {
+    fn describe(&self) -> String {
+        format!("embedded collection {}", self.dir.display())
+    }
+
+    async fn vector_size(&self) -> Result<Option<u64>, StoreError> {
+        if !self.exists() {
+            return Ok(None);
+        }
+        let opened = self.shard(None).await?;
+        let config = opened.shard.config();
+        Ok(Some(
+            config
+                .vectors
+                .get(DEFAULT_VECTOR_NAME)
+                .map_or(0, |v| v.size as u64),
+        ))
+    }
+
+    async fn create(
+        &self,
+        dims: u64,
+        indexes: &Indexes,
+        embedding: &EmbeddingConfig,
+    ) -> Result<(), StoreError> {
+        let config = EdgeConfig {
+            vectors: HashMap::from([(
+                DEFAULT_VECTOR_NAME.to_owned(),
+                EdgeVectorParams {
+                    size: dims as usize,
+                    distance: Distance::Cosine,
+                    on_disk: Some(true),
+                    multivector_config: None,
+                    datatype: None,
+                    quantization_config: None,
+                    hnsw_config: None,
+                },
+            )]),
+            ..EdgeConfig::default()
+        };
+        self.shard(Some(config)).await?;
+        let info = serde_json::json!({"format": 1, "embedding": embedding});
+        std::fs::write(self.dir.join(INFO_FILE), format!("{info:#}\n"))
+            .map_err(|e| engine_error(&self.dir, "writing its embedding", e))?;
+        let fields = indexes
+            .keywords
+            .iter()
+            .map(|f| (*f, PayloadSchemaType::Keyword))
+            .chain(
+                indexes
+                    .integers
+                    .iter()
+                    .map(|f| (*f, PayloadSchemaType::Integer)),
+            );
+        let mut operations = Vec::new();
+        for (field, kind) in fields {
+            let field_name: JsonPath = field
+                .parse()
+                .map_err(|()| StoreError::fatal(format!("bad payload field {field:?}")))?;
+            operations.push(UpdateOperation::FieldIndexOperation(
+                FieldIndexOperations::CreateIndex(CreateIndex {
+                    field_name,
+                    field_schema: Some(PayloadFieldSchema::FieldType(kind)),
+                }),
+            ));
+        }
+        self.update("indexing payload fields", operations).await?;
+        tracing::info!(
+            "created embedded collection {} ({dims} dimensions, cosine)",
+            self.dir.display()
+        );
+        Ok(())
+    }
+
+    async fn embedding(&self) -> Result<Option<EmbeddingConfig>, StoreError> {
+        let path = self.dir.join(INFO_FILE);
+        // A few hundred bytes that ckpt-migrate wrote.
+        #[allow(clippy::disallowed_methods)]
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(engine_error(&self.dir, "reading its embedding", e)),
+        };
+        let info: Value = serde_json::from_str(&text)
+            .map_err(|e| StoreError::fatal(format!("{}: {e}", path.display())))?;
+        serde_json::from_value(info["embedding"].clone())
+            .map(Some)
+            .map_err(|e| StoreError::fatal(format!("{}: embedding: {e}", path.display())))
+    }
+
+    async fn upsert(&self, points: Vec<Point>) -> Result<(), StoreError> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        let persisted: Vec<PointStructPersisted> = points
+            .into_iter()
+            .map(|p| {
+                PointStruct::new(PointId::Uuid(p.id), p.vector, Value::Object(p.payload)).into()
+            })
+            .collect();
+        self.update(
+            "upserting points",
+            vec![UpdateOperation::PointOperation(
+                PointOperations::UpsertPoints(PointInsertOperations::PointsList(persisted)),
+            )],
+        )
+        .await
+    }
+
+    async fn scroll(
+        &self,
+        offset: Option<&str>,
+        limit: usize,
+        only: Option<&FieldMatch>,
+        fields: Option<&[&str]>,
+    ) -> Result<Page, StoreError> {
+        let opened = self.existing().await?;
+        let with_payload = match fields {
+            Some(f) => {
+                WithPayloadInterface::Fields(f.iter().filter_map(|s| s.parse().ok()).collect())
+            }
+            None => WithPayloadInterface::Bool(true),
+        };
+        let request = ScrollRequest {
+            offset: offset.map(point_id),
+            limit: Some(limit.max(1)),
+            filter: filter(only),
+            with_payload: Some(with_payload),
+            with_vector: WithVector::Bool(false),
+            order_by: None,
+        };
+        let dir = self.dir.clone();
+        blocking(&self.dir, "scrolling", move || {
+            let (records, next) = opened
+                .shard
+                .scroll(request)
+                .map_err(|e| engine_error(&dir, "scrolling", e))?;
+            Ok(Page {
+                points: records
+                    .into_iter()
+                    .map(|r| Found {
+                        id: r.id.to_string(),
+                        payload: payload_value(r.payload),
+                        score: None,
+                    })
+                    .collect(),
+                next: next.map(|id| id.to_string()),
+            })
+        })
+        .await
+    }
+
+    async fn search(
+        &self,
+        vector: Vec<f32>,
+        only: Option<&FieldMatch>,
+        limit: usize,
+    ) -> Result<Vec<Found>, StoreError> {
+        let opened = self.existing().await?;
+        let request = QueryRequest {
+            prefetches: Vec::new(),
+            query: Some(ScoringQuery::Vector(QueryEnum::Nearest(
+                NamedQuery::default_dense(vector),
+            ))),
+            filter: filter(only),
+            score_threshold: None,
+            limit,
+            offset: 0,
+            params: None,
+            with_vector: WithVector::Bool(false),
+            with_payload: WithPayloadInterface::Bool(true),
+        };
+        let dir = self.dir.clone();
+        blocking(&self.dir, "searching", move || {
+            Ok(opened
+                .shard
+                .query(request)
+                .map_err(|e| engine_error(&dir, "searching", e))?
+                .into_iter()
+                .map(|p| Found {
+                    id: p.id.to_string(),
+                    payload: payload_value(p.payload),
+                    score: Some(p.score),
+                })
+                .collect())
+        })
+        .await
+    }
+}

@@ -1,0 +1,102 @@
+//! What the Unified Memory source, sink and `search` need from a collection, whether it
+//! lives on a Qdrant server ([`super::server`]) or embedded in a directory
+//! ([`super::edge`]). Points, payloads and ids are built once, in `super`; a backend
+//! only stores and finds them.
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::embedding::EmbeddingConfig;
+use crate::error::StoreError;
+
+/// A point to write: id, vector, payload (a JSON object) and its size estimate.
+pub struct Point {
+    pub id: uuid::Uuid,
+    pub vector: Vec<f32>,
+    pub payload: serde_json::Map<String, Value>,
+    /// Payload JSON length plus 4 bytes per vector element.
+    pub bytes: usize,
+}
+
+/// A point read back: its id as text, its payload, its score when searched.
+pub struct Found {
+    pub id: String,
+    pub payload: Value,
+    pub score: Option<f32>,
+}
+
+/// One page of a scroll and where the next one starts.
+pub struct Page {
+    pub points: Vec<Found>,
+    pub next: Option<String>,
+}
+
+/// Payload fields indexed for filters: keyword fields and integer fields.
+pub struct Indexes {
+    pub keywords: &'static [&'static str],
+    pub integers: &'static [&'static str],
+}
+
+/// The fields checkpoints are filtered by.
+pub const CHECKPOINT_INDEXES: Indexes = Indexes {
+    keywords: &["thread_id", "checkpoint_ns", "checkpoint_id"],
+    integers: &["created_at_ms"],
+};
+
+/// A scroll or search restricted to points whose payload field equals a text.
+#[derive(Clone, Debug)]
+pub struct FieldMatch {
+    pub field: &'static str,
+    pub value: String,
+}
+
+/// A collection of points.
+#[async_trait]
+pub trait PointStore: Send + Sync {
+    /// Where it is, for messages (never with credentials).
+    fn describe(&self) -> String;
+
+    /// Its vector size, or `None` when the collection does not exist.
+    async fn vector_size(&self) -> Result<Option<u64>, StoreError>;
+
+    /// Creates the collection (cosine distance) with payload indexes; a collection
+    /// created meanwhile with the same size is fine.
+    async fn create(
+        &self,
+        dims: u64,
+        indexes: &Indexes,
+        embedding: &EmbeddingConfig,
+    ) -> Result<(), StoreError>;
+
+    /// The embedding the collection was made with, when the store keeps it (embedded
+    /// collections do; `search` uses it).
+    async fn embedding(&self) -> Result<Option<EmbeddingConfig>, StoreError> {
+        Ok(None)
+    }
+
+    /// The largest point one write may carry, if the store bounds it.
+    fn max_point_bytes(&self) -> Option<usize> {
+        None
+    }
+
+    /// Upserts the points; when this returns they are durable and visible.
+    async fn upsert(&self, points: Vec<Point>) -> Result<(), StoreError>;
+
+    /// A page of points in id order from `offset` (inclusive), with the payload (only
+    /// `fields` of it when given).
+    async fn scroll(
+        &self,
+        offset: Option<&str>,
+        limit: usize,
+        only: Option<&FieldMatch>,
+        fields: Option<&[&str]>,
+    ) -> Result<Page, StoreError>;
+
+    /// The `limit` points nearest to `vector`, best first, with payloads.
+    async fn search(
+        &self,
+        vector: Vec<f32>,
+        only: Option<&FieldMatch>,
+        limit: usize,
+    ) -> Result<Vec<Found>, StoreError>;
+}
