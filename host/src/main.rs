@@ -232,7 +232,7 @@ fn search_config(args: &SearchArgs) -> Result<QdrantConfig, RunError> {
         config.qdrant_url = args.qdrant_url.clone();
     }
     if let Some(c) = &args.collection {
-        config.collection = c.clone();
+        config.collection = Some(c.clone());
     }
     if let Some(m) = &args.embedding_model {
         config.embedding_model = Some(m.clone());

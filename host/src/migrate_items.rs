@@ -38,7 +38,7 @@ async fn open_source(
 fn open_sink(config: &RunConfig) -> Result<Box<dyn ItemSink>, RunError> {
     config
         .sink
-        .open_items()
+        .open_items(config.retry)
         .map_err(|e| open_error(e, "destination"))
 }
 

@@ -544,3 +544,124 @@ fn redis_store_items_move_to_sqlite_as_redisstore_reads_them() {
     assert!((3640..=3651).contains(&years), "{years} days");
     assert_eq!(expires("none"), None);
 }
+
+/// Store items into Unified Memory (an embedded collection): one point per item with
+/// its namespace, key, exact value and times; the item's own embedding carried when it
+/// has the collection's size (16 here), found again by a vector search with it; a
+/// re-run upserts the same points; `verify` reads every item back from the payloads.
+#[tokio::test]
+async fn store_items_move_into_unified_memory_with_their_embeddings() {
+    use ckpt_migrate::stores::qdrant::{config::QdrantConfig, items::item_point_id, open_store};
+    let dir = tempfile::tempdir().unwrap();
+    let source = fixture_copy(dir.path());
+    let memory = dir.path().join("memory");
+    let dest = json!({ "path": memory, "embedding": {"provider": "none", "dimensions": 16} });
+    let run = migrate(
+        dir.path(),
+        ("sqlite", sqlite(&source)),
+        ("unified", dest.clone()),
+        &["--verify"],
+    );
+    assert_ok(&run);
+    assert!(
+        run.stderr().contains("read 38  written 38"),
+        "{}",
+        run.stderr()
+    );
+    assert!(
+        run.stdout()
+            .contains("38 Store item(s) compared; 0 missing, 0 different"),
+        "{}",
+        run.stdout()
+    );
+    assert!(memory.join("store_items/edge_config.json").is_file());
+    let again = migrate(
+        dir.path(),
+        ("sqlite", sqlite(&source)),
+        ("unified", dest),
+        &["--restart", "--verify"],
+    );
+    assert_ok(&again);
+    assert!(
+        again.stdout().contains("0 missing, 0 different"),
+        "{}",
+        again.stdout()
+    );
+
+    let store = open_store(&QdrantConfig::new(
+        None,
+        Some(memory.clone()),
+        "store_items".into(),
+    ))
+    .unwrap();
+    let mut points = Vec::new();
+    let mut offset = None;
+    loop {
+        let page = store
+            .scroll(offset.as_deref(), 10, None, None)
+            .await
+            .unwrap();
+        points.extend(page.points);
+        match page.next {
+            Some(next) => offset = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(points.len(), 38, "one point per item, none twice");
+    let dump = fixture_dump();
+    for item in dump["items"].as_array().unwrap() {
+        let key = ckpt_migrate::items::ItemKey {
+            namespace: serde_json::from_value(item["namespace"].clone()).unwrap(),
+            key: item["key"].as_str().unwrap().to_owned(),
+        };
+        let point = points
+            .iter()
+            .find(|p| p.id == item_point_id(&key).to_string())
+            .unwrap_or_else(|| panic!("{key} has no point"));
+        assert_eq!(point.payload["type"], "store_item");
+        assert_eq!(point.payload["namespace"], item["namespace"]);
+        assert_eq!(point.payload["key"], item["key"]);
+        assert!(
+            ckpt_migrate::items::same_json(&point.payload["value"], &item["value"]),
+            "{key}: {} != {}",
+            point.payload["value"],
+            item["value"]
+        );
+    }
+    // The item's own embedding was carried: searching with it finds the item first.
+    let vector = &dump["vectors"][0];
+    let embedding: Vec<f32> = serde_json::from_value(vector["embedding"].clone()).unwrap();
+    let best = store.search(embedding, None, 1).await.unwrap();
+    assert_eq!(best[0].payload["key"], vector["key"]);
+    assert!(best[0].score.unwrap() > 0.999, "{:?}", best[0].score);
+
+    // With an embedding of another size, vectors are computed from the item's text and
+    // `search` finds items by their words.
+    let hashed = json!({ "path": memory, "collection": "memories", "embedding_model": "hash" });
+    assert_ok(&migrate(
+        dir.path(),
+        ("sqlite", sqlite(&source)),
+        ("unified", hashed),
+        &[],
+    ));
+    let found = cli(
+        dir.path(),
+        &[
+            "search",
+            "to the moon",
+            "--path",
+            "memory",
+            "--collection",
+            "memories",
+            "--limit",
+            "1",
+        ],
+    );
+    assert_eq!(found.code(), 0, "{}", found.stderr());
+    assert!(
+        found.stdout().contains("item emoji.🚀 / launch")
+            && found.stdout().contains("🚀 to the moon"),
+        "{}",
+        found.stdout()
+    );
+}

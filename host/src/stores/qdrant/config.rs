@@ -22,9 +22,8 @@ pub struct QdrantConfig {
     /// A directory holding embedded collections (Qdrant Edge, no server): collection
     /// `C` lives in `PATH/C`. Give this or `qdrant_url`, not both.
     pub path: Option<PathBuf>,
-    /// Collection name (default `checkpoints`).
-    #[serde(default = "default_collection")]
-    pub collection: String,
+    /// Collection name (default `checkpoints`; `store_items` for Store items).
+    pub collection: Option<String>,
     /// API key (or `${ENV_VAR}`); servers only.
     pub api_key: Option<String>,
     /// Embedding model: `none` (zero vectors, the default), `hash` (local, offline), or
@@ -44,9 +43,8 @@ pub struct QdrantConfig {
     pub pipeline: Option<bool>,
 }
 
-fn default_collection() -> String {
-    DEFAULT_COLLECTION.into()
-}
+/// The collection Store items go to when none is named.
+pub const DEFAULT_ITEMS_COLLECTION: &str = "store_items";
 
 /// Where a collection lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +61,7 @@ impl QdrantConfig {
         Self {
             qdrant_url,
             path,
-            collection,
+            collection: Some(collection),
             api_key: None,
             embedding_model: None,
             embedding: None,
@@ -72,6 +70,20 @@ impl QdrantConfig {
             max_request_bytes: None,
             pipeline: None,
         }
+    }
+
+    /// The collection's name.
+    pub fn collection(&self) -> &str {
+        self.collection.as_deref().unwrap_or(DEFAULT_COLLECTION)
+    }
+
+    /// This config for Store items: their own collection unless one is named.
+    pub fn for_items(&self) -> Self {
+        let mut config = self.clone();
+        config
+            .collection
+            .get_or_insert_with(|| DEFAULT_ITEMS_COLLECTION.into());
+        config
     }
 
     pub fn embedding_config(&self) -> EmbeddingConfig {
@@ -88,18 +100,15 @@ impl QdrantConfig {
 
     /// The server or the embedded directory; exactly one of `qdrant_url` and `path`.
     pub fn location(&self) -> Result<Location, StoreError> {
+        let name = self.collection();
         let embedded = |dir: &Path| -> Result<Location, StoreError> {
-            if self.collection.is_empty()
-                || self.collection.contains(['/', '\\'])
-                || self.collection.starts_with('.')
-            {
+            if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
                 return Err(StoreError::fatal(format!(
-                    "collection {:?}: an embedded collection's name is its directory's, so it \
-                     may not be empty, start with a dot or contain a slash",
-                    self.collection
+                    "collection {name:?}: an embedded collection's name is its directory's, so \
+                     it may not be empty, start with a dot or contain a slash"
                 )));
             }
-            Ok(Location::Embedded(dir.join(&self.collection)))
+            Ok(Location::Embedded(dir.join(name)))
         };
         match (&self.qdrant_url, &self.path) {
             (Some(_), Some(_)) => Err(StoreError::fatal(
@@ -152,7 +161,7 @@ mod tests {
         );
         let mut bad = QdrantConfig::new(None, Some("m".into()), "../x".into());
         assert!(bad.location().is_err());
-        bad.collection = "a/b".into();
+        bad.collection = Some("a/b".into());
         assert!(bad.location().is_err());
     }
 }

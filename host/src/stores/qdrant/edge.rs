@@ -305,6 +305,31 @@ impl PointStore for EdgeStore {
         .await
     }
 
+    async fn retrieve(&self, ids: &[uuid::Uuid]) -> Result<Vec<Option<Found>>, StoreError> {
+        let opened = self.existing().await?;
+        let wanted: Vec<PointId> = ids.iter().map(|id| PointId::Uuid(*id)).collect();
+        let dir = self.dir.clone();
+        let found = blocking(&self.dir, "reading points", move || {
+            Ok(opened
+                .shard
+                .retrieve(
+                    &wanted,
+                    Some(WithPayloadInterface::Bool(true)),
+                    Some(WithVector::Bool(false)),
+                )
+                .map_err(|e| engine_error(&dir, "reading points", e))?
+                .into_iter()
+                .map(|r| Found {
+                    id: r.id.to_string(),
+                    payload: payload_value(r.payload),
+                    score: None,
+                })
+                .collect())
+        })
+        .await?;
+        Ok(super::points::in_order(ids, found))
+    }
+
     async fn scroll(
         &self,
         offset: Option<&str>,

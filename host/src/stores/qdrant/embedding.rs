@@ -302,6 +302,16 @@ pub fn messages(checkpoint: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The strings of a JSON value, depth first.
+pub fn string_leaves(value: &Value) -> Vec<String> {
+    match value {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items.iter().flat_map(string_leaves).collect(),
+        Value::Object(map) => map.values().flat_map(string_leaves).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// The text embedded for a checkpoint (rule in the module docs).
 pub fn text_for(record: &Checkpoint) -> String {
     let mut lines = vec![format!("thread: {}", record.key.thread_id)];

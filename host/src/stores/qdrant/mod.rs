@@ -10,12 +10,14 @@
 pub mod config;
 mod edge;
 pub mod embedding;
+pub mod items;
 pub mod points;
 mod read;
 pub mod search;
 mod server;
 mod write;
 
+pub use items::open_item_sink;
 pub use read::QdrantSource;
 pub use write::QdrantSink;
 
@@ -38,7 +40,9 @@ pub fn point_id(checkpoint_id: &str) -> uuid::Uuid {
 pub fn open_store(config: &QdrantConfig) -> Result<Box<dyn PointStore>, StoreError> {
     Ok(match config.location()? {
         Location::Server(url) => Box::new(server::ServerStore::connect(config, &url)?),
-        Location::Embedded(dir) => Box::new(edge::EdgeStore::new(dir, config.collection.clone())),
+        Location::Embedded(dir) => {
+            Box::new(edge::EdgeStore::new(dir, config.collection().to_owned()))
+        }
     })
 }
 
@@ -111,6 +115,12 @@ pub fn record_from_payload(
 ) -> Result<Checkpoint, String> {
     use base64::Engine as _;
     let text = |k: &str| payload.get(k).and_then(Value::as_str).map(str::to_owned);
+    if text("type").as_deref() == Some("store_item") {
+        return Err(format!(
+            "point {point} is a LangGraph Store item, not a checkpoint (this collection \
+             holds Store items)"
+        ));
+    }
     let key = crate::record::CheckpointKey {
         thread_id: text("thread_id").ok_or("payload has no thread_id")?,
         checkpoint_ns: text("checkpoint_ns").unwrap_or_default(),

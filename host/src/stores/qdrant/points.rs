@@ -37,6 +37,13 @@ pub struct Indexes {
     pub integers: &'static [&'static str],
 }
 
+/// Matches points to the ids asked for, in order.
+pub fn in_order(ids: &[uuid::Uuid], found: Vec<Found>) -> Vec<Option<Found>> {
+    let mut by_id: std::collections::HashMap<String, Found> =
+        found.into_iter().map(|f| (f.id.clone(), f)).collect();
+    ids.iter().map(|id| by_id.remove(&id.to_string())).collect()
+}
+
 /// The fields checkpoints are filtered by.
 pub const CHECKPOINT_INDEXES: Indexes = Indexes {
     keywords: &["thread_id", "checkpoint_ns", "checkpoint_id"],
@@ -81,6 +88,9 @@ pub trait PointStore: Send + Sync {
 
     /// Upserts the points; when this returns they are durable and visible.
     async fn upsert(&self, points: Vec<Point>) -> Result<(), StoreError>;
+
+    /// The points with these ids, in the same order (`None`: not there), with payloads.
+    async fn retrieve(&self, ids: &[uuid::Uuid]) -> Result<Vec<Option<Found>>, StoreError>;
 
     /// A page of points in id order from `offset` (inclusive), with the payload (only
     /// `fields` of it when given).

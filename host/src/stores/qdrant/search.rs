@@ -4,15 +4,19 @@
 use serde_json::Value;
 
 use super::config::QdrantConfig;
-use super::embedding::{Embedder, EmbeddingConfig, messages};
+use super::embedding::{Embedder, EmbeddingConfig, messages, string_leaves};
 use super::points::FieldMatch;
 use crate::error::StoreError;
 use crate::retry::RetryPolicy;
 
-/// One search result.
+/// One search result: a checkpoint, or a Store item (`namespace` and `key` set).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Hit {
     pub score: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     pub thread_id: String,
     pub checkpoint_ns: String,
     pub checkpoint_id: String,
@@ -85,8 +89,28 @@ pub async fn search(
 
 fn hit(score: f32, payload: &Value, query: &str) -> Hit {
     let text = |k: &str| payload.get(k).and_then(Value::as_str).map(str::to_owned);
+    if text("type").as_deref() == Some("store_item") {
+        return Hit {
+            score,
+            namespace: text("namespace_path"),
+            key: text("key"),
+            thread_id: String::new(),
+            checkpoint_ns: String::new(),
+            checkpoint_id: String::new(),
+            step: None,
+            created_at: text("updated_at"),
+            message: best_text(
+                string_leaves(payload.get("value").unwrap_or(&Value::Null))
+                    .into_iter()
+                    .map(|t| (String::new(), t)),
+                query,
+            ),
+        };
+    }
     Hit {
         score,
+        namespace: None,
+        key: None,
         thread_id: text("thread_id").unwrap_or_default(),
         checkpoint_ns: text("checkpoint_ns").unwrap_or_default(),
         checkpoint_id: text("checkpoint_id").unwrap_or_default(),
@@ -105,16 +129,27 @@ fn words(text: &str) -> Vec<String> {
 
 /// The message sharing most words with the query; on a tie, the newest.
 pub fn matching_message(checkpoint: &Value, query: &str) -> Option<String> {
+    best_text(messages(checkpoint).into_iter(), query)
+}
+
+/// Of `(label, text)` pairs, the text sharing most words with the query (the last on
+/// a tie), as `label: text` (or the text alone without a label).
+fn best_text(texts: impl Iterator<Item = (String, String)>, query: &str) -> Option<String> {
     let wanted = words(query);
-    messages(checkpoint)
-        .into_iter()
+    texts
         .enumerate()
         .filter(|(_, (_, content))| !content.is_empty())
         .max_by_key(|(i, (_, content))| {
             let have = words(content);
             (wanted.iter().filter(|w| have.contains(w)).count(), *i)
         })
-        .map(|(_, (role, content))| format!("{role}: {content}"))
+        .map(|(_, (label, content))| {
+            if label.is_empty() {
+                content
+            } else {
+                format!("{label}: {content}")
+            }
+        })
 }
 
 /// Hits as text: a line per checkpoint and its matching message, indented.
@@ -124,6 +159,16 @@ pub fn render(hits: &[Hit]) -> String {
     }
     let mut out = String::new();
     for (n, h) in hits.iter().enumerate() {
+        if let (Some(namespace), Some(key)) = (&h.namespace, &h.key) {
+            out.push_str(&format!(
+                "{}. {:.3}  item {namespace} / {key}  updated {}\n",
+                n + 1,
+                h.score,
+                h.created_at.as_deref().unwrap_or("(no time)"),
+            ));
+            push_message(&mut out, h.message.as_deref());
+            continue;
+        }
         let step = h
             .step
             .as_ref()
@@ -141,18 +186,23 @@ pub fn render(hits: &[Hit]) -> String {
             h.created_at.as_deref().unwrap_or("(no time)"),
             h.checkpoint_id
         ));
-        if let Some(m) = &h.message {
-            let one_line: String = m.split_whitespace().collect::<Vec<_>>().join(" ");
-            let shown: String = one_line.chars().take(200).collect();
-            let more = if one_line.chars().count() > 200 {
-                "…"
-            } else {
-                ""
-            };
-            out.push_str(&format!("   {shown}{more}\n"));
-        }
+        push_message(&mut out, h.message.as_deref());
     }
     out
+}
+
+/// A hit's text on one indented line, cut to 200 characters.
+fn push_message(out: &mut String, message: Option<&str>) {
+    if let Some(m) = message {
+        let one_line: String = m.split_whitespace().collect::<Vec<_>>().join(" ");
+        let shown: String = one_line.chars().take(200).collect();
+        let more = if one_line.chars().count() > 200 {
+            "…"
+        } else {
+            ""
+        };
+        out.push_str(&format!("   {shown}{more}\n"));
+    }
 }
 
 #[cfg(test)]

@@ -13,8 +13,9 @@ use futures_util::StreamExt;
 use qdrant_client::Payload;
 use qdrant_client::qdrant::{
     Condition, CountPointsBuilder, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder,
-    Distance, FieldType, Filter, PayloadIncludeSelector, PointId, PointStruct, QueryPointsBuilder,
-    ScrollPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder, point_id, vectors_config,
+    Distance, FieldType, Filter, GetPointsBuilder, PayloadIncludeSelector, PointId, PointStruct,
+    QueryPointsBuilder, ScrollPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder, point_id,
+    vectors_config,
 };
 
 use super::config::QdrantConfig;
@@ -121,7 +122,7 @@ impl ServerStore {
             client,
             url,
             key,
-            collection: config.collection.clone(),
+            collection: config.collection().to_owned(),
             streams: config.upsert_streams.unwrap_or(DEFAULT_STREAMS).clamp(1, 8),
             max_request_bytes: config
                 .max_request_bytes
@@ -324,6 +325,31 @@ impl PointStore for ServerStore {
             self.confirm(&ids).await?;
         }
         Ok(())
+    }
+
+    async fn retrieve(&self, ids: &[uuid::Uuid]) -> Result<Vec<Option<Found>>, StoreError> {
+        let request = GetPointsBuilder::new(
+            &self.collection,
+            ids.iter()
+                .map(|id| PointId::from(id.to_string()))
+                .collect::<Vec<_>>(),
+        )
+        .with_payload(true);
+        let response = self
+            .client
+            .get_points(request)
+            .await
+            .map_err(|e| self.error("reading points", e))?;
+        let found = response
+            .result
+            .into_iter()
+            .map(|p| Found {
+                id: p.id.as_ref().map(id_text).unwrap_or_default(),
+                payload: Payload::from(p.payload).into(),
+                score: None,
+            })
+            .collect();
+        Ok(super::points::in_order(ids, found))
     }
 
     async fn scroll(
