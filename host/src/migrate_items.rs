@@ -169,11 +169,16 @@ pub async fn run(config: &RunConfig, shutdown: &Shutdown) -> Result<RunReport, R
                 .map_err(|e| io_error(dead.path(), e))?;
             }
             dead.sync().map_err(|e| io_error(dead.path(), e))?;
-            state.position = batch.position.clone();
-            state.sink = sink.resume_state();
-            state.counts = Counts::of(&stats);
-            state.dead_letter_entries = dead.count();
-            save(&mut state)?;
+            // A destination that cannot continue mid-run keeps the resume point at the
+            // start: a resumed run writes everything again (and the dead-letter file
+            // from its first entry).
+            if sink.continues_mid_run() {
+                state.position = batch.position.clone();
+                state.sink = sink.resume_state();
+                state.counts = Counts::of(&stats);
+                state.dead_letter_entries = dead.count();
+                save(&mut state)?;
+            }
             faults.after_commit(stats.batches);
             progress.update(&stats);
             if config.max_errors > 0 && stats.failed > config.max_errors {

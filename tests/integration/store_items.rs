@@ -665,3 +665,95 @@ async fn store_items_move_into_unified_memory_with_their_embeddings() {
         found.stdout()
     );
 }
+
+/// Store items into one Parquet file: a row per item, the value's JSON text exact, the
+/// embeddings as float32 lists; `verify` reads the file back; a killed run leaves only
+/// a `.partial` file and `--resume` writes the whole file again.
+#[test]
+fn store_items_export_to_parquet_and_a_killed_export_is_written_again() {
+    use arrow_array::{Array, ListArray, StringArray};
+    let dir = tempfile::tempdir().unwrap();
+    let source = fixture_copy(dir.path());
+    let file = dir.path().join("out/items.parquet");
+    let dest = json!({ "output_path": file, "compression": "zstd" });
+    let run = migrate(
+        dir.path(),
+        ("sqlite", sqlite(&source)),
+        ("parquet", dest.clone()),
+        &["--verify"],
+    );
+    assert_ok(&run);
+    assert!(
+        run.stdout()
+            .contains("38 Store item(s) compared; 0 missing, 0 different"),
+        "{}",
+        run.stdout()
+    );
+    let check_file = || {
+        let (batches, _) = crate::parquet_export::read(&file);
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(rows, 38);
+        let mut text = String::new();
+        let mut vectors = 0;
+        for batch in &batches {
+            let values = crate::parquet_export::col::<StringArray>(batch, "value_json");
+            let embeddings = crate::parquet_export::col::<ListArray>(batch, "vectors");
+            for i in 0..batch.num_rows() {
+                text.push_str(values.value(i));
+                vectors += embeddings.value(i).len();
+            }
+        }
+        for exact in [
+            "0.9949503943874963",
+            "5e-324",
+            "18446744073709551615",
+            "-0.0",
+        ] {
+            assert!(text.contains(exact), "{exact} not kept as written");
+        }
+        assert_eq!(vectors, 38, "every embedding row of the fixture");
+    };
+    check_file();
+
+    std::fs::remove_file(&file).unwrap();
+    let (src, dst) = (sqlite(&source).to_string(), dest.to_string());
+    let args = [
+        "--state",
+        "store",
+        "--source",
+        "sqlite",
+        "--source-config",
+        &src,
+        "--destination",
+        "parquet",
+        "--dest-config",
+        &dst,
+        "--batch-size",
+        "5",
+    ];
+    let killed = cli_env(
+        dir.path(),
+        &args,
+        &[("CKPT_MIGRATE_FAULT", "crash-after-commit:3")],
+    );
+    assert_ne!(killed.code(), 0, "the process was to die");
+    assert!(
+        !file.exists(),
+        "an unfinished export must not look complete"
+    );
+    let mut resumed_args = args.to_vec();
+    resumed_args.extend(["--resume", "--verify"]);
+    let resumed = cli_env(dir.path(), &resumed_args, &[("CKPT_MIGRATE_FAULT", "")]);
+    assert_ok(&resumed);
+    assert!(
+        resumed.stderr().contains("read 38  written 38"),
+        "{}",
+        resumed.stderr()
+    );
+    assert!(
+        resumed.stdout().contains("0 missing, 0 different"),
+        "{}",
+        resumed.stdout()
+    );
+    check_file();
+}

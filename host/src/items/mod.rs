@@ -315,6 +315,12 @@ pub trait ItemSink: Send {
     /// Continue a run whose last confirmed batch left `state` (before `prepare`).
     fn resume(&mut self, _state: &serde_json::Value) {}
 
+    /// Whether a run can continue after its last written batch; a destination that
+    /// cannot (one Parquet file) is written again from the start by a resumed run.
+    fn continues_mid_run(&self) -> bool {
+        true
+    }
+
     /// Called once at the end of a run.
     async fn finish(&mut self) -> Result<(), StoreError> {
         Ok(())

@@ -142,7 +142,7 @@ impl SinkConfig {
 /// LangGraph Store items, and exported to JSON.
 fn no_items(kind: &str, direction: &str) -> OpenError {
     OpenError::Config(ConfigError::Invalid(format!(
-        "state: store: Store items cannot be {direction} {kind} in this version (sources: sqlite, postgresql, redis, json; destinations: sqlite, postgresql, unified, json)"
+        "state: store: Store items cannot be {direction} {kind} in this version (sources: sqlite, postgresql, redis, json; destinations: sqlite, postgresql, unified, json, parquet)"
     )))
 }
 
@@ -167,6 +167,7 @@ impl SinkConfig {
     pub fn open_items(&self, retry: RetryPolicy) -> Result<Box<dyn ItemSink>, OpenError> {
         match self {
             SinkConfig::Unified(c) => qdrant::open_item_sink(c, retry),
+            SinkConfig::Parquet(c) => parquet::open_item_sink(c),
             SinkConfig::Sqlite(c) => Ok(sqlite::open_item_sink(c)),
             SinkConfig::Postgresql(c) => postgres::open_item_sink(c),
             SinkConfig::Json(c) => Ok(json::open_item_sink(c)),

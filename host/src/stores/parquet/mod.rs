@@ -3,9 +3,11 @@
 //! destination, read back as a source so that an export restores.
 
 pub mod config;
+pub mod items;
 mod read;
 mod write;
 
+pub use items::open_item_sink;
 pub use read::ParquetSource;
 pub use write::{DEFAULT_ROW_GROUP_BYTES, ParquetSink, schema, to_record_batch};
 

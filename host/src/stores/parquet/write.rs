@@ -202,6 +202,26 @@ pub fn to_record_batch<'a>(records: &[&'a Checkpoint]) -> Result<RecordBatch, St
     RecordBatch::try_new(schema(), columns).map_err(|e| e.to_string())
 }
 
+/// The writer settings of every file we write: the compression asked for, row groups
+/// cut by bytes by the writer's caller (not by a row count), our metadata.
+pub(super) fn writer_properties(
+    compression: ParquetCompression,
+    metadata: Vec<KeyValue>,
+) -> WriterProperties {
+    let compression = match compression {
+        ParquetCompression::Snappy => Compression::SNAPPY,
+        ParquetCompression::Zstd => Compression::ZSTD(ZstdLevel::default()),
+        ParquetCompression::Gzip => Compression::GZIP(GzipLevel::default()),
+        ParquetCompression::Lz4 => Compression::LZ4_RAW,
+        ParquetCompression::None => Compression::UNCOMPRESSED,
+    };
+    WriterProperties::builder()
+        .set_compression(compression)
+        .set_max_row_group_size(usize::MAX)
+        .set_key_value_metadata(Some(metadata))
+        .build()
+}
+
 struct PartWriter {
     writer: ArrowWriter<File>,
     partial: PathBuf,
@@ -236,18 +256,9 @@ impl ParquetSink {
                 )));
             }
         }
-        let compression = match config.compression {
-            ParquetCompression::Snappy => Compression::SNAPPY,
-            ParquetCompression::Zstd => Compression::ZSTD(ZstdLevel::default()),
-            ParquetCompression::Gzip => Compression::GZIP(GzipLevel::default()),
-            ParquetCompression::Lz4 => Compression::LZ4_RAW,
-            ParquetCompression::None => Compression::UNCOMPRESSED,
-        };
-        let props = WriterProperties::builder()
-            .set_compression(compression)
-            // Row groups are cut by bytes (below), not by a row count.
-            .set_max_row_group_size(usize::MAX)
-            .set_key_value_metadata(Some(vec![
+        let props = writer_properties(
+            config.compression,
+            vec![
                 KeyValue::new("ckpt_migrate.version".into(), run.tool_version.clone()),
                 KeyValue::new("ckpt_migrate.run_id".into(), run.run_id.clone()),
                 KeyValue::new("ckpt_migrate.source".into(), run.source_kind.clone()),
@@ -256,8 +267,8 @@ impl ParquetSink {
                     "ckpt_migrate.started_at".into(),
                     run.started_at.to_rfc3339(),
                 ),
-            ]))
-            .build();
+            ],
+        );
         let full = schema();
         let projection = (0..full.fields().len())
             .filter(|&i| !config.partition_by.contains(full.field(i).name()))
