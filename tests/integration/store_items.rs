@@ -453,13 +453,15 @@ fn checkpoint_only_options_and_other_stores_are_refused_by_name() {
             "json",
             "thread filters do not apply to Store items",
         ),
-        (vec![], "parquet", "cannot be written to parquet"),
+        (vec![], "parquet", "partitions are for checkpoints"),
         (vec![], "redis", "cannot be written to redis"),
     ];
     for (extra, dest, expect) in cases {
         let dest_config = match dest {
             "json" => json!({ "output_dir": dir.path().join("x") }),
-            "parquet" => json!({ "output_path": dir.path().join("x") }),
+            "parquet" => {
+                json!({ "output_path": dir.path().join("x"), "partition_by": ["thread_id"] })
+            }
             _ => json!({ "redis_url": "redis://127.0.0.1:1" }),
         };
         let run = migrate(
