@@ -29,6 +29,6 @@ set -e
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1); if ($i ~ /^ignored;?$/) s += $(i-1) } }
      END { printf "\nsummary: %d passed, %d failed, %d skipped\n", p, f, s }' target/test-output.log
 if [ -z "${QDRANT_URL:-}" ]; then
-  echo "qdrant: the tests that need a real Qdrant server were skipped (QDRANT_URL is not set)"
+  echo "qdrant: Unified Memory was tested on the embedded engine; the tests that need a real Qdrant server were skipped (QDRANT_URL is not set)"
 fi
 exit "$status"
