@@ -126,6 +126,18 @@ pub enum Revival {
 }
 
 fn revival(obj: &PyObject) -> Option<Revival> {
+    // `__notes__` is an exception's own attribute (`add_note`): LangGraph's error
+    // writes are exceptions, stored as their `__dict__`, and `cls(**kwargs)` raises.
+    if obj
+        .kwargs
+        .as_ref()
+        .is_some_and(|k| k.contains_key("__notes__"))
+    {
+        return Some(Revival::As(
+            Value::Null,
+            "None (an exception takes no keyword arguments)",
+        ));
+    }
     let no_kwargs = obj.kwargs.as_ref().is_none_or(Map::is_empty);
     valueless_revival(&obj.module, &obj.name, obj.args.is_empty(), no_kwargs)
 }
@@ -154,11 +166,27 @@ pub fn valueless_revival(
         }
         // Networks and interfaces keep their parts as envelopes that revive to None.
         ("ipaddress", _) if no_args => revived(Value::Null, "None"),
+        // An exception's `__dict__` holds only its notes; `ValueError(**kwargs)` raises.
+        ("builtins", name) if !no_kwargs && is_builtin_exception(name) => {
+            revived(Value::Null, "None (an exception takes no keyword arguments)")
+        }
         ("re", "Pattern")
         | ("numpy", "ndarray")
         | ("pydantic.types", "SecretStr" | "SecretBytes") => Some(Revival::Envelope),
         _ => None,
     }
+}
+
+/// Python's built-in exception classes, by their naming convention.
+fn is_builtin_exception(name: &str) -> bool {
+    name.ends_with("Error")
+        || name.ends_with("Exception")
+        || name.ends_with("Warning")
+        || matches!(
+            name,
+            "StopIteration" | "StopAsyncIteration" | "KeyboardInterrupt" | "SystemExit"
+                | "GeneratorExit"
+        )
 }
 
 fn lost(obj: &PyObject, what: &str) -> String {

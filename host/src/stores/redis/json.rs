@@ -115,7 +115,8 @@ impl JsonLayout {
                 });
                 continue;
             }
-            writes.sort_by(|a, b| (&a.task_id, a.idx).cmp(&(&b.task_id, b.idx)));
+            // Kept in the zset's order (score = idx, then key): the order RedisSaver's
+            // own `_load_pending_writes` returns them in.
             batch.records.push(Checkpoint {
                 key: doc.key,
                 parent_checkpoint_id: doc.parent,
