@@ -68,21 +68,33 @@ pub fn view_line(r: &Checkpoint) -> Value {
 /// Every record a source gives, decoded (a failed read fails the test), and the
 /// number of vanished keys.
 pub async fn drain(source: &mut dyn Source, batch: usize) -> (Vec<Checkpoint>, u64) {
+    let (out, vanished, failed) = drain_all(source, batch).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    (out, vanished)
+}
+
+/// Every record a source gives, decoded, the number of vanished keys, and the reads
+/// that failed.
+pub async fn drain_all(
+    source: &mut dyn Source,
+    batch: usize,
+) -> (Vec<Checkpoint>, u64, Vec<ckpt_migrate::sources::FailedRead>) {
     let limits = BatchLimits {
         max_records: batch,
         max_bytes: usize::MAX,
     };
     let mut out = Vec::new();
     let mut vanished = 0;
+    let mut failed = Vec::new();
     while let Some(b) = source.next_batch(limits).await.expect("batch") {
-        assert!(b.failed.is_empty(), "{:?}", b.failed);
+        failed.extend(b.failed);
         vanished += b.vanished;
         for mut r in b.records {
             codec::decode_record(&mut r).expect("decode");
             out.push(r);
         }
     }
-    (out, vanished)
+    (out, vanished, failed)
 }
 
 /// Reads every record of a SQLite database through the library, decoded.
@@ -596,6 +608,18 @@ pub async fn read_redis(
     filters: &FilterConfig,
     batch: usize,
 ) -> (Vec<Checkpoint>, u64) {
+    let (out, vanished, failed) = read_redis_all(url, prefix, filters, batch).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    (out, vanished)
+}
+
+/// [`read_redis`], also giving the reads that failed.
+pub async fn read_redis_all(
+    url: &str,
+    prefix: &str,
+    filters: &FilterConfig,
+    batch: usize,
+) -> (Vec<Checkpoint>, u64, Vec<ckpt_migrate::sources::FailedRead>) {
     use ckpt_migrate::stores::redis::RedisSource;
     let compiled = filters.compile().unwrap();
     let config = ckpt_migrate::stores::redis::config::RedisSourceConfig {
@@ -606,9 +630,9 @@ pub async fn read_redis(
         thread_id_template: None,
     };
     let mut source = RedisSource::open(&config, &compiled).await.expect("open");
-    let (mut out, vanished) = drain(&mut source, batch).await;
+    let (mut out, vanished, failed) = drain_all(&mut source, batch).await;
     out.sort_by(|a, b| a.key.cmp(&b.key));
-    (out, vanished)
+    (out, vanished, failed)
 }
 
 /// Runs `--source KIND --source-config CONFIG` into a JSON export in `dir/out`.

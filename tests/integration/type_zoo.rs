@@ -33,9 +33,8 @@ const READ_BACK_LOSSES: &[(&str, &str, &str, &str)] = &[(
 fn redis_class_loss(path: &str, ours: &Value, theirs: &Value) -> bool {
     // `zoo_models.Profile`: pydantic v2 with an alias and no populate_by_name.
     // RedisSaver calls `Profile(**fields)`, which fails on the alias, and reads None.
-    let pydantic_v2_alias = theirs.is_null()
-        && ours.get("user_id").is_some()
-        && ours.get("display_name").is_some();
+    let pydantic_v2_alias =
+        theirs.is_null() && ours.get("user_id").is_some() && ours.get("display_name").is_some();
     // pydantic v1 models: the oracle names their class (`__type__`); in the envelope
     // they look like any other object with fields.
     let pydantic_v1_type = path.ends_with(".__type__")
@@ -87,9 +86,10 @@ fn compare(ours: &Value, theirs: &Value, path: &str, tally: &mut Tally) {
         rest.remove("__delta_snapshot__");
         return compare(&Value::Object(rest), theirs, path, tally);
     }
-    if READ_BACK_LOSSES.iter().any(|(suffix, stored, read, _)| {
-        path.ends_with(suffix) && ours == stored && theirs == read
-    }) || (tally.redis && redis_class_loss(path, ours, theirs))
+    if READ_BACK_LOSSES
+        .iter()
+        .any(|(suffix, stored, read, _)| path.ends_with(suffix) && ours == stored && theirs == read)
+        || (tally.redis && redis_class_loss(path, ours, theirs))
     {
         tally.losses += 1;
         return;
@@ -132,8 +132,18 @@ fn compare(ours: &Value, theirs: &Value, path: &str, tally: &mut Tally) {
 /// Compares every record with the store's oracle, prints the tally, fails on any
 /// difference.
 fn assert_zoo_matches(store: &str, records: &[Checkpoint]) {
+    assert_zoo_matches_but(store, records, 0);
+}
+
+/// [`assert_zoo_matches`] where `unread` checkpoints of the oracle could not be read
+/// (kept in place, with the reason, by the caller's check).
+fn assert_zoo_matches_but(store: &str, records: &[Checkpoint], unread: usize) {
     let expected = zoo_oracle(store);
-    assert_eq!(records.len(), expected.len(), "{store}: record count");
+    assert_eq!(
+        records.len() + unread,
+        expected.len(),
+        "{store}: record count"
+    );
     let mut tally = Tally {
         redis: store == "redis_json",
         ..Tally::default()
@@ -159,7 +169,7 @@ fn assert_zoo_matches(store: &str, records: &[Checkpoint]) {
         }
     }
     println!(
-        "typezoo/oracle/{store}.jsonl: {matched}/{} checkpoints match ({} values kept raw by design, {} known LangGraph read-back losses)",
+        "typezoo/oracle/{store}.jsonl: {matched}/{} checkpoints match ({unread} unread, {} values kept raw by design, {} known LangGraph read-back losses)",
         expected.len(),
         tally.raw_by_design,
         tally.losses
@@ -169,7 +179,7 @@ fn assert_zoo_matches(store: &str, records: &[Checkpoint]) {
         "{store}:\n{}",
         tally.diffs.join("\n")
     );
-    assert_eq!(matched, expected.len());
+    assert_eq!(matched + unread, expected.len());
 }
 
 #[tokio::test]
@@ -203,9 +213,29 @@ async fn postgres_type_zoo_matches_langgraph() {
 async fn langgraph_redis_type_zoo_matches_langgraph() {
     let url = harness::redis_db();
     harness::redis_load(&url, "typezoo/redis-json/dump.jsonl").await;
-    let (records, _) =
-        harness::read_redis(&url, "checkpoint:", &FilterConfig::default(), 7).await;
+    let (records, _) = harness::read_redis(&url, "checkpoint:", &FilterConfig::default(), 7).await;
     assert_zoo_matches("redis_json", &records);
+}
+
+/// plainredis: every checkpoint matches but one, whose pending write the saver pickled
+/// as a whole `(task, channel, value)` tuple (`JsonPlusSerializer(pickle_fallback)`):
+/// its channel is inside the pickle, so that checkpoint is not read (never guessed) and
+/// the failure names the write.
+#[tokio::test]
+async fn plainredis_type_zoo_matches_langgraph() {
+    let url = harness::redis_db();
+    harness::redis_load(&url, "typezoo/redis/dump.jsonl").await;
+    let (records, _, failed) =
+        harness::read_redis_all(&url, "lg:", &FilterConfig::default(), 7).await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let unread = &failed[0];
+    assert_eq!(unread.key.as_ref().unwrap().thread_id, "zoo-pickle");
+    assert!(
+        unread.error.contains("is stored as \"pickle\" as a whole")
+            && unread.origin.locator.contains("lg:cp:zoo-pickle::"),
+        "{unread:?}"
+    );
+    assert_zoo_matches_but("redis", &records, 1);
 }
 
 /// Metadata holding numbers at their edges — random f64 bit patterns, -0.0, 5e-324,

@@ -167,9 +167,10 @@ pub fn valueless_revival(
         // Networks and interfaces keep their parts as envelopes that revive to None.
         ("ipaddress", _) if no_args => revived(Value::Null, "None"),
         // An exception's `__dict__` holds only its notes; `ValueError(**kwargs)` raises.
-        ("builtins", name) if !no_kwargs && is_builtin_exception(name) => {
-            revived(Value::Null, "None (an exception takes no keyword arguments)")
-        }
+        ("builtins", name) if !no_kwargs && is_builtin_exception(name) => revived(
+            Value::Null,
+            "None (an exception takes no keyword arguments)",
+        ),
         ("re", "Pattern")
         | ("numpy", "ndarray")
         | ("pydantic.types", "SecretStr" | "SecretBytes") => Some(Revival::Envelope),
@@ -184,7 +185,10 @@ fn is_builtin_exception(name: &str) -> bool {
         || name.ends_with("Warning")
         || matches!(
             name,
-            "StopIteration" | "StopAsyncIteration" | "KeyboardInterrupt" | "SystemExit"
+            "StopIteration"
+                | "StopAsyncIteration"
+                | "KeyboardInterrupt"
+                | "SystemExit"
                 | "GeneratorExit"
         )
 }
