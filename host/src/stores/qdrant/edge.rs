@@ -105,8 +105,13 @@ fn filter(only: Option<&FieldMatch>) -> Option<Filter> {
     )))
 }
 
-fn payload_value(payload: Option<qdrant_edge::Payload>) -> Value {
-    Value::Object(payload.map(|p| p.0).unwrap_or_default())
+/// A point the engine returned.
+fn found(id: &PointId, payload: Option<qdrant_edge::Payload>, score: Option<f32>) -> Found {
+    Found {
+        id: id.to_string(),
+        payload: Value::Object(payload.map(|p| p.0).unwrap_or_default()),
+        score,
+    }
 }
 
 impl EdgeStore {
@@ -319,11 +324,7 @@ impl PointStore for EdgeStore {
                 )
                 .map_err(|e| engine_error(&dir, "reading points", e))?
                 .into_iter()
-                .map(|r| Found {
-                    id: r.id.to_string(),
-                    payload: payload_value(r.payload),
-                    score: None,
-                })
+                .map(|r| found(&r.id, r.payload, None))
                 .collect())
         })
         .await?;
@@ -361,11 +362,7 @@ impl PointStore for EdgeStore {
             Ok(Page {
                 points: records
                     .into_iter()
-                    .map(|r| Found {
-                        id: r.id.to_string(),
-                        payload: payload_value(r.payload),
-                        score: None,
-                    })
+                    .map(|r| found(&r.id, r.payload, None))
                     .collect(),
                 next: next.map(|id| id.to_string()),
             })
@@ -400,11 +397,7 @@ impl PointStore for EdgeStore {
                 .query(request)
                 .map_err(|e| engine_error(&dir, "searching", e))?
                 .into_iter()
-                .map(|p| Found {
-                    id: p.id.to_string(),
-                    payload: payload_value(p.payload),
-                    score: Some(p.score),
-                })
+                .map(|p| found(&p.id, p.payload, Some(p.score)))
                 .collect())
         })
         .await

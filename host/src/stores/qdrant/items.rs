@@ -125,10 +125,7 @@ impl ItemSink for QdrantItemSink {
     }
 
     fn default_dead_letter_path(&self) -> PathBuf {
-        PathBuf::from(format!(
-            "{}.dead-letter.jsonl",
-            crate::sinks::safe_file_name(self.config.collection())
-        ))
+        super::dead_letter_path(&self.config)
     }
 
     async fn prepare(&mut self) -> Result<(), StoreError> {

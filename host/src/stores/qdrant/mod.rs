@@ -46,6 +46,16 @@ pub fn open_store(config: &QdrantConfig) -> Result<Box<dyn PointStore>, StoreErr
     })
 }
 
+/// Where failed records go unless the config says otherwise: beside the run, named
+/// after the collection.
+pub fn dead_letter_path(config: &QdrantConfig) -> std::path::PathBuf {
+    format!(
+        "{}.dead-letter.jsonl",
+        crate::sinks::safe_file_name(config.collection())
+    )
+    .into()
+}
+
 /// A point from its id, vector and payload object.
 pub fn point(id: uuid::Uuid, vector: Vec<f32>, payload: Value) -> Point {
     let payload = match payload {

@@ -101,6 +101,19 @@ fn id_from_text(text: &str) -> PointId {
     }
 }
 
+/// A point the server returned.
+fn found(
+    id: Option<&PointId>,
+    payload: std::collections::HashMap<String, qdrant_client::qdrant::Value>,
+    score: Option<f32>,
+) -> Found {
+    Found {
+        id: id.map(id_text).unwrap_or_default(),
+        payload: Payload::from(payload).into(),
+        score,
+    }
+}
+
 fn filter(only: Option<&FieldMatch>) -> Option<Filter> {
     only.map(|m| Filter::must([Condition::matches(m.field, m.value.clone())]))
 }
@@ -343,11 +356,7 @@ impl PointStore for ServerStore {
         let found = response
             .result
             .into_iter()
-            .map(|p| Found {
-                id: p.id.as_ref().map(id_text).unwrap_or_default(),
-                payload: Payload::from(p.payload).into(),
-                score: None,
-            })
+            .map(|p| found(p.id.as_ref(), p.payload, None))
             .collect();
         Ok(super::points::in_order(ids, found))
     }
@@ -382,11 +391,7 @@ impl PointStore for ServerStore {
             points: response
                 .result
                 .into_iter()
-                .map(|p| Found {
-                    id: p.id.as_ref().map(id_text).unwrap_or_default(),
-                    payload: Payload::from(p.payload).into(),
-                    score: None,
-                })
+                .map(|p| found(p.id.as_ref(), p.payload, None))
                 .collect(),
             next: response.next_page_offset.as_ref().map(id_text),
         })
@@ -413,11 +418,7 @@ impl PointStore for ServerStore {
         Ok(response
             .result
             .into_iter()
-            .map(|p| Found {
-                id: p.id.as_ref().map(id_text).unwrap_or_default(),
-                payload: Payload::from(p.payload).into(),
-                score: Some(p.score),
-            })
+            .map(|p| found(p.id.as_ref(), p.payload, Some(p.score)))
             .collect())
     }
 }
