@@ -84,6 +84,16 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// The embedding as the collection records it: the key's variable name but never a
+/// key, and no base URL that could carry credentials (user info or a query).
+fn recorded(embedding: &EmbeddingConfig) -> EmbeddingConfig {
+    let mut recorded = embedding.clone();
+    recorded.base_url = recorded
+        .base_url
+        .filter(|url| !url.contains('@') && !url.contains('?'));
+    recorded
+}
+
 /// A lock that outlives a panicking holder: the guarded state stays consistent (it is
 /// only the shard handle, or nothing).
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -242,7 +252,7 @@ impl PointStore for EdgeStore {
             ..EdgeConfig::default()
         };
         self.shard(Some(config)).await?;
-        let info = serde_json::json!({"format": 1, "embedding": embedding});
+        let info = serde_json::json!({"format": 1, "embedding": recorded(embedding)});
         std::fs::write(self.dir.join(INFO_FILE), format!("{info:#}\n"))
             .map_err(|e| engine_error(&self.dir, "writing its embedding", e))?;
         let fields = indexes
@@ -401,5 +411,25 @@ impl PointStore for EdgeStore {
                 .collect())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_recorded_embedding_carries_no_credentials() {
+        let mut embedding = EmbeddingConfig::from_model(Some("text-embedding-3-small"));
+        embedding.base_url = Some("https://user:secret@llm.example/v1".into());
+        assert_eq!(recorded(&embedding).base_url, None);
+        embedding.base_url = Some("https://llm.example/v1?api-key=secret".into());
+        assert_eq!(recorded(&embedding).base_url, None);
+        embedding.base_url = Some("https://llm.example/v1".into());
+        assert_eq!(
+            recorded(&embedding).base_url.as_deref(),
+            Some("https://llm.example/v1")
+        );
+        assert_eq!(recorded(&embedding).model, embedding.model);
     }
 }
