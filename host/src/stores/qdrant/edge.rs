@@ -100,11 +100,12 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn point_id(text: &str) -> PointId {
+/// A point id from its text (a resume position); not one is an error, never a restart.
+fn point_id(text: &str) -> Result<PointId, StoreError> {
     text.parse::<u64>()
         .map(PointId::NumId)
         .or_else(|_| text.parse::<uuid::Uuid>().map(PointId::Uuid))
-        .unwrap_or(PointId::NumId(0))
+        .map_err(|_| StoreError::fatal(format!("{text:?} is not a point id")))
 }
 
 fn filter(only: Option<&FieldMatch>) -> Option<Filter> {
@@ -356,7 +357,7 @@ impl PointStore for EdgeStore {
             None => WithPayloadInterface::Bool(true),
         };
         let request = ScrollRequest {
-            offset: offset.map(point_id),
+            offset: offset.map(point_id).transpose()?,
             limit: Some(limit.max(1)),
             filter: filter(only),
             with_payload: Some(with_payload),
