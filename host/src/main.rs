@@ -68,10 +68,7 @@ fn run(cli: &Cli) -> Result<u8, RunError> {
     }
     let args = cli.args();
     let config = RunConfig::load(args.config.as_deref(), args.overrides())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| RunError::Io(format!("cannot start the runtime: {e}")))?;
+    let runtime = runtime()?;
     if config.state == StateKind::Store {
         return run_items(cli, &config, &runtime);
     }
@@ -164,6 +161,14 @@ fn plugin_spec(args: &PluginCheckArgs) -> Result<PluginSpec, RunError> {
     Ok(PluginSpec::from_entry(&entry, "plugin")?)
 }
 
+/// The runtime of a run, a verify or a search: every core.
+fn runtime() -> Result<tokio::runtime::Runtime, RunError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| RunError::Io(format!("cannot start the runtime: {e}")))
+}
+
 fn plugin_runtime() -> Result<tokio::runtime::Runtime, RunError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -243,10 +248,7 @@ fn search_config(args: &SearchArgs) -> Result<QdrantConfig, RunError> {
 
 fn search_memory(args: &SearchArgs) -> Result<u8, RunError> {
     let config = search_config(args)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| RunError::Io(format!("cannot start the runtime: {e}")))?;
+    let runtime = runtime()?;
     let hits = runtime
         .block_on(search::search(
             &config,

@@ -25,6 +25,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::KeyValue;
 
 use super::config::ParquetSinkConfig;
+use super::write::io_error;
 use crate::error::{ConfigError, OpenError, StoreError};
 use crate::items::{ItemKey, ItemSink, ItemVector, ItemWrite, StoreItem, namespace_text};
 use crate::record::Origin;
@@ -35,10 +36,6 @@ pub struct ParquetItemSink {
     props: parquet::file::properties::WriterProperties,
     row_group_bytes: usize,
     writer: Option<ArrowWriter<File>>,
-}
-
-fn io_error(path: &Path, what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::fatal(format!("{what} {}: {e}", path.display()))
 }
 
 fn times(values: impl Iterator<Item = Option<i64>>) -> ArrayRef {

@@ -202,6 +202,11 @@ pub fn to_record_batch<'a>(records: &[&'a Checkpoint]) -> Result<RecordBatch, St
     RecordBatch::try_new(schema(), columns).map_err(|e| e.to_string())
 }
 
+/// A file error naming the file.
+pub(super) fn io_error(path: &Path, what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::fatal(format!("{what} {}: {e}", path.display()))
+}
+
 /// The writer settings of every file we write: the compression asked for, row groups
 /// cut by bytes by the writer's caller (not by a row count), our metadata.
 pub(super) fn writer_properties(
@@ -325,10 +330,6 @@ impl ParquetSink {
             .join("/")
     }
 
-    fn io_error(path: &Path, what: &str, e: impl std::fmt::Display) -> StoreError {
-        StoreError::fatal(format!("{what} {}: {e}", path.display()))
-    }
-
     fn writer_for(&mut self, dir: &str) -> Result<&mut PartWriter, StoreError> {
         if let Some(pos) = self.open.iter().position(|(d, _)| d == dir) {
             let entry = self.open.remove(pos);
@@ -356,18 +357,18 @@ impl ParquetSink {
             };
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent)
-                    .map_err(|e| Self::io_error(parent, "cannot create", e))?;
+                    .map_err(|e| io_error(parent, "cannot create", e))?;
             }
             let partial = crate::sinks::partial_path(&path);
             let file =
-                File::create(&partial).map_err(|e| Self::io_error(&partial, "cannot create", e))?;
+                File::create(&partial).map_err(|e| io_error(&partial, "cannot create", e))?;
             let schema = Arc::new(
                 schema()
                     .project(&self.projection)
                     .map_err(|e| StoreError::fatal(e.to_string()))?,
             );
             let writer = ArrowWriter::try_new(file, schema, Some(self.props.clone()))
-                .map_err(|e| Self::io_error(&partial, "cannot start Parquet file", e))?;
+                .map_err(|e| io_error(&partial, "cannot start Parquet file", e))?;
             self.open.push((
                 dir.to_owned(),
                 PartWriter {
@@ -383,9 +384,9 @@ impl ParquetSink {
     fn close_part(&mut self, part: PartWriter) -> Result<(), StoreError> {
         part.writer
             .close()
-            .map_err(|e| Self::io_error(&part.partial, "cannot finish", e))?;
+            .map_err(|e| io_error(&part.partial, "cannot finish", e))?;
         std::fs::rename(&part.partial, &part.path)
-            .map_err(|e| Self::io_error(&part.path, "cannot rename into place", e))?;
+            .map_err(|e| io_error(&part.path, "cannot rename into place", e))?;
         self.files_written.push(part.path);
         Ok(())
     }
@@ -467,11 +468,11 @@ impl Sink for ParquetSink {
             let part = self.writer_for(&dir)?;
             part.writer
                 .write(&batch)
-                .map_err(|e| Self::io_error(&part.partial, "cannot write", e))?;
+                .map_err(|e| io_error(&part.partial, "cannot write", e))?;
             if part.writer.in_progress_size() >= limit {
                 part.writer
                     .flush()
-                    .map_err(|e| Self::io_error(&part.partial, "cannot write", e))?;
+                    .map_err(|e| io_error(&part.partial, "cannot write", e))?;
             }
         }
         Ok(Vec::new())

@@ -340,6 +340,12 @@ pub fn text_for(record: &Checkpoint) -> String {
             lines.push(format!("{role}: {content}"));
         }
     }
+    newest_text(&lines)
+}
+
+/// Lines joined, cut to their last [`MAX_TEXT_CHARS`] characters (the newest text is
+/// kept).
+pub fn newest_text(lines: &[String]) -> String {
     let text = lines.join("\n");
     let chars = text.chars().count();
     if chars <= MAX_TEXT_CHARS {

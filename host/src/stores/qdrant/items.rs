@@ -76,13 +76,7 @@ pub fn item_text(item: &StoreItem) -> String {
     if let Ok(value) = serde_json::from_str::<Value>(item.value.get()) {
         lines.extend(super::embedding::string_leaves(&value));
     }
-    let text = lines.join("\n");
-    let chars = text.chars().count();
-    let max = super::embedding::MAX_TEXT_CHARS;
-    if chars <= max {
-        return text;
-    }
-    text.chars().skip(chars - max).collect()
+    super::embedding::newest_text(&lines)
 }
 
 pub struct QdrantItemSink {
@@ -156,29 +150,13 @@ impl ItemSink for QdrantItemSink {
             .map(|(i, _)| item_text(i))
             .collect();
         let mut computed = self.embedder.embed(&texts).await?.into_iter();
-        let max_bytes = self.store.max_point_bytes();
-        let mut points = Vec::with_capacity(items.len());
-        let mut rejected = Vec::new();
-        for (index, (item, vector)) in items.iter().zip(carried).enumerate() {
-            let vector = match vector {
-                Some(v) => v,
-                None => computed.next().unwrap_or_default(),
-            };
-            let point = super::point(item_point_id(&item.key), vector, item_payload(item));
-            if let Some(max) = max_bytes
-                && point.bytes > max
-            {
-                rejected.push((
-                    index,
-                    format!(
-                        "point of {} bytes is larger than a request may be ({max})",
-                        point.bytes
-                    ),
-                ));
-                continue;
-            }
-            points.push(point);
-        }
+        let (points, rejected) = super::batch_points(
+            self.store.as_ref(),
+            items.iter().zip(carried).map(|(item, vector)| {
+                let vector = vector.unwrap_or_else(|| computed.next().unwrap_or_default());
+                (item_point_id(&item.key), vector, item_payload(item))
+            }),
+        );
         let written = points.len() as u64;
         self.store.upsert(points).await?;
         Ok(ItemWrite {

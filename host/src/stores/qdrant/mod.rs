@@ -56,23 +56,46 @@ pub fn dead_letter_path(config: &QdrantConfig) -> std::path::PathBuf {
     .into()
 }
 
-/// A point from its id, vector and payload object.
-pub fn point(id: uuid::Uuid, vector: Vec<f32>, payload: Value) -> Point {
-    let payload = match payload {
-        Value::Object(map) => map,
-        other => serde_json::Map::from_iter([("value".to_owned(), other)]),
-    };
-    let bytes = payload_len(&payload) + vector.len() * 4;
-    Point {
-        id,
-        vector,
-        payload,
-        bytes,
+/// The points of a batch from `(id, vector, payload)`. They are measured only when
+/// the store bounds a request (serializing a payload to count it is not free), and a
+/// point larger than a request may be is refused: `(index, reason)`.
+pub fn batch_points(
+    store: &dyn PointStore,
+    parts: impl Iterator<Item = (uuid::Uuid, Vec<f32>, Value)>,
+) -> (Vec<Point>, Vec<(usize, String)>) {
+    let max_bytes = store.max_point_bytes();
+    let mut points = Vec::new();
+    let mut refused = Vec::new();
+    for (index, (id, vector, payload)) in parts.enumerate() {
+        let payload = match payload {
+            Value::Object(map) => map,
+            other => serde_json::Map::from_iter([("value".to_owned(), other)]),
+        };
+        let bytes = match max_bytes {
+            Some(_) => json_len(&payload) + vector.len() * 4,
+            None => 0,
+        };
+        if let Some(max) = max_bytes
+            && bytes > max
+        {
+            refused.push((
+                index,
+                format!("point of {bytes} bytes is larger than a request may be ({max})"),
+            ));
+            continue;
+        }
+        points.push(Point {
+            id,
+            vector,
+            payload,
+            bytes,
+        });
     }
+    (points, refused)
 }
 
-/// The length of a payload as JSON text, without building the text.
-fn payload_len(payload: &serde_json::Map<String, Value>) -> usize {
+/// The length of a value as JSON text, without building the text.
+fn json_len(value: &impl serde::Serialize) -> usize {
     struct Counter(usize);
     impl std::io::Write for Counter {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -85,7 +108,7 @@ fn payload_len(payload: &serde_json::Map<String, Value>) -> usize {
     }
     let mut counter = Counter(0);
     // Writing a JSON value to a counter cannot fail.
-    let _ = serde_json::to_writer(&mut counter, payload);
+    let _ = serde_json::to_writer(&mut counter, value);
     counter.0
 }
 

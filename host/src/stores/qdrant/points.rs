@@ -14,7 +14,8 @@ pub struct Point {
     pub id: uuid::Uuid,
     pub vector: Vec<f32>,
     pub payload: serde_json::Map<String, Value>,
-    /// Payload JSON length plus 4 bytes per vector element.
+    /// Payload JSON length plus 4 bytes per vector element; 0 (not measured) for a
+    /// store that does not bound requests.
     pub bytes: usize,
 }
 

@@ -100,7 +100,7 @@ impl Source for QdrantSource {
         let place = self.store.describe();
         for point in page.points {
             let locator = format!("{place} point {}", point.id);
-            batch.bytes += point.payload.to_string().len();
+            batch.bytes += super::json_len(&point.payload);
             match super::record_from_payload(&point.id, &point.payload, locator.clone()) {
                 Ok(record) => batch.records.push(record),
                 Err(error) => batch.failed.push(FailedRead {

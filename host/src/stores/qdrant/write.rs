@@ -151,29 +151,20 @@ impl Sink for QdrantSink {
         let texts: Vec<String> = records.iter().map(super::embedding::text_for).collect();
         let vectors = self.embedder.embed(&texts).await?;
         let updated_at = self.run.started_at.to_rfc3339();
-        let max_bytes = self.store.max_point_bytes();
-        let mut rejected = Vec::new();
-        let mut points = Vec::with_capacity(records.len());
-        for (index, (record, vector)) in records.iter().zip(vectors).enumerate() {
-            let point = super::point(
-                super::point_id(&record.key.checkpoint_id),
-                vector,
-                super::payload(record, &updated_at),
-            );
-            if let Some(max) = max_bytes
-                && point.bytes > max
-            {
-                rejected.push(Rejected {
-                    index,
-                    reason: format!(
-                        "point of {} bytes is larger than a request may be ({max})",
-                        point.bytes
-                    ),
-                });
-                continue;
-            }
-            points.push(point);
-        }
+        let (points, refused) = super::batch_points(
+            self.store.as_ref(),
+            records.iter().zip(vectors).map(|(record, vector)| {
+                (
+                    super::point_id(&record.key.checkpoint_id),
+                    vector,
+                    super::payload(record, &updated_at),
+                )
+            }),
+        );
+        let rejected = refused
+            .into_iter()
+            .map(|(index, reason)| Rejected { index, reason })
+            .collect();
         self.store.upsert(points).await?;
         Ok(rejected)
     }
