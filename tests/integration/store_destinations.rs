@@ -480,6 +480,38 @@ async fn type_zoo_crosses_between_sqlite_and_postgres_exactly() {
     );
 }
 
+/// The type zoo as plainredis stores it, into PostgreSQL: the writes plainredis pickled
+/// as whole `(task, channel, value)` tuples arrive as the value's own pickle, and
+/// PostgresSaver reads every checkpoint as plainredis' saver read it.
+#[tokio::test]
+async fn type_zoo_from_plainredis_into_postgres_keeps_pickled_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = harness::redis_db();
+    harness::redis_load(&url, "typezoo/redis/dump.jsonl").await;
+    let db = empty_database().await;
+    assert_ok(&migrate(
+        dir.path(),
+        "redis",
+        &serde_json::json!({ "redis_url": url, "key_prefix": "lg:" }),
+        "postgresql",
+        &pg_config(&db),
+    ));
+    let got = langgraph_read("postgres", &pg_url_for(&db), &["--typezoo"]);
+    let pickled = got
+        .iter()
+        .filter(|l| l["thread_id"] == "zoo-pickle")
+        .flat_map(|l| l["pending_writes"].as_array().cloned().unwrap_or_default())
+        .count();
+    assert!(pickled >= 4, "the zoo-pickle thread's writes: {pickled}");
+    assert_reads_back_with(
+        "type zoo plainredis → postgresql",
+        &got,
+        &zoo_oracle("redis"),
+        &[],
+        WriteOrder::AnyOrder,
+    );
+}
+
 /// Where LangGraph's read-back of a RedisSaver source differs from any store written in
 /// LangGraph's msgpack by design of the two readers: RedisSaver gives `None` for a model
 /// whose constructor rejects its own fields (the zoo's `Profile`: an alias without

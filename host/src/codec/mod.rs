@@ -5,6 +5,7 @@ mod json;
 mod langchain;
 pub mod msgpack;
 mod numpy;
+pub mod pickle;
 pub mod python;
 pub mod redis_form;
 

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use super::{Redis, unpack};
-use crate::codec::msgpack;
+use crate::codec::{msgpack, pickle};
 use crate::error::StoreError;
 use crate::filters::ThreadPushdown;
 use crate::record::{ChannelBlob, Checkpoint, CheckpointKey, PendingWrite, TypedValue};
@@ -387,9 +387,26 @@ fn parse_writes(fields: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<PendingWrite>, St
             .and_then(|(_, i)| i.parse::<i64>().ok())
             .ok_or_else(|| format!("write field {field:?} does not end in :idx"))?;
         let value = unpack(&packed).map_err(|e| format!("write {field:?}: {e}"))?;
+        if value.type_tag == "pickle" {
+            // The saver pickled the whole (task, channel, value) tuple, as it does when
+            // msgpack cannot hold the value: the value's own pickle is cut out of it.
+            let split = pickle::split_write_tuple(&value.bytes).map_err(|e| {
+                format!(
+                    "write {field:?} is stored as \"pickle\" as a whole (task, channel and value together, {} bytes), \
+                     and it cannot be taken apart without running Python ({e}); the key is left as it is",
+                    value.bytes.len()
+                )
+            })?;
+            out.push(PendingWrite {
+                task_id: split.task,
+                task_path: String::new(),
+                idx,
+                channel: split.channel,
+                value: TypedValue::new("pickle", split.value),
+            });
+            continue;
+        }
         if value.type_tag != "msgpack" {
-            // The saver serialized the whole (task, channel, value) tuple with another
-            // serializer (pickle, when msgpack could not hold the value).
             return Err(format!(
                 "write {field:?} is stored as {:?} as a whole (task, channel and value together, {} bytes): \
                  its channel cannot be read without running Python; the key is left as it is",
