@@ -360,7 +360,8 @@ pub async fn verify(config: &RunConfig) -> Result<ItemVerify, RunError> {
             match there {
                 None => report.missing.push(format!("missing: {key}")),
                 Some(there) => {
-                    let differences = sink.written_form(item).differences(&there);
+                    let numbers = sink.number_fidelity();
+                    let differences = sink.written_form(item).differences(&there, numbers);
                     if !differences.is_empty() {
                         report
                             .different

@@ -454,7 +454,11 @@ fn checkpoint_only_options_and_other_stores_are_refused_by_name() {
             "thread filters do not apply to Store items",
         ),
         (vec![], "parquet", "partitions are for checkpoints"),
-        (vec![], "redis", "cannot be written to redis"),
+        (
+            vec![],
+            "redis",
+            "ttl_minutes applies to checkpoints; Store items keep their own expiry",
+        ),
     ];
     for (extra, dest, expect) in cases {
         let dest_config = match dest {
@@ -462,7 +466,7 @@ fn checkpoint_only_options_and_other_stores_are_refused_by_name() {
             "parquet" => {
                 json!({ "output_path": dir.path().join("x"), "partition_by": ["thread_id"] })
             }
-            _ => json!({ "redis_url": "redis://127.0.0.1:1" }),
+            _ => json!({ "redis_url": "redis://127.0.0.1:1", "ttl_minutes": 60 }),
         };
         let run = migrate(
             dir.path(),
@@ -624,7 +628,11 @@ async fn store_items_move_into_unified_memory_with_their_embeddings() {
         assert_eq!(point.payload["namespace"], item["namespace"]);
         assert_eq!(point.payload["key"], item["key"]);
         assert!(
-            ckpt_migrate::items::same_json(&point.payload["value"], &item["value"]),
+            ckpt_migrate::items::same_json(
+                &point.payload["value"],
+                &item["value"],
+                ckpt_migrate::items::NumberFidelity::Exact
+            ),
             "{key}: {} != {}",
             point.payload["value"],
             item["value"]
@@ -758,4 +766,199 @@ fn store_items_export_to_parquet_and_a_killed_export_is_written_again() {
         resumed.stdout()
     );
     check_file();
+}
+
+/// SqliteStore → RedisStore → RedisStore. RedisStore reads our copy as SqliteStore
+/// read the source — values, times, a vector search with the carried embeddings — and
+/// the TTLs are the keys' own expiry; a copy of a store RedisStore wrote itself reads
+/// back exactly as the original; a re-run writes nothing; the indexes we create are
+/// the ones RedisStore's `setup()` creates.
+#[test]
+fn store_items_move_into_redis_store_and_redisstore_reads_them_back() {
+    let _server = SEARCH_REDIS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let url = search_redis();
+    let new_prefix = || format!("st_{}", uuid::Uuid::new_v4().simple());
+    let redis = |prefix: &str| json!({ "redis_url": url, "key_prefix": prefix });
+    let dump = |prefix: &str, vectors: bool| {
+        let mut args = vec!["dump", "--redis", &url, "--redis-prefix", prefix];
+        if vectors {
+            args.extend(["--vectors", "--vector-prefix", "users"]);
+        }
+        store_items_py(&args)
+    };
+
+    // RedisStore's own writes of the same corpus, for what RedisJSON does to values.
+    let own = new_prefix();
+    store_items_py(&["generate", "--redis", &url, "--redis-prefix", &own]);
+    let own_dump = dump(&own, false);
+
+    // SqliteStore (38 items with their embeddings of 16 dimensions) → RedisStore.
+    // What Redis cannot hold goes to the dead-letter file, named: an item whose TTL
+    // ran out before the run (Redis deletes an expired key at once), an item with more
+    // than one embedding (RedisStore keeps one per item).
+    let mut source = fixture_dump();
+    let now = chrono::Utc::now();
+    let mut refused: Vec<String> = source["ttl"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| {
+            t["expires_at"]
+                .as_str()
+                .is_some_and(|e| chrono::DateTime::parse_from_rfc3339(e).unwrap() <= now)
+        })
+        .map(|t| t["key"].as_str().unwrap().to_owned())
+        .collect();
+    let vectors = source["vectors"].as_array().unwrap();
+    for item in source["items"].as_array().unwrap() {
+        let key = item["key"].as_str().unwrap();
+        if vectors.iter().filter(|v| v["key"] == key).count() > 1 {
+            refused.push(key.to_owned());
+        }
+    }
+    refused.sort_unstable();
+    assert!(refused.contains(&"multi-field".to_owned()), "{refused:?}");
+    let from_sqlite = new_prefix();
+    let run = migrate(
+        dir.path(),
+        ("sqlite", sqlite(&fixture_copy(dir.path()))),
+        ("redis", redis(&from_sqlite)),
+        &["--verify", "--batch-size", "10"],
+    );
+    assert_eq!(run.code(), 1, "{}{}", run.stdout(), run.stderr());
+    assert!(
+        run.stdout().contains(&format!(
+            "38 Store item(s) compared; {} missing, 0 different",
+            refused.len()
+        )),
+        "{}",
+        run.stdout()
+    );
+    let dead: Vec<Value> =
+        std::fs::read_to_string(dir.path().join("redis-store.dead-letter.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    let mut named: Vec<String> = dead
+        .iter()
+        .filter(|d| {
+            let error = d["error"].as_str().unwrap_or_default();
+            error.contains("expired at") || error.contains("RedisStore keeps one per item")
+        })
+        .map(|d| d["item_key"]["key"].as_str().unwrap().to_owned())
+        .collect();
+    named.sort_unstable();
+    assert_eq!(named, refused, "{dead:?}");
+    source["items"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|i| !refused.contains(&i["key"].as_str().unwrap().to_owned()));
+    let copy = dump(&from_sqlite, true);
+    let copied_items = copy["items"].as_array().unwrap();
+    assert_eq!(
+        copied_items.len(),
+        source["items"].as_array().unwrap().len()
+    );
+    for (ours, theirs) in copied_items.iter().zip(source["items"].as_array().unwrap()) {
+        if ours == theirs {
+            continue;
+        }
+        // Only where RedisJSON changes the value for RedisStore's own writes too.
+        let own_item = own_dump["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["namespace"] == theirs["namespace"] && i["key"] == theirs["key"])
+            .unwrap_or_else(|| panic!("{ours} != {theirs}"));
+        assert_eq!(ours["value"], own_item["value"], "{ours} != {theirs}");
+        let mut times = ours.clone();
+        times["value"] = theirs["value"].clone();
+        assert_eq!(&times, theirs);
+    }
+    let hits = |dump: &Value| -> Vec<(Value, Value)> {
+        dump["vector_search"]["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| (h["namespace"].clone(), h["key"].clone()))
+            .collect()
+    };
+    let sqlite_search = store_items_py(&[
+        "dump",
+        "--sqlite",
+        fixture_copy(dir.path()).to_str().unwrap(),
+        "--vectors",
+        "--vector-prefix",
+        "users",
+    ]);
+    assert_eq!(hits(&copy).len(), 5);
+    assert_eq!(
+        hits(&copy),
+        hits(&sqlite_search),
+        "RedisStore's vector search over the carried embeddings ranks as SqliteStore's"
+    );
+    let expiry = |label: &str, dump: &Value| dump["expires_at_s"][label].as_i64();
+    let ttl = source["ttl"].as_array().unwrap();
+    let source_expiry = |key: &str| {
+        ttl.iter()
+            .find(|t| t["key"] == key)
+            .and_then(|t| t["expires_at"].as_str())
+            .map(|t| chrono::DateTime::parse_from_rfc3339(t).unwrap().timestamp())
+    };
+    assert_eq!(
+        expiry(r"ttl ten-years", &copy),
+        source_expiry("ten-years"),
+        "the TTL is the key's own expiry"
+    );
+    assert_eq!(expiry(r"ttl none", &copy), None);
+
+    // A store RedisStore wrote itself → another prefix: read back exactly, expiries
+    // included; a re-run keeps every item.
+    let copied = new_prefix();
+    let run = migrate(
+        dir.path(),
+        ("redis", redis(&own)),
+        ("redis", redis(&copied)),
+        &["--verify"],
+    );
+    assert_ok(&run);
+    assert!(
+        run.stdout()
+            .contains("37 Store item(s) compared; 0 missing, 0 different"),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(dump(&copied, false), own_dump);
+    let again = migrate(
+        dir.path(),
+        ("redis", redis(&own)),
+        ("redis", redis(&copied)),
+        &["--restart"],
+    );
+    assert_ok(&again);
+    assert!(
+        again.stderr().contains("37 item(s) already there and kept"),
+        "{}",
+        again.stderr()
+    );
+
+    // Our indexes are RedisStore's: FT.INFO lists the same attributes.
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut attributes = |index: &str| {
+        let info: Vec<redis::Value> = redis::cmd("FT.INFO").arg(index).query(&mut conn).unwrap();
+        let at = info
+            .iter()
+            .position(|v| {
+                redis::from_redis_value::<String>(v.clone()).is_ok_and(|s| s == "attributes")
+            })
+            .unwrap();
+        format!("{:?}", info[at + 1])
+    };
+    let (ours, theirs) = (attributes(&copied), attributes(&own));
+    assert_eq!(ours, theirs);
 }

@@ -166,6 +166,10 @@ def ttl_minutes(m, as_postgres: bool):
     return None if m is None else float(round(m) if as_postgres else m)
 
 
+# The namespace prefix of the dump's vector search (--vector-prefix).
+VECTOR_PREFIX: tuple = ()
+
+
 def dump(store, raw, vectors: bool, as_postgres: bool) -> dict:
     namespaces = sorted(list(ns) for ns in store.list_namespaces(limit=10000))
     items = []
@@ -192,7 +196,7 @@ def dump(store, raw, vectors: bool, as_postgres: bool) -> dict:
                       key=lambda r: (r["prefix"], r["key"])),
     }
     if vectors:
-        hits = store.search((), query=QUERY, limit=5, refresh_ttl=False)
+        hits = store.search(VECTOR_PREFIX, query=QUERY, limit=5, refresh_ttl=False)
         doc["vector_search"] = {"query": QUERY, "hits": [
             {"namespace": list(h.namespace), "key": h.key, "score": round(h.score, 6)} for h in hits]}
         doc["vectors"] = sorted(({"prefix": p, "key": k, "field_name": f, "embedding": e}
@@ -286,19 +290,22 @@ def run_postgres(dsn: str, cmd: str, vectors: bool, as_postgres: bool):
         return generate(store, raw) if cmd == "generate" else dump(store, raw, vectors, as_postgres)
 
 
-def run_redis(url: str, prefix: str, cmd: str) -> dict | None:
+def run_redis(url: str, prefix: str, cmd: str, vectors: bool) -> dict | None:
     """langgraph-checkpoint-redis's RedisStore (RedisJSON + RediSearch). Its reads are
     limited in the pinned version (get misses multi-level namespaces, list_namespaces
     stops at 10 documents), so the dump is what `search(())` returns: every item with
-    its namespace, key, value and times."""
+    its namespace, key, value and times; with --vectors, also a vector search (the
+    index config SqliteStore's fixture was written with) and the raw expiry per item."""
+    import redis
     from langgraph.store.redis import RedisStore
 
     # Index names are the prefixes: one store per prefix on a shared server (RediSearch
     # indexes only database 0).
     vector_prefix = "store_vectors" if prefix == "store" else f"{prefix}_vectors"
-    with RedisStore.from_conn_string(url, store_prefix=prefix, vector_prefix=vector_prefix) as store:
-        store.setup()
+    index = index_config(False) if vectors else None
+    with RedisStore.from_conn_string(url, index=index, store_prefix=prefix, vector_prefix=vector_prefix) as store:
         if cmd == "generate":
+            store.setup()
             if store.search((), limit=1, refresh_ttl=False):
                 sys.exit("store_items: the store already holds items; generate wants an empty one")
             for ns, key, value, kw in corpus():
@@ -308,8 +315,29 @@ def run_redis(url: str, prefix: str, cmd: str) -> dict | None:
             print(f"store_items: {len(items)} items in RedisStore", file=sys.stderr)
             return None
         items = store.search((), limit=10000, refresh_ttl=False)
-        return {"items": sorted((item_json(i, False) for i in items),
-                                key=lambda r: (r["namespace"], r["key"]))}
+        doc = {"items": sorted((item_json(i, False) for i in items),
+                               key=lambda r: (r["namespace"], r["key"]))}
+        # get() and list_namespaces() as they are in this version, misses included:
+        # a copy must give what the original gives.
+        found = [store.get(tuple(r["namespace"]), r["key"], refresh_ttl=False) for r in doc["items"]]
+        doc["gets"] = [None if f is None else item_json(f, False) for f in found]
+        doc["namespaces"] = sorted(list(ns) for ns in store.list_namespaces(limit=10000))
+        if vectors:
+            # RedisStore 0.5.2 builds `@prefix:*` for an empty prefix, which RediSearch
+            # refuses: its vector search needs a namespace prefix.
+            hits = store.search(VECTOR_PREFIX, query=QUERY, limit=5, refresh_ttl=False)
+            doc["vector_search"] = {"query": QUERY, "hits": [
+                {"namespace": list(h.namespace), "key": h.key, "score": round(h.score, 6)} for h in hits]}
+        # The keys' own expiry (RedisStore's TTL), to the second.
+        r = redis.Redis.from_url(url)
+        expiry = {}
+        for key in r.scan_iter(match=f"{prefix}:*", count=500):
+            at = r.pexpiretime(key)
+            if at > 0:
+                got = r.json().get(key, "$.prefix", "$.key")
+                expiry[f"{got['$.prefix'][0]} {got['$.key'][0]}"] = at // 1000
+        doc["expires_at_s"] = dict(sorted(expiry.items()))
+        return doc
 
 
 def main() -> None:
@@ -318,14 +346,17 @@ def main() -> None:
     target = ap.add_mutually_exclusive_group(required=True)
     target.add_argument("--sqlite", metavar="PATH")
     target.add_argument("--postgres", metavar="DSN")
-    target.add_argument("--redis", metavar="URL", help="RedisStore (no vectors; dump: items only)")
+    target.add_argument("--redis", metavar="URL", help="RedisStore (dump: its search results)")
     ap.add_argument("--redis-prefix", default="store", help="RedisStore's store_prefix (vectors: PREFIX_vectors)")
     ap.add_argument("--vectors", action="store_true", help="index with DeterministicFakeEmbedding(size=16) on 'text'")
     ap.add_argument("--as-postgres", action="store_true",
                     help="dump: values and ttl_minutes as PostgreSQL would hold them (compare a SQLite source with a PostgreSQL copy)")
+    ap.add_argument("--vector-prefix", default="", help="dump: the vector search's namespace prefix, labels joined by '.'")
     args = ap.parse_args()
+    global VECTOR_PREFIX
+    VECTOR_PREFIX = tuple(args.vector_prefix.split(".")) if args.vector_prefix else ()
     if args.redis:
-        out = run_redis(args.redis, args.redis_prefix, args.cmd)
+        out = run_redis(args.redis, args.redis_prefix, args.cmd, args.vectors)
     elif args.sqlite:
         out = run_sqlite(args.sqlite, args.cmd, args.vectors, args.as_postgres)
     else:

@@ -148,13 +148,13 @@ impl StoreItem {
     }
 
     /// The differences between this item and `other` as LangGraph's store classes
-    /// read them (the value compared as JSON, numbers exactly; times to the
+    /// read them (the value compared as JSON, numbers as `numbers` says; times to the
     /// microsecond; TTL; vectors), for `verify`.
-    pub fn differences(&self, other: &StoreItem) -> Vec<String> {
+    pub fn differences(&self, other: &StoreItem, numbers: NumberFidelity) -> Vec<String> {
         let mut found = Vec::new();
         let parsed = |v: &RawValue| serde_json::from_str::<serde_json::Value>(v.get()).ok();
         let same_value = match (parsed(&self.value), parsed(&other.value)) {
-            (Some(a), Some(b)) => same_json(&a, &b),
+            (Some(a), Some(b)) => same_json(&a, &b, numbers),
             _ => false,
         };
         if !same_value {
@@ -179,24 +179,50 @@ impl StoreItem {
     }
 }
 
+/// How exactly a destination keeps the numbers of a value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NumberFidelity {
+    /// Every number keeps its decimal value.
+    #[default]
+    Exact,
+    /// A float may come back as a neighbouring double (one unit in the last place):
+    /// RedisJSON parses floats approximately, for `RedisStore.put` as for us.
+    NeighbourFloat,
+}
+
 /// JSON equality where numbers are equal when their decimal values are (`1e+308`
 /// and the 309-digit integer PostgreSQL's `jsonb` gives back for it, `-0.0` and
-/// `0`), and objects are equal whatever their key order (`jsonb` sorts keys).
-pub fn same_json(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+/// `0`), or as `numbers` allows, and objects are equal whatever their key order
+/// (`jsonb` sorts keys).
+pub fn same_json(a: &serde_json::Value, b: &serde_json::Value, numbers: NumberFidelity) -> bool {
     use serde_json::Value;
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => {
             decimal_of(&x.to_string()) == decimal_of(&y.to_string())
+                || (numbers == NumberFidelity::NeighbourFloat && neighbour_floats(x, y))
         }
         (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_json(x, y))
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_json(x, y, numbers))
         }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len()
                 && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w, numbers)))
         }
         _ => a == b,
+    }
+}
+
+/// Two non-integer numbers whose doubles are at most one unit in the last place apart.
+fn neighbour_floats(x: &serde_json::Number, y: &serde_json::Number) -> bool {
+    if x.is_i64() || x.is_u64() || y.is_i64() || y.is_u64() {
+        return false;
+    }
+    match (x.as_f64(), y.as_f64()) {
+        (Some(a), Some(b)) if a.is_finite() && b.is_finite() && a.signum() == b.signum() => {
+            a.to_bits().abs_diff(b.to_bits()) <= 1
+        }
+        _ => false,
     }
 }
 
@@ -303,6 +329,11 @@ pub trait ItemSink: Send {
         item
     }
 
+    /// How exactly the destination keeps numbers (what `verify` accepts as equal).
+    fn number_fidelity(&self) -> NumberFidelity {
+        NumberFidelity::Exact
+    }
+
     /// What the destination holds for each key, for `verify`.
     async fn read_back(&mut self, keys: &[ItemKey]) -> Result<Vec<Option<StoreItem>>, StoreError>;
 
@@ -393,18 +424,20 @@ mod tests {
     fn numbers_compare_by_value() {
         let v = |t: &str| serde_json::from_str::<serde_json::Value>(t).expect("json");
         let big = format!("{{\"x\": 1{}}}", "0".repeat(308));
-        assert!(same_json(&v(r#"{"x": 1e+308}"#), &v(&big)));
-        assert!(same_json(
-            &v(r#"{"x": -0.0, "y": 1.50}"#),
-            &v(r#"{"y": 1.5, "x": 0}"#)
-        ));
-        assert!(same_json(&v("[0.1]"), &v("[1e-1]")));
-        assert!(!same_json(
-            &v("[0.9949503943874963]"),
-            &v("[0.9949503943874964]")
-        ));
-        assert!(!same_json(&v("[1]"), &v("[-1]")));
-        assert!(!same_json(&v(r#"{"a": 1}"#), &v(r#"{"a": 1, "b": 2}"#)));
+        let same = |a: &str, b: &str| same_json(&v(a), &v(b), NumberFidelity::Exact);
+        assert!(same(r#"{"x": 1e+308}"#, &big));
+        assert!(same(r#"{"x": -0.0, "y": 1.50}"#, r#"{"y": 1.5, "x": 0}"#));
+        assert!(same("[0.1]", "[1e-1]"));
+        assert!(!same("[0.9949503943874963]", "[0.9949503943874964]"));
+        assert!(!same("[1]", "[-1]"));
+        assert!(!same(r#"{"a": 1}"#, r#"{"a": 1, "b": 2}"#));
+        // RedisJSON's neighbouring doubles, and only those.
+        let near = |a: &str, b: &str| same_json(&v(a), &v(b), NumberFidelity::NeighbourFloat);
+        assert!(near("[0.9949503943874963]", "[0.9949503943874964]"));
+        assert!(near("[123456789.12345679]", "[123456789.1234568]"));
+        assert!(!near("[0.9949503943874963]", "[0.9949503943874966]"));
+        assert!(!near("[1]", "[2]"));
+        assert!(!near("[1e-320]", "[-1e-320]"));
     }
 
     #[test]
@@ -441,7 +474,7 @@ mod tests {
             origin: origin.clone(),
         };
         let back = StoreItem::from_json(&item.to_json(), origin).expect("reads back");
-        assert!(item.differences(&back).is_empty());
+        assert!(item.differences(&back, NumberFidelity::Exact).is_empty());
         assert_eq!(back.value.get(), item.value.get());
     }
 }

@@ -142,7 +142,7 @@ impl SinkConfig {
 /// LangGraph Store items, and exported to JSON.
 fn no_items(kind: &str, direction: &str) -> OpenError {
     OpenError::Config(ConfigError::Invalid(format!(
-        "state: store: Store items cannot be {direction} {kind} in this version (sources: sqlite, postgresql, redis, json; destinations: sqlite, postgresql, unified, json, parquet)"
+        "state: store: Store items cannot be {direction} {kind} in this version (sources: sqlite, postgresql, redis, json; destinations: sqlite, postgresql, redis, unified, json, parquet)"
     )))
 }
 
@@ -171,7 +171,7 @@ impl SinkConfig {
             SinkConfig::Sqlite(c) => Ok(sqlite::open_item_sink(c)),
             SinkConfig::Postgresql(c) => postgres::open_item_sink(c),
             SinkConfig::Json(c) => Ok(json::open_item_sink(c)),
-            other => Err(no_items(other.kind().name(), "written to")),
+            SinkConfig::Redis(c) => redis::open_item_sink(c),
         }
     }
 }

@@ -1,11 +1,13 @@
-//! What the SQL Store-item stores (`SqliteStore`, `PostgresStore`) share: the table
-//! shape, prefix matching, vector bytes, and the conflict plan of a batch.
+//! What the Store-item stores share: the SQL stores' (`SqliteStore`, `PostgresStore`)
+//! table shape, prefix matching and vector bytes, and for every store the conflict
+//! plan of a batch.
 
 use std::collections::BTreeMap;
 
 use crate::error::StoreError;
 use crate::items::{
-    FailedItem, ItemBatch, ItemFilters, ItemKey, ItemRead, ItemVector, StoreItem, parse_store_time,
+    FailedItem, ItemBatch, ItemFilters, ItemKey, ItemRead, ItemVector, NumberFidelity, StoreItem,
+    parse_store_time,
 };
 use crate::record::Origin;
 use crate::stores::OnConflict;
@@ -176,6 +178,7 @@ pub fn plan_writes(
     items: &[StoreItem],
     existing: &[Option<StoreItem>],
     mode: OnConflict,
+    numbers: NumberFidelity,
 ) -> Result<WritePlan, StoreError> {
     let mut plan = WritePlan::default();
     for (i, (item, there)) in items.iter().zip(existing).enumerate() {
@@ -187,7 +190,7 @@ pub fn plan_writes(
             OnConflict::Skip => plan.kept += 1,
             OnConflict::Overwrite => plan.to_write.push(i),
             OnConflict::Fail => {
-                let differences = item.differences(there);
+                let differences = item.differences(there, numbers);
                 if !differences.is_empty() {
                     return Err(StoreError::fatal(format!(
                         "the destination already holds {} with a different {} (on_conflict: fail)",

@@ -18,7 +18,7 @@ use super::config::{PostgresSinkConfig, PostgresSourceConfig, StoreEmbeddings};
 use crate::error::{ConfigError, OpenError, StoreError};
 use crate::items::{
     ItemBatch, ItemFilters, ItemKey, ItemRead, ItemSink, ItemSource, ItemVector, ItemWrite,
-    StoreItem, key_position, namespace_of,
+    NumberFidelity, StoreItem, key_position, namespace_of,
 };
 use crate::record::Origin;
 use crate::stores::sql::quote_ident;
@@ -480,7 +480,12 @@ impl ItemSink for PostgresItemSink {
         }
         let keys: Vec<ItemKey> = writable.iter().map(|i| i.key.clone()).collect();
         let existing = self.fetch(&keys).await?;
-        let plan = shared::plan_writes(&writable, &existing, self.config.on_conflict)?;
+        let plan = shared::plan_writes(
+            &writable,
+            &existing,
+            self.config.on_conflict,
+            NumberFidelity::Exact,
+        )?;
         let endpoint = self.endpoint.clone();
         let with_vectors = self.dims.is_some();
         let conn = self.conn().await?;

@@ -41,7 +41,8 @@ pub struct RedisSinkConfig {
     pub redis_url: String,
     /// RedisSaver's checkpoint key prefix followed by `:` (its `checkpoint_prefix`);
     /// the writes, latest pointers and indexes are named after it as RedisSaver names
-    /// them.
+    /// them. For Store items: RedisStore's `store_prefix` (`store` when left at the
+    /// checkpoint default).
     #[serde(default = "default_key_prefix")]
     pub key_prefix: String,
     /// What to do with a checkpoint or pending write whose key the server already
@@ -51,9 +52,12 @@ pub struct RedisSinkConfig {
     /// Write values RedisSaver's JSON form cannot hold exactly (NaN, integers above
     /// 2^63, bytes inside objects, numpy arrays, …) in the nearest form it has, and
     /// count them, instead of refusing their checkpoints into the dead-letter file.
+    /// For Store items: keep the first embedding of an item that has several
+    /// (RedisStore keeps one per item) instead of refusing the item.
     #[serde(default)]
     pub allow_lossy: bool,
     /// Expire every key written after this many minutes, as RedisSaver's
-    /// `ttl={"default_ttl": …}` does. None: keys do not expire.
+    /// `ttl={"default_ttl": …}` does. None: keys do not expire. Checkpoints only:
+    /// Store items keep their own expiry.
     pub ttl_minutes: Option<f64>,
 }

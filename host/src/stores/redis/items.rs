@@ -26,21 +26,27 @@ use crate::items::{
 const STORE_PREFIX: &str = "store";
 const VECTOR_PREFIX: &str = "store_vectors";
 
+/// Where a RedisStore keeps its documents, and how they are read: shared by the
+/// source and the destination.
+pub(super) struct StoreDocs {
+    pub store_prefix: String,
+    pub vector_prefix: String,
+    /// The server has `PEXPIRETIME` (Redis 7+, Valkey): expiries are read exactly.
+    pub absolute_expiry: bool,
+}
+
 pub struct RedisItemSource {
     redis: Redis,
     filters: ItemFilters,
-    store_prefix: String,
-    vector_prefix: String,
+    docs: StoreDocs,
     /// Every document id, sorted; `next` indexes the first not yet read.
     ids: Vec<String>,
     next: usize,
-    /// The server has `PEXPIRETIME` (Redis 7+, Valkey): expiries are read exactly.
-    absolute_expiry: bool,
 }
 
 /// RedisStore's escaping of `prefix` undone: a backslash takes the next character as
 /// it is.
-fn unescape(text: &str) -> String {
+pub(super) fn unescape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
@@ -80,13 +86,11 @@ fn value_of(doc: &Value) -> Result<Box<serde_json::value::RawValue>, String> {
     StoreItem::value_from_text(value.to_string())
 }
 
-impl RedisItemSource {
-    pub async fn open(
-        config: &RedisSourceConfig,
-        filters: &ItemFilters,
-    ) -> Result<Self, OpenError> {
-        // `key_prefix` names the store's prefix; its checkpoint default means RedisStore's.
-        let store_prefix = match config.key_prefix.trim_end_matches(':') {
+impl StoreDocs {
+    /// The prefixes a sink or source config names: `key_prefix` names the store's
+    /// prefix, and its checkpoint default means RedisStore's.
+    pub async fn open(key_prefix: &str, redis: &mut Redis) -> Result<Self, StoreError> {
+        let store_prefix = match key_prefix.trim_end_matches(':') {
             "checkpoint" | "" => STORE_PREFIX.to_owned(),
             other => other.to_owned(),
         };
@@ -95,16 +99,40 @@ impl RedisItemSource {
         } else {
             format!("{store_prefix}_vectors")
         };
-        let mut redis = Redis::connect(&config.redis_url).await?;
-        let mut pattern = super::escape_glob(format!("{store_prefix}:").as_bytes());
+        let absolute_expiry = redis
+            .cmd::<i64>(
+                "PEXPIRETIME",
+                redis::cmd("PEXPIRETIME").arg(format!("{store_prefix}:")),
+            )
+            .await
+            .is_ok();
+        Ok(Self {
+            store_prefix,
+            vector_prefix,
+            absolute_expiry,
+        })
+    }
+
+    pub fn document_key(&self, id: &str) -> String {
+        format!("{}:{id}", self.store_prefix)
+    }
+
+    pub fn vector_key(&self, id: &str) -> String {
+        format!("{}:{id}", self.vector_prefix)
+    }
+
+    /// Every document id under the store's prefix, sorted.
+    pub async fn list_ids(&self, redis: &mut Redis) -> Result<Vec<String>, StoreError> {
+        let mut pattern = super::escape_glob(format!("{}:", self.store_prefix).as_bytes());
         pattern.push(b'*');
         let mut ids = Vec::new();
         let mut cursor = 0;
         loop {
             let (next, keys) = redis.scan(cursor, &pattern).await?;
             ids.extend(
-                keys.iter()
-                    .map(|k| String::from_utf8_lossy(&k[store_prefix.len() + 1..]).into_owned()),
+                keys.iter().map(|k| {
+                    String::from_utf8_lossy(&k[self.store_prefix.len() + 1..]).into_owned()
+                }),
             );
             if next == 0 {
                 break;
@@ -115,40 +143,18 @@ impl RedisItemSource {
         ids.retain(|id| !id.contains(':'));
         ids.sort();
         ids.dedup();
-        let absolute_expiry = redis
-            .cmd::<i64>(
-                "PEXPIRETIME",
-                redis::cmd("PEXPIRETIME").arg(format!("{store_prefix}:")),
-            )
-            .await
-            .is_ok();
-        tracing::info!(
-            "Redis: {} RedisStore document(s) under {store_prefix}:",
-            ids.len()
-        );
-        Ok(Self {
-            redis,
-            filters: filters.clone(),
-            store_prefix,
-            vector_prefix,
-            ids,
-            next: 0,
-            absolute_expiry,
-        })
-    }
-
-    fn locator(&self, id: &str) -> String {
-        format!("{} key {}:{id}", self.redis.url, self.store_prefix)
+        Ok(ids)
     }
 
     /// Reads the documents, expiries and vector documents of `ids`.
-    async fn read(
-        &mut self,
+    pub async fn read(
+        &self,
+        redis: &mut Redis,
         ids: &[String],
     ) -> Result<Vec<(Option<String>, i64, Option<String>)>, StoreError> {
         let mut pipe = redis::pipe();
         for id in ids {
-            let key = format!("{}:{id}", self.store_prefix);
+            let key = self.document_key(id);
             pipe.cmd("JSON.GET").arg(&key).arg("$");
             pipe.cmd(if self.absolute_expiry {
                 "PEXPIRETIME"
@@ -156,11 +162,9 @@ impl RedisItemSource {
                 "PTTL"
             })
             .arg(&key);
-            pipe.cmd("JSON.GET")
-                .arg(format!("{}:{id}", self.vector_prefix))
-                .arg("$");
+            pipe.cmd("JSON.GET").arg(self.vector_key(id)).arg("$");
         }
-        let replies: Vec<redis::Value> = self.redis.pipe("JSON.GET store", &pipe).await?;
+        let replies: Vec<redis::Value> = redis.pipe("JSON.GET store", &pipe).await?;
         let text = |v: &redis::Value| -> Option<String> {
             redis::from_redis_value::<Option<String>>(v.clone())
                 .ok()
@@ -175,8 +179,10 @@ impl RedisItemSource {
             .collect())
     }
 
-    fn item(
+    /// The item a document holds, or why it is not one.
+    pub fn item(
         &self,
+        redis: &Redis,
         id: &str,
         document: &str,
         expiry_ms: i64,
@@ -189,9 +195,7 @@ impl RedisItemSource {
             (true, true) => DateTime::from_timestamp_millis(expiry_ms),
             (true, false) => Some(now + chrono::Duration::milliseconds(expiry_ms)),
         };
-        let origin = self
-            .redis
-            .origin(format!("{}:{id}", self.store_prefix).as_bytes());
+        let origin = redis.origin(self.document_key(id).as_bytes());
         let unwrap = |text: &str| -> Result<Value, String> {
             match serde_json::from_str::<Value>(text).map_err(|e| format!("not JSON: {e}"))? {
                 Value::Array(mut items) if items.len() == 1 => Ok(items.remove(0)),
@@ -253,10 +257,40 @@ impl RedisItemSource {
     }
 }
 
+impl RedisItemSource {
+    pub async fn open(
+        config: &RedisSourceConfig,
+        filters: &ItemFilters,
+    ) -> Result<Self, OpenError> {
+        let mut redis = Redis::connect(&config.redis_url).await?;
+        let docs = StoreDocs::open(&config.key_prefix, &mut redis).await?;
+        let ids = docs.list_ids(&mut redis).await?;
+        tracing::info!(
+            "Redis: {} RedisStore document(s) under {}:",
+            ids.len(),
+            docs.store_prefix
+        );
+        Ok(Self {
+            redis,
+            filters: filters.clone(),
+            docs,
+            ids,
+            next: 0,
+        })
+    }
+
+    fn locator(&self, id: &str) -> String {
+        format!("{} key {}", self.redis.url, self.docs.document_key(id))
+    }
+}
+
 #[async_trait]
 impl ItemSource for RedisItemSource {
     fn describe(&self) -> String {
-        format!("RedisStore {} ({}:*)", self.redis.url, self.store_prefix)
+        format!(
+            "RedisStore {} ({}:*)",
+            self.redis.url, self.docs.store_prefix
+        )
     }
 
     async fn next_batch(&mut self, limit: usize) -> Result<Option<ItemBatch>, StoreError> {
@@ -265,7 +299,7 @@ impl ItemSource for RedisItemSource {
         }
         let end = (self.next + limit.max(1)).min(self.ids.len());
         let ids = self.ids[self.next..end].to_vec();
-        let replies = self.read(&ids).await?;
+        let replies = self.docs.read(&mut self.redis, &ids).await?;
         let now = Utc::now();
         let mut batch = ItemBatch {
             position: json!({ "after_id": ids.last() }),
@@ -274,7 +308,10 @@ impl ItemSource for RedisItemSource {
         for (id, (document, ttl, vector)) in ids.iter().zip(replies) {
             // Gone since the listing (expired, deleted): nothing to move.
             let Some(document) = document else { continue };
-            match self.item(id, &document, ttl, vector.as_deref(), now) {
+            match self
+                .docs
+                .item(&self.redis, id, &document, ttl, vector.as_deref(), now)
+            {
                 Ok(item) => batch.items.push(item),
                 Err(failed) => batch.failed.push(*failed),
             }
@@ -300,7 +337,7 @@ impl ItemSource for RedisItemSource {
             let mut pipe = redis::pipe();
             for id in chunk {
                 pipe.cmd("JSON.GET")
-                    .arg(format!("{}:{id}", self.store_prefix))
+                    .arg(self.docs.document_key(id))
                     .arg("$.prefix");
             }
             let prefixes: Vec<Option<String>> = self.redis.pipe("JSON.GET prefix", &pipe).await?;

@@ -16,11 +16,13 @@ mod chat;
 pub mod config;
 mod docs;
 mod items;
+mod items_write;
 mod json;
 mod plain;
 mod write;
 
 pub use items::open_item_source;
+pub use items_write::open_item_sink;
 pub use write::{RedisSink, documents};
 
 use async_trait::async_trait;

@@ -18,7 +18,7 @@ use super::{path_from_connection_string, sql_error, table_columns, table_names};
 use crate::error::{OpenError, StoreError};
 use crate::items::{
     ItemBatch, ItemFilters, ItemKey, ItemRead, ItemSink, ItemSource, ItemVector, ItemWrite,
-    StoreItem, key_position, namespace_of, store_time_text,
+    NumberFidelity, StoreItem, key_position, namespace_of, store_time_text,
 };
 use crate::record::Origin;
 use crate::stores::store_items as shared;
@@ -404,7 +404,12 @@ impl ItemSink for SqliteItemSink {
         }
         let keys: Vec<ItemKey> = items.iter().map(|i| i.key.clone()).collect();
         let existing = self.fetch(&keys).await?;
-        let plan = shared::plan_writes(items, &existing, self.config.on_conflict)?;
+        let plan = shared::plan_writes(
+            items,
+            &existing,
+            self.config.on_conflict,
+            NumberFidelity::Exact,
+        )?;
         let path = self.path.clone();
         let busy = self.config.busy_timeout_seconds;
         let error = |what: &str, e| super::write_error(&path, busy, what, e);
