@@ -57,6 +57,11 @@ for scale in "${scales[@]}"; do
     --dest-config "{\"output_path\": \"$out/ours.parquet\", \"compression\": \"zstd\"}"
   measure ckpt_migrate_to_json "$scale" -- "$bin" "${src[@]}" --destination json \
     --dest-config "{\"output_dir\": \"$out/ours-json\"}"
+  # Raw mode: the same exports without the view (nothing decoded), as DuckDB copies.
+  measure ckpt_migrate_raw_to_parquet "$scale" -- "$bin" "${src[@]}" --destination parquet \
+    --dest-config "{\"output_path\": \"$out/raw.parquet\", \"compression\": \"zstd\", \"view\": false}"
+  measure ckpt_migrate_raw_to_json "$scale" -- "$bin" "${src[@]}" --destination json \
+    --dest-config "{\"output_dir\": \"$out/raw-json\", \"view\": false}"
   measure ckpt_migrate_raw_to_sqlite "$scale" -- "$bin" "${src[@]}" --destination sqlite \
     --dest-config "{\"connection_string\": \"$out/copy.db\"}"
   measure langgraph_script_to_json "$scale" -- "$python" bench/langgraph_export.py "$db" "$out/langgraph.jsonl"

@@ -207,7 +207,7 @@ pub async fn dry_run(config: &RunConfig) -> Result<DryRunReport, RunError> {
                     *report.undecoded.entry(notice.clone()).or_default() += 1;
                 }
                 // Encoding to the export form is the bulk of a sink's work.
-                let _ = serde_json::to_vec(&export_object(&record));
+                let _ = serde_json::to_vec(&export_object(&record, true));
                 report.sampled += 1;
                 timed += 1;
             }

@@ -230,6 +230,16 @@ pub(crate) async fn pair_sources(dir: &Path) -> Vec<PairSource> {
         "parquet",
         serde_json::json!({ "output_path": dir.join("export-parquet").display().to_string(), "partition_by": ["thread_id"] }),
     );
+    // Raw mode: nothing decoded, only keys and raw values written; restores the same.
+    export(
+        "json",
+        serde_json::json!({ "output_dir": dir.join("export-json-raw").display().to_string(), "view": false }),
+    );
+    export(
+        "parquet",
+        serde_json::json!({ "output_path": dir.join("export-raw.parquet").display().to_string(), "view": false }),
+    );
+    assert_raw_exports_hold_no_view(dir);
     let source = |name, kind, config, oracle, order| PairSource {
         name,
         kind,
@@ -280,7 +290,65 @@ pub(crate) async fn pair_sources(dir: &Path) -> Vec<PairSource> {
             "sqlite",
             WriteOrder::Same,
         ),
+        source(
+            "json export (raw mode)",
+            "json",
+            serde_json::json!({ "path": dir.join("export-json-raw").display().to_string() }),
+            "sqlite",
+            WriteOrder::Same,
+        ),
+        source(
+            "parquet export (raw mode)",
+            "parquet",
+            serde_json::json!({ "path": dir.join("export-raw.parquet").display().to_string() }),
+            "sqlite",
+            WriteOrder::Same,
+        ),
     ]
+}
+
+/// The raw-mode exports of [`pair_sources`] hold keys and raw values, and no view.
+fn assert_raw_exports_hold_no_view(dir: &Path) {
+    let mut objects = 0;
+    let root = dir.join("export-json-raw");
+    for file in harness::files_under(&root) {
+        if !file.ends_with(".jsonl") {
+            continue;
+        }
+        let path = root.join(file);
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            let object: Value = serde_json::from_str(line).unwrap();
+            for view_key in ["checkpoint", "metadata", "ts"] {
+                assert!(object.get(view_key).is_none(), "{line:.300}");
+            }
+            assert!(
+                object["raw"]["checkpoint"]["data"].is_string(),
+                "{line:.300}"
+            );
+            objects += 1;
+        }
+    }
+    assert_eq!(objects, 271);
+    let file = std::fs::File::open(dir.join("export-raw.parquet")).unwrap();
+    let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
+    use parquet::file::reader::FileReader as _;
+    let schema = reader.metadata().file_metadata().schema_descr();
+    let columns: Vec<&str> = schema
+        .root_schema()
+        .get_fields()
+        .iter()
+        .map(|f| f.name())
+        .collect();
+    assert!(columns.contains(&"checkpoint_raw"), "{columns:?}");
+    for view_column in [
+        "ts",
+        "checkpoint_json",
+        "metadata_json",
+        "pending_writes_json",
+    ] {
+        assert!(!columns.contains(&view_column), "{columns:?}");
+    }
+    assert_eq!(reader.metadata().file_metadata().num_rows(), 271);
 }
 
 /// The classes the fixture's RedisSaver app allows its serializer to revive.

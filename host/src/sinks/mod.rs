@@ -114,6 +114,11 @@ pub enum Comparison {
     View,
 }
 
+/// What an export's description adds in raw mode (`view: false`).
+pub fn raw_mode_note(view: bool) -> &'static str {
+    if view { "" } else { " (raw mode: no view)" }
+}
+
 /// A file or directory name that is safe for any string, and distinct for distinct
 /// strings: ASCII letters, digits, `-`, `_` and `.` stay, every other byte becomes
 /// `%XX`, a leading `.` too (no `..`, no hidden files). Names longer than 120 bytes

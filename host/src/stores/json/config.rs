@@ -15,6 +15,15 @@ pub struct JsonSinkConfig {
     pub single_file: bool,
     /// Pretty-print with this many spaces; files are then JSON arrays (`.json`).
     pub indent: Option<usize>,
+    /// Decode values into each object's view (`ts`, `checkpoint`, `metadata`, the
+    /// writes' `value`). `false` writes keys and `raw` only and decodes nothing (raw
+    /// mode): a backup that restores exactly, at about the speed of reading the source.
+    #[serde(default = "yes")]
+    pub view: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A JSON export to read back (restore from a backup).

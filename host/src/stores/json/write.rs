@@ -38,8 +38,12 @@ pub struct ExportObject<'a> {
     checkpoint_ns: &'a str,
     checkpoint_id: &'a str,
     parent_checkpoint_id: Option<&'a str>,
+    /// The view's fields are left out in raw mode (no view).
+    #[serde(skip_serializing_if = "Option::is_none")]
     ts: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     checkpoint: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     metadata: Option<&'a Value>,
     pending_writes: Vec<ExportWrite<'a>>,
     raw: RawValues<'a>,
@@ -54,11 +58,13 @@ struct ExportWrite<'a> {
     task_path: &'a str,
     idx: i64,
     channel: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
     value: Option<&'a Value>,
 }
 
-pub fn export_object(record: &Checkpoint) -> ExportObject<'_> {
-    let view = record.view.as_ref();
+/// The exported object of `record`, with its view unless `with_view` is false.
+pub fn export_object(record: &Checkpoint, with_view: bool) -> ExportObject<'_> {
+    let view = record.view.as_ref().filter(|_| with_view);
     ExportObject {
         thread_id: &record.key.thread_id,
         checkpoint_ns: &record.key.checkpoint_ns,
@@ -88,8 +94,8 @@ pub fn export_object(record: &Checkpoint) -> ExportObject<'_> {
 }
 
 /// One record's exported object as JSON, indented when `indent` is set.
-fn encode(record: &Checkpoint, indent: Option<usize>) -> Result<Vec<u8>, String> {
-    let object = export_object(record);
+fn encode(record: &Checkpoint, indent: Option<usize>, with_view: bool) -> Result<Vec<u8>, String> {
+    let object = export_object(record, with_view);
     match indent.filter(|n| *n > 0) {
         Some(n) => {
             let indent = vec![b' '; n];
@@ -278,8 +284,16 @@ pub fn manifest_name(shard: Option<&crate::shard::Shard>) -> String {
 
 #[async_trait]
 impl Sink for JsonSink {
+    fn needs_view(&self) -> bool {
+        self.config.view
+    }
+
     fn describe(&self) -> String {
-        format!("JSON files in {}", self.config.output_dir.display())
+        format!(
+            "JSON files in {}{}",
+            self.config.output_dir.display(),
+            crate::sinks::raw_mode_note(self.config.view)
+        )
     }
 
     fn default_dead_letter_path(&self) -> PathBuf {
@@ -294,10 +308,13 @@ impl Sink for JsonSink {
         let mut rejected = Vec::new();
         let array = self.is_array();
         // Encoding is the bulk of the work: done on every core, written in order.
-        let indent = self.config.indent;
+        let (indent, with_view) = (self.config.indent, self.config.view);
         let encoded: Vec<Result<Vec<u8>, String>> = {
             use rayon::prelude::*;
-            records.par_iter().map(|r| encode(r, indent)).collect()
+            records
+                .par_iter()
+                .map(|r| encode(r, indent, with_view))
+                .collect()
         };
         for ((index, record), bytes) in records.iter().enumerate().zip(encoded) {
             let bytes = match bytes {

@@ -18,6 +18,16 @@ pub struct ParquetSinkConfig {
     pub partition_by: Vec<String>,
     /// Target row-group size in bytes (uncompressed).
     pub row_group_bytes: Option<usize>,
+    /// Decode values into the view columns (`ts`, `ts_raw`, `checkpoint_json`,
+    /// `metadata_json`, `pending_writes_json`). `false` writes the raw columns only
+    /// and decodes nothing (raw mode): a backup that restores exactly, at about the
+    /// speed of reading the source.
+    #[serde(default = "yes")]
+    pub view: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -24,7 +24,7 @@ use super::config::ParquetSourceConfig;
 use super::config::{ParquetCompression, ParquetSinkConfig};
 use crate::error::OpenError;
 use crate::error::{ConfigError, StoreError};
-use crate::record::Checkpoint;
+use crate::record::{Checkpoint, RecordView};
 use crate::retry::RetryPolicy;
 use crate::run::{RunInfo, RunStats};
 use crate::sinks::OpenSink;
@@ -39,6 +39,14 @@ const MAX_OPEN_PARTITIONS: usize = 16;
 const DERIVED_PARTITIONS: [&str; 1] = ["date"];
 /// Columns that may be partition keys.
 const PARTITION_COLUMNS: [&str; 2] = ["thread_id", "checkpoint_ns"];
+/// Columns made from the view, left out in raw mode (`view: false`).
+const VIEW_COLUMNS: [&str; 5] = [
+    "ts",
+    "ts_raw",
+    "checkpoint_json",
+    "metadata_json",
+    "pending_writes_json",
+];
 
 fn blob_fields() -> Fields {
     Fields::from(vec![
@@ -112,25 +120,32 @@ fn list_array(fields: Fields, lengths: Vec<usize>, columns: Vec<ArrayRef>) -> Ar
     ))
 }
 
-/// The rows of `records` (all decoded) as one batch of [`schema`].
-pub fn to_record_batch<'a>(records: &[&'a Checkpoint]) -> Result<RecordBatch, String> {
-    let view = |r: &'a Checkpoint| {
-        r.view
-            .as_ref()
-            .ok_or_else(|| format!("{} was not decoded", r.key))
-    };
-    let views: Vec<_> = records.iter().map(|r| view(r)).collect::<Result<_, _>>()?;
+/// The rows of `records` as one batch of [`schema`]; with `with_view`, every record
+/// must be decoded, else the view columns are left empty (and projected away).
+pub fn to_record_batch<'a>(
+    records: &[&'a Checkpoint],
+    with_view: bool,
+) -> Result<RecordBatch, String> {
+    let views: Vec<Option<&RecordView>> = records
+        .iter()
+        .map(|r| match (&r.view, with_view) {
+            (Some(v), true) => Ok(Some(v)),
+            (None, true) => Err(format!("{} was not decoded", r.key)),
+            (_, false) => Ok(None),
+        })
+        .collect::<Result<_, _>>()?;
     // The JSON text of the views is most of the work here: made on every core.
     let (checkpoint_json, metadata_json, writes_json): (Vec<String>, Vec<String>, Vec<String>) = {
         use rayon::prelude::*;
         let texts: Vec<(String, String, String)> = views
             .par_iter()
-            .map(|v| {
-                (
+            .map(|v| match v {
+                Some(v) => (
                     v.checkpoint.to_string(),
                     v.metadata.to_string(),
                     v.pending_writes_text(),
-                )
+                ),
+                None => Default::default(),
             })
             .collect();
         let mut columns = (
@@ -181,12 +196,12 @@ pub fn to_record_batch<'a>(records: &[&'a Checkpoint]) -> Result<RecordBatch, St
             TimestampMicrosecondArray::from_iter(
                 views
                     .iter()
-                    .map(|v| v.ts_parsed.map(|t| t.timestamp_micros())),
+                    .map(|v| v.and_then(|v| v.ts_parsed).map(|t| t.timestamp_micros())),
             )
             .with_timezone("UTC"),
         ),
         Arc::new(StringArray::from_iter(
-            views.iter().map(|v| v.ts.as_deref()),
+            views.iter().map(|v| v.and_then(|v| v.ts.as_deref())),
         )),
         strings(checkpoint_json.iter().map(String::as_str)),
         strings(metadata_json.iter().map(String::as_str)),
@@ -274,9 +289,18 @@ impl ParquetSink {
                 ),
             ],
         );
+        if !config.view && config.partition_by.iter().any(|c| c == "date") {
+            return Err(ConfigError::Invalid(
+                "destination_config.partition_by: `date` needs each checkpoint's time, which raw mode (view: false) does not decode".into(),
+            ));
+        }
         let full = schema();
         let projection = (0..full.fields().len())
-            .filter(|&i| !config.partition_by.contains(full.field(i).name()))
+            .filter(|&i| {
+                let name = full.field(i).name();
+                !config.partition_by.contains(name)
+                    && (config.view || !VIEW_COLUMNS.contains(&name.as_str()))
+            })
             .collect();
         Ok(Self {
             row_group_bytes: config
@@ -394,8 +418,12 @@ impl ParquetSink {
 
 #[async_trait]
 impl Sink for ParquetSink {
+    fn needs_view(&self) -> bool {
+        self.config.view
+    }
+
     fn describe(&self) -> String {
-        if self.partitioned() {
+        let place = if self.partitioned() {
             format!(
                 "Parquet dataset {} partitioned by {}",
                 self.config.output_path.display(),
@@ -409,7 +437,8 @@ impl Sink for ParquetSink {
             )
         } else {
             format!("Parquet file {}", self.config.output_path.display())
-        }
+        };
+        format!("{place}{}", crate::sinks::raw_mode_note(self.config.view))
     }
 
     fn default_dead_letter_path(&self) -> PathBuf {
@@ -459,7 +488,7 @@ impl Sink for ParquetSink {
             }
         }
         for (dir, rows) in groups {
-            let batch = to_record_batch(&rows)
+            let batch = to_record_batch(&rows, self.config.view)
                 .map_err(|e| StoreError::fatal(format!("building Parquet rows: {e}")))?;
             let batch = batch
                 .project(&self.projection)
