@@ -122,10 +122,7 @@ fn list_array(fields: Fields, lengths: Vec<usize>, columns: Vec<ArrayRef>) -> Ar
 
 /// The rows of `records` as one batch of [`schema`]; with `with_view`, every record
 /// must be decoded, else the view columns are left empty (and projected away).
-pub fn to_record_batch<'a>(
-    records: &[&'a Checkpoint],
-    with_view: bool,
-) -> Result<RecordBatch, String> {
+pub fn to_record_batch(records: &[&Checkpoint], with_view: bool) -> Result<RecordBatch, String> {
     let views: Vec<Option<&RecordView>> = records
         .iter()
         .map(|r| match (&r.view, with_view) {
