@@ -115,45 +115,6 @@ const VECTOR_FIELDS: [(&str, &str); 8] = [
     ("expires_at", "NUMERIC"),
 ];
 
-/// `FT.CREATE` of one of RedisStore's indexes, as redisvl writes it; `dims` for the
-/// vector field (flat, float32, cosine: RedisStore's defaults).
-fn create_index(name: &str, fields: &[(&str, &str)], dims: usize) -> redis::Cmd {
-    let mut cmd = redis::cmd("FT.CREATE");
-    cmd.arg(name)
-        .arg("ON")
-        .arg("JSON")
-        .arg("PREFIX")
-        .arg(1)
-        .arg(format!("{name}:"))
-        .arg("SCHEMA");
-    for (field, kind) in fields {
-        cmd.arg(format!("$.{field}"))
-            .arg("AS")
-            .arg(*field)
-            .arg(*kind);
-        match *kind {
-            "TEXT" => {
-                cmd.arg("WEIGHT").arg(1);
-            }
-            "TAG" => {
-                cmd.arg("SEPARATOR").arg(",");
-            }
-            "VECTOR" => {
-                cmd.arg("FLAT")
-                    .arg(6)
-                    .arg("TYPE")
-                    .arg("FLOAT32")
-                    .arg("DIM")
-                    .arg(dims)
-                    .arg("DISTANCE_METRIC")
-                    .arg("COSINE");
-            }
-            _ => {}
-        }
-    }
-    cmd
-}
-
 /// The `dim` of an `FT.INFO` reply's vector attribute, in the forms RediSearch and
 /// valkey-search give it.
 fn info_dims(info: &redis::Value) -> Option<usize> {
@@ -258,40 +219,19 @@ impl RedisItemSink {
     /// the vector index once an item carries an embedding (`dims`).
     async fn ensure_indexes(&mut self, dims: Option<usize>) -> Result<(), StoreError> {
         let (redis, docs) = self.parts()?;
-        let url = redis.url.clone();
-        let existing: Vec<String> = redis.cmd("FT._LIST", &redis::cmd("FT._LIST")).await.map_err(|e| {
-            StoreError::fatal(format!(
-                "Redis {url}: no RediSearch (FT._LIST failed: {}); RedisStore needs the RedisJSON and RediSearch modules (Redis Stack, or Redis 8)",
-                e.message
-            ))
-        })?;
+        let existing = super::search_indexes(redis, "RedisStore").await?;
         let (store, vectors) = (docs.store_prefix.clone(), docs.vector_prefix.clone());
-        let mut wanted = vec![(store, STORE_FIELDS.as_slice(), 0)];
+        if !existing.contains(&store) {
+            super::create_json_index(redis, &store, &STORE_FIELDS, 0, "RedisStore").await?;
+        }
         if existing.contains(&vectors) {
             let info: redis::Value = redis
                 .cmd("FT.INFO", redis::cmd("FT.INFO").arg(&vectors))
                 .await?;
             self.vector_dims = info_dims(&info);
         } else if let Some(dims) = dims {
-            wanted.push((vectors, VECTOR_FIELDS.as_slice(), dims));
+            super::create_json_index(redis, &vectors, &VECTOR_FIELDS, dims, "RedisStore").await?;
             self.vector_dims = Some(dims);
-        }
-        let (redis, _) = self.parts()?;
-        for (name, fields, dims) in wanted {
-            if existing.contains(&name) {
-                continue;
-            }
-            match redis
-                .cmd::<()>("FT.CREATE", &create_index(&name, fields, dims))
-                .await
-            {
-                Ok(()) => tracing::info!(
-                    "Redis {url}: created RediSearch index {name} (as RedisStore's setup() does)"
-                ),
-                // Another run created it between our list and our create.
-                Err(e) if e.message.contains("already exists") => {}
-                Err(e) => return Err(e),
-            }
         }
         Ok(())
     }

@@ -39,6 +39,81 @@ use crate::sources::OpenSource;
 use crate::sources::{BatchLimits, Source, SourceBatch, ThreadCounts};
 use crate::stores::chat::SessionsAs;
 
+/// The RediSearch indexes a server holds (`FT._LIST`); a server without RediSearch is
+/// named, with what `who` (RedisSaver, RedisStore) needs.
+pub(super) async fn search_indexes(
+    redis: &mut Redis,
+    who: &str,
+) -> Result<Vec<String>, StoreError> {
+    let url = redis.url.clone();
+    redis
+        .cmd("FT._LIST", &redis::cmd("FT._LIST"))
+        .await
+        .map_err(|e| {
+            StoreError::fatal(format!(
+                "Redis {url}: no RediSearch (FT._LIST failed: {}); {who} needs the RedisJSON and RediSearch modules (Redis Stack, or Redis 8)",
+                e.message
+            ))
+        })
+}
+
+/// Creates the index `name` over the JSON documents under `name:`, with `fields`
+/// (`TEXT`, `TAG`, `NUMERIC`, `VECTOR`) declared as redisvl declares them for
+/// langgraph-redis; `vector_dims` for a `VECTOR` field (flat, float32, cosine:
+/// RedisStore's defaults). One created meanwhile by another run is the same index.
+pub(super) async fn create_json_index(
+    redis: &mut Redis,
+    name: &str,
+    fields: &[(&str, &str)],
+    vector_dims: usize,
+    who: &str,
+) -> Result<(), StoreError> {
+    let mut cmd = redis::cmd("FT.CREATE");
+    cmd.arg(name)
+        .arg("ON")
+        .arg("JSON")
+        .arg("PREFIX")
+        .arg(1)
+        .arg(format!("{name}:"))
+        .arg("SCHEMA");
+    for (field, kind) in fields {
+        cmd.arg(format!("$.{field}"))
+            .arg("AS")
+            .arg(*field)
+            .arg(*kind);
+        match *kind {
+            "TEXT" => {
+                cmd.arg("WEIGHT").arg(1);
+            }
+            "TAG" => {
+                cmd.arg("SEPARATOR").arg(",");
+            }
+            "VECTOR" => {
+                cmd.arg("FLAT")
+                    .arg(6)
+                    .arg("TYPE")
+                    .arg("FLOAT32")
+                    .arg("DIM")
+                    .arg(vector_dims)
+                    .arg("DISTANCE_METRIC")
+                    .arg("COSINE");
+            }
+            _ => {}
+        }
+    }
+    match redis.cmd::<()>("FT.CREATE", &cmd).await {
+        Ok(()) => {
+            tracing::info!(
+                "Redis {}: created RediSearch index {name} (as {who}'s setup() does)",
+                redis.url
+            );
+            Ok(())
+        }
+        Err(e) if e.message.contains("already exists") => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Keys asked for per SCAN call.
 const SCAN_COUNT: usize = 500;
 

@@ -288,47 +288,14 @@ impl RedisSink {
     async fn ensure_indexes(&mut self) -> Result<(), StoreError> {
         let (checkpoint_index, write_index) = (self.keys.prefix.clone(), self.keys.write_prefix());
         let redis = self.redis().await?;
-        let url = redis.url.clone();
-        let existing: Vec<String> = redis.cmd("FT._LIST", &redis::cmd("FT._LIST")).await.map_err(|e| {
-            StoreError::fatal(format!(
-                "Redis {url}: no RediSearch (FT._LIST failed: {}); langgraph-redis needs the RedisJSON and RediSearch modules (Redis Stack, or Redis 8)",
-                e.message
-            ))
-        })?;
+        let existing = super::search_indexes(redis, "langgraph-redis").await?;
         for (name, fields) in [
             (&checkpoint_index, CHECKPOINT_FIELDS.as_slice()),
             (&write_index, WRITE_FIELDS.as_slice()),
         ] {
-            if existing.iter().any(|e| e == name) {
-                continue;
+            if !existing.contains(name) {
+                super::create_json_index(redis, name, fields, 0, "RedisSaver").await?;
             }
-            let mut cmd = redis::cmd("FT.CREATE");
-            cmd.arg(name)
-                .arg("ON")
-                .arg("JSON")
-                .arg("PREFIX")
-                .arg(1)
-                .arg(format!("{name}:"))
-                .arg("SCHEMA");
-            for (field, kind) in fields {
-                cmd.arg(format!("$.{field}"))
-                    .arg("AS")
-                    .arg(*field)
-                    .arg(*kind);
-                if *kind == "TAG" {
-                    cmd.arg("SEPARATOR").arg(",");
-                }
-            }
-            match redis.cmd::<()>("FT.CREATE", &cmd).await {
-                Ok(()) => {}
-                // A concurrent run (another shard) created it between our list and
-                // our create: the same index, made the same way.
-                Err(e) if e.message.contains("already exists") => continue,
-                Err(e) => return Err(e),
-            }
-            tracing::info!(
-                "Redis {url}: created RediSearch index {name} (as RedisSaver's setup() does)"
-            );
         }
         Ok(())
     }
