@@ -177,6 +177,9 @@ struct Migration<'a> {
     state: RunState,
     state_file: StateFile,
     resumed_from: Option<String>,
+    /// The last batch written to a sink that [`Sink::confirms_late`], not confirmed
+    /// yet: its last key and source position.
+    unconfirmed: Option<(Option<CheckpointKey>, Option<serde_json::Value>)>,
     progress: progress::Progress,
     started: Instant,
 }
@@ -271,6 +274,7 @@ impl<'a> Migration<'a> {
             state,
             state_file,
             resumed_from,
+            unconfirmed: None,
             progress: progress::Progress::new(total),
             started: Instant::now(),
         })
@@ -356,7 +360,15 @@ impl<'a> Migration<'a> {
                 Err(e) => return End::Failed(e),
             }
             self.faults.after_write(self.stats.batches);
-            if let Err(e) = self.confirm(last_key, position).await {
+            // A sink that confirms a batch late has just confirmed the one before.
+            let confirmed = if self.sink.confirms_late() {
+                self.unconfirmed.replace((last_key, position))
+            } else {
+                Some((last_key, position))
+            };
+            if let Some((last_key, position)) = confirmed
+                && let Err(e) = self.confirm(last_key, position).await
+            {
                 return End::Failed(e);
             }
             self.faults.after_commit(self.stats.batches);
@@ -443,6 +455,17 @@ impl<'a> Migration<'a> {
                 .await
                 .map_err(|e| RunError::store("closing the destination failed", e))?;
             return Err(error);
+        }
+        if let Some((last_key, position)) = self.unconfirmed.take() {
+            let sink = &mut self.sink;
+            retry::with_retries(
+                self.config.retry,
+                "confirming the destination",
+                async || sink.settle().await,
+            )
+            .await
+            .map_err(|e| RunError::store("confirming the destination failed", e))?;
+            self.confirm(last_key, position).await?;
         }
         let destination = self.sink.describe();
         let (sink, stats) = (&mut self.sink, &self.stats);

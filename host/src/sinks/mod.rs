@@ -62,6 +62,20 @@ pub trait Sink: Send {
         Ok(Some(serde_json::Value::Null))
     }
 
+    /// Whether `checkpoint` leaves the latest written batch unconfirmed: a sink that
+    /// overlaps batches (a Qdrant server confirms batch n while batch n + 1 is in
+    /// flight) says so, and the engine then records a batch in the resume state only
+    /// after the next one was written, and the last one after [`Sink::settle`].
+    fn confirms_late(&self) -> bool {
+        false
+    }
+
+    /// Confirms every batch written so far (the end of a run of a sink that
+    /// [`Sink::confirms_late`]).
+    async fn settle(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Continues the output of an earlier run from one of its checkpoints (or from
     /// `null`: start over). Called before the first write. The default keeps nothing
     /// (see [`Sink::checkpoint`]).

@@ -90,6 +90,23 @@ pub trait PointStore: Send + Sync {
     /// Upserts the points; when this returns they are durable and visible.
     async fn upsert(&self, points: Vec<Point>) -> Result<(), StoreError>;
 
+    /// Whether [`PointStore::upsert_overlapped`] leaves its batch in flight.
+    fn overlaps(&self) -> bool {
+        false
+    }
+
+    /// Upserts the points of one batch of a run; when this returns, the batch before
+    /// it is durable and visible, and this one is when the next returns or after
+    /// [`PointStore::settle`]. The default confirms each batch at once.
+    async fn upsert_overlapped(&self, points: Vec<Point>) -> Result<(), StoreError> {
+        self.upsert(points).await
+    }
+
+    /// Confirms the batch [`PointStore::upsert_overlapped`] left in flight.
+    async fn settle(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// The points with these ids, in the same order (`None`: not there), with payloads.
     async fn retrieve(&self, ids: &[uuid::Uuid]) -> Result<Vec<Option<Found>>, StoreError>;
 

@@ -3,7 +3,9 @@
 //! Upserts go out as up to `upsert_streams` concurrent `wait=false` requests under
 //! `max_request_bytes`, then a confirming barrier (an exact count of the ids) holds
 //! until Qdrant shows them all: what `upsert` returns is confirmed, so the resume state
-//! never runs ahead of the server.
+//! never runs ahead of the server. A run's batches overlap: batch n + 1 is sent before
+//! batch n's barrier, so the server applies one while the next is built and sent; the
+//! engine records a batch only once its barrier passed.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -40,6 +42,8 @@ pub struct ServerStore {
     streams: usize,
     max_request_bytes: usize,
     pipeline: bool,
+    /// The ids of the batch `upsert_overlapped` left in flight.
+    in_flight: tokio::sync::Mutex<Vec<PointId>>,
 }
 
 /// The gRPC URL for a configured `qdrant_url`: the REST port 6333 becomes 6334 unless
@@ -142,6 +146,7 @@ impl ServerStore {
                 .unwrap_or(DEFAULT_MAX_REQUEST_BYTES)
                 .max(1024),
             pipeline: config.pipeline.unwrap_or(true),
+            in_flight: tokio::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -183,6 +188,49 @@ impl ServerStore {
             ),
             retriable,
         }
+    }
+
+    /// Sends the points (`wait=false` on up to `upsert_streams` requests at once when
+    /// pipelining, else `wait=true` one at a time); the ids sent, once each.
+    async fn send(&self, points: Vec<Point>) -> Result<Vec<PointId>, StoreError> {
+        let mut requests: Vec<Vec<PointStruct>> = vec![Vec::new()];
+        let mut request_bytes = 0usize;
+        let mut ids: Vec<PointId> = Vec::new();
+        let mut seen = HashSet::new();
+        for point in points {
+            let id = point.id.to_string();
+            if request_bytes + point.bytes > self.max_request_bytes {
+                requests.push(Vec::new());
+                request_bytes = 0;
+            }
+            request_bytes += point.bytes;
+            if seen.insert(id.clone()) {
+                ids.push(PointId::from(id.clone()));
+            }
+            let payload = Payload::from(point.payload);
+            requests
+                .last_mut()
+                .expect("one request at least")
+                .push(PointStruct::new(id, point.vector, payload));
+        }
+        let wait = !self.pipeline;
+        let streams = if self.pipeline { self.streams } else { 1 };
+        let results: Vec<_> =
+            futures_util::stream::iter(requests.into_iter().filter(|r| !r.is_empty()))
+                .map(|points| async move {
+                    self.client
+                        .upsert_points(
+                            UpsertPointsBuilder::new(self.collection.clone(), points).wait(wait),
+                        )
+                        .await
+                })
+                .buffer_unordered(streams)
+                .collect()
+                .await;
+        for r in results {
+            r.map_err(|e| self.error("upserting points", e))?;
+        }
+        Ok(ids)
     }
 
     /// Waits until Qdrant reports all `ids`: the barrier after `wait=false` upserts.
@@ -297,45 +345,37 @@ impl PointStore for ServerStore {
     }
 
     async fn upsert(&self, points: Vec<Point>) -> Result<(), StoreError> {
-        let mut requests: Vec<Vec<PointStruct>> = vec![Vec::new()];
-        let mut request_bytes = 0usize;
-        let mut ids: Vec<PointId> = Vec::new();
-        let mut seen = HashSet::new();
-        for point in points {
-            let id = point.id.to_string();
-            if request_bytes + point.bytes > self.max_request_bytes {
-                requests.push(Vec::new());
-                request_bytes = 0;
-            }
-            request_bytes += point.bytes;
-            if seen.insert(id.clone()) {
-                ids.push(PointId::from(id.clone()));
-            }
-            let payload = Payload::from(point.payload);
-            requests
-                .last_mut()
-                .expect("one request at least")
-                .push(PointStruct::new(id, point.vector, payload));
-        }
-        let wait = !self.pipeline;
-        let streams = if self.pipeline { self.streams } else { 1 };
-        let results: Vec<_> =
-            futures_util::stream::iter(requests.into_iter().filter(|r| !r.is_empty()))
-                .map(|points| async move {
-                    self.client
-                        .upsert_points(
-                            UpsertPointsBuilder::new(self.collection.clone(), points).wait(wait),
-                        )
-                        .await
-                })
-                .buffer_unordered(streams)
-                .collect()
-                .await;
-        for r in results {
-            r.map_err(|e| self.error("upserting points", e))?;
-        }
-        if !ids.is_empty() && !wait {
+        let ids = self.send(points).await?;
+        if !ids.is_empty() && self.pipeline {
             self.confirm(&ids).await?;
+        }
+        Ok(())
+    }
+
+    fn overlaps(&self) -> bool {
+        self.pipeline
+    }
+
+    async fn upsert_overlapped(&self, points: Vec<Point>) -> Result<(), StoreError> {
+        if !self.pipeline {
+            return self.upsert(points).await;
+        }
+        let ids = self.send(points).await?;
+        let mut in_flight = self.in_flight.lock().await;
+        // The batch before this one; kept until its barrier passes, so a retry of
+        // this batch confirms it again.
+        if !in_flight.is_empty() {
+            self.confirm(&in_flight).await?;
+        }
+        *in_flight = ids;
+        Ok(())
+    }
+
+    async fn settle(&self) -> Result<(), StoreError> {
+        let mut in_flight = self.in_flight.lock().await;
+        if !in_flight.is_empty() {
+            self.confirm(&in_flight).await?;
+            in_flight.clear();
         }
         Ok(())
     }

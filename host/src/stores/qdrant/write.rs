@@ -165,13 +165,22 @@ impl Sink for QdrantSink {
             .into_iter()
             .map(|(index, reason)| Rejected { index, reason })
             .collect();
-        self.store.upsert(points).await?;
+        self.store.upsert_overlapped(points).await?;
         Ok(rejected)
     }
 
     async fn checkpoint(&mut self) -> Result<Option<serde_json::Value>, StoreError> {
-        // Every batch was confirmed in write_batch; upserts are idempotent.
+        // Every batch but (on a server) the latest was confirmed in write_batch;
+        // upserts are idempotent, so a resumed run simply sends the rest again.
         Ok(Some(serde_json::Value::Null))
+    }
+
+    fn confirms_late(&self) -> bool {
+        self.store.overlaps()
+    }
+
+    async fn settle(&mut self) -> Result<(), StoreError> {
+        self.store.settle().await
     }
 
     async fn resume(&mut self, _state: serde_json::Value) -> Result<(), StoreError> {
