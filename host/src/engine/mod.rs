@@ -162,6 +162,15 @@ enum End {
 /// task, [`Migration::move_batches`] filters, decodes, runs plugins, writes and
 /// confirms batch after batch, and [`Migration::finish`] closes the destination and
 /// the state.
+/// A batch written: where the source is after it, and the run's counts then (what the
+/// resume state records once the destination confirms it).
+struct Written {
+    last_key: Option<CheckpointKey>,
+    position: Option<serde_json::Value>,
+    counts: Counts,
+    dead_letter_entries: u64,
+}
+
 struct Migration<'a> {
     config: &'a RunConfig,
     shutdown: &'a Shutdown,
@@ -178,8 +187,8 @@ struct Migration<'a> {
     state_file: StateFile,
     resumed_from: Option<String>,
     /// The last batch written to a sink that [`Sink::confirms_late`], not confirmed
-    /// yet: its last key and source position.
-    unconfirmed: Option<(Option<CheckpointKey>, Option<serde_json::Value>)>,
+    /// yet.
+    unconfirmed: Option<Written>,
     progress: progress::Progress,
     started: Instant,
 }
@@ -360,14 +369,20 @@ impl<'a> Migration<'a> {
                 Err(e) => return End::Failed(e),
             }
             self.faults.after_write(self.stats.batches);
+            let written = Written {
+                last_key,
+                position,
+                counts: Counts::of(&self.stats),
+                dead_letter_entries: self.dead.count(),
+            };
             // A sink that confirms a batch late has just confirmed the one before.
             let confirmed = if self.sink.confirms_late() {
-                self.unconfirmed.replace((last_key, position))
+                self.unconfirmed.replace(written)
             } else {
-                Some((last_key, position))
+                Some(written)
             };
-            if let Some((last_key, position)) = confirmed
-                && let Err(e) = self.confirm(last_key, position).await
+            if let Some(written) = confirmed
+                && let Err(e) = self.confirm(written).await
             {
                 return End::Failed(e);
             }
@@ -388,13 +403,10 @@ impl<'a> Migration<'a> {
         End::Done
     }
 
-    /// Makes the batch just written durable, then records it in the resume state:
-    /// the state never runs ahead of the destination.
-    async fn confirm(
-        &mut self,
-        last_key: Option<CheckpointKey>,
-        position: Option<serde_json::Value>,
-    ) -> Result<(), RunError> {
+    /// Makes the batch `written` durable (for a sink that confirms late: every batch
+    /// but the one written last), then records it in the resume state with the counts
+    /// of its time: the state never runs ahead of the destination.
+    async fn confirm(&mut self, written: Written) -> Result<(), RunError> {
         let sink = &mut self.sink;
         let confirmed = retry::with_retries(
             self.config.retry,
@@ -410,14 +422,20 @@ impl<'a> Migration<'a> {
         self.dead
             .sync()
             .map_err(|e| io_error(self.dead.path(), e))?;
+        let Written {
+            last_key,
+            position,
+            counts,
+            dead_letter_entries,
+        } = written;
         let state = &mut self.state;
         if position.is_some() || last_key.is_some() {
             state.position = position.unwrap_or(serde_json::Value::Null);
         }
         state.last_key = last_key.or(state.last_key.take());
         state.sink = sink_state;
-        state.counts = Counts::of(&self.stats);
-        state.dead_letter_entries = self.dead.count();
+        state.counts = counts;
+        state.dead_letter_entries = dead_letter_entries;
         self.save_state()
     }
 
@@ -456,7 +474,7 @@ impl<'a> Migration<'a> {
                 .map_err(|e| RunError::store("closing the destination failed", e))?;
             return Err(error);
         }
-        if let Some((last_key, position)) = self.unconfirmed.take() {
+        if let Some(written) = self.unconfirmed.take() {
             let sink = &mut self.sink;
             retry::with_retries(
                 self.config.retry,
@@ -465,7 +483,7 @@ impl<'a> Migration<'a> {
             )
             .await
             .map_err(|e| RunError::store("confirming the destination failed", e))?;
-            self.confirm(last_key, position).await?;
+            self.confirm(written).await?;
         }
         let destination = self.sink.describe();
         let (sink, stats) = (&mut self.sink, &self.stats);
