@@ -157,11 +157,6 @@ enum End {
     Failed(RunError),
 }
 
-/// One run, step by step: [`Migration::start`] opens everything (continuing an
-/// unfinished run when asked), [`Migration::spawn_reader`] reads ahead in its own
-/// task, [`Migration::move_batches`] filters, decodes, runs plugins, writes and
-/// confirms batch after batch, and [`Migration::finish`] closes the destination and
-/// the state.
 /// A batch written: where the source is after it, and the run's counts then (what the
 /// resume state records once the destination confirms it).
 struct Written {
@@ -171,6 +166,11 @@ struct Written {
     dead_letter_entries: u64,
 }
 
+/// One run, step by step: [`Migration::start`] opens everything (continuing an
+/// unfinished run when asked), [`Migration::spawn_reader`] reads ahead in its own
+/// task, [`Migration::move_batches`] filters, decodes, runs plugins, writes and
+/// confirms batch after batch, and [`Migration::finish`] closes the destination and
+/// the state.
 struct Migration<'a> {
     config: &'a RunConfig,
     shutdown: &'a Shutdown,
