@@ -146,6 +146,36 @@ impl StoreDocs {
         Ok(ids)
     }
 
+    /// The namespace (its `prefix`, unescaped) and key of each document of `ids` that
+    /// has a string `prefix`, read 500 documents per round trip.
+    pub async fn prefixes_and_keys(
+        &self,
+        redis: &mut Redis,
+        ids: &[String],
+    ) -> Result<Vec<(String, String, Option<String>)>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let mut pipe = redis::pipe();
+            for id in chunk {
+                pipe.cmd("JSON.GET")
+                    .arg(self.document_key(id))
+                    .arg("$.prefix")
+                    .arg("$.key");
+            }
+            let found: Vec<Option<String>> = redis.pipe("JSON.GET prefix", &pipe).await?;
+            for (id, text) in chunk.iter().zip(found) {
+                let Some(fields) = text.and_then(|t| serde_json::from_str::<Value>(&t).ok()) else {
+                    continue;
+                };
+                if let Some(prefix) = fields["$.prefix"][0].as_str() {
+                    let key = fields["$.key"][0].as_str().map(str::to_owned);
+                    out.push((id.clone(), unescape(prefix), key));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Reads the documents, expiries and vector documents of `ids`.
     pub async fn read(
         &self,
@@ -333,24 +363,13 @@ impl ItemSource for RedisItemSource {
 
     async fn count_by_namespace(&mut self) -> Result<BTreeMap<String, u64>, StoreError> {
         let mut counts = BTreeMap::new();
-        for chunk in self.ids.clone().chunks(500) {
-            let mut pipe = redis::pipe();
-            for id in chunk {
-                pipe.cmd("JSON.GET")
-                    .arg(self.docs.document_key(id))
-                    .arg("$.prefix");
-            }
-            let prefixes: Vec<Option<String>> = self.redis.pipe("JSON.GET prefix", &pipe).await?;
-            for text in prefixes.into_iter().flatten() {
-                let Ok(Value::Array(found)) = serde_json::from_str::<Value>(&text) else {
-                    continue;
-                };
-                if let Some(prefix) = found.first().and_then(Value::as_str) {
-                    let prefix = unescape(prefix);
-                    if self.filters.accepts_namespace(&prefix) {
-                        *counts.entry(prefix).or_insert(0) += 1;
-                    }
-                }
+        for (_, prefix, _) in self
+            .docs
+            .prefixes_and_keys(&mut self.redis, &self.ids)
+            .await?
+        {
+            if self.filters.accepts_namespace(&prefix) {
+                *counts.entry(prefix).or_insert(0) += 1;
             }
         }
         Ok(counts)

@@ -17,7 +17,6 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use chrono::Utc;
 use serde::Serialize;
-use serde_json::Value;
 
 use super::Redis;
 use super::config::RedisSinkConfig;
@@ -28,9 +27,6 @@ use crate::items::{
 };
 use crate::stores::OnConflict;
 use crate::stores::store_items as shared;
-
-/// Documents whose namespace and key are read per round trip when listing.
-const LIST_CHUNK: usize = 500;
 
 pub struct RedisItemSink {
     config: RedisSinkConfig,
@@ -174,30 +170,13 @@ impl RedisItemSink {
         let mut redis = Redis::connect(&self.config.redis_url).await?;
         let docs = StoreDocs::open(&self.config.key_prefix, &mut redis).await?;
         let ids = docs.list_ids(&mut redis).await?;
-        for chunk in ids.chunks(LIST_CHUNK) {
-            let mut pipe = redis::pipe();
-            for id in chunk {
-                pipe.cmd("JSON.GET")
-                    .arg(docs.document_key(id))
-                    .arg("$.prefix")
-                    .arg("$.key");
-            }
-            let found: Vec<Option<String>> = redis.pipe("JSON.GET store", &pipe).await?;
-            for (id, text) in chunk.iter().zip(found) {
-                let Some(text) = text else { continue };
-                let Ok(fields) = serde_json::from_str::<Value>(&text) else {
-                    continue;
-                };
-                let (Some(prefix), Some(key)) =
-                    (fields["$.prefix"][0].as_str(), fields["$.key"][0].as_str())
-                else {
-                    continue;
-                };
+        for (id, prefix, key) in docs.prefixes_and_keys(&mut redis, &ids).await? {
+            if let Some(key) = key {
                 let key = ItemKey {
-                    namespace: namespace_of(&super::items::unescape(prefix)),
-                    key: key.to_owned(),
+                    namespace: namespace_of(&prefix),
+                    key,
                 };
-                self.held.entry(key).or_default().push(id.clone());
+                self.held.entry(key).or_default().push(id);
             }
         }
         tracing::info!(
