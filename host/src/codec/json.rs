@@ -79,17 +79,17 @@ pub fn document_to_view(value: Value, notices: &mut Vec<String>) -> Value {
 
 fn render(value: Value, notices: &mut Vec<String>, interrupts: bool) -> Value {
     match value {
-        Value::Array(items) => Value::Array(
-            items
-                .into_iter()
-                .map(|v| render(v, notices, interrupts))
-                .collect(),
-        ),
-        Value::Object(map) => {
-            let map: Map<String, Value> = map
-                .into_iter()
-                .map(|(k, v)| (k, render(v, notices, interrupts)))
-                .collect();
+        // Rendered in place: the containers are reused, not rebuilt.
+        Value::Array(mut items) => {
+            for v in &mut items {
+                *v = render(std::mem::take(v), notices, interrupts);
+            }
+            Value::Array(items)
+        }
+        Value::Object(mut map) => {
+            for v in map.values_mut() {
+                *v = render(std::mem::take(v), notices, interrupts);
+            }
             if let Some(v) = marker(&map, interrupts) {
                 return v;
             }

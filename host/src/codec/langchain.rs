@@ -87,12 +87,10 @@ fn is_truthy(value: &Value) -> bool {
     }
 }
 
-pub fn constructor(module: &str, name: &str, fields: Map<String, Value>) -> Value {
+pub fn constructor(module: &str, name: &str, mut kwargs: Map<String, Value>) -> Value {
     let required = required_fields(name);
-    let mut kwargs: Map<String, Value> = fields
-        .into_iter()
-        .filter(|(k, v)| required.contains(&k.as_str()) || is_truthy(v))
-        .collect();
+    // In place: the field map is kept, not rebuilt (messages are most of a state).
+    kwargs.retain(|k, v| required.contains(&k.as_str()) || is_truthy(v));
     if name.starts_with("AIMessage") {
         for attr in ["tool_calls", "invalid_tool_calls"] {
             kwargs

@@ -48,7 +48,7 @@ pub const CHAT_MESSAGES: &str = "chat_messages";
 /// `{"__undecoded__": tag, "size": n}` and a notice; their raw bytes stay in the record.
 pub fn decode_typed(value: &TypedValue, notices: &mut Vec<String>) -> Result<Value, DecodeError> {
     match value.type_tag.as_str() {
-        "msgpack" => msgpack::to_view(msgpack::parse(&value.bytes)?, notices),
+        "msgpack" => msgpack::view_of_bytes(&value.bytes, notices),
         "json" => Ok(json::to_view(json::parse(&value.bytes)?, notices)),
         CHAT_MESSAGES => match json::parse(&value.bytes)? {
             Value::Array(items) => Ok(Value::Array(

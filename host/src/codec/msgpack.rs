@@ -206,59 +206,247 @@ fn map_header(bytes: &[u8], pos: usize) -> Result<Option<(usize, usize)>, Decode
     })
 }
 
-/// Renders a msgpack value; values without a rule are kept and noted in `notices`.
-pub fn to_view(value: Mp, notices: &mut Vec<String>) -> Result<Value, DecodeError> {
-    render(value, notices, Style::Python)
-}
-
-fn render(value: Mp, notices: &mut Vec<String>, style: Style) -> Result<Value, DecodeError> {
-    let pydantic = style == Style::PydanticJson;
-    Ok(match value {
-        Mp::Nil => Value::Null,
-        Mp::Boolean(b) => Value::Bool(b),
-        Mp::Integer(i) => {
-            if let Some(u) = i.as_u64() {
-                Value::from(u)
-            } else {
-                Value::from(i.as_i64().unwrap_or_default())
-            }
-        }
-        // pydantic's JSON mode writes NaN and the infinities as null.
-        Mp::F32(f) if pydantic && !f.is_finite() => Value::Null,
-        Mp::F64(f) if pydantic && !f.is_finite() => Value::Null,
-        Mp::F32(f) => python::float_view(f64::from(f)),
-        Mp::F64(f) => python::float_view(f),
-        Mp::String(s) => Value::String(
-            s.into_str()
-                .ok_or_else(|| DecodeError::Msgpack("string is not valid UTF-8".into()))?,
-        ),
-        Mp::Binary(b) if pydantic => python::pydantic_bytes_view(&b),
-        Mp::Binary(b) => python::bytes_view(&b),
-        Mp::Array(items) => Value::Array(
-            items
-                .into_iter()
-                .map(|v| render(v, notices, style))
-                .collect::<Result<_, _>>()?,
-        ),
-        Mp::Map(entries) => {
-            let mut map = Map::with_capacity(entries.len());
-            for (k, v) in entries {
-                let key = map_key(render(k, notices, style)?);
-                map.insert(key, render(v, notices, style)?);
-            }
-            Value::Object(map)
-        }
-        Mp::Ext(code, data) => ext_to_view(code, &data, notices, style)?,
-    })
-}
-
-/// Python's `json.dumps` of a non-string key: `1`, `true`, `null`; other keys (which
-/// Python cannot even dump) use their canonical JSON text.
-fn map_key(key: Value) -> String {
-    match key {
-        Value::String(s) => s,
-        other => python::canonical_json(&other),
+/// Renders the one msgpack value that `bytes` holds; values without a rule are kept
+/// and noted in `notices`. The bytes are read straight into the view: no msgpack tree
+/// is built on the way (that tree was most of a decode's allocations).
+pub fn view_of_bytes(bytes: &[u8], notices: &mut Vec<String>) -> Result<Value, DecodeError> {
+    // One pass: the renderer checks every bound it reads and refuses the reserved
+    // marker, as `parse` does; what is left after the value is refused here.
+    let mut reader = ViewReader { bytes, pos: 0 };
+    let value = reader.render(notices, Style::Python, 0)?;
+    if reader.pos != bytes.len() {
+        return Err(DecodeError::Msgpack(format!(
+            "trailing bytes after the value at byte {} (value of {} bytes)",
+            reader.pos,
+            bytes.len()
+        )));
     }
+    Ok(value)
+}
+
+/// Renders one msgpack extension value (its type code and data) as [`view_of_bytes`]
+/// renders it inside a value.
+pub fn ext_view(code: i8, data: &[u8], notices: &mut Vec<String>) -> Result<Value, DecodeError> {
+    ext_to_view(code, data, notices, Style::Python, 0)
+}
+
+/// Nesting deeper than this is refused, as by the msgpack decoder used elsewhere
+/// (rmpv): a hostile value must not take unbounded memory.
+const MAX_DEPTH: usize = 1024;
+/// Rendering recurses once per level: when less stack than this is left, the next
+/// levels run on a fresh heap-allocated segment, so any thread (a test's, a rayon
+/// worker's) can render the deepest value allowed.
+const STACK_RED_ZONE: usize = 64 * 1024;
+const STACK_SEGMENT: usize = 2 * 1024 * 1024;
+
+/// A cursor over well-formed msgpack, rendering values into the view.
+struct ViewReader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> ViewReader<'a> {
+    fn truncated(&self) -> DecodeError {
+        DecodeError::Msgpack(format!(
+            "truncated value at byte {} (value of {} bytes)",
+            self.pos,
+            self.bytes.len()
+        ))
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let end = self.pos.checked_add(n).ok_or_else(|| self.truncated())?;
+        let taken = self
+            .bytes
+            .get(self.pos..end)
+            .ok_or_else(|| self.truncated())?;
+        self.pos = end;
+        Ok(taken)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let taken = self.take(N)?;
+        let mut out = [0; N];
+        out.copy_from_slice(taken);
+        Ok(out)
+    }
+
+    /// A big-endian length of `n` bytes.
+    fn length(&mut self, n: usize) -> Result<usize, DecodeError> {
+        let b = self.take(n)?;
+        Ok(b.iter().fold(0usize, |acc, &x| (acc << 8) | usize::from(x)))
+    }
+
+    /// The length of the array or map whose marker was just read: in the marker
+    /// itself, or in the 16- or 32-bit field after it.
+    fn container_len(&mut self, marker: u8) -> Result<usize, DecodeError> {
+        match marker {
+            0xdc | 0xde => self.length(2),
+            0xdd | 0xdf => self.length(4),
+            _ => Ok(usize::from(marker & 0x0f)),
+        }
+    }
+
+    fn text(&mut self, len: usize) -> Result<String, DecodeError> {
+        let b = self.take(len)?;
+        std::str::from_utf8(b)
+            .map(str::to_owned)
+            .map_err(|_| DecodeError::Msgpack("string is not valid UTF-8".into()))
+    }
+
+    /// The item count of the array at the cursor, which it then passes; `None` (and
+    /// the cursor kept) when something else is there.
+    fn array_len(&mut self) -> Result<Option<usize>, DecodeError> {
+        match self.bytes.get(self.pos) {
+            Some(&m @ (0x90..=0x9f | 0xdc | 0xdd)) => {
+                self.pos += 1;
+                self.container_len(m).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The string at the cursor, which it then passes; `None` (and the cursor kept)
+    /// when something else is there.
+    fn string(&mut self) -> Result<Option<String>, DecodeError> {
+        let len = match self.bytes.get(self.pos) {
+            Some(&m @ 0xa0..=0xbf) => {
+                self.pos += 1;
+                usize::from(m & 0x1f)
+            }
+            Some(&m @ (0xd9..=0xdb)) => {
+                self.pos += 1;
+                self.length(1 << (m - 0xd9))?
+            }
+            _ => return Ok(None),
+        };
+        self.text(len).map(Some)
+    }
+
+    fn render(
+        &mut self,
+        notices: &mut Vec<String>,
+        style: Style,
+        depth: usize,
+    ) -> Result<Value, DecodeError> {
+        stacker::maybe_grow(STACK_RED_ZONE, STACK_SEGMENT, || {
+            self.render_here(notices, style, depth)
+        })
+    }
+
+    fn render_here(
+        &mut self,
+        notices: &mut Vec<String>,
+        style: Style,
+        depth: usize,
+    ) -> Result<Value, DecodeError> {
+        if depth > MAX_DEPTH {
+            return Err(DecodeError::Msgpack(format!(
+                "nested deeper than {MAX_DEPTH} levels"
+            )));
+        }
+        let pydantic = style == Style::PydanticJson;
+        let float = |f: f64| {
+            // pydantic's JSON mode writes NaN and the infinities as null.
+            if pydantic && !f.is_finite() {
+                Value::Null
+            } else {
+                python::float_view(f)
+            }
+        };
+        let [marker] = self.array::<1>()?;
+        Ok(match marker {
+            0x00..=0x7f => Value::from(marker),
+            0xe0..=0xff => Value::from(i8::from_be_bytes([marker])),
+            0xc0 => Value::Null,
+            0xc2 => Value::Bool(false),
+            0xc3 => Value::Bool(true),
+            0xcc => Value::from(u8::from_be_bytes(self.array()?)),
+            0xcd => Value::from(u16::from_be_bytes(self.array()?)),
+            0xce => Value::from(u32::from_be_bytes(self.array()?)),
+            0xcf => Value::from(u64::from_be_bytes(self.array()?)),
+            0xd0 => Value::from(i8::from_be_bytes(self.array()?)),
+            0xd1 => Value::from(i16::from_be_bytes(self.array()?)),
+            0xd2 => Value::from(i32::from_be_bytes(self.array()?)),
+            0xd3 => Value::from(i64::from_be_bytes(self.array()?)),
+            0xca => float(f64::from(f32::from_be_bytes(self.array()?))),
+            0xcb => float(f64::from_be_bytes(self.array()?)),
+            0xa0..=0xbf => Value::String(self.text(usize::from(marker & 0x1f))?),
+            0xd9..=0xdb => {
+                let len = self.length(1 << (marker - 0xd9))?;
+                Value::String(self.text(len)?)
+            }
+            0xc4..=0xc6 => {
+                let len = self.length(1 << (marker - 0xc4))?;
+                let b = self.take(len)?;
+                if pydantic {
+                    python::pydantic_bytes_view(b)
+                } else {
+                    python::bytes_view(b)
+                }
+            }
+            0x90..=0x9f | 0xdc | 0xdd => {
+                let len = self.container_len(marker)?;
+                // Each item takes at least one byte: a bogus count cannot over-allocate.
+                let mut items = Vec::with_capacity(len.min(self.bytes.len() - self.pos));
+                for _ in 0..len {
+                    items.push(self.render(notices, style, depth + 1)?);
+                }
+                Value::Array(items)
+            }
+            0x80..=0x8f | 0xde | 0xdf => {
+                let len = self.container_len(marker)?;
+                let mut map = Map::with_capacity(len.min(self.bytes.len() - self.pos));
+                for _ in 0..len {
+                    let key = self.key(notices, style, depth + 1)?;
+                    map.insert(key, self.render(notices, style, depth + 1)?);
+                }
+                Value::Object(map)
+            }
+            0xd4..=0xd8 | 0xc7 | 0xc8 | 0xc9 => {
+                let len = match marker {
+                    0xc7 => self.length(1)?,
+                    0xc8 => self.length(2)?,
+                    0xc9 => self.length(4)?,
+                    _ => 1 << (marker - 0xd4),
+                };
+                let [code] = self.array::<1>()?;
+                let data = self.take(len)?;
+                ext_to_view(i8::from_be_bytes([code]), data, notices, style, depth + 1)?
+            }
+            0xc1 => {
+                return Err(DecodeError::Msgpack(format!(
+                    "reserved marker 0xc1 at byte {}",
+                    self.pos - 1
+                )));
+            }
+        })
+    }
+
+    /// A map key as text: strings as they are; other keys as Python's `json.dumps`
+    /// writes them (`1`, `true`, `null`), or their canonical JSON text when Python
+    /// cannot even dump them.
+    fn key(
+        &mut self,
+        notices: &mut Vec<String>,
+        style: Style,
+        depth: usize,
+    ) -> Result<String, DecodeError> {
+        match self.bytes.get(self.pos) {
+            Some(&m @ 0xa0..=0xbf) => {
+                self.pos += 1;
+                self.text(usize::from(m & 0x1f))
+            }
+            _ => match self.render(notices, style, depth)? {
+                Value::String(s) => Ok(s),
+                other => Ok(python::canonical_json(&other)),
+            },
+        }
+    }
+}
+
+fn is_container(marker: Option<&u8>) -> bool {
+    matches!(marker, Some(0x80..=0x9f | 0xdc..=0xdf))
 }
 
 fn ext_to_view(
@@ -266,6 +454,7 @@ fn ext_to_view(
     data: &[u8],
     notices: &mut Vec<String>,
     style: Style,
+    depth: usize,
 ) -> Result<Value, DecodeError> {
     // Why an extension's bytes pass through undecoded, if they do.
     let kept_raw = match code {
@@ -293,28 +482,27 @@ fn ext_to_view(
         map.insert("data".into(), python::bytes_view(data)["__bytes__"].clone());
         return Ok(Value::Object(map));
     }
-    let Mp::Array(parts) = parse(data)? else {
-        return Err(DecodeError::Msgpack(format!(
-            "extension type {code} payload is not an array"
-        )));
+    // [module, class, payload, method?]
+    let mut reader = ViewReader {
+        bytes: data,
+        pos: 0,
     };
-    let mut parts = parts.into_iter();
-    let (Some(Mp::String(module)), Some(Mp::String(name))) = (parts.next(), parts.next()) else {
+    let count = reader.array_len()?.ok_or_else(|| {
+        DecodeError::Msgpack(format!("extension type {code} payload is not an array"))
+    })?;
+    let (Some(module), Some(name)) = (
+        (count >= 1).then(|| reader.string()).transpose()?.flatten(),
+        (count >= 2).then(|| reader.string()).transpose()?.flatten(),
+    ) else {
         return Err(DecodeError::Msgpack(format!(
             "extension type {code} payload does not start with (module, class)"
         )));
     };
-    let (module, name) = match (module.into_str(), name.into_str()) {
-        (Some(m), Some(n)) => (m, n),
-        _ => return Err(DecodeError::Msgpack("class name is not valid UTF-8".into())),
-    };
-    let payload = parts
-        .next()
-        .ok_or_else(|| DecodeError::Msgpack(format!("extension {module}.{name} has no payload")))?;
-    let method = match parts.next() {
-        Some(Mp::String(m)) => m.into_str(),
-        _ => None,
-    };
+    if count < 3 {
+        return Err(DecodeError::Msgpack(format!(
+            "extension {module}.{name} has no payload"
+        )));
+    }
     // A pydantic v2 model's fields render as its `model_dump(mode="json")` does;
     // LangChain's (messages) as LangChain's `dumpd`, by the Python rules.
     let payload_style = if code == EXT_PYDANTIC_V2 && !super::langchain::is_serializable(&module) {
@@ -327,8 +515,15 @@ fn ext_to_view(
     let unhashable_set = code == EXT_CONSTRUCTOR_SINGLE_ARG
         && module == "builtins"
         && matches!(name.as_str(), "set" | "frozenset")
-        && matches!(&payload, Mp::Array(items) if items.iter().any(|m| matches!(m, Mp::Array(_) | Mp::Map(_))));
-    let payload = render(payload, notices, payload_style)?;
+        && value_end(data, reader.pos)
+            .and_then(|end| array_item_ranges(&data[reader.pos..end]))
+            .is_ok_and(|items| {
+                items
+                    .iter()
+                    .any(|r| is_container(data.get(reader.pos + r.start)))
+            });
+    let payload = reader.render(notices, payload_style, depth)?;
+    let method = if count >= 4 { reader.string()? } else { None };
     if unhashable_set {
         return Ok(payload);
     }
@@ -389,7 +584,7 @@ mod tests {
 
     fn view(value: &Mp) -> (Value, Vec<String>) {
         let mut notices = Vec::new();
-        let v = to_view(parse(&pack(value)).unwrap(), &mut notices).unwrap();
+        let v = view_of_bytes(&pack(value), &mut notices).unwrap();
         (v, notices)
     }
 
@@ -464,6 +659,65 @@ mod tests {
             notices[0].starts_with("numpy array kept undecoded"),
             "{notices:?}"
         );
+    }
+
+    #[test]
+    fn every_scalar_width_renders_its_value() {
+        let value = Mp::Array(vec![
+            Mp::from(5u8),
+            Mp::from(200u8),
+            Mp::from(60_000u16),
+            Mp::from(4_000_000_000u32),
+            Mp::from(u64::MAX),
+            Mp::from(-3i8),
+            Mp::from(-100i8),
+            Mp::from(-30_000i16),
+            Mp::from(-2_000_000_000i32),
+            Mp::from(i64::MIN),
+            Mp::F32(1.5),
+            Mp::F64(-0.0),
+            Mp::F64(f64::NAN),
+            Mp::from("x".repeat(40).as_str()),
+            Mp::from("y".repeat(300).as_str()),
+            Mp::Binary(vec![1, 2]),
+            Mp::Nil,
+            Mp::Boolean(false),
+        ]);
+        let (v, _) = view(&value);
+        assert_eq!(
+            v,
+            serde_json::json!([
+                5, 200, 60000, 4000000000u64, u64::MAX, -3, -100, -30000, -2000000000,
+                i64::MIN, 1.5, -0.0, {"__float__": "NaN"}, "x".repeat(40), "y".repeat(300),
+                {"__bytes__": "AQI="}, null, false
+            ])
+        );
+        assert_eq!(v[11].to_string(), "-0.0");
+    }
+
+    #[test]
+    fn nesting_beyond_the_limit_is_an_error_not_a_crash() {
+        let mut bytes = vec![0x91; 5000];
+        bytes.push(0xc0);
+        let err = view_of_bytes(&bytes, &mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("nested deeper"), "{err}");
+        // The deepest value allowed renders on a test thread's small stack.
+        let mut bytes = vec![0x91; 1000];
+        bytes.push(0xc0);
+        let view = view_of_bytes(&bytes, &mut Vec::new()).unwrap();
+        assert_eq!(view.to_string().len(), 2004);
+    }
+
+    #[test]
+    fn malformed_values_are_errors_in_the_view_too() {
+        for bytes in [
+            &[0xc1][..],
+            &[0x92, 0x01],
+            &[0x01, 0x02],
+            &[0xa3, b'a', 0xff, b'b'],
+        ] {
+            assert!(view_of_bytes(bytes, &mut Vec::new()).is_err(), "{bytes:?}");
+        }
     }
 
     #[test]

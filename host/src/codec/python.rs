@@ -157,8 +157,10 @@ pub fn render(obj: PyObject, style: Style) -> Rendered {
 
 /// Objects identified by their shape rather than their class: LangChain serializables,
 /// pydantic models, dataclasses / namedtuples, enums.
-fn render_class(obj: PyObject) -> Rendered {
-    if let Some(kwargs) = obj.kwargs.clone() {
+fn render_class(mut obj: PyObject) -> Rendered {
+    // Taken, not cloned (a message's fields are most of a checkpoint), and put back
+    // for the rules below when no shape matched.
+    if let Some(kwargs) = obj.kwargs.take() {
         if langchain::is_serializable(&obj.module) && obj.kind == PyKind::PydanticModel {
             return Rendered::known(langchain::constructor(&obj.module, &obj.name, kwargs));
         }
@@ -174,6 +176,7 @@ fn render_class(obj: PyObject) -> Rendered {
             // dataclass, namedtuple, Interrupt, Command, store Item: a field map.
             return Rendered::known(Value::Object(kwargs));
         }
+        obj.kwargs = Some(kwargs);
     }
     if obj.kwargs.is_none() && obj.args.len() == 1 && obj.method.is_none() {
         // A single-argument constructor of a class we do not know by name: LangGraph

@@ -527,7 +527,7 @@ impl JsonFormWriter {
                 // LangChain objects are written as their own `to_json()` (lc: 1),
                 // which RedisSaver revives with LangChain's loader.
                 let mut notices = Vec::new();
-                msgpack::to_view(Mp::Ext(code, data.to_vec()), &mut notices).map_err(|e| Loss(e.to_string()))
+                msgpack::ext_view(code, data, &mut notices).map_err(|e| Loss(e.to_string()))
             }
             (EXT_PYDANTIC_V2, _, _) => {
                 let kwargs = self.value(&arg, inner)?;
