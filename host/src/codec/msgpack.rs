@@ -306,21 +306,26 @@ impl<'a> ViewReader<'a> {
         }
     }
 
+    /// The length of the string whose marker was just read: in the marker itself, or
+    /// in the 8-, 16- or 32-bit field after it.
+    fn string_len(&mut self, marker: u8) -> Result<usize, DecodeError> {
+        match marker {
+            0xd9..=0xdb => self.length(1 << (marker - 0xd9)),
+            _ => Ok(usize::from(marker & 0x1f)),
+        }
+    }
+
     /// The string at the cursor, which it then passes; `None` (and the cursor kept)
     /// when something else is there.
     fn string(&mut self) -> Result<Option<String>, DecodeError> {
-        let len = match self.bytes.get(self.pos) {
-            Some(&m @ 0xa0..=0xbf) => {
+        match self.bytes.get(self.pos) {
+            Some(&m @ (0xa0..=0xbf | 0xd9..=0xdb)) => {
                 self.pos += 1;
-                usize::from(m & 0x1f)
+                let len = self.string_len(m)?;
+                self.text(len).map(Some)
             }
-            Some(&m @ (0xd9..=0xdb)) => {
-                self.pos += 1;
-                self.length(1 << (m - 0xd9))?
-            }
-            _ => return Ok(None),
-        };
-        self.text(len).map(Some)
+            _ => Ok(None),
+        }
     }
 
     fn render(
@@ -371,9 +376,8 @@ impl<'a> ViewReader<'a> {
             0xd3 => Value::from(i64::from_be_bytes(self.array()?)),
             0xca => float(f64::from(f32::from_be_bytes(self.array()?))),
             0xcb => float(f64::from_be_bytes(self.array()?)),
-            0xa0..=0xbf => Value::String(self.text(usize::from(marker & 0x1f))?),
-            0xd9..=0xdb => {
-                let len = self.length(1 << (marker - 0xd9))?;
+            0xa0..=0xbf | 0xd9..=0xdb => {
+                let len = self.string_len(marker)?;
                 Value::String(self.text(len)?)
             }
             0xc4..=0xc6 => {
@@ -432,16 +436,14 @@ impl<'a> ViewReader<'a> {
         style: Style,
         depth: usize,
     ) -> Result<String, DecodeError> {
-        match self.bytes.get(self.pos) {
-            Some(&m @ 0xa0..=0xbf) => {
-                self.pos += 1;
-                self.text(usize::from(m & 0x1f))
-            }
-            _ => match self.render(notices, style, depth)? {
-                Value::String(s) => Ok(s),
-                other => Ok(python::canonical_json(&other)),
-            },
+        if let Some(key) = self.string()? {
+            return Ok(key);
         }
+        // An extension may render as text (a UUID, a datetime): that text is the key.
+        Ok(match self.render(notices, style, depth)? {
+            Value::String(s) => s,
+            other => python::canonical_json(&other),
+        })
     }
 }
 
@@ -490,10 +492,11 @@ fn ext_to_view(
     let count = reader.array_len()?.ok_or_else(|| {
         DecodeError::Msgpack(format!("extension type {code} payload is not an array"))
     })?;
-    let (Some(module), Some(name)) = (
-        (count >= 1).then(|| reader.string()).transpose()?.flatten(),
-        (count >= 2).then(|| reader.string()).transpose()?.flatten(),
-    ) else {
+    let names = match count {
+        2.. => (reader.string()?, reader.string()?),
+        _ => (None, None),
+    };
+    let (Some(module), Some(name)) = names else {
         return Err(DecodeError::Msgpack(format!(
             "extension type {code} payload does not start with (module, class)"
         )));
