@@ -245,6 +245,19 @@ pub struct RecordView {
     pub ts_parsed: Option<DateTime<Utc>>,
     /// Values that were passed through without decoding (pickle, unknown types).
     pub notices: Vec<String>,
+    /// The values as JSON text, once [`RecordView::to_text`] made it; the trees above
+    /// are then emptied (`null`), so only a destination that reads the text
+    /// ([`crate::sinks::Sink::reads_view_text`]) gets such a view.
+    pub text: Option<ViewText>,
+}
+
+/// A view's values as compact JSON text ([`crate::codec::json_text`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ViewText {
+    pub checkpoint: String,
+    pub metadata: String,
+    /// One per pending write, in the record's order.
+    pub write_values: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -255,28 +268,82 @@ pub struct WriteView {
 }
 
 impl RecordView {
-    /// [`RecordView::pending_writes_json`] as JSON text, serialized from the view
-    /// itself (no copy of the values).
-    pub fn pending_writes_text(&self) -> String {
-        #[derive(serde::Serialize)]
-        struct Write<'a> {
-            task_id: &'a str,
-            channel: &'a str,
-            value: &'a serde_json::Value,
+    /// Renders the values as JSON text and frees the trees: done where records are
+    /// decoded (on every core), when nothing after needs the trees, so a batch waits
+    /// for its destination as text (a fraction of the trees' memory).
+    pub fn to_text(&mut self) {
+        use crate::codec::json_text::to_string;
+        let text = ViewText {
+            checkpoint: to_string(&self.checkpoint),
+            metadata: to_string(&self.metadata),
+            write_values: self
+                .pending_writes
+                .iter()
+                .map(|w| to_string(&w.value))
+                .collect(),
+        };
+        self.checkpoint = serde_json::Value::Null;
+        self.metadata = serde_json::Value::Null;
+        for w in &mut self.pending_writes {
+            w.value = serde_json::Value::Null;
         }
-        let writes: Vec<Write<'_>> = self
-            .pending_writes
-            .iter()
-            .map(|w| Write {
-                task_id: &w.task_id,
-                channel: &w.channel,
-                value: &w.value,
-            })
-            .collect();
-        serde_json::to_string(&writes).unwrap_or_else(|_| "[]".into())
+        self.text = Some(text);
+    }
+
+    /// The checkpoint document as JSON text.
+    pub fn checkpoint_text(&self) -> std::borrow::Cow<'_, str> {
+        match &self.text {
+            Some(t) => t.checkpoint.as_str().into(),
+            None => crate::codec::json_text::to_string(&self.checkpoint).into(),
+        }
+    }
+
+    /// The metadata as JSON text.
+    pub fn metadata_text(&self) -> std::borrow::Cow<'_, str> {
+        match &self.text {
+            Some(t) => t.metadata.as_str().into(),
+            None => crate::codec::json_text::to_string(&self.metadata).into(),
+        }
+    }
+
+    /// Pending write `index`'s value as JSON text.
+    pub fn write_value_text(&self, index: usize) -> Option<std::borrow::Cow<'_, str>> {
+        match &self.text {
+            Some(t) => t.write_values.get(index).map(|v| v.as_str().into()),
+            None => self
+                .pending_writes
+                .get(index)
+                .map(|w| crate::codec::json_text::to_string(&w.value).into()),
+        }
+    }
+
+    /// [`RecordView::pending_writes_json`] as JSON text, from the view's text or its
+    /// trees (no copy of the values).
+    pub fn pending_writes_text(&self) -> String {
+        use crate::codec::json_text::write_str;
+        let mut out = Vec::new();
+        out.push(b'[');
+        for (i, w) in self.pending_writes.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"task_id\":");
+            write_str(&mut out, &w.task_id);
+            out.extend_from_slice(b",\"channel\":");
+            write_str(&mut out, &w.channel);
+            out.extend_from_slice(b",\"value\":");
+            match &self.text {
+                Some(t) => out.extend_from_slice(t.write_values[i].as_bytes()),
+                None => crate::codec::json_text::write_value(&mut out, &w.value),
+            }
+            out.push(b'}');
+        }
+        out.push(b']');
+        String::from_utf8(out).expect("JSON text is UTF-8")
     }
 
     pub fn pending_writes_json(&self) -> serde_json::Value {
+        debug_assert!(self.text.is_none(), "the trees were made text");
         serde_json::Value::Array(
             self.pending_writes
                 .iter()

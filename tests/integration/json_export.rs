@@ -160,3 +160,72 @@ async fn hostile_thread_ids_get_safe_distinct_file_names() {
         assert!(threads.contains(id), "{id:?} lost");
     }
 }
+
+/// The export's compact writer and the views made text where records are decoded
+/// write exactly what serde_json writes from the trees, for every type LangGraph
+/// stores (the type zoo) and for the sample conversations, with channel blobs,
+/// pending writes, notices and raw mode.
+#[tokio::test]
+async fn text_views_export_byte_for_byte_as_serde_json_writes_the_trees() {
+    use ckpt_migrate::record::{ChannelBlob, TypedValue};
+    use ckpt_migrate::stores::json::{export_compact, export_object};
+    let dir = tempfile::tempdir().unwrap();
+    let zoo = dir.path().join("zoo.db");
+    std::fs::copy(
+        harness::fixtures().join("typezoo/sqlite/checkpoints.db"),
+        &zoo,
+    )
+    .unwrap();
+    let mut records = harness::read_sqlite(&zoo, 50).await;
+    records.extend(harness::read_sqlite(&sqlite_fixture(dir.path()), 50).await);
+    assert!(records.len() > 100, "{} records", records.len());
+    // SQLite keeps no channel blobs: give some records raw blobs (with a
+    // hostile channel name) so their layout is compared too.
+    for (i, r) in records.iter_mut().enumerate().filter(|(i, _)| i % 3 == 0) {
+        r.channel_blobs.push(ChannelBlob {
+            channel: format!("chan\"\\\n\u{1}{i}"),
+            version: "00000000000000000000000000000002.0.5".into(),
+            value: TypedValue::new("bytes", vec![0u8, 255, 10, i as u8]),
+        });
+    }
+    let (mut with_writes, mut with_notices) = (0, 0);
+    for record in &records {
+        with_writes += usize::from(!record.pending_writes.is_empty());
+        with_notices += usize::from(record.view.as_ref().is_some_and(|v| !v.notices.is_empty()));
+        let mut as_text = record.clone();
+        as_text.view.as_mut().unwrap().to_text();
+        let tree_view = record.view.as_ref().unwrap();
+        let text_view = as_text.view.as_ref().unwrap();
+        for with_view in [true, false] {
+            let expected = serde_json::to_vec(&export_object(record, with_view)).unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&export_compact(record, with_view)),
+                String::from_utf8_lossy(&expected),
+                "{} (trees, view {with_view})",
+                record.key
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&export_compact(&as_text, with_view)),
+                String::from_utf8_lossy(&expected),
+                "{} (text, view {with_view})",
+                record.key
+            );
+        }
+        // Parquet's view columns, from the text and from the trees.
+        let writes = serde_json::to_string(&tree_view.pending_writes_json()).unwrap();
+        assert_eq!(tree_view.pending_writes_text(), writes, "{}", record.key);
+        assert_eq!(text_view.pending_writes_text(), writes, "{}", record.key);
+        assert_eq!(
+            text_view.checkpoint_text(),
+            serde_json::to_string(&tree_view.checkpoint).unwrap()
+        );
+        assert_eq!(
+            text_view.metadata_text(),
+            serde_json::to_string(&tree_view.metadata).unwrap()
+        );
+    }
+    assert!(
+        with_writes > 10 && with_notices > 0,
+        "{with_writes} {with_notices}"
+    );
+}

@@ -2,6 +2,7 @@
 //! plain-JSON view. Raw values are never modified here.
 
 mod json;
+pub mod json_text;
 mod langchain;
 pub mod msgpack;
 mod numpy;
@@ -145,6 +146,7 @@ pub fn decode_record(checkpoint: &mut Checkpoint) -> Result<(), DecodeError> {
         ts,
         ts_parsed,
         notices,
+        text: None,
     });
     Ok(())
 }

@@ -135,13 +135,27 @@ struct Selection {
 }
 
 impl Selection {
-    /// Selects the batch's records on every core (rayon), keeping their order.
-    fn of(mut batch: SourceBatch, filters: &Filters, decode: bool) -> Self {
+    /// Selects the batch's records on every core (rayon), keeping their order; with
+    /// `as_text`, each kept record's view is made text there (see
+    /// [`crate::sinks::Sink::reads_view_text`]).
+    fn of(mut batch: SourceBatch, filters: &Filters, decode: bool, as_text: bool) -> Self {
         use rayon::prelude::*;
         let records = std::mem::take(&mut batch.records);
         let selected = records
             .into_par_iter()
-            .map(|record| filters.select(record, decode))
+            .map(|record| {
+                let mut selected = filters.select(record, decode);
+                if let (
+                    true,
+                    Selected::Kept(Checkpoint {
+                        view: Some(view), ..
+                    }),
+                ) = (as_text, &mut selected)
+                {
+                    view.to_text();
+                }
+                selected
+            })
             .collect();
         Self { batch, selected }
     }
@@ -309,6 +323,7 @@ impl<'a> Migration<'a> {
         // the records undecoded (decoding is most of the work of a run); `select`
         // still decodes when a date filter needs the time.
         let decode = self.sink.needs_view() || !self.plugins.is_empty();
+        let as_text = self.plugins.is_empty() && self.sink.reads_view_text();
         // Shared with each batch's decoding task, not copied per batch.
         let filters = std::sync::Arc::new(self.filters.clone());
         let (tx, rx) = mpsc::channel::<Result<Selection, StoreError>>(IN_FLIGHT_BATCHES);
@@ -328,7 +343,7 @@ impl<'a> Migration<'a> {
                     Ok(Some(batch)) => {
                         let filters = std::sync::Arc::clone(&filters);
                         let selected = tokio::task::spawn_blocking(move || {
-                            Selection::of(batch, &filters, decode)
+                            Selection::of(batch, &filters, decode, as_text)
                         })
                         .await;
                         match selected {

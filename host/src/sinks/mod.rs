@@ -40,6 +40,16 @@ pub trait Sink: Send {
         true
     }
 
+    /// Whether the sink reads the view only as JSON text ([`RecordView::to_text`]).
+    /// When it does and no plugin runs, the engine renders the text where records are
+    /// decoded and frees the trees there: less memory held per batch, and the
+    /// rendering runs on every core. Sinks that read the trees say no (the default).
+    ///
+    /// [`RecordView::to_text`]: crate::record::RecordView::to_text
+    fn reads_view_text(&self) -> bool {
+        false
+    }
+
     /// Checks that the destination can be written, writing nothing (dry run).
     async fn check_writable(&mut self) -> Result<(), StoreError>;
 

@@ -9,4 +9,4 @@ mod write;
 
 pub use items::{ITEMS_FILE, open_item_sink, open_item_source};
 pub use read::{JsonSource, record_of};
-pub use write::{ExportObject, FORMAT, FORMAT_VERSION, JsonSink, export_object};
+pub use write::{ExportObject, FORMAT, FORMAT_VERSION, JsonSink, export_compact, export_object};

@@ -7,6 +7,8 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -95,9 +97,12 @@ pub fn export_object(record: &Checkpoint, with_view: bool) -> ExportObject<'_> {
 
 /// One record's exported object as JSON, indented when `indent` is set.
 fn encode(record: &Checkpoint, indent: Option<usize>, with_view: bool) -> Result<Vec<u8>, String> {
-    let object = export_object(record, with_view);
     match indent.filter(|n| *n > 0) {
         Some(n) => {
+            // Indented output is serialized from the trees (the sink does not ask for
+            // text views when indenting).
+            debug_assert!(record.view.as_ref().is_none_or(|v| v.text.is_none()));
+            let object = export_object(record, with_view);
             let indent = vec![b' '; n];
             let mut out = Vec::new();
             let fmt = serde_json::ser::PrettyFormatter::with_indent(&indent);
@@ -105,8 +110,142 @@ fn encode(record: &Checkpoint, indent: Option<usize>, with_view: bool) -> Result
             object.serialize(&mut ser).map_err(|e| e.to_string())?;
             Ok(out)
         }
-        None => serde_json::to_vec(&object).map_err(|e| e.to_string()),
+        None => Ok(export_compact(record, with_view)),
     }
+}
+
+/// The compact JSON of [`export_object`], byte for byte what serde_json makes of it
+/// (a test holds the two together), written straight from the record: the view from
+/// its text when the engine made it, the raw values' base64 without an escape pass.
+pub fn export_compact(record: &Checkpoint, with_view: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(record.raw_size() * 3);
+    write_compact(&mut out, record, with_view);
+    out
+}
+
+fn write_compact(out: &mut Vec<u8>, record: &Checkpoint, with_view: bool) {
+    use crate::codec::json_text::{write_str, write_value};
+    use crate::record::{PendingWrite, TypedValue};
+    let view = record.view.as_ref().filter(|_| with_view);
+    let typed = |out: &mut Vec<u8>, value: &TypedValue| {
+        out.extend_from_slice(br#"{"type":"#);
+        write_str(out, &value.type_tag);
+        out.extend_from_slice(br#","data":""#);
+        // Base64 never needs escaping.
+        let start = out.len();
+        out.resize(
+            start + base64::encoded_len(value.bytes.len(), true).unwrap_or(0),
+            0,
+        );
+        let written = B64
+            .encode_slice(&value.bytes, &mut out[start..])
+            .expect("sized for the encoding");
+        out.truncate(start + written);
+        out.extend_from_slice(br#""}"#);
+    };
+    let write_head = |out: &mut Vec<u8>, w: &PendingWrite| {
+        out.extend_from_slice(br#"{"task_id":"#);
+        write_str(out, &w.task_id);
+        out.extend_from_slice(br#","task_path":"#);
+        write_str(out, &w.task_path);
+        out.extend_from_slice(br#","idx":"#);
+        out.extend_from_slice(w.idx.to_string().as_bytes());
+        out.extend_from_slice(br#","channel":"#);
+        write_str(out, &w.channel);
+    };
+    let list = |out: &mut Vec<u8>, len: usize, item: &mut dyn FnMut(&mut Vec<u8>, usize)| {
+        out.push(b'[');
+        for i in 0..len {
+            if i > 0 {
+                out.push(b',');
+            }
+            item(out, i);
+        }
+        out.push(b']');
+    };
+
+    out.extend_from_slice(br#"{"thread_id":"#);
+    write_str(out, &record.key.thread_id);
+    out.extend_from_slice(br#","checkpoint_ns":"#);
+    write_str(out, &record.key.checkpoint_ns);
+    out.extend_from_slice(br#","checkpoint_id":"#);
+    write_str(out, &record.key.checkpoint_id);
+    out.extend_from_slice(br#","parent_checkpoint_id":"#);
+    match &record.parent_checkpoint_id {
+        Some(parent) => write_str(out, parent),
+        None => out.extend_from_slice(b"null"),
+    }
+    if let Some(view) = view {
+        if let Some(ts) = &view.ts {
+            out.extend_from_slice(br#","ts":"#);
+            write_str(out, ts);
+        }
+        out.extend_from_slice(br#","checkpoint":"#);
+        match &view.text {
+            Some(text) => out.extend_from_slice(text.checkpoint.as_bytes()),
+            None => write_value(out, &view.checkpoint),
+        }
+        out.extend_from_slice(br#","metadata":"#);
+        match &view.text {
+            Some(text) => out.extend_from_slice(text.metadata.as_bytes()),
+            None => write_value(out, &view.metadata),
+        }
+    }
+    out.extend_from_slice(br#","pending_writes":"#);
+    list(out, record.pending_writes.len(), &mut |out, i| {
+        write_head(out, &record.pending_writes[i]);
+        match view.map(|v| (v, &v.text)) {
+            Some((_, Some(text))) => {
+                if let Some(value) = text.write_values.get(i) {
+                    out.extend_from_slice(br#","value":"#);
+                    out.extend_from_slice(value.as_bytes());
+                }
+            }
+            Some((v, None)) => {
+                if let Some(written) = v.pending_writes.get(i) {
+                    out.extend_from_slice(br#","value":"#);
+                    write_value(out, &written.value);
+                }
+            }
+            None => {}
+        }
+        out.push(b'}');
+    });
+    out.extend_from_slice(br#","raw":{"checkpoint":"#);
+    typed(out, &record.checkpoint);
+    out.extend_from_slice(br#","metadata":"#);
+    typed(out, &record.metadata);
+    out.extend_from_slice(br#","channel_blobs":"#);
+    list(out, record.channel_blobs.len(), &mut |out, i| {
+        let blob = &record.channel_blobs[i];
+        out.extend_from_slice(br#"{"channel":"#);
+        write_str(out, &blob.channel);
+        out.extend_from_slice(br#","version":"#);
+        write_str(out, &blob.version);
+        out.extend_from_slice(br#","value":"#);
+        typed(out, &blob.value);
+        out.push(b'}');
+    });
+    out.extend_from_slice(br#","pending_writes":"#);
+    list(out, record.pending_writes.len(), &mut |out, i| {
+        let w = &record.pending_writes[i];
+        write_head(out, w);
+        out.extend_from_slice(br#","value":"#);
+        typed(out, &w.value);
+        out.push(b'}');
+    });
+    out.extend_from_slice(br#"},"origin":{"store":"#);
+    write_str(out, &record.origin.store);
+    out.extend_from_slice(br#","locator":"#);
+    write_str(out, &record.origin.locator);
+    out.push(b'}');
+    if let Some(view) = view.filter(|v| !v.notices.is_empty()) {
+        out.extend_from_slice(br#","notices":"#);
+        list(out, view.notices.len(), &mut |out, i| {
+            write_str(out, &view.notices[i])
+        });
+    }
+    out.push(b'}');
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -286,6 +425,11 @@ pub fn manifest_name(shard: Option<&crate::shard::Shard>) -> String {
 impl Sink for JsonSink {
     fn needs_view(&self) -> bool {
         self.config.view
+    }
+
+    fn reads_view_text(&self) -> bool {
+        // Indented output is serialized from the trees.
+        self.config.indent.is_none_or(|n| n == 0)
     }
 
     fn describe(&self) -> String {

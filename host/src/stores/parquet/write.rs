@@ -2,6 +2,7 @@
 //! Files are written as `*.partial` and renamed when complete, so a file with the
 //! final name is always whole. The schema is documented in docs/parquet-export.md.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -131,31 +132,22 @@ pub fn to_record_batch(records: &[&Checkpoint], with_view: bool) -> Result<Recor
             (_, false) => Ok(None),
         })
         .collect::<Result<_, _>>()?;
-    // The JSON text of the views is most of the work here: made on every core.
-    let (checkpoint_json, metadata_json, writes_json): (Vec<String>, Vec<String>, Vec<String>) = {
+    // The views' JSON text: already made where the records were decoded (the usual
+    // case, see `reads_view_text`), else rendered here on every core.
+    type Texts<'a> = (Cow<'a, str>, Cow<'a, str>, String);
+    let texts: Vec<Texts<'_>> = {
         use rayon::prelude::*;
-        let texts: Vec<(String, String, String)> = views
+        views
             .par_iter()
             .map(|v| match v {
                 Some(v) => (
-                    v.checkpoint.to_string(),
-                    v.metadata.to_string(),
+                    v.checkpoint_text(),
+                    v.metadata_text(),
                     v.pending_writes_text(),
                 ),
                 None => Default::default(),
             })
-            .collect();
-        let mut columns = (
-            Vec::with_capacity(texts.len()),
-            Vec::with_capacity(texts.len()),
-            Vec::with_capacity(texts.len()),
-        );
-        for (checkpoint, metadata, writes) in texts {
-            columns.0.push(checkpoint);
-            columns.1.push(metadata);
-            columns.2.push(writes);
-        }
-        columns
+            .collect()
     };
 
     let blobs: Vec<_> = records.iter().flat_map(|r| &r.channel_blobs).collect();
@@ -200,9 +192,9 @@ pub fn to_record_batch(records: &[&Checkpoint], with_view: bool) -> Result<Recor
         Arc::new(StringArray::from_iter(
             views.iter().map(|v| v.and_then(|v| v.ts.as_deref())),
         )),
-        strings(checkpoint_json.iter().map(String::as_str)),
-        strings(metadata_json.iter().map(String::as_str)),
-        strings(writes_json.iter().map(String::as_str)),
+        strings(texts.iter().map(|t| t.0.as_ref())),
+        strings(texts.iter().map(|t| t.1.as_ref())),
+        strings(texts.iter().map(|t| t.2.as_str())),
         strings(records.iter().map(|r| r.checkpoint.type_tag.as_str())),
         binaries(records.iter().map(|r| r.checkpoint.bytes.as_slice())),
         strings(records.iter().map(|r| r.metadata.type_tag.as_str())),
@@ -417,6 +409,10 @@ impl ParquetSink {
 impl Sink for ParquetSink {
     fn needs_view(&self) -> bool {
         self.config.view
+    }
+
+    fn reads_view_text(&self) -> bool {
+        true
     }
 
     fn describe(&self) -> String {
