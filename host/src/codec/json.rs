@@ -205,17 +205,16 @@ fn lost(obj: &PyObject, what: &str) -> String {
 /// null), `{"__send__": true, "node", "arg"}` a `Send`.
 fn marker(map: &Map<String, Value>, interrupts: bool) -> Option<Value> {
     if interrupts && map.get("__interrupt__") == Some(&Value::Bool(true)) {
-        return Some(serde_json::json!({
-            "value": map.get("value").cloned().unwrap_or(Value::Null),
-            "id": map.get("id").cloned().unwrap_or(Value::Null),
-            "response_schema": map.get("response_schema").cloned().unwrap_or(Value::Null),
-        }));
+        let field = |name: &str| map.get(name).cloned().unwrap_or(Value::Null);
+        return Some(super::object([
+            ("value", field("value")),
+            ("id", field("id")),
+            ("response_schema", field("response_schema")),
+        ]));
     }
     if map.get("__send__") == Some(&Value::Bool(true)) {
-        return Some(serde_json::json!({
-            "node": map.get("node").cloned().unwrap_or(Value::Null),
-            "arg": map.get("arg").cloned().unwrap_or(Value::Null),
-        }));
+        let field = |name: &str| map.get(name).cloned().unwrap_or(Value::Null);
+        return Some(super::object([("node", field("node")), ("arg", field("arg"))]));
     }
     None
 }

@@ -100,7 +100,12 @@ pub fn constructor(module: &str, name: &str, mut kwargs: Map<String, Value>) -> 
     }
     let mut id = namespace(module);
     id.push(name.to_owned());
-    serde_json::json!({ "lc": 1, "type": "constructor", "id": id, "kwargs": kwargs })
+    super::object([
+        ("lc", Value::from(1)),
+        ("type", Value::from("constructor")),
+        ("id", Value::from(id)),
+        ("kwargs", Value::Object(kwargs)),
+    ])
 }
 
 /// A stored `message_to_dict` object (`{"type": "ai", "data": {...}}`) in LangChain's

@@ -59,25 +59,26 @@ impl Rendered {
     }
 }
 
-pub fn render(obj: PyObject, style: Style) -> Rendered {
-    let arg0 = obj.args.first().cloned();
+pub fn render(mut obj: PyObject, style: Style) -> Rendered {
+    // Copied only by the classes that read it (not by models, most objects).
+    let arg0 = || obj.args.first().cloned();
     let pydantic = style == Style::PydanticJson;
     match (obj.module.as_str(), obj.name.as_str()) {
-        ("uuid", "UUID") => match arg0 {
+        ("uuid", "UUID") => match arg0() {
             Some(Value::String(hex)) => Rendered::known(Value::String(hyphenate_uuid(&hex))),
             _ => unknown(obj),
         },
-        ("builtins", "set" | "frozenset") => match arg0 {
+        ("builtins", "set" | "frozenset") => match arg0() {
             // pydantic's JSON mode keeps a set's order.
             Some(Value::Array(items)) if pydantic => Rendered::known(Value::Array(items)),
             Some(Value::Array(items)) => Rendered::known(Value::Array(sort_set(items))),
             _ => unknown(obj),
         },
-        ("collections", "deque") => match arg0 {
+        ("collections", "deque") => match arg0() {
             Some(items @ Value::Array(_)) => Rendered::known(items),
             _ => unknown(obj),
         },
-        ("builtins", "bytes" | "bytearray") => match arg0 {
+        ("builtins", "bytes" | "bytearray") => match arg0() {
             // langgraph-redis's JSON form: hex text.
             Some(Value::String(hex)) => match decode_hex(&hex) {
                 Some(bytes) => Rendered::known(bytes_view(&bytes)),
@@ -88,26 +89,26 @@ pub fn render(obj: PyObject, style: Style) -> Rendered {
             _ => unknown(obj),
         },
         // An integer beyond 64 bits, which msgpack cannot hold, as `int("…")`.
-        ("builtins", "int") => match arg0.as_ref().and_then(Value::as_str).map(str::parse) {
+        ("builtins", "int") => match arg0().as_ref().and_then(Value::as_str).map(str::parse) {
             Some(Ok(n)) => Rendered::known(Value::Number(n)),
             _ => unknown(obj),
         },
-        ("decimal", "Decimal") | ("ipaddress", _) => match arg0 {
+        ("decimal", "Decimal") | ("ipaddress", _) => match arg0() {
             Some(v @ Value::String(_)) => Rendered::known(v),
             _ => unknown(obj),
         },
-        ("zoneinfo", "ZoneInfo") => match arg0 {
+        ("zoneinfo", "ZoneInfo") => match arg0() {
             Some(v @ Value::String(_)) => Rendered::known(v),
             _ => unknown(obj),
         },
-        ("datetime", "datetime") => match arg0 {
+        ("datetime", "datetime") => match arg0() {
             Some(Value::String(iso)) if pydantic => Rendered::known(Value::String(utc_as_z(iso))),
             Some(v @ Value::String(_)) => Rendered::known(v),
             _ => unknown(obj),
         },
         ("datetime", "date") => match date_iso(&obj.args) {
             Some(s) => Rendered::known(Value::String(s)),
-            None => match arg0 {
+            None => match arg0() {
                 Some(v @ Value::String(_)) => Rendered::known(v),
                 _ => unknown(obj),
             },
@@ -130,10 +131,13 @@ pub fn render(obj: PyObject, style: Style) -> Rendered {
             Some(s) => Rendered::known(Value::String(s)),
             None => unknown(obj),
         },
-        ("re", "compile") => Rendered::known(serde_json::json!({
-            "pattern": obj.args.first().cloned().unwrap_or(Value::Null),
-            "flags": obj.args.get(1).cloned().unwrap_or(Value::Null),
-        })),
+        ("re", "compile") => {
+            let mut args = std::mem::take(&mut obj.args).into_iter();
+            Rendered::known(super::object([
+                ("pattern", args.next().unwrap_or(Value::Null)),
+                ("flags", args.next().unwrap_or(Value::Null)),
+            ]))
+        }
         ("pydantic.types", "SecretStr" | "SecretBytes") => {
             // pydantic's own str() of a secret: never reveal it in the view.
             Rendered::known(Value::String("**********".into()))
@@ -149,7 +153,7 @@ pub fn render(obj: PyObject, style: Style) -> Rendered {
                     obj.args.get(1).cloned().unwrap_or(Value::Null),
                 ),
             };
-            Rendered::known(serde_json::json!({ "node": node, "arg": arg }))
+            Rendered::known(super::object([("node", node), ("arg", arg)]))
         }
         _ => render_class(obj),
     }
