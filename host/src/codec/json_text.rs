@@ -70,36 +70,53 @@ pub fn write_str(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
 }
 
-/// Whether `byte` must be escaped in a JSON string.
-fn must_escape(byte: u8) -> bool {
-    byte < 0x20 || byte == b'"' || byte == b'\\'
+/// Which bytes must be escaped in a JSON string: below 0x20, `"` and `\`.
+static MUST_ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = true;
+        byte += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
+/// Whether any of eight bytes must be escaped. Bytes of 0x80 and above (UTF-8 beyond
+/// ASCII) are never flagged: `!word` clears their high bit.
+fn word_must_escape(chunk: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    /// Whether some byte of `word` is zero (exact as a yes/no answer).
+    fn has_zero(word: u64) -> bool {
+        word.wrapping_sub(ONES) & !word & HIGHS != 0
+    }
+    let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS != 0;
+    control
+        || has_zero(word ^ (ONES * u64::from(b'"')))
+        || has_zero(word ^ (ONES * u64::from(b'\\')))
 }
 
 /// The position of the first byte at or after `from` that must be escaped.
 fn next_to_escape(bytes: &[u8], from: usize) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    /// Nonzero when some byte of `word` is zero (exact as a yes/no answer).
-    fn has_zero(word: u64) -> bool {
-        word.wrapping_sub(ONES) & !word & HIGHS != 0
-    }
     let mut i = from;
     while let Some(chunk) = bytes.get(i..i + 8) {
-        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        // A byte below 0x20, or equal to `"` or `\`. Bytes of 0x80 and above (UTF-8
-        // beyond ASCII) are never flagged: `!word` clears their high bit.
-        let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS != 0;
-        if control
-            || has_zero(word ^ (ONES * u64::from(b'"')))
-            || has_zero(word ^ (ONES * u64::from(b'\\')))
-        {
+        if word_must_escape(chunk) {
             break;
         }
         i += 8;
     }
+    // Fewer than eight bytes left: when the string is long enough, the last eight
+    // bytes (overlapping ones already seen) answer at once for the usual clean tail.
+    let ran_out = i + 8 > bytes.len();
+    if ran_out && bytes.len() >= 8 && !word_must_escape(&bytes[bytes.len() - 8..]) {
+        return None;
+    }
     bytes[i..]
         .iter()
-        .position(|&b| must_escape(b))
+        .position(|&b| MUST_ESCAPE[usize::from(b)])
         .map(|p| i + p)
 }
 
@@ -150,6 +167,7 @@ mod tests {
             for pad in 0..17 {
                 let text = format!("{}{c}é{}", "a".repeat(pad), "日本".repeat(pad % 3));
                 same_as_serde_json(&Value::String(text));
+                same_as_serde_json(&Value::String(format!("{}{c}", "b".repeat(pad))));
             }
         }
         same_as_serde_json(&json!("\u{7f}\u{80}\u{2028}\u{10ffff}\"\\/"));
