@@ -204,8 +204,8 @@ fn lost(obj: &PyObject, what: &str) -> String {
 /// "id"}` is an `Interrupt` (its dataclass fields, `response_schema` defaulting to
 /// null), `{"__send__": true, "node", "arg"}` a `Send`.
 fn marker(map: &Map<String, Value>, interrupts: bool) -> Option<Value> {
+    let field = |name: &str| map.get(name).cloned().unwrap_or(Value::Null);
     if interrupts && map.get("__interrupt__") == Some(&Value::Bool(true)) {
-        let field = |name: &str| map.get(name).cloned().unwrap_or(Value::Null);
         return Some(super::object([
             ("value", field("value")),
             ("id", field("id")),
@@ -213,8 +213,10 @@ fn marker(map: &Map<String, Value>, interrupts: bool) -> Option<Value> {
         ]));
     }
     if map.get("__send__") == Some(&Value::Bool(true)) {
-        let field = |name: &str| map.get(name).cloned().unwrap_or(Value::Null);
-        return Some(super::object([("node", field("node")), ("arg", field("arg"))]));
+        return Some(super::object([
+            ("node", field("node")),
+            ("arg", field("arg")),
+        ]));
     }
     None
 }
