@@ -12,6 +12,7 @@ pub mod engine;
 pub mod error;
 pub mod filters;
 pub mod items;
+pub mod json_text;
 pub mod migrate_items;
 pub mod plugins;
 pub mod record;

@@ -251,7 +251,7 @@ pub struct RecordView {
     pub text: Option<ViewText>,
 }
 
-/// A view's values as compact JSON text ([`crate::codec::json_text`]).
+/// A view's values as compact JSON text ([`crate::json_text`]).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ViewText {
     pub checkpoint: String,
@@ -272,7 +272,7 @@ impl RecordView {
     /// decoded (on every core), when nothing after needs the trees, so a batch waits
     /// for its destination as text (a fraction of the trees' memory).
     pub fn to_text(&mut self) {
-        use crate::codec::json_text::to_string;
+        use crate::json_text::to_string;
         let text = ViewText {
             checkpoint: to_string(&self.checkpoint),
             metadata: to_string(&self.metadata),
@@ -294,7 +294,7 @@ impl RecordView {
     pub fn checkpoint_text(&self) -> std::borrow::Cow<'_, str> {
         match &self.text {
             Some(t) => t.checkpoint.as_str().into(),
-            None => crate::codec::json_text::to_string(&self.checkpoint).into(),
+            None => crate::json_text::to_string(&self.checkpoint).into(),
         }
     }
 
@@ -302,7 +302,7 @@ impl RecordView {
     pub fn metadata_text(&self) -> std::borrow::Cow<'_, str> {
         match &self.text {
             Some(t) => t.metadata.as_str().into(),
-            None => crate::codec::json_text::to_string(&self.metadata).into(),
+            None => crate::json_text::to_string(&self.metadata).into(),
         }
     }
 
@@ -313,14 +313,14 @@ impl RecordView {
             None => self
                 .pending_writes
                 .get(index)
-                .map(|w| crate::codec::json_text::to_string(&w.value).into()),
+                .map(|w| crate::json_text::to_string(&w.value).into()),
         }
     }
 
     /// [`RecordView::pending_writes_json`] as JSON text, from the view's text or its
     /// trees (no copy of the values).
     pub fn pending_writes_text(&self) -> String {
-        use crate::codec::json_text::write_str;
+        use crate::json_text::write_str;
         let mut out = Vec::new();
         out.push(b'[');
         for (i, w) in self.pending_writes.iter().enumerate() {
@@ -334,7 +334,7 @@ impl RecordView {
             out.extend_from_slice(b",\"value\":");
             match &self.text {
                 Some(t) => out.extend_from_slice(t.write_values[i].as_bytes()),
-                None => crate::codec::json_text::write_value(&mut out, &w.value),
+                None => crate::json_text::write_value(&mut out, &w.value),
             }
             out.push(b'}');
         }

@@ -2,7 +2,6 @@
 //! plain-JSON view. Raw values are never modified here.
 
 mod json;
-pub mod json_text;
 mod langchain;
 pub mod msgpack;
 mod numpy;

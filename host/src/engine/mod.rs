@@ -323,7 +323,8 @@ impl<'a> Migration<'a> {
         // the records undecoded (decoding is most of the work of a run); `select`
         // still decodes when a date filter needs the time.
         let decode = self.sink.needs_view() || !self.plugins.is_empty();
-        let as_text = self.plugins.is_empty() && self.sink.reads_view_text();
+        // Plugins read the view as text too (and patch it), so they do not stop this.
+        let as_text = self.sink.reads_view_text();
         // Shared with each batch's decoding task, not copied per batch.
         let filters = std::sync::Arc::new(self.filters.clone());
         let (tx, rx) = mpsc::channel::<Result<Selection, StoreError>>(IN_FLIGHT_BATCHES);

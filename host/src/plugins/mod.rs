@@ -604,25 +604,87 @@ pub fn apply_patch(
                 ));
             }
             let document = crate::codec::set_document_ts(&record.checkpoint, &ts)?;
-            Some((document, ts))
+            // A view made text: its document is read, changed and written again
+            // (exact: numbers are kept as text, keys in order).
+            let text = match record.view.as_ref().and_then(|v| v.text.as_ref()) {
+                Some(text) => {
+                    let mut doc: Value = serde_json::from_str(&text.checkpoint)
+                        .map_err(|e| format!("the checkpoint's view: {e}"))?;
+                    if let Some(doc) = doc.as_object_mut() {
+                        doc.insert("ts".into(), Value::String(ts.clone()));
+                    }
+                    Some(crate::json_text::to_string(&doc))
+                }
+                None => None,
+            };
+            Some((document, ts, text))
         }
         None => None,
     };
     if let Some((raw, metadata)) = metadata {
         record.metadata = raw;
         if let Some(view) = record.view.as_mut() {
-            view.metadata = metadata;
+            match &mut view.text {
+                Some(text) => text.metadata = crate::json_text::to_string(&metadata),
+                None => view.metadata = metadata,
+            }
         }
     }
-    if let Some((document, ts)) = ts {
+    if let Some((document, ts, text)) = ts {
         record.checkpoint = document;
         if let Some(view) = record.view.as_mut() {
-            if let Some(doc) = view.checkpoint.as_object_mut() {
-                doc.insert("ts".into(), Value::String(ts.clone()));
+            match (&mut view.text, text) {
+                (Some(view_text), Some(text)) => view_text.checkpoint = text,
+                _ => {
+                    if let Some(doc) = view.checkpoint.as_object_mut() {
+                        doc.insert("ts".into(), Value::String(ts.clone()));
+                    }
+                }
             }
             view.ts_parsed = crate::codec::parse_timestamp(&ts);
             view.ts = Some(ts);
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A patch gives the same view whether the engine made the view text (the usual
+    /// case for the exports) or kept its trees.
+    #[test]
+    fn a_patch_on_a_text_view_gives_what_it_gives_on_the_trees() {
+        for record in check::sample_records() {
+            let mut trees = record.clone();
+            let mut text = record;
+            text.view.as_mut().expect("decoded").to_text();
+            let ts = Some("2030-01-02T03:04:05.000006+00:00".to_owned());
+            let metadata = Some(
+                r#"{"step": 1e-7, "n": 123456789012345678901234567890, "é": "\u0001"}"#.to_owned(),
+            );
+            apply_patch(&mut trees, ts.clone(), metadata.clone()).expect("patch on trees");
+            apply_patch(&mut text, ts, metadata).expect("patch on text");
+            let (trees, text) = (trees.view.expect("view"), text.view.expect("view"));
+            assert_eq!(text.ts, trees.ts);
+            assert_eq!(text.ts_parsed, trees.ts_parsed);
+            assert_eq!(
+                text.checkpoint_text(),
+                crate::json_text::to_string(&trees.checkpoint)
+            );
+            assert_eq!(
+                text.metadata_text(),
+                crate::json_text::to_string(&trees.metadata)
+            );
+            assert!(
+                text.checkpoint_text()
+                    .contains(r#""ts":"2030-01-02T03:04:05.000006+00:00""#)
+            );
+            assert_eq!(
+                text.metadata_text(),
+                r#"{"step":1e-7,"n":123456789012345678901234567890,"é":"\u0001"}"#
+            );
+        }
+    }
 }

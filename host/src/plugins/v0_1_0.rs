@@ -62,22 +62,24 @@ pub fn record(r: &Checkpoint, needs: Needs) -> types::CheckpointRecord {
         checkpoint_id: r.key.checkpoint_id.clone(),
         parent_checkpoint_id: r.parent_checkpoint_id.clone(),
         ts: view.and_then(|v| v.ts.clone()),
+        // The view's text when the engine made it where the record was decoded.
         metadata_json: needs.metadata.then(|| {
-            view.map(|v| v.metadata.to_string())
+            view.map(|v| v.metadata_text().into_owned())
                 .unwrap_or_else(|| "{}".into())
         }),
         checkpoint_json: needs.checkpoint.then(|| {
-            view.map(|v| v.checkpoint.to_string())
+            view.map(|v| v.checkpoint_text().into_owned())
                 .unwrap_or_else(|| "null".into())
         }),
         pending_writes: needs.pending_writes.then(|| {
             view.map(|v| {
                 v.pending_writes
                     .iter()
-                    .map(|w| types::PendingWrite {
+                    .enumerate()
+                    .map(|(i, w)| types::PendingWrite {
                         task_id: w.task_id.clone(),
                         channel: w.channel.clone(),
-                        value_json: w.value.to_string(),
+                        value_json: v.write_value_text(i).unwrap_or_default().into_owned(),
                     })
                     .collect()
             })

@@ -41,9 +41,10 @@ pub trait Sink: Send {
     }
 
     /// Whether the sink reads the view only as JSON text ([`RecordView::to_text`]).
-    /// When it does and no plugin runs, the engine renders the text where records are
-    /// decoded and frees the trees there: less memory held per batch, and the
-    /// rendering runs on every core. Sinks that read the trees say no (the default).
+    /// When it does, the engine renders the text where records are decoded and frees
+    /// the trees there: less memory held per batch, and the rendering runs on every
+    /// core. Plugins read (and patch) the text as well. Sinks that read the trees say
+    /// no (the default).
     ///
     /// [`RecordView::to_text`]: crate::record::RecordView::to_text
     fn reads_view_text(&self) -> bool {

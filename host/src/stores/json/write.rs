@@ -124,7 +124,7 @@ pub fn export_compact(record: &Checkpoint, with_view: bool) -> Vec<u8> {
 }
 
 fn write_compact(out: &mut Vec<u8>, record: &Checkpoint, with_view: bool) {
-    use crate::codec::json_text::{write_str, write_value};
+    use crate::json_text::{write_str, write_value};
     use crate::record::{PendingWrite, TypedValue};
     let view = record.view.as_ref().filter(|_| with_view);
     let typed = |out: &mut Vec<u8>, value: &TypedValue| {
