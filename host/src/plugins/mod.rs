@@ -28,7 +28,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store};
 
 use crate::error::ConfigError;
-use crate::record::Checkpoint;
+use crate::record::{Checkpoint, TypedValue};
 use sandbox::PluginState;
 
 pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
@@ -604,17 +604,13 @@ pub fn apply_patch(
                 ));
             }
             let document = crate::codec::set_document_ts(&record.checkpoint, &ts)?;
-            // A view made text: its document is read, changed and written again
-            // (exact: numbers are kept as text, keys in order).
             let text = match record.view.as_ref().and_then(|v| v.text.as_ref()) {
-                Some(text) => {
-                    let mut doc: Value = serde_json::from_str(&text.checkpoint)
-                        .map_err(|e| format!("the checkpoint's view: {e}"))?;
-                    if let Some(doc) = doc.as_object_mut() {
-                        doc.insert("ts".into(), Value::String(ts.clone()));
-                    }
-                    Some(crate::json_text::to_string(&doc))
-                }
+                Some(text) => Some(patched_document_text(
+                    record,
+                    &text.checkpoint,
+                    &document,
+                    &ts,
+                )?),
                 None => None,
             };
             Some((document, ts, text))
@@ -648,9 +644,68 @@ pub fn apply_patch(
     Ok(())
 }
 
+/// The text of a view's checkpoint document with `ts` set: the text read, changed and
+/// written again (exact: numbers stay text, keys keep their order). A document deeper
+/// than serde_json reads (128 levels) is decoded again from the patched `document`.
+fn patched_document_text(
+    record: &Checkpoint,
+    text: &str,
+    document: &TypedValue,
+    ts: &str,
+) -> Result<String, String> {
+    if let Ok(mut doc) = serde_json::from_str::<Value>(text) {
+        if let Some(doc) = doc.as_object_mut() {
+            doc.insert("ts".into(), Value::String(ts.to_owned()));
+        }
+        return Ok(crate::json_text::to_string(&doc));
+    }
+    let mut fresh = Checkpoint {
+        checkpoint: document.clone(),
+        view: None,
+        ..record.clone()
+    };
+    crate::codec::decode_record(&mut fresh).map_err(|e| format!("the patched checkpoint: {e}"))?;
+    let mut view = fresh.view.ok_or("the patched checkpoint has no view")?;
+    view.to_text();
+    Ok(view.text.map(|t| t.checkpoint).unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `ts` patch on a text view deeper than serde_json parses (128 levels) still
+    /// gives what it gives on the trees.
+    #[test]
+    fn a_ts_patch_on_a_deep_text_view_gives_what_it_gives_on_the_trees() {
+        let mut record = check::sample_records().remove(0);
+        let mut deep = Value::from("bottom");
+        for _ in 0..300 {
+            deep = Value::Array(vec![deep]);
+        }
+        let mut document: Value =
+            serde_json::from_slice(&record.checkpoint.bytes).expect("a JSON document");
+        document["channel_values"]["deep"] = deep;
+        record.checkpoint =
+            crate::codec::encode_like(&TypedValue::new("msgpack", Vec::new()), &document)
+                .expect("msgpack");
+        crate::codec::decode_record(&mut record).expect("decodes");
+        let mut trees = record.clone();
+        let mut text = record;
+        text.view.as_mut().expect("decoded").to_text();
+        let ts = Some("2030-01-02T03:04:05.000006+00:00".to_owned());
+        apply_patch(&mut trees, ts.clone(), None).expect("patch on trees");
+        apply_patch(&mut text, ts, None).expect("patch on text");
+        let (trees, text) = (trees.view.expect("view"), text.view.expect("view"));
+        assert_eq!(
+            text.checkpoint_text(),
+            crate::json_text::to_string(&trees.checkpoint)
+        );
+        assert!(
+            text.checkpoint_text()
+                .contains(r#""ts":"2030-01-02T03:04:05.000006+00:00""#)
+        );
+    }
 
     /// A patch gives the same view whether the engine made the view text (the usual
     /// case for the exports) or kept its trees.
