@@ -333,7 +333,10 @@ impl RecordView {
             write_str(&mut out, &w.channel);
             out.extend_from_slice(b",\"value\":");
             match &self.text {
-                Some(t) => out.extend_from_slice(t.write_values[i].as_bytes()),
+                Some(t) => {
+                    let value = t.write_values.get(i).map_or("null", String::as_str);
+                    out.extend_from_slice(value.as_bytes());
+                }
                 None => crate::json_text::write_value(&mut out, &w.value),
             }
             out.push(b'}');

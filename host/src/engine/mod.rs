@@ -145,12 +145,9 @@ impl Selection {
             .into_par_iter()
             .map(|record| {
                 let mut selected = filters.select(record, decode);
-                if let (
-                    true,
-                    Selected::Kept(Checkpoint {
-                        view: Some(view), ..
-                    }),
-                ) = (as_text, &mut selected)
+                if as_text
+                    && let Selected::Kept(record) = &mut selected
+                    && let Some(view) = &mut record.view
                 {
                     view.to_text();
                 }
