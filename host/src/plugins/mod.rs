@@ -674,6 +674,29 @@ fn patched_document_text(
 mod tests {
     use super::*;
 
+    use crate::record::RecordView;
+
+    const TS: &str = "2030-01-02T03:04:05.000006+00:00";
+
+    /// Patches `record` twice, once with its trees and once after the view was made
+    /// text, checks the two views say the same, and returns the text one.
+    fn patched_as_trees_and_as_text(record: Checkpoint, metadata: Option<&str>) -> RecordView {
+        let mut trees = record.clone();
+        let mut text = record;
+        text.view.as_mut().expect("decoded").to_text();
+        let metadata = metadata.map(str::to_owned);
+        apply_patch(&mut trees, Some(TS.to_owned()), metadata.clone()).expect("patch on trees");
+        apply_patch(&mut text, Some(TS.to_owned()), metadata).expect("patch on text");
+        let (trees, text) = (trees.view.expect("view"), text.view.expect("view"));
+        assert_eq!(text.ts, trees.ts);
+        assert_eq!(text.ts_parsed, trees.ts_parsed);
+        let as_text = crate::json_text::to_string;
+        assert_eq!(text.checkpoint_text(), as_text(&trees.checkpoint));
+        assert_eq!(text.metadata_text(), as_text(&trees.metadata));
+        assert!(text.checkpoint_text().contains(&format!(r#""ts":"{TS}""#)));
+        text
+    }
+
     /// A `ts` patch on a text view deeper than serde_json parses (128 levels) still
     /// gives what it gives on the trees.
     #[test]
@@ -690,52 +713,16 @@ mod tests {
             crate::codec::encode_like(&TypedValue::new("msgpack", Vec::new()), &document)
                 .expect("msgpack");
         crate::codec::decode_record(&mut record).expect("decodes");
-        let mut trees = record.clone();
-        let mut text = record;
-        text.view.as_mut().expect("decoded").to_text();
-        let ts = Some("2030-01-02T03:04:05.000006+00:00".to_owned());
-        apply_patch(&mut trees, ts.clone(), None).expect("patch on trees");
-        apply_patch(&mut text, ts, None).expect("patch on text");
-        let (trees, text) = (trees.view.expect("view"), text.view.expect("view"));
-        assert_eq!(
-            text.checkpoint_text(),
-            crate::json_text::to_string(&trees.checkpoint)
-        );
-        assert!(
-            text.checkpoint_text()
-                .contains(r#""ts":"2030-01-02T03:04:05.000006+00:00""#)
-        );
+        patched_as_trees_and_as_text(record, None);
     }
 
     /// A patch gives the same view whether the engine made the view text (the usual
     /// case for the exports) or kept its trees.
     #[test]
     fn a_patch_on_a_text_view_gives_what_it_gives_on_the_trees() {
+        let metadata = r#"{"step": 1e-7, "n": 123456789012345678901234567890, "é": "\u0001"}"#;
         for record in check::sample_records() {
-            let mut trees = record.clone();
-            let mut text = record;
-            text.view.as_mut().expect("decoded").to_text();
-            let ts = Some("2030-01-02T03:04:05.000006+00:00".to_owned());
-            let metadata = Some(
-                r#"{"step": 1e-7, "n": 123456789012345678901234567890, "é": "\u0001"}"#.to_owned(),
-            );
-            apply_patch(&mut trees, ts.clone(), metadata.clone()).expect("patch on trees");
-            apply_patch(&mut text, ts, metadata).expect("patch on text");
-            let (trees, text) = (trees.view.expect("view"), text.view.expect("view"));
-            assert_eq!(text.ts, trees.ts);
-            assert_eq!(text.ts_parsed, trees.ts_parsed);
-            assert_eq!(
-                text.checkpoint_text(),
-                crate::json_text::to_string(&trees.checkpoint)
-            );
-            assert_eq!(
-                text.metadata_text(),
-                crate::json_text::to_string(&trees.metadata)
-            );
-            assert!(
-                text.checkpoint_text()
-                    .contains(r#""ts":"2030-01-02T03:04:05.000006+00:00""#)
-            );
+            let text = patched_as_trees_and_as_text(record, Some(metadata));
             assert_eq!(
                 text.metadata_text(),
                 r#"{"step":1e-7,"n":123456789012345678901234567890,"é":"\u0001"}"#
