@@ -320,28 +320,22 @@ impl RecordView {
     /// [`RecordView::pending_writes_json`] as JSON text, from the view's text or its
     /// trees (no copy of the values).
     pub fn pending_writes_text(&self) -> String {
-        use crate::json_text::write_str;
+        use crate::json_text::{write_array, write_str};
         let mut out = Vec::new();
-        out.push(b'[');
-        for (i, w) in self.pending_writes.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(b"{\"task_id\":");
-            write_str(&mut out, &w.task_id);
-            out.extend_from_slice(b",\"channel\":");
-            write_str(&mut out, &w.channel);
-            out.extend_from_slice(b",\"value\":");
-            match &self.text {
-                Some(t) => {
-                    let value = t.write_values.get(i).map_or("null", String::as_str);
-                    out.extend_from_slice(value.as_bytes());
-                }
-                None => crate::json_text::write_value(&mut out, &w.value),
-            }
-            out.push(b'}');
-        }
-        out.push(b']');
+        write_array(
+            &mut out,
+            self.pending_writes.iter().enumerate(),
+            |out, (i, w)| {
+                out.extend_from_slice(b"{\"task_id\":");
+                write_str(out, &w.task_id);
+                out.extend_from_slice(b",\"channel\":");
+                write_str(out, &w.channel);
+                out.extend_from_slice(b",\"value\":");
+                let value = self.write_value_text(i).unwrap_or("null".into());
+                out.extend_from_slice(value.as_bytes());
+                out.push(b'}');
+            },
+        );
         String::from_utf8(out).expect("JSON text is UTF-8")
     }
 

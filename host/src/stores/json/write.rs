@@ -124,7 +124,7 @@ pub fn export_compact(record: &Checkpoint, with_view: bool) -> Vec<u8> {
 }
 
 fn write_compact(out: &mut Vec<u8>, record: &Checkpoint, with_view: bool) {
-    use crate::json_text::{write_str, write_value};
+    use crate::json_text::{write_array, write_str};
     use crate::record::{PendingWrite, TypedValue};
     let view = record.view.as_ref().filter(|_| with_view);
     let typed = |out: &mut Vec<u8>, value: &TypedValue| {
@@ -153,17 +153,6 @@ fn write_compact(out: &mut Vec<u8>, record: &Checkpoint, with_view: bool) {
         out.extend_from_slice(br#","channel":"#);
         write_str(out, &w.channel);
     };
-    let list = |out: &mut Vec<u8>, len: usize, item: &mut dyn FnMut(&mut Vec<u8>, usize)| {
-        out.push(b'[');
-        for i in 0..len {
-            if i > 0 {
-                out.push(b',');
-            }
-            item(out, i);
-        }
-        out.push(b']');
-    };
-
     out.extend_from_slice(br#"{"thread_id":"#);
     write_str(out, &record.key.thread_id);
     out.extend_from_slice(br#","checkpoint_ns":"#);
@@ -180,44 +169,32 @@ fn write_compact(out: &mut Vec<u8>, record: &Checkpoint, with_view: bool) {
             out.extend_from_slice(br#","ts":"#);
             write_str(out, ts);
         }
+        // The view's text (made where the record was decoded; rendered from the
+        // trees otherwise).
         out.extend_from_slice(br#","checkpoint":"#);
-        match &view.text {
-            Some(text) => out.extend_from_slice(text.checkpoint.as_bytes()),
-            None => write_value(out, &view.checkpoint),
-        }
+        out.extend_from_slice(view.checkpoint_text().as_bytes());
         out.extend_from_slice(br#","metadata":"#);
-        match &view.text {
-            Some(text) => out.extend_from_slice(text.metadata.as_bytes()),
-            None => write_value(out, &view.metadata),
-        }
+        out.extend_from_slice(view.metadata_text().as_bytes());
     }
     out.extend_from_slice(br#","pending_writes":"#);
-    list(out, record.pending_writes.len(), &mut |out, i| {
-        write_head(out, &record.pending_writes[i]);
-        match view.map(|v| (v, &v.text)) {
-            Some((_, Some(text))) => {
-                if let Some(value) = text.write_values.get(i) {
-                    out.extend_from_slice(br#","value":"#);
-                    out.extend_from_slice(value.as_bytes());
-                }
+    write_array(
+        out,
+        record.pending_writes.iter().enumerate(),
+        |out, (i, w)| {
+            write_head(out, w);
+            if let Some(value) = view.and_then(|v| v.write_value_text(i)) {
+                out.extend_from_slice(br#","value":"#);
+                out.extend_from_slice(value.as_bytes());
             }
-            Some((v, None)) => {
-                if let Some(written) = v.pending_writes.get(i) {
-                    out.extend_from_slice(br#","value":"#);
-                    write_value(out, &written.value);
-                }
-            }
-            None => {}
-        }
-        out.push(b'}');
-    });
+            out.push(b'}');
+        },
+    );
     out.extend_from_slice(br#","raw":{"checkpoint":"#);
     typed(out, &record.checkpoint);
     out.extend_from_slice(br#","metadata":"#);
     typed(out, &record.metadata);
     out.extend_from_slice(br#","channel_blobs":"#);
-    list(out, record.channel_blobs.len(), &mut |out, i| {
-        let blob = &record.channel_blobs[i];
+    write_array(out, &record.channel_blobs, |out, blob| {
         out.extend_from_slice(br#"{"channel":"#);
         write_str(out, &blob.channel);
         out.extend_from_slice(br#","version":"#);
@@ -227,8 +204,7 @@ fn write_compact(out: &mut Vec<u8>, record: &Checkpoint, with_view: bool) {
         out.push(b'}');
     });
     out.extend_from_slice(br#","pending_writes":"#);
-    list(out, record.pending_writes.len(), &mut |out, i| {
-        let w = &record.pending_writes[i];
+    write_array(out, &record.pending_writes, |out, w| {
         write_head(out, w);
         out.extend_from_slice(br#","value":"#);
         typed(out, &w.value);
@@ -241,9 +217,7 @@ fn write_compact(out: &mut Vec<u8>, record: &Checkpoint, with_view: bool) {
     out.push(b'}');
     if let Some(view) = view.filter(|v| !v.notices.is_empty()) {
         out.extend_from_slice(br#","notices":"#);
-        list(out, view.notices.len(), &mut |out, i| {
-            write_str(out, &view.notices[i])
-        });
+        write_array(out, &view.notices, |out, notice| write_str(out, notice));
     }
     out.push(b'}');
 }
