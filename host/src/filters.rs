@@ -179,14 +179,25 @@ impl Filters {
     /// The one way records are chosen, by the run, the dry run and `verify`: the
     /// thread filter first (cheap), then the decoder when `decode` (or a date filter)
     /// asks for the view, then the date filters on the decoded `ts`.
-    pub fn select(&self, mut record: Checkpoint, decode: bool) -> Selected {
+    pub fn select(&self, record: Checkpoint, decode: bool) -> Selected {
+        self.select_as(record, decode, false)
+    }
+
+    /// [`Filters::select`], the view made as text when `as_text`
+    /// ([`codec::decode_record_text`]).
+    pub fn select_as(&self, mut record: Checkpoint, decode: bool, as_text: bool) -> Selected {
         if !self.accepts_thread(&record.key.thread_id) {
             return Selected::OtherThread;
         }
         if !decode && !self.filters_by_time() {
             return Selected::Kept(record);
         }
-        if let Err(e) = codec::decode_record(&mut record) {
+        let decoded = if as_text {
+            codec::decode_record_text(&mut record)
+        } else {
+            codec::decode_record(&mut record)
+        };
+        if let Err(e) = decoded {
             return Selected::Undecodable(record, e.to_string());
         }
         if self.accepts_time(record.view.as_ref().and_then(|v| v.ts_parsed)) {

@@ -14,67 +14,67 @@
 use serde_json::Value;
 
 /// Appends the compact JSON text of `value` to `out`.
-pub fn write_value(out: &mut Vec<u8>, value: &Value) {
+pub fn write_value(out: &mut String, value: &Value) {
     match value {
-        Value::Null => out.extend_from_slice(b"null"),
-        Value::Bool(true) => out.extend_from_slice(b"true"),
-        Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Number(n) => out.extend_from_slice(n.as_str().as_bytes()),
+        Value::Null => out.push_str("null"),
+        Value::Bool(true) => out.push_str("true"),
+        Value::Bool(false) => out.push_str("false"),
+        Value::Number(n) => out.push_str(n.as_str()),
         Value::String(s) => write_str(out, s),
         Value::Array(items) => write_array(out, items, write_value),
         Value::Object(map) => {
-            out.push(b'{');
+            out.push('{');
             for (i, (key, item)) in map.iter().enumerate() {
                 if i > 0 {
-                    out.push(b',');
+                    out.push(',');
                 }
                 write_str(out, key);
-                out.push(b':');
+                out.push(':');
                 write_value(out, item);
             }
-            out.push(b'}');
+            out.push('}');
         }
     }
 }
 
 /// Appends a JSON array of `items`, each written by `write_item`.
 pub fn write_array<T>(
-    out: &mut Vec<u8>,
+    out: &mut String,
     items: impl IntoIterator<Item = T>,
-    mut write_item: impl FnMut(&mut Vec<u8>, T),
+    mut write_item: impl FnMut(&mut String, T),
 ) {
-    out.push(b'[');
+    out.push('[');
     for (i, item) in items.into_iter().enumerate() {
         if i > 0 {
-            out.push(b',');
+            out.push(',');
         }
         write_item(out, item);
     }
-    out.push(b']');
+    out.push(']');
 }
 
 /// The compact JSON text of `value`.
 pub fn to_string(value: &Value) -> String {
-    let mut out = Vec::new();
+    let mut out = String::new();
     write_value(&mut out, value);
-    // Every byte written is either copied from a `str` whole runs at a time, split
-    // only before ASCII bytes, or ASCII itself.
-    String::from_utf8(out).expect("JSON text is UTF-8")
+    out
 }
 
-/// Appends `text` as a JSON string (quoted and escaped).
-pub fn write_str(out: &mut Vec<u8>, text: &str) {
+/// Appends `text` as a JSON string (quoted and escaped). Written into a `String`, as
+/// every writer here is: the text is UTF-8 by construction (runs of `text` split only
+/// before ASCII bytes, and ASCII), so it is never checked again.
+pub fn write_str(out: &mut String, text: &str) {
     let bytes = text.as_bytes();
     out.reserve(bytes.len() + 2);
-    out.push(b'"');
+    out.push('"');
     let mut start = 0;
     while let Some(at) = next_to_escape(bytes, start) {
-        out.extend_from_slice(&bytes[start..at]);
+        out.push_str(&text[start..at]);
         write_escape(out, bytes[at]);
         start = at + 1;
     }
-    out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
+    out.push_str(&text[start..]);
+    out.push('"');
 }
 
 /// Which bytes must be escaped in a JSON string: below 0x20, `"` and `\`.
@@ -127,29 +127,25 @@ fn next_to_escape(bytes: &[u8], from: usize) -> Option<usize> {
         .map(|p| i + p)
 }
 
-fn write_escape(out: &mut Vec<u8>, byte: u8) {
+fn write_escape(out: &mut String, byte: u8) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let short = match byte {
-        b'"' => b'"',
-        b'\\' => b'\\',
-        0x08 => b'b',
-        0x0c => b'f',
-        b'\n' => b'n',
-        b'\r' => b'r',
-        b'\t' => b't',
+        b'"' => '"',
+        b'\\' => '\\',
+        0x08 => 'b',
+        0x0c => 'f',
+        b'\n' => 'n',
+        b'\r' => 'r',
+        b'\t' => 't',
         _ => {
-            out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(byte >> 4)],
-                HEX[usize::from(byte & 0xf)],
-            ]);
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0xf)]));
             return;
         }
     };
-    out.extend_from_slice(&[b'\\', short]);
+    out.push('\\');
+    out.push(short);
 }
 
 #[cfg(test)]

@@ -321,22 +321,21 @@ impl RecordView {
     /// trees (no copy of the values).
     pub fn pending_writes_text(&self) -> String {
         use crate::json_text::{write_array, write_str};
-        let mut out = Vec::new();
+        let mut out = String::new();
         write_array(
             &mut out,
             self.pending_writes.iter().enumerate(),
             |out, (i, w)| {
-                out.extend_from_slice(b"{\"task_id\":");
+                out.push_str("{\"task_id\":");
                 write_str(out, &w.task_id);
-                out.extend_from_slice(b",\"channel\":");
+                out.push_str(",\"channel\":");
                 write_str(out, &w.channel);
-                out.extend_from_slice(b",\"value\":");
-                let value = self.write_value_text(i).unwrap_or("null".into());
-                out.extend_from_slice(value.as_bytes());
-                out.push(b'}');
+                out.push_str(",\"value\":");
+                out.push_str(&self.write_value_text(i).unwrap_or("null".into()));
+                out.push('}');
             },
         );
-        String::from_utf8(out).expect("JSON text is UTF-8")
+        out
     }
 
     pub fn pending_writes_json(&self) -> serde_json::Value {

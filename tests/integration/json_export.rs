@@ -161,6 +161,48 @@ async fn hostile_thread_ids_get_safe_distinct_file_names() {
     }
 }
 
+/// The view decoded straight from msgpack to text is the view decoded to trees and
+/// then written as text, for every record of the SQLite type zoo and the sample (every
+/// type LangGraph writes, messages, pending writes, notices); and a record whose
+/// values do not decode fails the same way on both paths.
+#[tokio::test]
+async fn views_decoded_straight_to_text_are_the_trees_written_as_text() {
+    use ckpt_migrate::codec::{decode_record, decode_record_text};
+    use ckpt_migrate::record::TypedValue;
+    let dir = tempfile::tempdir().unwrap();
+    let zoo = dir.path().join("zoo.db");
+    std::fs::copy(
+        harness::fixtures().join("typezoo/sqlite/checkpoints.db"),
+        &zoo,
+    )
+    .unwrap();
+    let mut records = harness::read_sqlite(&zoo, 50).await;
+    records.extend(harness::read_sqlite(&sqlite_fixture(dir.path()), 50).await);
+    assert!(records.len() > 100, "{} records", records.len());
+    for record in &records {
+        let mut trees = record.clone();
+        trees.view = None;
+        decode_record(&mut trees).unwrap();
+        trees.view.as_mut().unwrap().to_text();
+        let mut text = record.clone();
+        text.view = None;
+        decode_record_text(&mut text).unwrap();
+        assert_eq!(text.view, trees.view, "{}", record.key);
+        // Cut short, the same record fails on both paths, with the same reason.
+        let mut broken = record.clone();
+        broken.view = None;
+        let bytes = &record.checkpoint.bytes;
+        broken.checkpoint = TypedValue::new("msgpack", bytes[..bytes.len() - 1].to_vec());
+        let tree_error = decode_record(&mut broken.clone()).unwrap_err();
+        assert_eq!(
+            decode_record_text(&mut broken).unwrap_err(),
+            tree_error,
+            "{}",
+            record.key
+        );
+    }
+}
+
 /// The export's compact writer and the views made text where records are decoded
 /// write exactly what serde_json writes from the trees, for every type LangGraph
 /// stores (the type zoo) and for the sample conversations, with channel blobs,

@@ -21,8 +21,8 @@ pub fn is_serializable(module: &str) -> bool {
     PREFIXES.iter().any(|p| module.starts_with(p))
 }
 
-/// The `lc` id namespace LangChain gives a class (`get_lc_namespace`).
-fn namespace(module: &str) -> Vec<String> {
+/// The `lc` id LangChain gives a class (`get_lc_namespace` plus the class name).
+pub fn constructor_id(module: &str, name: &str) -> Vec<String> {
     let fixed: &[&str] = if module.starts_with("langchain_core.messages") {
         &["langchain", "schema", "messages"]
     } else if module.starts_with("langchain_core.documents") {
@@ -30,9 +30,15 @@ fn namespace(module: &str) -> Vec<String> {
     } else if module.starts_with("langchain_core.prompt_values") {
         &["langchain", "prompts", "chat"]
     } else {
-        return module.split('.').map(str::to_owned).collect();
+        &[]
     };
-    fixed.iter().map(|s| (*s).to_owned()).collect()
+    let mut id: Vec<String> = if fixed.is_empty() {
+        module.split('.').map(str::to_owned).collect()
+    } else {
+        fixed.iter().map(|s| (*s).to_owned()).collect()
+    };
+    id.push(name.to_owned());
+    id
 }
 
 /// The Python module and class of a LangChain `lc` id (the inverse of
@@ -76,7 +82,24 @@ fn required_fields(name: &str) -> &'static [&'static str] {
     }
 }
 
-fn is_truthy(value: &Value) -> bool {
+/// Whether `dumpd` keeps field `key` of class `name`, given whether its value is
+/// truthy.
+pub fn keeps_field(name: &str, key: &str, truthy: bool) -> bool {
+    truthy || required_fields(name).contains(&key)
+}
+
+/// Fields `dumpd` writes even when the object dropped them (as `[]`, after the kept
+/// fields): an AI message's `lc_attributes`.
+pub fn added_fields(name: &str) -> &'static [&'static str] {
+    if name.starts_with("AIMessage") {
+        &["tool_calls", "invalid_tool_calls"]
+    } else {
+        &[]
+    }
+}
+
+/// Python's truth value of a field's view.
+pub fn is_truthy(value: &Value) -> bool {
     match value {
         Value::Null => false,
         Value::Bool(b) => *b,
@@ -87,23 +110,30 @@ fn is_truthy(value: &Value) -> bool {
     }
 }
 
-pub fn constructor(module: &str, name: &str, mut kwargs: Map<String, Value>) -> Value {
-    let required = required_fields(name);
-    // In place: the field map is kept, not rebuilt (messages are most of a state).
-    kwargs.retain(|k, v| required.contains(&k.as_str()) || is_truthy(v));
-    if name.starts_with("AIMessage") {
-        for attr in ["tool_calls", "invalid_tool_calls"] {
-            kwargs
-                .entry(attr)
-                .or_insert_with(|| Value::Array(Vec::new()));
-        }
+/// [`is_truthy`] of a view written as compact JSON text.
+pub fn is_truthy_text(text: &[u8]) -> bool {
+    match text {
+        b"null" | b"false" | b"\"\"" | b"[]" | b"{}" => false,
+        [b'-' | b'0'..=b'9', ..] => std::str::from_utf8(text)
+            .ok()
+            .and_then(|t| t.parse::<f64>().ok())
+            .is_some_and(|f| f != 0.0),
+        _ => true,
     }
-    let mut id = namespace(module);
-    id.push(name.to_owned());
+}
+
+pub fn constructor(module: &str, name: &str, mut kwargs: Map<String, Value>) -> Value {
+    // In place: the field map is kept, not rebuilt (messages are most of a state).
+    kwargs.retain(|k, v| keeps_field(name, k, is_truthy(v)));
+    for attr in added_fields(name) {
+        kwargs
+            .entry(*attr)
+            .or_insert_with(|| Value::Array(Vec::new()));
+    }
     super::object([
         ("lc", Value::from(1)),
         ("type", Value::from("constructor")),
-        ("id", Value::from(id)),
+        ("id", Value::from(constructor_id(module, name))),
         ("kwargs", Value::Object(kwargs)),
     ])
 }
@@ -165,5 +195,32 @@ mod tests {
                 "id": ["langchain", "schema", "messages", "AIMessage"],
                 "kwargs": {"content": "", "type": "ai", "id": "x", "tool_calls": [], "invalid_tool_calls": []}})
         );
+    }
+
+    #[test]
+    fn truthiness_of_text_is_truthiness_of_the_tree() {
+        for text in [
+            "null",
+            "false",
+            "true",
+            "0",
+            "-0",
+            "0.0",
+            "-0.0",
+            "1e-300",
+            "0e5",
+            "7",
+            "-1",
+            "\"\"",
+            "\" \"",
+            "[]",
+            "[0]",
+            "{}",
+            "{\"a\":null}",
+            "123456789012345678901234567890",
+        ] {
+            let value: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(is_truthy_text(text.as_bytes()), is_truthy(&value), "{text}");
+        }
     }
 }

@@ -12,7 +12,7 @@ pub mod redis_form;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use crate::record::{Checkpoint, RecordView, TypedValue, WriteView};
+use crate::record::{Checkpoint, RecordView, TypedValue, ViewText, WriteView};
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum DecodeError {
@@ -81,6 +81,73 @@ pub fn decode_typed(value: &TypedValue, notices: &mut Vec<String>) -> Result<Val
             Ok(serde_json::json!({ "__undecoded__": other, "size": value.bytes.len() }))
         }
     }
+}
+
+/// The view of one typed value as compact JSON text: msgpack straight to text, other
+/// forms through their tree.
+fn decode_typed_text(value: &TypedValue, notices: &mut Vec<String>) -> Result<String, DecodeError> {
+    match value.type_tag.as_str() {
+        "msgpack" => msgpack::view_text_of_bytes(&value.bytes, notices),
+        _ => decode_typed(value, notices).map(|v| crate::json_text::to_string(&v)),
+    }
+}
+
+/// Computes `checkpoint.view` as text ([`RecordView::text`], the trees left `null`),
+/// for destinations that only write the view out. The same view as
+/// [`decode_record`] followed by [`RecordView::to_text`], byte for byte; msgpack is
+/// read straight into text where it can be.
+pub fn decode_record_text(checkpoint: &mut Checkpoint) -> Result<(), DecodeError> {
+    if let Some(view) = view_as_text(checkpoint) {
+        checkpoint.view = Some(view);
+        return Ok(());
+    }
+    decode_record(checkpoint)?;
+    if let Some(view) = &mut checkpoint.view {
+        view.to_text();
+    }
+    Ok(())
+}
+
+/// The view made as text straight from msgpack; `None` when the record takes the
+/// tree path: a document that is not msgpack, channel values stored apart (merged
+/// into the document's map by the tree path), and any value that does not decode
+/// (the tree path's error names it).
+fn view_as_text(checkpoint: &Checkpoint) -> Option<RecordView> {
+    if checkpoint.checkpoint.type_tag != "msgpack" || !checkpoint.channel_blobs.is_empty() {
+        return None;
+    }
+    let mut notices = Vec::new();
+    let (document, ts) =
+        msgpack::document_text(&checkpoint.checkpoint.bytes, &mut notices).ok()??;
+    let metadata = match decode_typed_text(&checkpoint.metadata, &mut notices).ok()? {
+        null if null == "null" => "{}".to_owned(),
+        map if map.starts_with('{') => map,
+        _ => return None,
+    };
+    let mut pending_writes = Vec::with_capacity(checkpoint.pending_writes.len());
+    let mut write_values = Vec::with_capacity(checkpoint.pending_writes.len());
+    for w in &checkpoint.pending_writes {
+        write_values.push(decode_typed_text(&w.value, &mut notices).ok()?);
+        pending_writes.push(WriteView {
+            task_id: w.task_id.clone(),
+            channel: w.channel.clone(),
+            value: Value::Null,
+        });
+    }
+    let ts_parsed = ts.as_deref().and_then(parse_timestamp);
+    Some(RecordView {
+        checkpoint: Value::Null,
+        metadata: Value::Null,
+        pending_writes,
+        ts,
+        ts_parsed,
+        notices,
+        text: Some(ViewText {
+            checkpoint: document,
+            metadata,
+            write_values,
+        }),
+    })
 }
 
 /// Computes `checkpoint.view` from the raw values.

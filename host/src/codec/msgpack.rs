@@ -6,6 +6,9 @@ use serde_json::{Map, Value};
 use super::DecodeError;
 use super::python::{self, PyKind, PyObject, Style};
 
+mod text;
+pub use text::{document_text, view_text_of_bytes};
+
 // LangGraph's msgpack extension codes (`langgraph.checkpoint.serde.jsonplus`).
 pub const EXT_CONSTRUCTOR_SINGLE_ARG: i8 = 0;
 pub const EXT_CONSTRUCTOR_POS_ARGS: i8 = 1;
@@ -351,14 +354,7 @@ impl<'a> ViewReader<'a> {
             )));
         }
         let pydantic = style == Style::PydanticJson;
-        let float = |f: f64| {
-            // pydantic's JSON mode writes NaN and the infinities as null.
-            if pydantic && !f.is_finite() {
-                Value::Null
-            } else {
-                python::float_view(f)
-            }
-        };
+        let float = |f: f64| float_in(style, f);
         let [marker] = self.array::<1>()?;
         Ok(match marker {
             0x00..=0x7f => Value::from(marker),
@@ -444,6 +440,16 @@ impl<'a> ViewReader<'a> {
             Value::String(s) => s,
             other => python::canonical_json(&other),
         })
+    }
+}
+
+/// A float's view in `style`: pydantic's JSON mode writes NaN and the infinities as
+/// null.
+fn float_in(style: Style, f: f64) -> Value {
+    if style == Style::PydanticJson && !f.is_finite() {
+        Value::Null
+    } else {
+        python::float_view(f)
     }
 }
 

@@ -143,16 +143,7 @@ impl Selection {
         let records = std::mem::take(&mut batch.records);
         let selected = records
             .into_par_iter()
-            .map(|record| {
-                let mut selected = filters.select(record, decode);
-                if as_text
-                    && let Selected::Kept(record) = &mut selected
-                    && let Some(view) = &mut record.view
-                {
-                    view.to_text();
-                }
-                selected
-            })
+            .map(|record| filters.select_as(record, decode, as_text))
             .collect();
         Self { batch, selected }
     }

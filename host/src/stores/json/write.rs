@@ -118,108 +118,100 @@ fn encode(record: &Checkpoint, indent: Option<usize>, with_view: bool) -> Result
 /// (a test holds the two together), written straight from the record: the view from
 /// its text when the engine made it, the raw values' base64 without an escape pass.
 pub fn export_compact(record: &Checkpoint, with_view: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(record.raw_size() * 3);
+    let mut out = String::with_capacity(record.raw_size() * 3);
     write_compact(&mut out, record, with_view);
-    out
+    out.into_bytes()
 }
 
-fn write_compact(out: &mut Vec<u8>, record: &Checkpoint, with_view: bool) {
+fn write_compact(out: &mut String, record: &Checkpoint, with_view: bool) {
     use crate::json_text::{write_array, write_str};
     use crate::record::{PendingWrite, TypedValue};
     let view = record.view.as_ref().filter(|_| with_view);
-    let typed = |out: &mut Vec<u8>, value: &TypedValue| {
-        out.extend_from_slice(br#"{"type":"#);
+    let typed = |out: &mut String, value: &TypedValue| {
+        out.push_str(r#"{"type":"#);
         write_str(out, &value.type_tag);
-        out.extend_from_slice(br#","data":""#);
+        out.push_str(r#","data":""#);
         // Base64 never needs escaping.
-        let start = out.len();
-        out.resize(
-            start + base64::encoded_len(value.bytes.len(), true).unwrap_or(0),
-            0,
-        );
-        let written = B64
-            .encode_slice(&value.bytes, &mut out[start..])
-            .expect("sized for the encoding");
-        out.truncate(start + written);
-        out.extend_from_slice(br#""}"#);
+        B64.encode_string(&value.bytes, out);
+        out.push_str(r#""}"#);
     };
-    let write_head = |out: &mut Vec<u8>, w: &PendingWrite| {
-        out.extend_from_slice(br#"{"task_id":"#);
+    let write_head = |out: &mut String, w: &PendingWrite| {
+        out.push_str(r#"{"task_id":"#);
         write_str(out, &w.task_id);
-        out.extend_from_slice(br#","task_path":"#);
+        out.push_str(r#","task_path":"#);
         write_str(out, &w.task_path);
-        out.extend_from_slice(br#","idx":"#);
-        out.extend_from_slice(w.idx.to_string().as_bytes());
-        out.extend_from_slice(br#","channel":"#);
+        out.push_str(r#","idx":"#);
+        out.push_str(itoa::Buffer::new().format(w.idx));
+        out.push_str(r#","channel":"#);
         write_str(out, &w.channel);
     };
-    out.extend_from_slice(br#"{"thread_id":"#);
+    out.push_str(r#"{"thread_id":"#);
     write_str(out, &record.key.thread_id);
-    out.extend_from_slice(br#","checkpoint_ns":"#);
+    out.push_str(r#","checkpoint_ns":"#);
     write_str(out, &record.key.checkpoint_ns);
-    out.extend_from_slice(br#","checkpoint_id":"#);
+    out.push_str(r#","checkpoint_id":"#);
     write_str(out, &record.key.checkpoint_id);
-    out.extend_from_slice(br#","parent_checkpoint_id":"#);
+    out.push_str(r#","parent_checkpoint_id":"#);
     match &record.parent_checkpoint_id {
         Some(parent) => write_str(out, parent),
-        None => out.extend_from_slice(b"null"),
+        None => out.push_str("null"),
     }
     if let Some(view) = view {
         if let Some(ts) = &view.ts {
-            out.extend_from_slice(br#","ts":"#);
+            out.push_str(r#","ts":"#);
             write_str(out, ts);
         }
         // The view's text (made where the record was decoded; rendered from the
         // trees otherwise).
-        out.extend_from_slice(br#","checkpoint":"#);
-        out.extend_from_slice(view.checkpoint_text().as_bytes());
-        out.extend_from_slice(br#","metadata":"#);
-        out.extend_from_slice(view.metadata_text().as_bytes());
+        out.push_str(r#","checkpoint":"#);
+        out.push_str(&view.checkpoint_text());
+        out.push_str(r#","metadata":"#);
+        out.push_str(&view.metadata_text());
     }
-    out.extend_from_slice(br#","pending_writes":"#);
+    out.push_str(r#","pending_writes":"#);
     write_array(
         out,
         record.pending_writes.iter().enumerate(),
         |out, (i, w)| {
             write_head(out, w);
             if let Some(value) = view.and_then(|v| v.write_value_text(i)) {
-                out.extend_from_slice(br#","value":"#);
-                out.extend_from_slice(value.as_bytes());
+                out.push_str(r#","value":"#);
+                out.push_str(&value);
             }
-            out.push(b'}');
+            out.push('}');
         },
     );
-    out.extend_from_slice(br#","raw":{"checkpoint":"#);
+    out.push_str(r#","raw":{"checkpoint":"#);
     typed(out, &record.checkpoint);
-    out.extend_from_slice(br#","metadata":"#);
+    out.push_str(r#","metadata":"#);
     typed(out, &record.metadata);
-    out.extend_from_slice(br#","channel_blobs":"#);
+    out.push_str(r#","channel_blobs":"#);
     write_array(out, &record.channel_blobs, |out, blob| {
-        out.extend_from_slice(br#"{"channel":"#);
+        out.push_str(r#"{"channel":"#);
         write_str(out, &blob.channel);
-        out.extend_from_slice(br#","version":"#);
+        out.push_str(r#","version":"#);
         write_str(out, &blob.version);
-        out.extend_from_slice(br#","value":"#);
+        out.push_str(r#","value":"#);
         typed(out, &blob.value);
-        out.push(b'}');
+        out.push('}');
     });
-    out.extend_from_slice(br#","pending_writes":"#);
+    out.push_str(r#","pending_writes":"#);
     write_array(out, &record.pending_writes, |out, w| {
         write_head(out, w);
-        out.extend_from_slice(br#","value":"#);
+        out.push_str(r#","value":"#);
         typed(out, &w.value);
-        out.push(b'}');
+        out.push('}');
     });
-    out.extend_from_slice(br#"},"origin":{"store":"#);
+    out.push_str(r#"},"origin":{"store":"#);
     write_str(out, &record.origin.store);
-    out.extend_from_slice(br#","locator":"#);
+    out.push_str(r#","locator":"#);
     write_str(out, &record.origin.locator);
-    out.push(b'}');
+    out.push('}');
     if let Some(view) = view.filter(|v| !v.notices.is_empty()) {
-        out.extend_from_slice(br#","notices":"#);
+        out.push_str(r#","notices":"#);
         write_array(out, &view.notices, |out, notice| write_str(out, notice));
     }
-    out.push(b'}');
+    out.push('}');
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

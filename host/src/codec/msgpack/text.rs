@@ -1,0 +1,699 @@
+//! LangGraph's msgpack straight to the view's compact JSON text, with no tree on the
+//! way: the text is, byte for byte, what the tree path ([`super::view_of_bytes`], then
+//! [`crate::json_text`]) writes for the same bytes.
+//!
+//! Why: when the destination only writes the view out (JSON, Parquet), building a
+//! `serde_json` tree per value (a hashed, ordered map per msgpack map, a `String` per
+//! key and string) and freeing it again was most of a decoded export's work.
+//!
+//! What is streamed: every plain msgpack value, and LangChain messages and documents
+//! (pydantic extensions whose rendering is LangChain's `dumpd` form), which are most
+//! of an agent's state. Everything else with a rule of its own (other extensions,
+//! non-string map keys) is rendered by the tree path on the spot and its tree
+//! written out; so is a map whose keys collide once rendered (the tree keeps the
+//! first position and the last value), from that map's first byte again.
+
+use rustc_hash::FxHasher;
+use std::hash::Hasher;
+
+use super::super::DecodeError;
+use super::super::langchain;
+use super::super::python::Style;
+use super::{
+    EXT_PYDANTIC_V1, EXT_PYDANTIC_V2, MAX_DEPTH, STACK_RED_ZONE, STACK_SEGMENT, ViewReader,
+};
+use crate::json_text;
+
+/// The view of the one msgpack value `bytes` holds, as compact JSON text; notices as
+/// [`super::view_of_bytes`] gives them.
+pub fn view_text_of_bytes(bytes: &[u8], notices: &mut Vec<String>) -> Result<String, DecodeError> {
+    let mut writer = TextWriter::new(bytes, notices);
+    writer.value(Style::Python, 0)?;
+    writer.finish()
+}
+
+/// A checkpoint document's view as text, with its top-level `ts` when that is a
+/// string. `None` when the document is not a msgpack map (the tree path says why).
+pub fn document_text(
+    bytes: &[u8],
+    notices: &mut Vec<String>,
+) -> Result<Option<(String, Option<String>)>, DecodeError> {
+    if !is_map(bytes.first()) {
+        return Ok(None);
+    }
+    let mut writer = TextWriter::new(bytes, notices);
+    writer.value(Style::Python, 0)?;
+    let ts = writer.top_ts.take();
+    Ok(Some((writer.finish()?, ts)))
+}
+
+fn is_map(marker: Option<&u8>) -> bool {
+    matches!(marker, Some(0x80..=0x8f | 0xde | 0xdf))
+}
+
+/// Writes the view's text while it reads the msgpack.
+struct TextWriter<'a, 'n> {
+    reader: ViewReader<'a>,
+    out: String,
+    notices: &'n mut Vec<String>,
+    /// Hashes of the keys of the maps being written, innermost last (one buffer for
+    /// every level, so a map costs no allocation of its own).
+    key_hashes: Vec<u64>,
+    /// The top-level map's `ts`, when it is a string.
+    top_ts: Option<String>,
+    /// How many values the tree path rendered (the tests check what is streamed).
+    trees: usize,
+}
+
+impl<'a, 'n> TextWriter<'a, 'n> {
+    fn new(bytes: &'a [u8], notices: &'n mut Vec<String>) -> Self {
+        Self {
+            reader: ViewReader { bytes, pos: 0 },
+            out: String::with_capacity(bytes.len() + bytes.len() / 2),
+            notices,
+            key_hashes: Vec::new(),
+            top_ts: None,
+            trees: 0,
+        }
+    }
+
+    fn finish(self) -> Result<String, DecodeError> {
+        if self.reader.pos != self.reader.bytes.len() {
+            return Err(DecodeError::Msgpack(format!(
+                "trailing bytes after the value at byte {} (value of {} bytes)",
+                self.reader.pos,
+                self.reader.bytes.len()
+            )));
+        }
+        Ok(self.out)
+    }
+
+    fn value(&mut self, style: Style, depth: usize) -> Result<(), DecodeError> {
+        // Only containers and extensions recurse: scalars skip the stack check.
+        match self.reader.bytes.get(self.reader.pos) {
+            Some(0x80..=0x9f | 0xdc..=0xdf | 0xc7..=0xc9 | 0xd4..=0xd8) => {
+                stacker::maybe_grow(STACK_RED_ZONE, STACK_SEGMENT, || {
+                    self.value_here(style, depth)
+                })
+            }
+            _ => self.value_here(style, depth),
+        }
+    }
+
+    fn value_here(&mut self, style: Style, depth: usize) -> Result<(), DecodeError> {
+        if depth > MAX_DEPTH {
+            return Err(DecodeError::Msgpack(format!(
+                "nested deeper than {MAX_DEPTH} levels"
+            )));
+        }
+        let start = self.reader.pos;
+        let [marker] = self.reader.array::<1>()?;
+        match marker {
+            0x00..=0x7f => write_integer(&mut self.out, marker),
+            0xe0..=0xff => write_integer(&mut self.out, i8::from_be_bytes([marker])),
+            0xc0 => self.out.push_str("null"),
+            0xc2 => self.out.push_str("false"),
+            0xc3 => self.out.push_str("true"),
+            0xcc => write_integer(&mut self.out, u8::from_be_bytes(self.reader.array()?)),
+            0xcd => write_integer(&mut self.out, u16::from_be_bytes(self.reader.array()?)),
+            0xce => write_integer(&mut self.out, u32::from_be_bytes(self.reader.array()?)),
+            0xcf => write_integer(&mut self.out, u64::from_be_bytes(self.reader.array()?)),
+            0xd0 => write_integer(&mut self.out, i8::from_be_bytes(self.reader.array()?)),
+            0xd1 => write_integer(&mut self.out, i16::from_be_bytes(self.reader.array()?)),
+            0xd2 => write_integer(&mut self.out, i32::from_be_bytes(self.reader.array()?)),
+            0xd3 => write_integer(&mut self.out, i64::from_be_bytes(self.reader.array()?)),
+            0xa0..=0xbf | 0xd9..=0xdb => self.string(marker)?,
+            0xc4..=0xc6 => {
+                let len = self.reader.length(1 << (marker - 0xc4))?;
+                let bytes = self.reader.take(len)?;
+                match std::str::from_utf8(bytes) {
+                    // pydantic's JSON mode writes bytes as their UTF-8 text.
+                    Ok(text) if style == Style::PydanticJson => {
+                        json_text::write_str(&mut self.out, text)
+                    }
+                    _ => self.bytes_view(bytes),
+                }
+            }
+            0x90..=0x9f | 0xdc | 0xdd => {
+                let len = self.reader.container_len(marker)?;
+                self.out.push('[');
+                for i in 0..len {
+                    if i > 0 {
+                        self.out.push(',');
+                    }
+                    self.value(style, depth + 1)?;
+                }
+                self.out.push(']');
+            }
+            0x80..=0x8f | 0xde | 0xdf => {
+                let len = self.reader.container_len(marker)?;
+                self.map(start, len, style, depth)?;
+            }
+            0xd4..=0xd8 | 0xc7..=0xc9 => {
+                if !self.langchain_object(marker, style, depth)? {
+                    self.as_tree(start, style, depth)?;
+                }
+            }
+            0xca => {
+                let f = f32::from_be_bytes(self.reader.array()?);
+                json_text::write_value(&mut self.out, &super::float_in(style, f64::from(f)));
+            }
+            0xcb => {
+                let f = f64::from_be_bytes(self.reader.array()?);
+                json_text::write_value(&mut self.out, &super::float_in(style, f));
+            }
+            // The reserved marker: the tree path's error.
+            _ => self.as_tree(start, style, depth)?,
+        }
+        Ok(())
+    }
+
+    /// The string whose marker was just read.
+    fn string(&mut self, marker: u8) -> Result<(), DecodeError> {
+        let len = self.reader.string_len(marker)?;
+        let bytes = self.reader.take(len)?;
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| DecodeError::Msgpack("string is not valid UTF-8".into()))?;
+        json_text::write_str(&mut self.out, text);
+        Ok(())
+    }
+
+    /// `{"__bytes__": base64}` ([`super::super::python::bytes_view`]), written as is:
+    /// base64 needs no escape.
+    fn bytes_view(&mut self, bytes: &[u8]) {
+        use base64::Engine as _;
+        self.out.push_str("{\"__bytes__\":\"");
+        base64::engine::general_purpose::STANDARD.encode_string(bytes, &mut self.out);
+        self.out.push_str("\"}");
+    }
+
+    /// The value at `start` rendered by the tree path, its tree written out; what was
+    /// written from there on (and noticed) is taken back first.
+    fn as_tree_from(
+        &mut self,
+        start: usize,
+        written: usize,
+        noticed: usize,
+        style: Style,
+        depth: usize,
+    ) -> Result<(), DecodeError> {
+        self.out.truncate(written);
+        self.notices.truncate(noticed);
+        self.reader.pos = start;
+        let tree = self.reader.render(self.notices, style, depth)?;
+        self.trees += 1;
+        if depth == 0 {
+            self.top_ts = tree.get("ts").and_then(|t| t.as_str()).map(str::to_owned);
+        }
+        json_text::write_value(&mut self.out, &tree);
+        Ok(())
+    }
+
+    fn as_tree(&mut self, start: usize, style: Style, depth: usize) -> Result<(), DecodeError> {
+        let (written, noticed) = (self.out.len(), self.notices.len());
+        self.as_tree_from(start, written, noticed, style, depth)
+    }
+
+    /// The map starting at `start`, whose header (`len` entries) was just read.
+    fn map(
+        &mut self,
+        start: usize,
+        len: usize,
+        style: Style,
+        depth: usize,
+    ) -> Result<(), DecodeError> {
+        let (written, noticed) = (self.out.len(), self.notices.len());
+        let keys_from = self.key_hashes.len();
+        self.out.push('{');
+        for i in 0..len {
+            if i > 0 {
+                self.out.push(',');
+            }
+            let key_at = self.out.len();
+            self.key(style, depth + 1)?;
+            let key_end = self.out.len();
+            self.key_hashes
+                .push(hash(&self.out.as_bytes()[key_at..key_end]));
+            self.out.push(':');
+            let value_at = self.out.len();
+            self.value(style, depth + 1)?;
+            if depth == 0 && &self.out[key_at..key_end] == "\"ts\"" {
+                self.top_ts = serde_json::from_str::<String>(&self.out[value_at..]).ok();
+            }
+        }
+        self.out.push('}');
+        let collide = keys_collide(&mut self.key_hashes[keys_from..]);
+        self.key_hashes.truncate(keys_from);
+        if collide {
+            self.as_tree_from(start, written, noticed, style, depth)?;
+        }
+        Ok(())
+    }
+
+    /// A map key as the tree path's `key` gives it, written as a JSON string.
+    fn key(&mut self, style: Style, depth: usize) -> Result<(), DecodeError> {
+        match self.reader.bytes.get(self.reader.pos) {
+            Some(&marker @ (0xa0..=0xbf | 0xd9..=0xdb)) => {
+                self.reader.pos += 1;
+                self.string(marker)
+            }
+            _ => {
+                let key = self.reader.key(self.notices, style, depth)?;
+                json_text::write_str(&mut self.out, &key);
+                Ok(())
+            }
+        }
+    }
+
+    /// A LangChain serializable (a message, a document) stored as a pydantic
+    /// extension, whose extension marker was just read, written in LangChain's
+    /// constructor form ([`langchain::constructor`]) field by field. `false`, with
+    /// nothing written, for any other extension (the caller renders it from its
+    /// first byte again).
+    fn langchain_object(
+        &mut self,
+        marker: u8,
+        style: Style,
+        depth: usize,
+    ) -> Result<bool, DecodeError> {
+        let len = match marker {
+            0xc7 => self.reader.length(1)?,
+            0xc8 => self.reader.length(2)?,
+            0xc9 => self.reader.length(4)?,
+            _ => 1 << (marker - 0xd4),
+        };
+        let [code] = self.reader.array::<1>()?;
+        let data = self.reader.take(len)?;
+        if !matches!(i8::from_be_bytes([code]), EXT_PYDANTIC_V1 | EXT_PYDANTIC_V2) {
+            return Ok(false);
+        }
+        // The payload is `[module, class, fields, method?]`, read with a reader of its
+        // own; the outer one is past the extension already.
+        let outer = std::mem::replace(
+            &mut self.reader,
+            ViewReader {
+                bytes: data,
+                pos: 0,
+            },
+        );
+        let written = self.constructor_form(style, depth + 1);
+        self.reader = outer;
+        written
+    }
+
+    /// The constructor form of the pydantic payload at the reader; `false` (nothing
+    /// written) when it is not a LangChain class with a field map.
+    fn constructor_form(&mut self, style: Style, depth: usize) -> Result<bool, DecodeError> {
+        if depth > MAX_DEPTH {
+            return Ok(false);
+        }
+        let Some(count) = self.reader.array_len()? else {
+            return Ok(false);
+        };
+        if count < 3 {
+            return Ok(false);
+        }
+        let (Some(module), Some(name)) = (self.reader.string()?, self.reader.string()?) else {
+            return Ok(false);
+        };
+        let fields_at = self.reader.pos;
+        if !langchain::is_serializable(&module) || !is_map(self.reader.bytes.get(fields_at)) {
+            return Ok(false);
+        }
+        let [marker] = self.reader.array::<1>()?;
+        let len = self.reader.container_len(marker)?;
+        let (written, noticed) = (self.out.len(), self.notices.len());
+        let keys_from = self.key_hashes.len();
+        self.out
+            .push_str("{\"lc\":1,\"type\":\"constructor\",\"id\":");
+        json_text::write_array(
+            &mut self.out,
+            langchain::constructor_id(&module, &name),
+            |out, part| json_text::write_str(out, &part),
+        );
+        self.out.push_str(",\"kwargs\":{");
+        let added = langchain::added_fields(&name);
+        let mut added_present = [false; 2];
+        let mut kept = 0;
+        for _ in 0..len {
+            let entry_at = self.out.len();
+            if kept > 0 {
+                self.out.push(',');
+            }
+            let key_at = self.out.len();
+            self.key(style, depth + 1)?;
+            let key_end = self.out.len();
+            self.key_hashes
+                .push(hash(&self.out.as_bytes()[key_at..key_end]));
+            self.out.push(':');
+            let value_at = self.out.len();
+            self.value(style, depth + 1)?;
+            // The key's text between its quotes is the key itself whenever it can
+            // equal a field name LangChain knows (those need no escape).
+            let key = &self.out[key_at + 1..key_end - 1];
+            let truthy = langchain::is_truthy_text(&self.out.as_bytes()[value_at..]);
+            if langchain::keeps_field(&name, key, truthy) {
+                if let Some(i) = added.iter().position(|a| *a == key) {
+                    added_present[i] = true;
+                }
+                kept += 1;
+            } else {
+                self.out.truncate(entry_at);
+            }
+        }
+        for (attr, present) in added.iter().zip(added_present) {
+            if !present {
+                if kept > 0 {
+                    self.out.push(',');
+                }
+                json_text::write_str(&mut self.out, attr);
+                self.out.push_str(":[]");
+                kept += 1;
+            }
+        }
+        self.out.push_str("}}");
+        let collide = keys_collide(&mut self.key_hashes[keys_from..]);
+        self.key_hashes.truncate(keys_from);
+        if collide {
+            self.out.truncate(written);
+            self.notices.truncate(noticed);
+            return Ok(false);
+        }
+        // The method name that may follow is read (and checked) as the tree path
+        // reads it, then ignored.
+        if count >= 4 {
+            self.reader.string()?;
+        }
+        Ok(true)
+    }
+}
+
+fn write_integer(out: &mut String, n: impl itoa::Integer) {
+    out.push_str(itoa::Buffer::new().format(n));
+}
+
+fn hash(key_text: &[u8]) -> u64 {
+    let mut hasher = FxHasher::default();
+    hasher.write(key_text);
+    hasher.finish()
+}
+
+/// Whether two of a map's key hashes are equal (then its keys may collide, and the
+/// tree path decides). Reorders `hashes`.
+fn keys_collide(hashes: &mut [u64]) -> bool {
+    if hashes.len() <= 16 {
+        return hashes
+            .iter()
+            .enumerate()
+            .any(|(i, h)| hashes[i + 1..].contains(h));
+    }
+    hashes.sort_unstable();
+    hashes.windows(2).any(|w| w[0] == w[1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rmpv::Value as Mp;
+
+    fn pack(value: &Mp) -> Vec<u8> {
+        let mut out = Vec::new();
+        rmpv::encode::write_value(&mut out, value).unwrap();
+        out
+    }
+
+    fn ext(code: i8, parts: Vec<Mp>) -> Mp {
+        Mp::Ext(code, pack(&Mp::Array(parts)))
+    }
+
+    fn map(entries: Vec<(Mp, Mp)>) -> Mp {
+        Mp::Map(entries)
+    }
+
+    fn message(class: &str, module: &str, fields: Vec<(&str, Mp)>) -> Mp {
+        ext(
+            EXT_PYDANTIC_V2,
+            vec![
+                module.into(),
+                class.into(),
+                map(fields.into_iter().map(|(k, v)| (k.into(), v)).collect()),
+                "model_validate_json".into(),
+            ],
+        )
+    }
+
+    /// The text path gives the tree path's text and notices, or fails where it fails;
+    /// how many values it left to the tree path.
+    fn same_as_tree(bytes: &[u8]) -> usize {
+        let mut tree_notices = Vec::new();
+        let tree =
+            super::super::view_of_bytes(bytes, &mut tree_notices).map(|v| json_text::to_string(&v));
+        let mut text_notices = Vec::new();
+        let mut writer = TextWriter::new(bytes, &mut text_notices);
+        let text = writer.value(Style::Python, 0);
+        let trees = writer.trees;
+        let text = text.and_then(|()| writer.finish());
+        match (tree, text) {
+            (Ok(tree), Ok(text)) => {
+                assert_eq!(text, tree, "for {bytes:02x?}");
+                assert_eq!(text_notices, tree_notices, "for {bytes:02x?}");
+            }
+            (Err(_), Err(_)) => {}
+            (tree, text) => panic!("tree {tree:?}, text {text:?}, for {bytes:02x?}"),
+        }
+        trees
+    }
+
+    /// [`same_as_tree`], and nothing was left to the tree path.
+    fn streamed(value: &Mp) {
+        assert_eq!(same_as_tree(&pack(value)), 0, "for {value}");
+    }
+
+    /// [`same_as_tree`], and something was left to the tree path.
+    fn not_streamed(value: &Mp) {
+        assert!(same_as_tree(&pack(value)) > 0, "for {value}");
+    }
+
+    #[test]
+    fn langchain_messages_keep_what_dumpd_keeps() {
+        let ai = |tool_calls: Mp| {
+            message(
+                "AIMessage",
+                "langchain_core.messages.ai",
+                vec![
+                    ("content", "".into()),
+                    ("additional_kwargs", map(vec![])),
+                    ("response_metadata", map(vec![("n".into(), 0.into())])),
+                    ("type", "ai".into()),
+                    ("name", Mp::Nil),
+                    ("id", "run-1".into()),
+                    ("tool_calls", tool_calls),
+                    ("zero", Mp::F64(-0.0)),
+                    ("small", Mp::F64(1e-300)),
+                    ("flag", Mp::Boolean(false)),
+                    ("usage_metadata", Mp::Nil),
+                ],
+            )
+        };
+        // Dropped and added again after the kept fields, or kept in place.
+        streamed(&ai(Mp::Array(vec![])));
+        streamed(&ai(Mp::Array(vec![map(vec![("name".into(), "f".into())])])));
+        streamed(&message(
+            "ToolMessage",
+            "langchain_core.messages.tool",
+            vec![("content", "".into()), ("tool_call_id", "".into())],
+        ));
+        streamed(&message(
+            "Document",
+            "langchain_core.documents.base",
+            vec![("page_content", "".into()), ("metadata", map(vec![]))],
+        ));
+        // pydantic v1, no method name, a method that is not a string.
+        let fields = map(vec![("content".into(), "hi".into())]);
+        let human = |code, tail: Vec<Mp>| {
+            let mut parts = vec![
+                "langchain_core.messages.human".into(),
+                "HumanMessageChunk".into(),
+                fields.clone(),
+            ];
+            parts.extend(tail);
+            ext(code, parts)
+        };
+        streamed(&human(EXT_PYDANTIC_V1, vec![]));
+        streamed(&human(EXT_PYDANTIC_V2, vec![7.into()]));
+        streamed(&human(EXT_PYDANTIC_V2, vec!["m".into(), "extra".into()]));
+        // A field whose view is falsy only once rendered (an enum member of ""), and
+        // one with a key that is not a string.
+        not_streamed(&message(
+            "HumanMessage",
+            "langchain_core.messages.human",
+            vec![
+                ("content", "x".into()),
+                ("status", ext(0, vec!["app".into(), "S".into(), "".into()])),
+            ],
+        ));
+        streamed(&ext(
+            EXT_PYDANTIC_V2,
+            vec![
+                "langchain_core.messages.human".into(),
+                "HumanMessage".into(),
+                map(vec![
+                    (Mp::from(0), "zero".into()),
+                    ("content".into(), "x".into()),
+                ]),
+            ],
+        ));
+    }
+
+    #[test]
+    fn colliding_keys_are_left_to_the_tree() {
+        let unknown = Mp::Ext(9, vec![1, 2]);
+        // Twice the same key; a number and a string that render the same; inside a
+        // message's fields; with a notice made inside the map (noticed once).
+        not_streamed(&map(vec![
+            ("a".into(), unknown.clone()),
+            ("b".into(), 2.into()),
+            ("a".into(), 3.into()),
+        ]));
+        not_streamed(&map(vec![
+            (
+                "x".into(),
+                map(vec![(Mp::from(1), 1.into()), ("1".into(), unknown.clone())]),
+            ),
+            ("y".into(), 2.into()),
+        ]));
+        not_streamed(&message(
+            "HumanMessage",
+            "langchain_core.messages.human",
+            vec![
+                ("content", "a".into()),
+                ("id", unknown),
+                ("content", "b".into()),
+            ],
+        ));
+        // Maps larger than the pairwise check, with and without a collision.
+        let wide = |dup: bool| {
+            let mut entries: Vec<(Mp, Mp)> = (0..40)
+                .map(|i| (format!("k{i}").into(), i.into()))
+                .collect();
+            if dup {
+                entries.push(("k7".into(), "again".into()));
+            }
+            map(entries)
+        };
+        streamed(&wide(false));
+        not_streamed(&wide(true));
+    }
+
+    #[test]
+    fn plain_values_scalars_and_other_extensions_match_the_tree() {
+        let dt = ext(
+            3,
+            vec![
+                "datetime".into(),
+                "datetime".into(),
+                "2025-01-10T05:55:31.016899+00:00".into(),
+                "fromisoformat".into(),
+            ],
+        );
+        let model = ext(
+            EXT_PYDANTIC_V2,
+            vec![
+                "app.models".into(),
+                "Profile".into(),
+                map(vec![
+                    ("photo".into(), Mp::Binary(b"png".to_vec())),
+                    ("raw".into(), Mp::Binary(vec![0xff, 0])),
+                    ("score".into(), Mp::F64(f64::NAN)),
+                    ("at".into(), dt.clone()),
+                ]),
+            ],
+        );
+        not_streamed(&map(vec![
+            (Mp::from(1), dt.clone()),
+            (Mp::Boolean(true), Mp::Binary(vec![0, 255])),
+            (Mp::Nil, Mp::F64(0.5)),
+            (dt, "keyed by a datetime".into()),
+            ("model".into(), model),
+            ("text".into(), "tab\t \"quote\" é 🚀 \u{1}".into()),
+            (
+                "ints".into(),
+                Mp::Array(vec![
+                    Mp::from(5u8),
+                    Mp::from(200u8),
+                    Mp::from(60_000u16),
+                    Mp::from(4_000_000_000u32),
+                    Mp::from(u64::MAX),
+                    Mp::from(-3i8),
+                    Mp::from(-100i8),
+                    Mp::from(-30_000i16),
+                    Mp::from(-2_000_000_000i32),
+                    Mp::from(i64::MIN),
+                ]),
+            ),
+            (
+                "floats".into(),
+                Mp::Array(vec![Mp::F32(1.5), Mp::F64(-0.0), Mp::F64(f64::INFINITY)]),
+            ),
+            ("long".into(), "y".repeat(70_000).into()),
+            ("bin".into(), Mp::Binary(vec![7; 70_000])),
+            ("unknown".into(), Mp::Ext(9, vec![1, 2, 3])),
+            ("empty".into(), map(vec![])),
+        ]));
+    }
+
+    #[test]
+    fn malformed_and_deep_values_fail_where_the_tree_fails() {
+        for bytes in [
+            &[0xc1][..],
+            &[0x92, 0x01],
+            &[0x01, 0x02],
+            &[0xa3, b'a', 0xff, b'b'],
+            &[0x81, 0xa1, b'a'],
+            &[0xd6, 0x05, 0x93, 0xa1, b'm'],
+        ] {
+            same_as_tree(bytes);
+        }
+        for depth in [1000, 1023, 1024, 1025, 5000] {
+            let mut bytes = vec![0x91; depth];
+            bytes.push(0xc0);
+            same_as_tree(&bytes);
+            // A message at the deepest levels.
+            let mut bytes = vec![0x91; depth];
+            bytes.extend(pack(&message(
+                "HumanMessage",
+                "langchain_core.messages.human",
+                vec![],
+            )));
+            same_as_tree(&bytes);
+        }
+    }
+
+    #[test]
+    fn the_documents_ts_is_found_as_the_tree_finds_it() {
+        let doc = |entries: Vec<(Mp, Mp)>| {
+            let bytes = pack(&map(entries));
+            document_text(&bytes, &mut Vec::new()).unwrap().unwrap().1
+        };
+        assert_eq!(
+            doc(vec![("ts".into(), "2025".into())]).as_deref(),
+            Some("2025")
+        );
+        assert_eq!(doc(vec![("ts".into(), 5.into())]), None);
+        // Two: the tree keeps the last.
+        assert_eq!(
+            doc(vec![("ts".into(), "a".into()), ("ts".into(), "b".into())]).as_deref(),
+            Some("b")
+        );
+        // Only the top level's.
+        assert_eq!(
+            doc(vec![("x".into(), map(vec![("ts".into(), "in".into())]))]),
+            None
+        );
+        assert!(
+            document_text(&pack(&Mp::Array(vec![])), &mut Vec::new())
+                .unwrap()
+                .is_none()
+        );
+    }
+}
