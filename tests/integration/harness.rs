@@ -659,3 +659,33 @@ pub fn assert_failed_naming(run: &Run, expect: &str, secret: &str) {
     assert!(all.contains(expect), "expected {expect:?} in:\n{all}");
     assert!(!all.contains(secret), "a secret leaked:\n{all}");
 }
+
+/// The view decoded straight to text ([`codec::decode_record_text`], what the
+/// exports get) is, for every record, the view decoded to trees then written as
+/// text; a record whose values do not decode fails the same way on both paths.
+/// Returns how many records hold channel values stored apart (blobs).
+pub fn assert_text_views_match_trees(records: &[Checkpoint]) -> usize {
+    for record in records {
+        let mut trees = record.clone();
+        trees.view = None;
+        let mut text = trees.clone();
+        match codec::decode_record(&mut trees) {
+            Ok(()) => {
+                trees.view.as_mut().expect("decoded").to_text();
+                codec::decode_record_text(&mut text)
+                    .unwrap_or_else(|e| panic!("{}: {e}", record.key));
+                assert_eq!(text.view, trees.view, "{}", record.key);
+            }
+            Err(e) => assert_eq!(
+                codec::decode_record_text(&mut text).unwrap_err(),
+                e,
+                "{}",
+                record.key
+            ),
+        }
+    }
+    records
+        .iter()
+        .filter(|r| !r.channel_blobs.is_empty())
+        .count()
+}

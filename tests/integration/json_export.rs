@@ -163,12 +163,15 @@ async fn hostile_thread_ids_get_safe_distinct_file_names() {
 
 /// The view decoded straight from msgpack to text is the view decoded to trees and
 /// then written as text, for every record of the SQLite type zoo and the sample (every
-/// type LangGraph writes, messages, pending writes, notices); and a record whose
-/// values do not decode fails the same way on both paths.
+/// type LangGraph writes, messages, pending writes, notices), also with their channel
+/// values moved out of the document into blobs as PostgreSQL and Redis keep them
+/// (some, all, one kept in both places); a record cut short fails the same way on
+/// both paths. (The PostgreSQL, Redis and type-zoo oracle tests check their stores'
+/// own records the same way.)
 #[tokio::test]
 async fn views_decoded_straight_to_text_are_the_trees_written_as_text() {
-    use ckpt_migrate::codec::{decode_record, decode_record_text};
-    use ckpt_migrate::record::TypedValue;
+    use ckpt_migrate::codec::msgpack;
+    use ckpt_migrate::record::{ChannelBlob, TypedValue};
     let dir = tempfile::tempdir().unwrap();
     let zoo = dir.path().join("zoo.db");
     std::fs::copy(
@@ -179,28 +182,66 @@ async fn views_decoded_straight_to_text_are_the_trees_written_as_text() {
     let mut records = harness::read_sqlite(&zoo, 50).await;
     records.extend(harness::read_sqlite(&sqlite_fixture(dir.path()), 50).await);
     assert!(records.len() > 100, "{} records", records.len());
-    for record in &records {
-        let mut trees = record.clone();
-        trees.view = None;
-        decode_record(&mut trees).unwrap();
-        trees.view.as_mut().unwrap().to_text();
-        let mut text = record.clone();
-        text.view = None;
-        decode_record_text(&mut text).unwrap();
-        assert_eq!(text.view, trees.view, "{}", record.key);
-        // Cut short, the same record fails on both paths, with the same reason.
-        let mut broken = record.clone();
-        broken.view = None;
+    let mut variants = Vec::new();
+    for (i, record) in records.iter().enumerate() {
         let bytes = &record.checkpoint.bytes;
-        broken.checkpoint = TypedValue::new("msgpack", bytes[..bytes.len() - 1].to_vec());
-        let tree_error = decode_record(&mut broken.clone()).unwrap_err();
-        assert_eq!(
-            decode_record_text(&mut broken).unwrap_err(),
-            tree_error,
-            "{}",
-            record.key
-        );
+        let Ok(channels) = msgpack::channel_value_ranges(bytes) else {
+            continue;
+        };
+        let mut doc = msgpack::parse(bytes).unwrap();
+        let rmpv::Value::Map(top) = &mut doc else {
+            continue;
+        };
+        // Even channels stay in the document, odd ones move to blobs; every third
+        // record loses its `channel_values` map; every fifth keeps channel 0 in both.
+        let mut moved = record.clone();
+        for (j, (channel, range)) in channels.iter().enumerate() {
+            if j % 2 == 1 || i % 3 == 0 || (i % 5 == 0 && j == 0) {
+                moved.channel_blobs.push(ChannelBlob {
+                    channel: channel.clone(),
+                    version: format!("{j}"),
+                    value: TypedValue::new("msgpack", bytes[range.clone()].to_vec()),
+                });
+            }
+        }
+        moved.channel_blobs.push(ChannelBlob {
+            channel: "never written".into(),
+            version: "1".into(),
+            value: TypedValue::new("empty", Vec::new()),
+        });
+        for (key, value) in top.iter_mut() {
+            if key.as_str() != Some("channel_values") {
+                continue;
+            }
+            if let rmpv::Value::Map(values) = value {
+                let kept = std::mem::take(values).into_iter().enumerate();
+                *values = kept
+                    .filter(|(j, _)| j % 2 == 0 && !(i % 5 == 0 && *j == 0 && i % 3 != 0))
+                    .map(|(_, entry)| entry)
+                    .collect();
+                if i % 5 == 0 && i % 3 != 0 {
+                    values.insert(0, (channels[0].0.as_str().into(), rmpv::Value::Nil));
+                }
+            }
+        }
+        if i % 3 == 0 {
+            top.retain(|(key, _)| key.as_str() != Some("channel_values"));
+        }
+        moved.checkpoint = TypedValue::new("msgpack", msgpack::encode(&doc));
+        variants.push(moved);
     }
+    assert!(variants.len() > 100, "{} with blobs", variants.len());
+    assert_eq!(
+        harness::assert_text_views_match_trees(&variants),
+        variants.len()
+    );
+    assert_eq!(harness::assert_text_views_match_trees(&records), 0);
+    // Cut short, a record fails the same way on both paths.
+    for record in &mut records {
+        let bytes = &record.checkpoint.bytes;
+        record.checkpoint = TypedValue::new("msgpack", bytes[..bytes.len() - 1].to_vec());
+    }
+    harness::assert_text_views_match_trees(&records);
 }
 
 /// The export's compact writer and the views made text where records are decoded

@@ -17,6 +17,7 @@ use crate::harness::{
 };
 
 fn assert_matches_oracle(records: &[Checkpoint], name: &str) -> usize {
+    harness::assert_text_views_match_trees(records);
     let expected = oracle(name);
     assert_eq!(records.len(), expected.len());
     let mut matched = 0;
@@ -43,9 +44,10 @@ async fn postgres_saver_fixture_matches_the_langgraph_oracle() {
     let db = pg_database(&["checkpoints.sql"]).await;
     let records = read_postgres(&db, None, &FilterConfig::default(), Pushdown::On, 37).await;
     assert_matches_oracle(&records, "postgres");
-    // Inline primitives and blob values end up in one record.
+    // Inline primitives and blob values end up in one record (on the text path too).
     let blobs: usize = records.iter().map(|r| r.channel_blobs.len()).sum();
     assert!(blobs > 0);
+    assert!(harness::assert_text_views_match_trees(&records) > 0);
     let keys: Vec<_> = records.iter().map(record_key).collect();
     let mut sorted = keys.clone();
     sorted.sort();

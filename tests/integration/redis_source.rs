@@ -18,6 +18,7 @@ async fn plainredis_fixture_matches_the_langgraph_oracle() {
     redis_load(&url, "redis/dump.jsonl").await;
     let (records, vanished) = read_redis(&url, "lg:", &FilterConfig::default(), 40).await;
     assert_eq!(vanished, 0);
+    harness::assert_text_views_match_trees(&records);
     let expected = oracle("redis");
     assert_eq!(records.len(), expected.len());
     let mut matched = 0;
@@ -65,6 +66,7 @@ async fn langgraph_redis_json_documents_match_the_oracle() {
     let url = redis_db();
     redis_load(&url, "redis-json/dump.jsonl").await;
     let (records, _) = read_redis(&url, "checkpoint:", &FilterConfig::default(), 50).await;
+    harness::assert_text_views_match_trees(&records);
     let expected = oracle("redis_json");
     assert_eq!(records.len(), expected.len());
     let mut matched = 0;

@@ -138,6 +138,7 @@ fn assert_zoo_matches(store: &str, records: &[Checkpoint]) {
 /// [`assert_zoo_matches`] where `unread` checkpoints of the oracle could not be read
 /// (kept in place, with the reason, by the caller's check).
 fn assert_zoo_matches_but(store: &str, records: &[Checkpoint], unread: usize) {
+    harness::assert_text_views_match_trees(records);
     let expected = zoo_oracle(store);
     assert_eq!(
         records.len() + unread,

@@ -108,17 +108,42 @@ pub fn decode_record_text(checkpoint: &mut Checkpoint) -> Result<(), DecodeError
     Ok(())
 }
 
-/// The view made as text straight from msgpack; `None` when the record takes the
-/// tree path: a document that is not msgpack, channel values stored apart (merged
-/// into the document's map by the tree path), and any value that does not decode
-/// (the tree path's error names it).
+/// The view made as text, msgpack read straight into text; `None` when the record
+/// takes the tree path: a document neither msgpack nor JSON, a channel stored both in
+/// the document and apart, and any value that does not decode (the tree path's error
+/// names it).
 fn view_as_text(checkpoint: &Checkpoint) -> Option<RecordView> {
-    if checkpoint.checkpoint.type_tag != "msgpack" || !checkpoint.channel_blobs.is_empty() {
-        return None;
-    }
+    // Channel values stored apart are decoded first, their notices kept for after
+    // the document's, where the tree path has them.
+    let mut channel_notices = Vec::new();
+    let channel_values = if checkpoint.channel_blobs.is_empty() {
+        None
+    } else {
+        let mut texts = Vec::with_capacity(checkpoint.channel_blobs.len());
+        // `empty` marks a channel with a version but no value: not in the state.
+        for blob in checkpoint
+            .channel_blobs
+            .iter()
+            .filter(|b| b.value.type_tag != "empty")
+        {
+            let text = decode_typed_text(&blob.value, &mut channel_notices).ok()?;
+            texts.push((blob.channel.clone(), text));
+        }
+        Some(texts)
+    };
     let mut notices = Vec::new();
-    let (document, ts) =
-        msgpack::document_text(&checkpoint.checkpoint.bytes, &mut notices).ok()??;
+    let bytes = &checkpoint.checkpoint.bytes;
+    let (document, ts) = match checkpoint.checkpoint.type_tag.as_str() {
+        "msgpack" => msgpack::document_text(bytes, channel_values, &mut notices).ok()??,
+        // PostgreSQL's JSONB document: small (channel values are mostly blobs), its
+        // tree written out with the blobs' text merged in.
+        "json" => {
+            let doc = json::document_to_view(json::parse(bytes).ok()?, &mut notices);
+            document_tree_text(&doc, channel_values)?
+        }
+        _ => return None,
+    };
+    notices.append(&mut channel_notices);
     let metadata = match decode_typed_text(&checkpoint.metadata, &mut notices).ok()? {
         null if null == "null" => "{}".to_owned(),
         map if map.starts_with('{') => map,
@@ -148,6 +173,79 @@ fn view_as_text(checkpoint: &Checkpoint) -> Option<RecordView> {
             write_values,
         }),
     })
+}
+
+/// A checkpoint document's tree as text, with its `ts`, and the channel values stored
+/// apart set in its `channel_values` map as [`decode_record`] sets them; `None` when
+/// that is not a map, or a channel is stored twice (the tree path replaces in place).
+fn document_tree_text(
+    doc: &Value,
+    channel_values: Option<msgpack::ChannelTexts>,
+) -> Option<(String, Option<String>)> {
+    use crate::json_text::{write_str, write_value};
+    let Value::Object(map) = doc else {
+        return None;
+    };
+    let ts = map.get("ts").and_then(Value::as_str).map(str::to_owned);
+    let Some(channels) = channel_values else {
+        return Some((crate::json_text::to_string(doc), ts));
+    };
+    let mut names = std::collections::HashSet::with_capacity(channels.len());
+    if !channels.iter().all(|(name, _)| names.insert(name.as_str())) {
+        return None;
+    }
+    let write_values = |out: &mut String, stored: &Map<String, Value>| {
+        out.push('{');
+        let mut first = true;
+        let mut key = |out: &mut String, key: &str| {
+            if !std::mem::take(&mut first) {
+                out.push(',');
+            }
+            write_str(out, key);
+            out.push(':');
+        };
+        for (name, value) in stored {
+            key(out, name);
+            write_value(out, value);
+        }
+        for (name, text) in &channels {
+            key(out, name);
+            out.push_str(text);
+        }
+        out.push('}');
+    };
+    let mut out = String::with_capacity(channels.iter().map(|(_, t)| t.len()).sum::<usize>() + 256);
+    out.push('{');
+    let mut merged = false;
+    for (i, (key, value)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_str(&mut out, key);
+        out.push(':');
+        if key == "channel_values" {
+            let Value::Object(stored) = value else {
+                return None;
+            };
+            if channels.iter().any(|(name, _)| stored.contains_key(name)) {
+                return None;
+            }
+            write_values(&mut out, stored);
+            merged = true;
+        } else {
+            write_value(&mut out, value);
+        }
+    }
+    if !merged {
+        // No `channel_values` in the document: the tree path adds the map last.
+        if !map.is_empty() {
+            out.push(',');
+        }
+        out.push_str("\"channel_values\":");
+        write_values(&mut out, &Map::new());
+    }
+    out.push('}');
+    Some((out, ts))
 }
 
 /// Computes `checkpoint.view` from the raw values.
@@ -337,5 +435,92 @@ mod tests {
         assert!(parse_timestamp("2026-11-23T23:33:58.367221+00:00").is_some());
         assert!(parse_timestamp("2026-11-23T23:33:58.367221").is_some());
         assert!(parse_timestamp("yesterday").is_none());
+    }
+
+    /// A record with a JSON document (PostgreSQL's layout) and these channel blobs.
+    fn json_record(document: &str, blobs: &[(&str, TypedValue)]) -> Checkpoint {
+        use crate::record::{ChannelBlob, CheckpointKey, Origin};
+        Checkpoint {
+            key: CheckpointKey {
+                thread_id: "t".into(),
+                checkpoint_ns: String::new(),
+                checkpoint_id: "1".into(),
+            },
+            parent_checkpoint_id: None,
+            checkpoint: TypedValue::new("json", document),
+            channel_blobs: blobs
+                .iter()
+                .map(|(channel, value)| ChannelBlob {
+                    channel: (*channel).into(),
+                    version: "1".into(),
+                    value: value.clone(),
+                })
+                .collect(),
+            metadata: TypedValue::new("msgpack", vec![0xc0]),
+            pending_writes: Vec::new(),
+            origin: Origin {
+                store: "test".into(),
+                locator: "test".into(),
+            },
+            view: None,
+        }
+    }
+
+    /// The text path's view of `record`, checked against the tree path's.
+    fn text_view_as_trees_give_it(record: &Checkpoint) -> Option<String> {
+        let (mut trees, mut text) = (record.clone(), record.clone());
+        let tree_result = decode_record(&mut trees);
+        let text_result = decode_record_text(&mut text);
+        assert_eq!(text_result, tree_result);
+        if let Some(view) = &mut trees.view {
+            view.to_text();
+        }
+        assert_eq!(text.view, trees.view);
+        text.view.and_then(|v| v.text).map(|t| t.checkpoint)
+    }
+
+    #[test]
+    fn json_documents_get_their_blobs_where_the_tree_puts_them() {
+        let message = TypedValue::new(
+            "msgpack",
+            msgpack::encode(&rmpv::Value::Array(vec![
+                "hi".into(),
+                rmpv::Value::Ext(9, vec![1]),
+            ])),
+        );
+        let blobs = [
+            ("messages", message),
+            ("gone", TypedValue::new("empty", Vec::new())),
+            ("raw", TypedValue::new("pickle", vec![0x80])),
+            ("b\"q", TypedValue::new("bytes", vec![0, 1])),
+        ];
+        let doc = |d: &str| text_view_as_trees_give_it(&json_record(d, &blobs));
+        assert_eq!(
+            doc(r#"{"v":4,"ts":"2025-01-01T00:00:00+00:00","channel_values":{"n":1},"x":[]}"#)
+                .unwrap(),
+            r#"{"v":4,"ts":"2025-01-01T00:00:00+00:00","channel_values":{"n":1,"messages":["hi",{"__ext__":9,"data":"AQ=="}],"raw":{"__undecoded__":"pickle","size":1},"b\"q":{"__bytes__":"AAE="}},"x":[]}"#
+        );
+        assert!(
+            doc(r#"{"v":4}"#)
+                .unwrap()
+                .starts_with(r#"{"v":4,"channel_values":{"messages":["#)
+        );
+        assert!(
+            doc("{}")
+                .unwrap()
+                .starts_with(r#"{"channel_values":{"messages""#)
+        );
+        // Taken by the tree path, with the same outcome: a channel in both places, a
+        // channel stored twice, values that are not a map, a document that is not one.
+        doc(r#"{"channel_values":{"messages":1}}"#);
+        text_view_as_trees_give_it(&json_record(
+            "{}",
+            &[
+                ("a", TypedValue::new("null", Vec::new())),
+                ("a", TypedValue::new("null", Vec::new())),
+            ],
+        ));
+        doc(r#"{"channel_values":[]}"#);
+        doc("[]");
     }
 }

@@ -7,7 +7,7 @@ use super::DecodeError;
 use super::python::{self, PyKind, PyObject, Style};
 
 mod text;
-pub use text::{document_text, view_text_of_bytes};
+pub use text::{ChannelTexts, document_text, view_text_of_bytes};
 
 // LangGraph's msgpack extension codes (`langgraph.checkpoint.serde.jsonplus`).
 pub const EXT_CONSTRUCTOR_SINGLE_ARG: i8 = 0;

@@ -32,19 +32,39 @@ pub fn view_text_of_bytes(bytes: &[u8], notices: &mut Vec<String>) -> Result<Str
     writer.finish()
 }
 
+/// Channel values stored apart from the document (PostgreSQL's and Redis's blobs):
+/// each channel with its value's view as text, in the record's order.
+pub type ChannelTexts = Vec<(String, String)>;
+
 /// A checkpoint document's view as text, with its top-level `ts` when that is a
 /// string. `None` when the document is not a msgpack map (the tree path says why).
+///
+/// With `channel_values`, those are set in the document's `channel_values` map as
+/// the tree path sets them (a new channel after the stored ones; the map added last
+/// when the document has none). A channel the document also holds is an error here:
+/// the tree path replaces that value in place.
 pub fn document_text(
     bytes: &[u8],
+    channel_values: Option<ChannelTexts>,
     notices: &mut Vec<String>,
 ) -> Result<Option<(String, Option<String>)>, DecodeError> {
     if !is_map(bytes.first()) {
         return Ok(None);
     }
     let mut writer = TextWriter::new(bytes, notices);
+    writer.channel_values = channel_values;
     writer.value(Style::Python, 0)?;
+    if writer.channel_values.is_some() {
+        return Err(left_to_the_tree());
+    }
     let ts = writer.top_ts.take();
     Ok(Some((writer.finish()?, ts)))
+}
+
+/// What the text path cannot write exactly with channel values to merge (colliding
+/// keys): the caller takes the tree path for the whole record.
+fn left_to_the_tree() -> DecodeError {
+    DecodeError::Shape("left to the tree path".into())
 }
 
 fn is_map(marker: Option<&u8>) -> bool {
@@ -63,6 +83,8 @@ struct TextWriter<'a, 'n> {
     top_ts: Option<String>,
     /// How many values the tree path rendered (the tests check what is streamed).
     trees: usize,
+    /// Channel values to set in the top-level map's `channel_values`; taken when set.
+    channel_values: Option<ChannelTexts>,
 }
 
 impl<'a, 'n> TextWriter<'a, 'n> {
@@ -74,6 +96,7 @@ impl<'a, 'n> TextWriter<'a, 'n> {
             key_hashes: Vec::new(),
             top_ts: None,
             trees: 0,
+            channel_values: None,
         }
     }
 
@@ -222,8 +245,23 @@ impl<'a, 'n> TextWriter<'a, 'n> {
         style: Style,
         depth: usize,
     ) -> Result<(), DecodeError> {
+        self.map_with(start, len, style, depth, Vec::new())
+    }
+
+    /// [`TextWriter::map`], with `extra` entries (key, value text) after its own.
+    fn map_with(
+        &mut self,
+        start: usize,
+        len: usize,
+        style: Style,
+        depth: usize,
+        extra: ChannelTexts,
+    ) -> Result<(), DecodeError> {
         let (written, noticed) = (self.out.len(), self.notices.len());
         let keys_from = self.key_hashes.len();
+        // Merging entries the tree path would merge differently cannot be undone by
+        // rendering this map alone.
+        let merging = !extra.is_empty() || (depth == 0 && self.channel_values.is_some());
         self.out.push('{');
         for i in 0..len {
             if i > 0 {
@@ -236,18 +274,58 @@ impl<'a, 'n> TextWriter<'a, 'n> {
                 .push(hash(&self.out.as_bytes()[key_at..key_end]));
             self.out.push(':');
             let value_at = self.out.len();
-            self.value(style, depth + 1)?;
+            let key = &self.out[key_at..key_end];
+            if depth == 0 && key == "\"channel_values\"" && self.channel_values.is_some() {
+                let channels = self.channel_values.take().unwrap_or_default();
+                let values_at = self.reader.pos;
+                let [marker] = self.reader.array::<1>()?;
+                if !is_map(Some(&marker)) {
+                    return Err(left_to_the_tree());
+                }
+                let values_len = self.reader.container_len(marker)?;
+                self.map_with(values_at, values_len, style, depth + 1, channels)?;
+            } else {
+                self.value(style, depth + 1)?;
+            }
             if depth == 0 && &self.out[key_at..key_end] == "\"ts\"" {
                 self.top_ts = serde_json::from_str::<String>(&self.out[value_at..]).ok();
             }
         }
+        let mut entries = len;
+        for (key, value) in extra {
+            self.extra_key(&mut entries, &key);
+            self.out.push_str(&value);
+        }
+        if depth == 0
+            && let Some(channels) = self.channel_values.take()
+        {
+            // No `channel_values` in the document: the tree path adds the map last.
+            self.extra_key(&mut entries, "channel_values");
+            self.map_with(self.reader.pos, 0, style, depth + 1, channels)?;
+        }
         self.out.push('}');
         let collide = keys_collide(&mut self.key_hashes[keys_from..]);
         self.key_hashes.truncate(keys_from);
+        if collide && merging {
+            return Err(left_to_the_tree());
+        }
         if collide {
             self.as_tree_from(start, written, noticed, style, depth)?;
         }
         Ok(())
+    }
+
+    /// The key of one more entry of the map being written (its value comes next),
+    /// after `entries` entries.
+    fn extra_key(&mut self, entries: &mut usize, key: &str) {
+        if *entries > 0 {
+            self.out.push(',');
+        }
+        *entries += 1;
+        let key_at = self.out.len();
+        json_text::write_str(&mut self.out, key);
+        self.key_hashes.push(hash(&self.out.as_bytes()[key_at..]));
+        self.out.push(':');
     }
 
     /// A map key as the tree path's `key` gives it, written as a JSON string.
@@ -673,7 +751,10 @@ mod tests {
     fn the_documents_ts_is_found_as_the_tree_finds_it() {
         let doc = |entries: Vec<(Mp, Mp)>| {
             let bytes = pack(&map(entries));
-            document_text(&bytes, &mut Vec::new()).unwrap().unwrap().1
+            document_text(&bytes, None, &mut Vec::new())
+                .unwrap()
+                .unwrap()
+                .1
         };
         assert_eq!(
             doc(vec![("ts".into(), "2025".into())]).as_deref(),
@@ -691,9 +772,53 @@ mod tests {
             None
         );
         assert!(
-            document_text(&pack(&Mp::Array(vec![])), &mut Vec::new())
+            document_text(&pack(&Mp::Array(vec![])), None, &mut Vec::new())
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn channel_values_stored_apart_are_set_where_the_tree_sets_them() {
+        let channels = || {
+            Some(vec![
+                ("b".to_owned(), "2".to_owned()),
+                ("c\n".to_owned(), "[3]".to_owned()),
+            ])
+        };
+        let text = |doc: Mp, channels| {
+            document_text(&pack(&doc), channels, &mut Vec::new()).map(|t| t.unwrap().0)
+        };
+        let values = |entries: Vec<(Mp, Mp)>| ("channel_values".into(), map(entries));
+        // Into the stored map, after its entries; or a map added last.
+        assert_eq!(
+            text(
+                map(vec![
+                    ("ts".into(), "t".into()),
+                    values(vec![("a".into(), 1.into())]),
+                    ("v".into(), 4.into()),
+                ]),
+                channels()
+            )
+            .unwrap(),
+            r#"{"ts":"t","channel_values":{"a":1,"b":2,"c\n":[3]},"v":4}"#
+        );
+        assert_eq!(
+            text(map(vec![("v".into(), 4.into())]), channels()).unwrap(),
+            r#"{"v":4,"channel_values":{"b":2,"c\n":[3]}}"#
+        );
+        assert_eq!(
+            text(map(vec![]), Some(Vec::new())).unwrap(),
+            r#"{"channel_values":{}}"#
+        );
+        // Left to the tree path: a channel in both places, a `channel_values` that is
+        // not a map, keys that collide in the document.
+        for doc in [
+            map(vec![values(vec![("b".into(), 1.into())])]),
+            map(vec![("channel_values".into(), 5.into())]),
+            map(vec![("v".into(), 1.into()), ("v".into(), 2.into())]),
+        ] {
+            assert!(text(doc, channels()).is_err());
+        }
     }
 }
