@@ -59,7 +59,31 @@ impl Rendered {
     }
 }
 
+/// Whether objects of modules like `module` may have a rendering rule of their own
+/// (by module and class), before the rules by shape. Every rule in [`render`]'s match
+/// is behind this gate, so the list cannot miss one; the text path streams a pydantic
+/// model only when this says no.
+pub fn has_rule_by_name(module: &str) -> bool {
+    matches!(
+        module,
+        "uuid"
+            | "builtins"
+            | "collections"
+            | "decimal"
+            | "ipaddress"
+            | "zoneinfo"
+            | "datetime"
+            | "pathlib"
+            | "re"
+            | "pydantic.types"
+            | "langgraph.types"
+    )
+}
+
 pub fn render(mut obj: PyObject, style: Style) -> Rendered {
+    if !has_rule_by_name(&obj.module) {
+        return render_class(obj);
+    }
     // Copied only by the classes that read it (not by models, most objects).
     let arg0 = || obj.args.first().cloned();
     let pydantic = style == Style::PydanticJson;

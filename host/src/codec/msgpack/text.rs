@@ -6,9 +6,9 @@
 //! `serde_json` tree per value (a hashed, ordered map per msgpack map, a `String` per
 //! key and string) and freeing it again was most of a decoded export's work.
 //!
-//! What is streamed: every plain msgpack value, and LangChain messages and documents
+//! What is streamed: every plain msgpack value, LangChain messages and documents
 //! (pydantic extensions whose rendering is LangChain's `dumpd` form), which are most
-//! of an agent's state. Everything else with a rule of its own (other extensions,
+//! of an agent's state, and other pydantic models (their fields plus `__type__`). Everything else with a rule of its own (other extensions,
 //! non-string map keys) is rendered by the tree path on the spot and its tree
 //! written out; so is a map whose keys collide once rendered (the tree keeps the
 //! first position and the last value), from that map's first byte again.
@@ -18,7 +18,7 @@ use std::hash::Hasher;
 
 use super::super::DecodeError;
 use super::super::langchain;
-use super::super::python::Style;
+use super::super::python::{self, Style};
 use super::{
     EXT_PYDANTIC_V1, EXT_PYDANTIC_V2, MAX_DEPTH, STACK_RED_ZONE, STACK_SEGMENT, ViewReader,
 };
@@ -173,7 +173,7 @@ impl<'a, 'n> TextWriter<'a, 'n> {
                 self.map(start, len, style, depth)?;
             }
             0xd4..=0xd8 | 0xc7..=0xc9 => {
-                if !self.langchain_object(marker, style, depth)? {
+                if !self.pydantic_object(marker, style, depth)? {
                     self.as_tree(start, style, depth)?;
                 }
             }
@@ -343,12 +343,12 @@ impl<'a, 'n> TextWriter<'a, 'n> {
         }
     }
 
-    /// A LangChain serializable (a message, a document) stored as a pydantic
-    /// extension, whose extension marker was just read, written in LangChain's
-    /// constructor form ([`langchain::constructor`]) field by field. `false`, with
-    /// nothing written, for any other extension (the caller renders it from its
-    /// first byte again).
-    fn langchain_object(
+    /// A pydantic extension, whose extension marker was just read: a LangChain
+    /// serializable (a message, a document) written in LangChain's constructor form
+    /// ([`langchain::constructor`]) field by field, or a model of a class with no rule
+    /// by name as its fields plus `__type__`. `false`, with nothing written, for any
+    /// other extension (the caller renders it from its first byte again).
+    fn pydantic_object(
         &mut self,
         marker: u8,
         style: Style,
@@ -374,14 +374,19 @@ impl<'a, 'n> TextWriter<'a, 'n> {
                 pos: 0,
             },
         );
-        let written = self.constructor_form(style, depth + 1);
+        let written = self.constructor_form(i8::from_be_bytes([code]), style, depth + 1);
         self.reader = outer;
         written
     }
 
     /// The constructor form of the pydantic payload at the reader; `false` (nothing
     /// written) when it is not a LangChain class with a field map.
-    fn constructor_form(&mut self, style: Style, depth: usize) -> Result<bool, DecodeError> {
+    fn constructor_form(
+        &mut self,
+        code: i8,
+        style: Style,
+        depth: usize,
+    ) -> Result<bool, DecodeError> {
         if depth > MAX_DEPTH {
             return Ok(false);
         }
@@ -395,8 +400,11 @@ impl<'a, 'n> TextWriter<'a, 'n> {
             return Ok(false);
         };
         let fields_at = self.reader.pos;
-        if !langchain::is_serializable(&module) || !is_map(self.reader.bytes.get(fields_at)) {
+        if !is_map(self.reader.bytes.get(fields_at)) {
             return Ok(false);
+        }
+        if !langchain::is_serializable(&module) {
+            return self.model_fields(code, &module, &name, count, style, depth);
         }
         let [marker] = self.reader.array::<1>()?;
         let len = self.reader.container_len(marker)?;
@@ -457,11 +465,53 @@ impl<'a, 'n> TextWriter<'a, 'n> {
             self.notices.truncate(noticed);
             return Ok(false);
         }
-        // The method name that may follow is read (and checked) as the tree path
-        // reads it, then ignored.
+        self.method_name(count)?;
+        Ok(true)
+    }
+
+    /// The method name that may follow an extension's payload, read (and checked) as
+    /// the tree path reads it, then ignored.
+    fn method_name(&mut self, count: usize) -> Result<(), DecodeError> {
         if count >= 4 {
             self.reader.string()?;
         }
+        Ok(())
+    }
+
+    /// A pydantic model of a class with no rule by name, its field map (whose marker
+    /// is at the reader) written as the tree path renders it: the fields in pydantic's
+    /// JSON mode (v2) or as they are (v1), then `__type__`. A field of that name, or
+    /// keys that collide, leave the record to the tree path.
+    fn model_fields(
+        &mut self,
+        code: i8,
+        module: &str,
+        name: &str,
+        count: usize,
+        style: Style,
+        depth: usize,
+    ) -> Result<bool, DecodeError> {
+        if python::has_rule_by_name(module) {
+            return Ok(false);
+        }
+        let style = if code == EXT_PYDANTIC_V2 {
+            Style::PydanticJson
+        } else {
+            style
+        };
+        let start = self.reader.pos;
+        let [marker] = self.reader.array::<1>()?;
+        let len = self.reader.container_len(marker)?;
+        let mut type_name = String::new();
+        json_text::write_str(&mut type_name, &format!("{module}.{name}"));
+        self.map_with(
+            start,
+            len,
+            style,
+            depth,
+            vec![("__type__".into(), type_name)],
+        )?;
+        self.method_name(count)?;
         Ok(true)
     }
 }
@@ -537,6 +587,8 @@ mod tests {
                 assert_eq!(text_notices, tree_notices, "for {bytes:02x?}");
             }
             (Err(_), Err(_)) => {}
+            // The caller decodes the whole record by the tree path.
+            (Ok(_), Err(e)) if e == left_to_the_tree() => return usize::MAX,
             (tree, text) => panic!("tree {tree:?}, text {text:?}, for {bytes:02x?}"),
         }
         trees
@@ -621,6 +673,40 @@ mod tests {
                 ]),
             ],
         ));
+    }
+
+    #[test]
+    fn pydantic_models_stream_unless_a_rule_or_a_collision_says_otherwise() {
+        let model = |code, module: &str, fields: Vec<(Mp, Mp)>| {
+            ext(code, vec![module.into(), "Profile".into(), map(fields)])
+        };
+        let fields = || {
+            vec![
+                ("name".into(), "Ada \"L\"".into()),
+                ("photo".into(), Mp::Binary(b"png".to_vec())),
+                ("score".into(), Mp::F64(f64::NAN)),
+                ("tags".into(), Mp::Array(vec!["a".into()])),
+                (
+                    "nested".into(),
+                    model(
+                        EXT_PYDANTIC_V1,
+                        "app",
+                        vec![("b".into(), Mp::Binary(vec![1]))],
+                    ),
+                ),
+            ]
+        };
+        streamed(&model(EXT_PYDANTIC_V2, "app.models", fields()));
+        streamed(&model(EXT_PYDANTIC_V1, "app.models", fields()));
+        streamed(&model(EXT_PYDANTIC_V2, "app.models", vec![]));
+        // A module with rules by name; a `__type__` field; colliding keys.
+        not_streamed(&model(EXT_PYDANTIC_V2, "datetime", fields()));
+        let mut typed = fields();
+        typed.push(("__type__".into(), "mine".into()));
+        not_streamed(&model(EXT_PYDANTIC_V2, "app.models", typed));
+        let mut twice = fields();
+        twice.push(("name".into(), "again".into()));
+        not_streamed(&model(EXT_PYDANTIC_V2, "app.models", twice));
     }
 
     #[test]
