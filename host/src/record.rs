@@ -119,6 +119,29 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
+    /// A record of thread `t`, checkpoint `1`, with this document and these blobs,
+    /// metadata `{}` (JSON), no pending writes: for unit tests.
+    #[cfg(test)]
+    pub fn for_test(checkpoint: TypedValue, channel_blobs: Vec<ChannelBlob>) -> Self {
+        Checkpoint {
+            key: CheckpointKey {
+                thread_id: "t".into(),
+                checkpoint_ns: String::new(),
+                checkpoint_id: "1".into(),
+            },
+            parent_checkpoint_id: None,
+            checkpoint,
+            channel_blobs,
+            metadata: TypedValue::new("json", "{}"),
+            pending_writes: Vec::new(),
+            origin: Origin {
+                store: "test".into(),
+                locator: "test".into(),
+            },
+            view: None,
+        }
+    }
+
     /// Total size of the raw values, used to bound batches by bytes.
     pub fn raw_size(&self) -> usize {
         self.checkpoint.bytes.len()

@@ -161,6 +161,22 @@ async fn hostile_thread_ids_get_safe_distinct_file_names() {
     }
 }
 
+/// Every record of the SQLite type zoo (every type LangGraph writes) and of the
+/// sample conversations (messages, pending writes, notices), decoded.
+async fn zoo_and_sample_records() -> Vec<ckpt_migrate::record::Checkpoint> {
+    let dir = tempfile::tempdir().unwrap();
+    let zoo = dir.path().join("zoo.db");
+    std::fs::copy(
+        harness::fixtures().join("typezoo/sqlite/checkpoints.db"),
+        &zoo,
+    )
+    .unwrap();
+    let mut records = harness::read_sqlite(&zoo, 50).await;
+    records.extend(harness::read_sqlite(&sqlite_fixture(dir.path()), 50).await);
+    assert!(records.len() > 100, "{} records", records.len());
+    records
+}
+
 /// The view decoded straight from msgpack to text is the view decoded to trees and
 /// then written as text, for every record of the SQLite type zoo and the sample (every
 /// type LangGraph writes, messages, pending writes, notices), also with their channel
@@ -172,16 +188,7 @@ async fn hostile_thread_ids_get_safe_distinct_file_names() {
 async fn views_decoded_straight_to_text_are_the_trees_written_as_text() {
     use ckpt_migrate::codec::msgpack;
     use ckpt_migrate::record::{ChannelBlob, TypedValue};
-    let dir = tempfile::tempdir().unwrap();
-    let zoo = dir.path().join("zoo.db");
-    std::fs::copy(
-        harness::fixtures().join("typezoo/sqlite/checkpoints.db"),
-        &zoo,
-    )
-    .unwrap();
-    let mut records = harness::read_sqlite(&zoo, 50).await;
-    records.extend(harness::read_sqlite(&sqlite_fixture(dir.path()), 50).await);
-    assert!(records.len() > 100, "{} records", records.len());
+    let mut records = zoo_and_sample_records().await;
     let mut variants = Vec::new();
     for (i, record) in records.iter().enumerate() {
         let bytes = &record.checkpoint.bytes;
@@ -252,16 +259,7 @@ async fn views_decoded_straight_to_text_are_the_trees_written_as_text() {
 async fn text_views_export_byte_for_byte_as_serde_json_writes_the_trees() {
     use ckpt_migrate::record::{ChannelBlob, TypedValue};
     use ckpt_migrate::stores::json::{export_compact, export_object};
-    let dir = tempfile::tempdir().unwrap();
-    let zoo = dir.path().join("zoo.db");
-    std::fs::copy(
-        harness::fixtures().join("typezoo/sqlite/checkpoints.db"),
-        &zoo,
-    )
-    .unwrap();
-    let mut records = harness::read_sqlite(&zoo, 50).await;
-    records.extend(harness::read_sqlite(&sqlite_fixture(dir.path()), 50).await);
-    assert!(records.len() > 100, "{} records", records.len());
+    let mut records = zoo_and_sample_records().await;
     // SQLite keeps no channel blobs: give some records raw blobs (with a
     // hostile channel name) so their layout is compared too.
     for (i, r) in records.iter_mut().enumerate().filter(|(i, _)| i % 3 == 0) {

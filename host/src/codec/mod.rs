@@ -439,31 +439,18 @@ mod tests {
 
     /// A record with a JSON document (PostgreSQL's layout) and these channel blobs.
     fn json_record(document: &str, blobs: &[(&str, TypedValue)]) -> Checkpoint {
-        use crate::record::{ChannelBlob, CheckpointKey, Origin};
-        Checkpoint {
-            key: CheckpointKey {
-                thread_id: "t".into(),
-                checkpoint_ns: String::new(),
-                checkpoint_id: "1".into(),
-            },
-            parent_checkpoint_id: None,
-            checkpoint: TypedValue::new("json", document),
-            channel_blobs: blobs
-                .iter()
-                .map(|(channel, value)| ChannelBlob {
-                    channel: (*channel).into(),
-                    version: "1".into(),
-                    value: value.clone(),
-                })
-                .collect(),
-            metadata: TypedValue::new("msgpack", vec![0xc0]),
-            pending_writes: Vec::new(),
-            origin: Origin {
-                store: "test".into(),
-                locator: "test".into(),
-            },
-            view: None,
-        }
+        use crate::record::ChannelBlob;
+        let blobs = blobs
+            .iter()
+            .map(|(channel, value)| ChannelBlob {
+                channel: (*channel).into(),
+                version: "1".into(),
+                value: value.clone(),
+            })
+            .collect();
+        let mut record = Checkpoint::for_test(TypedValue::new("json", document), blobs);
+        record.metadata = TypedValue::new("msgpack", vec![0xc0]);
+        record
     }
 
     /// The text path's view of `record`, checked against the tree path's.

@@ -581,13 +581,13 @@ fn ext_to_view(
 mod tests {
     use super::*;
 
-    fn pack(value: &Mp) -> Vec<u8> {
+    pub(super) fn pack(value: &Mp) -> Vec<u8> {
         let mut out = Vec::new();
         rmpv::encode::write_value(&mut out, value).unwrap();
         out
     }
 
-    fn ext(code: i8, parts: Vec<Mp>) -> Mp {
+    pub(super) fn ext(code: i8, parts: Vec<Mp>) -> Mp {
         Mp::Ext(code, pack(&Mp::Array(parts)))
     }
 
@@ -597,9 +597,9 @@ mod tests {
         (v, notices)
     }
 
-    #[test]
-    fn nested_extensions_and_non_string_keys() {
-        let dt = ext(
+    /// A datetime as LangGraph stores it (extension 3, `fromisoformat`).
+    pub(super) fn a_datetime() -> Mp {
+        ext(
             3,
             vec![
                 "datetime".into(),
@@ -607,7 +607,12 @@ mod tests {
                 "2025-01-10T05:55:31.016899+00:00".into(),
                 "fromisoformat".into(),
             ],
-        );
+        )
+    }
+
+    #[test]
+    fn nested_extensions_and_non_string_keys() {
+        let dt = a_datetime();
         let dataclass = ext(
             2,
             vec![
@@ -670,9 +675,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn every_scalar_width_renders_its_value() {
-        let value = Mp::Array(vec![
+    /// One value of every msgpack scalar form and width.
+    pub(super) fn every_scalar_width() -> Mp {
+        Mp::Array(vec![
             Mp::from(5u8),
             Mp::from(200u8),
             Mp::from(60_000u16),
@@ -691,7 +696,12 @@ mod tests {
             Mp::Binary(vec![1, 2]),
             Mp::Nil,
             Mp::Boolean(false),
-        ]);
+        ])
+    }
+
+    #[test]
+    fn every_scalar_width_renders_its_value() {
+        let value = every_scalar_width();
         let (v, _) = view(&value);
         assert_eq!(
             v,

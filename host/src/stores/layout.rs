@@ -629,26 +629,9 @@ fn has_nul_escape(bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{CheckpointKey, Origin};
 
     fn record(checkpoint: TypedValue, blobs: Vec<ChannelBlob>) -> Checkpoint {
-        Checkpoint {
-            key: CheckpointKey {
-                thread_id: "t".into(),
-                checkpoint_ns: String::new(),
-                checkpoint_id: "1".into(),
-            },
-            parent_checkpoint_id: None,
-            checkpoint,
-            channel_blobs: blobs,
-            metadata: TypedValue::new("json", "{}"),
-            pending_writes: Vec::new(),
-            origin: Origin {
-                store: "test".into(),
-                locator: "test".into(),
-            },
-            view: None,
-        }
+        Checkpoint::for_test(checkpoint, blobs)
     }
 
     fn mp(value: rmpv::Value) -> Vec<u8> {

@@ -61,8 +61,9 @@ pub fn document_text(
     Ok(Some((writer.finish()?, ts)))
 }
 
-/// What the text path cannot write exactly with channel values to merge (colliding
-/// keys): the caller takes the tree path for the whole record.
+/// What the text path cannot write exactly: a map whose keys collide while entries
+/// are merged into it (channel values, a model's `__type__`). The caller takes the
+/// tree path for the whole record.
 fn left_to_the_tree() -> DecodeError {
     DecodeError::Shape("left to the tree path".into())
 }
@@ -267,12 +268,7 @@ impl<'a, 'n> TextWriter<'a, 'n> {
             if i > 0 {
                 self.out.push(',');
             }
-            let key_at = self.out.len();
-            self.key(style, depth + 1)?;
-            let key_end = self.out.len();
-            self.key_hashes
-                .push(hash(&self.out.as_bytes()[key_at..key_end]));
-            self.out.push(':');
+            let (key_at, key_end) = self.entry_key(style, depth + 1)?;
             let value_at = self.out.len();
             let key = &self.out[key_at..key_end];
             if depth == 0 && key == "\"channel_values\"" && self.channel_values.is_some() {
@@ -326,6 +322,18 @@ impl<'a, 'n> TextWriter<'a, 'n> {
         json_text::write_str(&mut self.out, key);
         self.key_hashes.push(hash(&self.out.as_bytes()[key_at..]));
         self.out.push(':');
+    }
+
+    /// The map key at the reader written with its colon, its hash kept for the
+    /// collision check; where its text starts and ends in the output.
+    fn entry_key(&mut self, style: Style, depth: usize) -> Result<(usize, usize), DecodeError> {
+        let key_at = self.out.len();
+        self.key(style, depth)?;
+        let key_end = self.out.len();
+        self.key_hashes
+            .push(hash(&self.out.as_bytes()[key_at..key_end]));
+        self.out.push(':');
+        Ok((key_at, key_end))
     }
 
     /// A map key as the tree path's `key` gives it, written as a JSON string.
@@ -426,12 +434,7 @@ impl<'a, 'n> TextWriter<'a, 'n> {
             if kept > 0 {
                 self.out.push(',');
             }
-            let key_at = self.out.len();
-            self.key(style, depth + 1)?;
-            let key_end = self.out.len();
-            self.key_hashes
-                .push(hash(&self.out.as_bytes()[key_at..key_end]));
-            self.out.push(':');
+            let (key_at, key_end) = self.entry_key(style, depth + 1)?;
             let value_at = self.out.len();
             self.value(style, depth + 1)?;
             // The key's text between its quotes is the key itself whenever it can
@@ -541,18 +544,9 @@ fn keys_collide(hashes: &mut [u64]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{a_datetime, every_scalar_width, ext, pack};
     use super::*;
     use rmpv::Value as Mp;
-
-    fn pack(value: &Mp) -> Vec<u8> {
-        let mut out = Vec::new();
-        rmpv::encode::write_value(&mut out, value).unwrap();
-        out
-    }
-
-    fn ext(code: i8, parts: Vec<Mp>) -> Mp {
-        Mp::Ext(code, pack(&Mp::Array(parts)))
-    }
 
     fn map(entries: Vec<(Mp, Mp)>) -> Mp {
         Mp::Map(entries)
@@ -751,15 +745,7 @@ mod tests {
 
     #[test]
     fn plain_values_scalars_and_other_extensions_match_the_tree() {
-        let dt = ext(
-            3,
-            vec![
-                "datetime".into(),
-                "datetime".into(),
-                "2025-01-10T05:55:31.016899+00:00".into(),
-                "fromisoformat".into(),
-            ],
-        );
+        let dt = a_datetime();
         let model = ext(
             EXT_PYDANTIC_V2,
             vec![
@@ -780,25 +766,8 @@ mod tests {
             (dt, "keyed by a datetime".into()),
             ("model".into(), model),
             ("text".into(), "tab\t \"quote\" é 🚀 \u{1}".into()),
-            (
-                "ints".into(),
-                Mp::Array(vec![
-                    Mp::from(5u8),
-                    Mp::from(200u8),
-                    Mp::from(60_000u16),
-                    Mp::from(4_000_000_000u32),
-                    Mp::from(u64::MAX),
-                    Mp::from(-3i8),
-                    Mp::from(-100i8),
-                    Mp::from(-30_000i16),
-                    Mp::from(-2_000_000_000i32),
-                    Mp::from(i64::MIN),
-                ]),
-            ),
-            (
-                "floats".into(),
-                Mp::Array(vec![Mp::F32(1.5), Mp::F64(-0.0), Mp::F64(f64::INFINITY)]),
-            ),
+            ("scalars".into(), every_scalar_width()),
+            ("inf".into(), Mp::F64(f64::NEG_INFINITY)),
             ("long".into(), "y".repeat(70_000).into()),
             ("bin".into(), Mp::Binary(vec![7; 70_000])),
             ("unknown".into(), Mp::Ext(9, vec![1, 2, 3])),
