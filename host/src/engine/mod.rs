@@ -32,7 +32,8 @@ use dead_letter::{DeadLetter, Entry, Stage};
 pub use shutdown::Shutdown;
 use state::{Counts, RunState, StateFile, Status};
 
-/// Batches read ahead of the writer.
+/// Batches read ahead of the writer. The reader takes a slot before it reads, so
+/// memory holds the batch being written plus this many (waiting or being decoded).
 const IN_FLIGHT_BATCHES: usize = 1;
 
 /// What a finished run reports.
@@ -318,6 +319,10 @@ impl<'a> Migration<'a> {
         let (tx, rx) = mpsc::channel::<Result<Selection, StoreError>>(IN_FLIGHT_BATCHES);
         let reader = tokio::spawn(async move {
             loop {
+                // A free slot first, then read and decode into it: a decoded batch never
+                // waits here for the channel, so at most the batch being written, the one
+                // waiting and the one being decoded are in memory.
+                let Ok(slot) = tx.reserve().await else { break };
                 let mut backoff = Backoff::new(policy);
                 let next = loop {
                     match source.next_batch(limits).await {
@@ -344,7 +349,8 @@ impl<'a> Migration<'a> {
                     Err(e) => Err(e),
                 };
                 let end = item.is_err();
-                if tx.send(item).await.is_err() || end {
+                slot.send(item);
+                if end {
                     break;
                 }
             }

@@ -26,6 +26,9 @@ use crate::sources::Source;
 /// Open file handles kept at once; threads beyond this are closed and reopened for
 /// appending, so a source that interleaves many threads cannot exhaust descriptors.
 const MAX_OPEN_FILES: usize = 64;
+/// Records encoded together on every core before they are written: enough to keep
+/// the cores busy, few enough that their encoded objects take little memory.
+const ENCODE_CHUNK: usize = 128;
 pub const FORMAT: &str = "ckpt-migrate/json-export";
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -376,6 +379,38 @@ impl JsonSink {
             .map_err(|e| StoreError::fatal(format!("encoding the manifest: {e}")))?;
         std::fs::write(&path, text).map_err(|e| Self::io_error(&path, "cannot write", e))
     }
+
+    /// Appends one encoded checkpoint to its file (with the array's separator).
+    fn append(&mut self, record: &Checkpoint, bytes: &[u8]) -> Result<(), StoreError> {
+        let array = self.is_array();
+        let group = if self.config.single_file {
+            ""
+        } else {
+            record.key.thread_id.as_str()
+        };
+        let i = self.entry_for(group)?;
+        let first = self.entries[i].checkpoints == 0;
+        let separator: &[u8] = match (array, first) {
+            (true, true) => b"[\n",
+            (true, false) => b",\n",
+            (false, _) => b"",
+        };
+        let terminator: &[u8] = if array { b"" } else { b"\n" };
+        let writer = self.writer(i)?;
+        let result = (|| {
+            writer.write_all(separator)?;
+            writer.write_all(bytes)?;
+            writer.write_all(terminator)
+        })();
+        result.map_err(|e| StoreError::fatal(format!("writing JSON for {}: {e}", record.key)))?;
+        let entry = &mut self.entries[i];
+        entry.checkpoints += 1;
+        entry.length += (separator.len() + bytes.len() + terminator.len()) as u64;
+        if !self.dirty.contains(&i) {
+            self.dirty.push(i);
+        }
+        Ok(())
+    }
 }
 
 /// `manifest.json`, or per shard `manifest.part-00003-of-00008.json` (the shards of a
@@ -415,51 +450,25 @@ impl Sink for JsonSink {
     }
 
     async fn write_batch(&mut self, records: &[Checkpoint]) -> Result<Vec<Rejected>, StoreError> {
+        use rayon::prelude::*;
         let mut rejected = Vec::new();
-        let array = self.is_array();
-        // Encoding is the bulk of the work: done on every core, written in order.
+        // Encoding is the bulk of the work: done on every core, written in order, a
+        // chunk at a time so that only a chunk's encoded objects wait in memory, not a
+        // second copy of the batch.
         let (indent, with_view) = (self.config.indent, self.config.view);
-        let encoded: Vec<Result<Vec<u8>, String>> = {
-            use rayon::prelude::*;
-            records
+        for (chunk_index, chunk) in records.chunks(ENCODE_CHUNK).enumerate() {
+            let encoded: Vec<Result<Vec<u8>, String>> = chunk
                 .par_iter()
                 .map(|r| encode(r, indent, with_view))
-                .collect()
-        };
-        for ((index, record), bytes) in records.iter().enumerate().zip(encoded) {
-            let bytes = match bytes {
-                Ok(b) => b,
-                Err(reason) => {
-                    rejected.push(Rejected { index, reason });
-                    continue;
+                .collect();
+            for ((offset, record), bytes) in chunk.iter().enumerate().zip(encoded) {
+                match bytes {
+                    Ok(bytes) => self.append(record, &bytes)?,
+                    Err(reason) => rejected.push(Rejected {
+                        index: chunk_index * ENCODE_CHUNK + offset,
+                        reason,
+                    }),
                 }
-            };
-            let group = if self.config.single_file {
-                ""
-            } else {
-                record.key.thread_id.as_str()
-            };
-            let i = self.entry_for(group)?;
-            let first = self.entries[i].checkpoints == 0;
-            let separator: &[u8] = match (array, first) {
-                (true, true) => b"[\n",
-                (true, false) => b",\n",
-                (false, _) => b"",
-            };
-            let terminator: &[u8] = if array { b"" } else { b"\n" };
-            let writer = self.writer(i)?;
-            let result = (|| {
-                writer.write_all(separator)?;
-                writer.write_all(&bytes)?;
-                writer.write_all(terminator)
-            })();
-            result
-                .map_err(|e| StoreError::fatal(format!("writing JSON for {}: {e}", record.key)))?;
-            let entry = &mut self.entries[i];
-            entry.checkpoints += 1;
-            entry.length += (separator.len() + bytes.len() + terminator.len()) as u64;
-            if !self.dirty.contains(&i) {
-                self.dirty.push(i);
             }
         }
         Ok(rejected)

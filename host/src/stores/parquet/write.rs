@@ -33,6 +33,8 @@ use crate::sinks::{Rejected, Sink, check_dir_writable, safe_file_name};
 use crate::sources::Source;
 
 pub const DEFAULT_ROW_GROUP_BYTES: usize = 32 * 1024 * 1024;
+/// Rows turned into Arrow arrays at once (see `write_batch`).
+const ARROW_CHUNK: usize = 256;
 /// Partition writers kept open at once; the least recently used is closed beyond it
 /// (its partition continues in a new part file if more rows come).
 const MAX_OPEN_PARTITIONS: usize = 16;
@@ -480,21 +482,25 @@ impl Sink for ParquetSink {
                 None => groups.push((dir, vec![record])),
             }
         }
+        let limit = self.row_group_bytes;
         for (dir, rows) in groups {
-            let batch = to_record_batch(&rows, self.config.view)
-                .map_err(|e| StoreError::fatal(format!("building Parquet rows: {e}")))?;
-            let batch = batch
-                .project(&self.projection)
-                .map_err(|e| StoreError::fatal(e.to_string()))?;
-            let limit = self.row_group_bytes;
-            let part = self.writer_for(&dir)?;
-            part.writer
-                .write(&batch)
-                .map_err(|e| io_error(&part.partial, "cannot write", e))?;
-            if part.writer.in_progress_size() >= limit {
+            // Arrow arrays are a copy of the rows: made a chunk at a time, so that the
+            // copy takes a chunk's memory, not a batch's.
+            for chunk in rows.chunks(ARROW_CHUNK) {
+                let batch = to_record_batch(chunk, self.config.view)
+                    .map_err(|e| StoreError::fatal(format!("building Parquet rows: {e}")))?;
+                let batch = batch
+                    .project(&self.projection)
+                    .map_err(|e| StoreError::fatal(e.to_string()))?;
+                let part = self.writer_for(&dir)?;
                 part.writer
-                    .flush()
+                    .write(&batch)
                     .map_err(|e| io_error(&part.partial, "cannot write", e))?;
+                if part.writer.in_progress_size() >= limit {
+                    part.writer
+                        .flush()
+                        .map_err(|e| io_error(&part.partial, "cannot write", e))?;
+                }
             }
         }
         Ok(Vec::new())
