@@ -8,12 +8,14 @@
 # Figures go to bench/results/plugins-<time>.json and .md.
 #
 #   bench/plugins.sh [SCALE]          # default: 10000 (checkpoints)
+#   ROUNDS=N bench/plugins.sh ...     # rounds of every configuration (default 3)
 #
 # Guests: scripts/build-guests.py (Python, JS); the Rust ones are embedded (reference
 # plugins) or built by the host's build script (keep-prefix).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scale="${1:-10000}"
+rounds="${ROUNDS:-3}"
 python="${PYTHON:-target/test-tools/venv/bin/python}"
 [ -x "$python" ] || { echo "bench: $python is missing: run scripts/setup.sh first" >&2; exit 2; }
 if [ -n "${CKPT_MIGRATE_BIN:-}" ]; then
@@ -46,32 +48,44 @@ trap 'rm -rf "$work"' EXIT
 results="$work/results.jsonl"
 cache="$work/cache"
 
-run_with() { # name yaml-plugins
+# Each configuration is written once and run once to fill the compile cache; then
+# ROUNDS rounds run every configuration in turn, so that a slow spell of the machine
+# falls on all of them alike, and the report takes each one's median.
+configs=()
+prepare() { # name yaml-plugins
   local name="$1" plugins="$2" yaml="$work/$1.yaml"
   printf 'source_type: sqlite\nsource_config: {connection_string: "%s"}\ndestination_type: json\ndestination_config: {output_dir: "%s"}\nmax_errors: 0\n%s' \
     "$db" "$work/out-$name" "$plugins" > "$yaml"
-  # Once to fill the compile cache, then measured.
   CKPT_MIGRATE_CACHE_DIR="$cache" "$bin" --config "$yaml" --restart >/dev/null 2>&1 || true
   rm -rf "$work/out-$name" .ckpt-migrate
-  echo "bench: $name ..." >&2
-  local r
-  r=$(CKPT_MIGRATE_CACHE_DIR="$cache" python3 bench/measure.py -- "$bin" --config "$yaml" --restart)
-  echo "{\"run\": \"$name\", \"result\": $r}" >> "$results"
-  rm -rf "$work/out-$name"
+  configs+=("$name")
+}
+measure() { # name round
+  local name="$1" r
+  r=$(CKPT_MIGRATE_CACHE_DIR="$cache" python3 bench/measure.py -- "$bin" --config "$work/$name.yaml" --restart)
+  echo "{\"run\": \"$name\", \"round\": $2, \"result\": $r}" >> "$results"
+  rm -rf "$work/out-$name" .ckpt-migrate
 }
 
 entry() { printf '  - path: "%s"\n    config: %s\n' "$1" "$2"; }
 filter() { printf 'filters:\n  plugins:\n    - path: "%s"\n      config: %s\n' "$1" "$2"; }
 
-run_with none ""
-run_with noop_rust "$(filter "$keep_prefix" '{prefix: ""}')"
-run_with noop_python "$(filter "$(guest python/gate)" '{prefix: ""}')"
-run_with noop_js "$(filter "$(guest js/gate)" '{prefix: ""}')"
-run_with add_metadata_rust "transformers: [add_metadata]"
-run_with add_metadata_python "transformers:
+echo "bench: compiling the plugins once (cache) ..." >&2
+prepare none ""
+prepare noop_rust "$(filter "$keep_prefix" '{prefix: ""}')"
+prepare noop_python "$(filter "$(guest python/gate)" '{prefix: ""}')"
+prepare noop_js "$(filter "$(guest js/gate)" '{prefix: ""}')"
+prepare add_metadata_rust "transformers: [add_metadata]"
+prepare add_metadata_python "transformers:
 $(entry "$(guest python/add_metadata)" '{}')"
-run_with add_metadata_js "transformers:
+prepare add_metadata_js "transformers:
 $(entry "$(guest js/add_metadata)" '{}')"
+for round in $(seq 1 "$rounds"); do
+  for name in "${configs[@]}"; do
+    echo "bench: round $round/$rounds: $name ..." >&2
+    measure "$name" "$round"
+  done
+done
 
 # Compile (cold: empty cache; warm: from the cache) and instantiate, per component.
 load_times() { # name wasm
@@ -103,20 +117,36 @@ import json, os, platform, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 out, records = sys.argv[2], int(sys.argv[3])
 machine = f"{os.cpu_count()} cores, {platform.machine()}, {platform.platform()}"
-runs = {r["run"]: r["result"] for r in rows if "run" in r}
-base = runs["none"]["wall_s"]
-table = [f"{records} checkpoints, SQLite → JSON, release build; overhead = (wall − wall without plugins) ÷ checkpoints.", "",
-         "| run | wall | CPU % | peak RSS | overhead per record | throughput vs no plugin |", "|---|---|---|---|---|---|"]
-for name, r in runs.items():
-    r["overhead_us_per_record"] = round((r["wall_s"] - base) / records * 1e6, 1)
-    r["throughput_vs_none"] = round(base / r["wall_s"], 2)
-    table.append(f"| {name} | {r['wall_s']} s | {r['cpu_percent']} % | {r['peak_rss_mib']} MiB | "
-                 f"{r['overhead_us_per_record']} µs | {r['throughput_vs_none']}× |")
+def median(values):
+    values = sorted(values)
+    return values[len(values) // 2] if len(values) % 2 else (values[len(values) // 2 - 1] + values[len(values) // 2]) / 2
+
+# Every configuration's rounds, summed up by their medians (wall and CPU apart).
+runs = {}
+for r in (r for r in rows if "run" in r):
+    runs.setdefault(r["run"], []).append(r["result"])
+summary = {}
+for name, results in runs.items():
+    walls = [r["wall_s"] for r in results]
+    summary[name] = {"rounds": len(results), "wall_s": round(median(walls), 3),
+                     "wall_min_s": min(walls), "wall_max_s": max(walls),
+                     "cpu_s": round(median([r["cpu_s"] for r in results]), 3),
+                     "peak_rss_mib": max(r["peak_rss_mib"] for r in results)}
+base = summary["none"]
+table = [f"{records} checkpoints, SQLite → JSON, release build; {len(runs['none'])} rounds, every configuration in turn; "
+         "medians. Throughput = median wall without plugins ÷ median wall; CPU per record = "
+         "(median CPU − median CPU without plugins) ÷ checkpoints.", "",
+         "| run | wall (median, range) | CPU (user+sys) | peak RSS | CPU per record | throughput vs no plugin |", "|---|---|---|---|---|---|"]
+for name, r in summary.items():
+    r["cpu_us_per_record"] = round((r["cpu_s"] - base["cpu_s"]) / records * 1e6, 1)
+    r["throughput_vs_none"] = round(base["wall_s"] / r["wall_s"], 2)
+    table.append(f"| {name} | {r['wall_s']} s ({r['wall_min_s']}–{r['wall_max_s']}) | {r['cpu_s']} s | {r['peak_rss_mib']} MiB | "
+                 f"{r['cpu_us_per_record']} µs | {r['throughput_vs_none']}× |")
 table += ["", "| component | size | `plugin check` cold (compile) | from the cache | instantiate |", "|---|---|---|---|---|"]
 for r in (r for r in rows if "load" in r):
     inst = "—" if r["instantiate_ms"] is None else f"{r['instantiate_ms']:.1f} ms"
     table.append(f"| {r['load']} | {r['bytes'] / 1e6:.1f} MB | {r['check_cold_s']} s | {r['check_cached_s']} s | {inst} |")
-json.dump({"machine": machine, "records": records, "rows": rows}, open(out + ".json", "w"), indent=1)
+json.dump({"machine": machine, "records": records, "summary": summary, "rows": rows}, open(out + ".json", "w"), indent=1)
 open(out + ".md", "w").write(f"Machine: {machine}\n\n" + "\n".join(table) + "\n")
 print(f"Machine: {machine}\n\n" + "\n".join(table))
 print(f"\nfigures in {out}.json and {out}.md")

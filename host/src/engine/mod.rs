@@ -1,14 +1,15 @@
-//! The pipeline: source → declarative filters → decode → sink, in batches.
+//! The pipeline: source → declarative filters → decode → plugins → sink, in batches.
 //!
 //! The source runs in its own task and hands batches over a bounded channel, so
-//! reading overlaps decoding and writing while memory stays bounded (at most
-//! [`IN_FLIGHT_BATCHES`] batches wait). Records fail one by one into the dead-letter
+//! reading and decoding overlap plugin calls and writing while memory stays bounded
+//! (at most [`IN_FLIGHT_BATCHES`] batches wait). Records fail one by one into the dead-letter
 //! file; only store errors that retries cannot fix stop the run. After every batch the
 //! sink makes its output durable and the resume state records how far it got.
 
 pub mod dead_letter;
 pub mod fault;
 pub mod progress;
+mod selection;
 pub mod shutdown;
 pub mod state;
 
@@ -21,14 +22,15 @@ use tokio::task::JoinHandle;
 use crate::config::{ResumeMode, RunConfig, SourceConfig};
 use crate::error::OpenError;
 use crate::error::{ConfigError, RunError, StoreError};
-use crate::filters::{Filters, Selected};
-use crate::plugins::{Outcome, Plugin, RunContext, output};
-use crate::record::{Checkpoint, CheckpointKey};
+use crate::filters::Filters;
+use crate::plugins::{Plugin, RunContext};
+use crate::record::CheckpointKey;
 use crate::retry::{self, Backoff};
 use crate::run::{RunInfo, RunStats};
 use crate::sinks::{self, Sink};
-use crate::sources::{BatchLimits, Source, SourceBatch};
+use crate::sources::{BatchLimits, Source};
 use dead_letter::{DeadLetter, Entry, Stage};
+use selection::Selection;
 pub use shutdown::Shutdown;
 use state::{Counts, RunState, StateFile, Status};
 
@@ -126,28 +128,6 @@ pub async fn run(config: &RunConfig, shutdown: &Shutdown) -> Result<RunReport, R
     reader.abort();
     let _ = reader.await;
     migration.finish(end).await
-}
-
-/// A batch with its records selected (and decoded where needed), in source order.
-struct Selection {
-    /// The batch's position and counts; its records are in `selected`.
-    batch: SourceBatch,
-    selected: Vec<Selected>,
-}
-
-impl Selection {
-    /// Selects the batch's records on every core (rayon), keeping their order; with
-    /// `as_text`, each kept record's view is made text there (see
-    /// [`crate::sinks::Sink::reads_view_text`]).
-    fn of(mut batch: SourceBatch, filters: &Filters, decode: bool, as_text: bool) -> Self {
-        use rayon::prelude::*;
-        let records = std::mem::take(&mut batch.records);
-        let selected = records
-            .into_par_iter()
-            .map(|record| filters.select_as(record, decode, as_text))
-            .collect();
-        Self { batch, selected }
-    }
 }
 
 /// How the batch loop ended.
@@ -292,36 +272,34 @@ impl<'a> Migration<'a> {
         })
     }
 
-    /// Reads the source in its own task, retrying retriable errors, and selects each
-    /// batch's records there ([`Filters::select`]: thread filter, decode, date
-    /// filter) on every core: reading and decoding the next batches overlap writing
+    /// Reads the source in its own task, retrying retriable errors, and sorts each
+    /// batch there ([`Selection::of`]: thread filter, decode, date filter) on every
+    /// core: reading and decoding the next batch overlap plugin calls and writing for
     /// this one, in order. At most [`IN_FLIGHT_BATCHES`] batches wait.
-    fn spawn_reader(
-        &mut self,
-    ) -> (
-        mpsc::Receiver<Result<Selection, StoreError>>,
-        JoinHandle<()>,
-    ) {
+    ///
+    /// Plugins run on the writer's side ([`Migration::move_batches`]), not here: on
+    /// two cores decoding already uses both, and a plugin call next to it only
+    /// slowed both down (measured; docs/decisions.md).
+    fn spawn_reader(&mut self) -> (mpsc::Receiver<Result<Selection, RunError>>, JoinHandle<()>) {
         let mut source = self.source.take().expect("the reader is spawned once");
+        // Raw mode: a sink that writes raw values only, with no plugin to feed, gets
+        // the records undecoded (decoding is most of the work of a run); `select`
+        // still decodes when a date filter needs the time.
+        let decode = self.sink.needs_view() || !self.plugins.is_empty();
         let limits = BatchLimits {
             max_records: self.config.batch_size,
             max_bytes: self.config.max_batch_bytes,
         };
         let policy = self.config.retry;
-        // Raw mode: a sink that writes raw values only, with no plugin to feed, gets
-        // the records undecoded (decoding is most of the work of a run); `select`
-        // still decodes when a date filter needs the time.
-        let decode = self.sink.needs_view() || !self.plugins.is_empty();
         // Plugins read the view as text too (and patch it), so they do not stop this.
         let as_text = self.sink.reads_view_text();
         // Shared with each batch's decoding task, not copied per batch.
         let filters = std::sync::Arc::new(self.filters.clone());
-        let (tx, rx) = mpsc::channel::<Result<Selection, StoreError>>(IN_FLIGHT_BATCHES);
+        let (tx, rx) = mpsc::channel::<Result<Selection, RunError>>(IN_FLIGHT_BATCHES);
         let reader = tokio::spawn(async move {
             loop {
-                // A free slot first, then read and decode into it: a decoded batch never
-                // waits here for the channel, so at most the batch being written, the one
-                // waiting and the one being decoded are in memory.
+                // A free slot first, then read and decode into it: a decoded batch
+                // never waits here for the channel.
                 let Ok(slot) = tx.reserve().await else { break };
                 let mut backoff = Backoff::new(policy);
                 let next = loop {
@@ -336,17 +314,19 @@ impl<'a> Migration<'a> {
                 let item = match next {
                     Ok(Some(batch)) => {
                         let filters = std::sync::Arc::clone(&filters);
-                        let selected = tokio::task::spawn_blocking(move || {
+                        tokio::task::spawn_blocking(move || {
                             Selection::of(batch, &filters, decode, as_text)
                         })
-                        .await;
-                        match selected {
-                            Ok(selection) => Ok(selection),
-                            Err(e) => Err(StoreError::fatal(format!("decoding a batch: {e}"))),
-                        }
+                        .await
+                        .map_err(|e| {
+                            RunError::store(
+                                "decoding a batch failed",
+                                StoreError::fatal(e.to_string()),
+                            )
+                        })
                     }
                     Ok(None) => break,
-                    Err(e) => Err(e),
+                    Err(e) => Err(RunError::store("reading the source failed", e)),
                 };
                 let end = item.is_err();
                 slot.send(item);
@@ -362,21 +342,30 @@ impl<'a> Migration<'a> {
     /// interrupted, or an error stops it.
     async fn move_batches(
         &mut self,
-        mut batches: mpsc::Receiver<Result<Selection, StoreError>>,
+        mut batches: mpsc::Receiver<Result<Selection, RunError>>,
     ) -> End {
         while let Some(batch) = batches.recv().await {
-            let batch = match batch {
+            let mut batch = match batch {
                 Ok(b) => b,
-                Err(e) => return End::Failed(RunError::store("reading the source failed", e)),
+                Err(e) => return End::Failed(e),
             };
+            if !self.plugins.is_empty() {
+                let ctx = self.plugin_context();
+                match batch
+                    .run_plugins(&mut self.plugins, &ctx, self.shutdown)
+                    .await
+                {
+                    Ok(()) => {}
+                    // Stopped inside a plugin call: nothing of this batch was written
+                    // or recorded, so the state stays at the last confirmed batch.
+                    Err(RunError::Interrupted { .. }) => return End::Interrupted,
+                    Err(e) => return End::Failed(e),
+                }
+            }
             let last_key = batch.batch.last_key.clone();
             let position = batch.batch.position.clone();
-            match self.process_batch(batch).await {
-                Ok(()) => {}
-                // Stopped inside a plugin call: nothing of this batch was written or
-                // recorded, so the state stays at the last confirmed batch.
-                Err(RunError::Interrupted { .. }) => return End::Interrupted,
-                Err(e) => return End::Failed(e),
+            if let Err(e) = self.process_batch(batch).await {
+                return End::Failed(e);
             }
             self.faults.after_write(self.stats.batches);
             let written = Written {
@@ -514,15 +503,40 @@ impl<'a> Migration<'a> {
         })
     }
 
-    /// Filters and decodes a batch, runs the plugins, writes what is left, and sends
-    /// failures to the dead-letter file.
+    /// The run facts a plugin call gets, for the batch about to be written.
+    fn plugin_context(&self) -> RunContext {
+        let run = &self.run;
+        RunContext {
+            run_id: run.run_id.clone(),
+            run_started_at: run
+                .started_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            source_kind: run.source_kind.clone(),
+            destination_kind: run.destination_kind.clone(),
+            // Counted from the start of this process, as the stats are.
+            batch_index: self.stats.batches,
+        }
+    }
+
+    /// Writes a sorted batch's kept records and sends its failures (read, decode,
+    /// plugin, then write) to the dead-letter file.
     async fn process_batch(&mut self, selection: Selection) -> Result<(), RunError> {
-        let Selection { batch, selected } = selection;
+        let Selection {
+            batch,
+            kept,
+            filtered,
+            notices,
+            failures,
+        } = selection;
         let (dead, stats) = (&mut self.dead, &mut self.stats);
         stats.batches += 1;
         stats.bytes_read += batch.bytes as u64;
         stats.vanished += batch.vanished;
-        stats.read += (selected.len() + batch.failed.len()) as u64;
+        stats.read += (batch.failed.len() as u64) + filtered + (failures.len() + kept.len()) as u64;
+        stats.filtered += filtered;
+        for kind in notices {
+            *stats.undecoded.entry(kind).or_default() += 1;
+        }
         for failed in &batch.failed {
             dead.add(Entry {
                 stage: Stage::Read,
@@ -534,40 +548,16 @@ impl<'a> Migration<'a> {
             })
             .map_err(|e| io_error(dead.path(), e))?;
         }
-        let mut kept: Vec<Checkpoint> = Vec::with_capacity(selected.len());
-        for outcome in selected {
-            match outcome {
-                Selected::OtherThread | Selected::OutsideDates(_) => stats.filtered += 1,
-                Selected::Undecodable(record, error) => dead
-                    .add(Entry {
-                        stage: Stage::Decode,
-                        detail: None,
-                        error: &error,
-                        key: Some(&record.key),
-                        origin: &record.origin,
-                        record: Some(&record),
-                    })
-                    .map_err(|e| io_error(dead.path(), e))?,
-                Selected::Kept(record) => {
-                    for notice in record.view.iter().flat_map(|v| &v.notices) {
-                        *stats.undecoded.entry(notice_kind(notice)).or_default() += 1;
-                    }
-                    kept.push(record);
-                }
-            }
-        }
-        if !self.plugins.is_empty() {
-            let run = &self.run;
-            let ctx = RunContext {
-                run_id: run.run_id.clone(),
-                run_started_at: run
-                    .started_at
-                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                source_kind: run.source_kind.clone(),
-                destination_kind: run.destination_kind.clone(),
-                batch_index: stats.batches - 1,
-            };
-            kept = run_plugins(&mut self.plugins, &ctx, kept, dead, stats, self.shutdown).await?;
+        for failure in &failures {
+            dead.add(Entry {
+                stage: failure.stage,
+                detail: failure.detail.as_deref(),
+                error: &failure.error,
+                key: Some(&failure.record.key),
+                origin: &failure.record.origin,
+                record: Some(&failure.record),
+            })
+            .map_err(|e| io_error(dead.path(), e))?;
         }
         if !kept.is_empty() {
             let sink = &mut self.sink;
@@ -657,117 +647,4 @@ async fn continue_previous(
         previous.counts.written
     );
     Ok(at)
-}
-
-/// Runs the plugins in order on the records that are left; rejected and failed
-/// records go to the dead-letter file, dropped ones count as filtered.
-async fn run_plugins(
-    plugins: &mut [Plugin],
-    ctx: &RunContext,
-    mut kept: Vec<Checkpoint>,
-    dead: &mut DeadLetter,
-    stats: &mut RunStats,
-    shutdown: &Shutdown,
-) -> Result<Vec<Checkpoint>, RunError> {
-    for plugin in plugins.iter_mut() {
-        if kept.is_empty() {
-            break;
-        }
-        let refs: Vec<&Checkpoint> = kept.iter().collect();
-        let outcomes = match plugin.run(ctx, &refs, shutdown.wait()).await {
-            Ok(o) => o,
-            Err(crate::plugins::PluginError::Interrupted(_)) => {
-                return Err(RunError::Interrupted {
-                    written: stats.written,
-                    state: String::new(),
-                });
-            }
-            Err(e) => {
-                // The whole batch failed in this plugin: every record of it goes to the
-                // dead-letter file, the run goes on. The (bounded) message is stored
-                // once, on the batch's first line; each line names it briefly.
-                let message = e.to_string();
-                let (summary, cut) = plugin_failure_summary(&message, ctx.batch_index);
-                tracing::warn!(
-                    "{message}: {} record(s) of batch {} to the dead-letter file",
-                    kept.len(),
-                    ctx.batch_index
-                );
-                for (i, record) in kept.iter().enumerate() {
-                    dead.add(Entry {
-                        stage: Stage::Plugin,
-                        error: &summary,
-                        detail: (cut && i == 0).then_some(message.as_str()),
-                        key: Some(&record.key),
-                        origin: &record.origin,
-                        record: Some(record),
-                    })
-                    .map_err(|e| io_error(dead.path(), e))?;
-                }
-                return Ok(Vec::new());
-            }
-        };
-        let mut next = Vec::with_capacity(kept.len());
-        for (mut record, outcome) in kept.into_iter().zip(outcomes) {
-            let failure = match outcome {
-                Outcome::Keep => None,
-                Outcome::Drop => {
-                    stats.filtered += 1;
-                    continue;
-                }
-                Outcome::Reject(reason) => Some(format!(
-                    "plugin {} rejected it: {}",
-                    plugin.label,
-                    output::one_line(&reason, output::MAX_REASON_BYTES)
-                )),
-                Outcome::Patch { ts, metadata_json } => {
-                    crate::plugins::apply_patch(&mut record, ts, metadata_json)
-                        .err()
-                        .map(|e| format!("plugin {}: {e}", plugin.label))
-                }
-            };
-            match failure {
-                None => next.push(record),
-                Some(error) => dead
-                    .add(Entry {
-                        stage: Stage::Plugin,
-                        error: &error,
-                        detail: None,
-                        key: Some(&record.key),
-                        origin: &record.origin,
-                        record: Some(&record),
-                    })
-                    .map_err(|e| io_error(dead.path(), e))?,
-            }
-        }
-        kept = next;
-    }
-    Ok(kept)
-}
-
-/// What each dead-letter line of a batch that failed in a plugin says: the message,
-/// or when it is long its start and where the whole of it is (then `true`).
-fn plugin_failure_summary(message: &str, batch_index: u64) -> (String, bool) {
-    let short = output::one_line(message, output::MAX_ERROR_SUMMARY_BYTES);
-    if short == message {
-        (format!("{message} (batch {batch_index})"), false)
-    } else {
-        (
-            format!(
-                "{short} (batch {batch_index}; the whole message is in `error_detail` on this batch's first dead-letter line)"
-            ),
-            true,
-        )
-    }
-}
-
-/// Notices are grouped in the summary without their parenthesized detail, so
-/// "(12 bytes)" and "(13 bytes)" count as one kind.
-fn notice_kind(notice: &str) -> String {
-    match (notice.find(" ("), notice.find(')')) {
-        (Some(start), Some(end)) if end > start => {
-            format!("{}{}", &notice[..start], &notice[end + 1..])
-        }
-        _ => notice.to_owned(),
-    }
 }
