@@ -201,6 +201,8 @@ impl ParquetItemSink {
                 ),
                 KeyValue::new("ckpt_migrate.state".into(), "store".to_owned()),
             ],
+            // Item values are small and may repeat: every column keeps its dictionary.
+            &[],
         );
         Ok(Self {
             partial: crate::sinks::partial_path(&config.output_path),
