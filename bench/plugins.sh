@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Plugin costs in Rust, Python and JavaScript, in one run on the same data:
 #   - per-record overhead of a no-op filter (keeps every record, reads nothing) and of
-#     add_metadata (reads and patches the metadata), against the same run without
+#     add_metadata (reads and patches the metadata), and of the Rust normalize_timestamps
+#     (reads and patches ts), against the same run without
 #     plugins, on a scaled SqliteSaver database → JSON;
 #   - compile time of each component, cold (empty cache) and from the cache, and the
 #     time to instantiate it (from `plugin check --verbose`'s log).
@@ -44,7 +45,13 @@ records="$(sqlite3 "$db" 'SELECT COUNT(*) FROM checkpoints' 2>/dev/null || "$pyt
 mkdir -p bench/results
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
 work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+# The exports go to memory (tmpfs) when there is one: what is measured is the plugins'
+# cost, and creating a thousand files on a disk where the last run's were just
+# deleted swung the same run's kernel time twofold (ext4). BENCH_OUT=DIR chooses.
+out_root="${BENCH_OUT:-}"
+if [ -z "$out_root" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then out_root=/dev/shm; fi
+out_root="$(mktemp -d "${out_root:-$work}/ckpt-bench.XXXXXX")"
+trap 'rm -rf "$work" "$out_root"' EXIT
 results="$work/results.jsonl"
 cache="$work/cache"
 
@@ -55,16 +62,16 @@ configs=()
 prepare() { # name yaml-plugins
   local name="$1" plugins="$2" yaml="$work/$1.yaml"
   printf 'source_type: sqlite\nsource_config: {connection_string: "%s"}\ndestination_type: json\ndestination_config: {output_dir: "%s"}\nmax_errors: 0\n%s' \
-    "$db" "$work/out-$name" "$plugins" > "$yaml"
+    "$db" "$out_root/out-$name" "$plugins" > "$yaml"
   CKPT_MIGRATE_CACHE_DIR="$cache" "$bin" --config "$yaml" --restart >/dev/null 2>&1 || true
-  rm -rf "$work/out-$name" .ckpt-migrate
+  rm -rf "$out_root/out-$name" .ckpt-migrate
   configs+=("$name")
 }
 measure() { # name round
   local name="$1" r
   r=$(CKPT_MIGRATE_CACHE_DIR="$cache" python3 bench/measure.py -- "$bin" --config "$work/$name.yaml" --restart)
   echo "{\"run\": \"$name\", \"round\": $2, \"result\": $r}" >> "$results"
-  rm -rf "$work/out-$name" .ckpt-migrate
+  rm -rf "$out_root/out-$name" .ckpt-migrate
 }
 
 entry() { printf '  - path: "%s"\n    config: %s\n' "$1" "$2"; }
@@ -76,6 +83,7 @@ prepare noop_rust "$(filter "$keep_prefix" '{prefix: ""}')"
 prepare noop_python "$(filter "$(guest python/gate)" '{prefix: ""}')"
 prepare noop_js "$(filter "$(guest js/gate)" '{prefix: ""}')"
 prepare add_metadata_rust "transformers: [add_metadata]"
+prepare normalize_timestamps_rust "transformers: [normalize_timestamps]"
 prepare add_metadata_python "transformers:
 $(entry "$(guest python/add_metadata)" '{}')"
 prepare add_metadata_js "transformers:
@@ -112,10 +120,10 @@ load_times add_metadata_rust "$PWD/target/wasm-plugins/wasm32-wasip2/release/add
 load_times add_metadata_python "$(guest python/add_metadata)"
 load_times add_metadata_js "$(guest js/add_metadata)"
 
-python3 - "$results" "bench/results/plugins-$stamp" "$records" <<'PY'
+python3 - "$results" "bench/results/plugins-$stamp" "$records" "$out_root" <<'PY'
 import json, os, platform, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-out, records = sys.argv[2], int(sys.argv[3])
+out, records, out_root = sys.argv[2], int(sys.argv[3]), sys.argv[4]
 machine = f"{os.cpu_count()} cores, {platform.machine()}, {platform.platform()}"
 def median(values):
     values = sorted(values)
@@ -133,7 +141,7 @@ for name, results in runs.items():
                      "cpu_s": round(median([r["cpu_s"] for r in results]), 3),
                      "peak_rss_mib": max(r["peak_rss_mib"] for r in results)}
 base = summary["none"]
-table = [f"{records} checkpoints, SQLite → JSON, release build; {len(runs['none'])} rounds, every configuration in turn; "
+table = [f"{records} checkpoints, SQLite → JSON (written under {os.path.dirname(out_root)}), release build; {len(runs['none'])} rounds, every configuration in turn; "
          "medians. Throughput = median wall without plugins ÷ median wall; CPU per record = "
          "(median CPU − median CPU without plugins) ÷ checkpoints.", "",
          "| run | wall (median, range) | CPU (user+sys) | peak RSS | CPU per record | throughput vs no plugin |", "|---|---|---|---|---|---|"]
@@ -146,7 +154,7 @@ table += ["", "| component | size | `plugin check` cold (compile) | from the cac
 for r in (r for r in rows if "load" in r):
     inst = "—" if r["instantiate_ms"] is None else f"{r['instantiate_ms']:.1f} ms"
     table.append(f"| {r['load']} | {r['bytes'] / 1e6:.1f} MB | {r['check_cold_s']} s | {r['check_cached_s']} s | {inst} |")
-json.dump({"machine": machine, "records": records, "summary": summary, "rows": rows}, open(out + ".json", "w"), indent=1)
+json.dump({"machine": machine, "records": records, "output_dir": os.path.dirname(out_root), "summary": summary, "rows": rows}, open(out + ".json", "w"), indent=1)
 open(out + ".md", "w").write(f"Machine: {machine}\n\n" + "\n".join(table) + "\n")
 print(f"Machine: {machine}\n\n" + "\n".join(table))
 print(f"\nfigures in {out}.json and {out}.md")
