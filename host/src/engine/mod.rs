@@ -2,9 +2,10 @@
 //!
 //! The source runs in its own task and hands batches over a bounded channel, so
 //! reading and decoding overlap plugin calls and writing while memory stays bounded
-//! (at most [`IN_FLIGHT_BATCHES`] batches wait). Records fail one by one into the dead-letter
-//! file; only store errors that retries cannot fix stop the run. After every batch the
-//! sink makes its output durable and the resume state records how far it got.
+//! (at most [`IN_FLIGHT_BATCHES`] batches wait). Records fail one by one into the
+//! dead-letter file; only store errors that retries cannot fix stop the run. After
+//! every batch the sink makes its output durable and the resume state records how far
+//! it got.
 
 pub mod dead_letter;
 pub mod fault;
