@@ -122,13 +122,10 @@ load_times add_metadata_js "$(guest js/add_metadata)"
 
 python3 - "$results" "bench/results/plugins-$stamp" "$records" "$out_root" <<'PY'
 import json, os, platform, sys
+from statistics import median
 rows = [json.loads(l) for l in open(sys.argv[1])]
 out, records, out_root = sys.argv[2], int(sys.argv[3]), sys.argv[4]
 machine = f"{os.cpu_count()} cores, {platform.machine()}, {platform.platform()}"
-def median(values):
-    values = sorted(values)
-    return values[len(values) // 2] if len(values) % 2 else (values[len(values) // 2 - 1] + values[len(values) // 2]) / 2
-
 # Every configuration's rounds, summed up by their medians (wall and CPU apart).
 runs = {}
 for r in (r for r in rows if "run" in r):

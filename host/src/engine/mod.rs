@@ -352,15 +352,11 @@ impl<'a> Migration<'a> {
             };
             if !self.plugins.is_empty() {
                 let ctx = self.plugin_context();
-                match batch
-                    .run_plugins(&mut self.plugins, &ctx, self.shutdown)
-                    .await
-                {
-                    Ok(()) => {}
-                    // Stopped inside a plugin call: nothing of this batch was written
-                    // or recorded, so the state stays at the last confirmed batch.
-                    Err(RunError::Interrupted { .. }) => return End::Interrupted,
-                    Err(e) => return End::Failed(e),
+                let ran = batch.run_plugins(&mut self.plugins, &ctx, self.shutdown);
+                // Stopped inside a plugin call: nothing of this batch was written or
+                // recorded, so the state stays at the last confirmed batch.
+                if ran.await.is_err() {
+                    return End::Interrupted;
                 }
             }
             let last_key = batch.batch.last_key.clone();

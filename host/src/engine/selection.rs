@@ -4,7 +4,6 @@
 //! dead-letter file in the order they happened.
 
 use super::dead_letter::Stage;
-use crate::error::RunError;
 use crate::filters::{Filters, Selected};
 use crate::plugins::{Outcome, Plugin, PluginError, RunContext, output};
 use crate::record::Checkpoint;
@@ -25,6 +24,10 @@ pub(super) struct Selection {
     /// on: the order the dead-letter file gets them in.
     pub failures: Vec<Failure>,
 }
+
+/// A stop request (Ctrl-C) came while a plugin was working on the batch: nothing of
+/// it may be written.
+pub(super) struct Stopped;
 
 /// A record that goes to the dead-letter file, and why.
 pub(super) struct Failure {
@@ -74,13 +77,13 @@ impl Selection {
 
     /// Runs the plugins in order on the kept records: dropped ones count as filtered,
     /// rejected ones (and a whole batch a plugin failed on) become failures, patches
-    /// are applied. Only a stop request (Ctrl-C inside a plugin call) is an error.
+    /// are applied. Only a stop request (Ctrl-C inside a plugin call) ends it early.
     pub async fn run_plugins(
         &mut self,
         plugins: &mut [Plugin],
         ctx: &RunContext,
         stop: &super::Shutdown,
-    ) -> Result<(), RunError> {
+    ) -> Result<(), Stopped> {
         for plugin in plugins.iter_mut() {
             if self.kept.is_empty() {
                 break;
@@ -88,12 +91,7 @@ impl Selection {
             let refs: Vec<&Checkpoint> = self.kept.iter().collect();
             let outcomes = match plugin.run(ctx, &refs, stop.wait()).await {
                 Ok(o) => o,
-                Err(PluginError::Interrupted(_)) => {
-                    return Err(RunError::Interrupted {
-                        written: 0,
-                        state: String::new(),
-                    });
-                }
+                Err(PluginError::Interrupted(_)) => return Err(Stopped),
                 Err(e) => {
                     self.fail_whole_batch(&e.to_string(), ctx.batch_index);
                     return Ok(());

@@ -218,7 +218,7 @@ pub(super) fn io_error(path: &Path, what: &str, e: impl std::fmt::Display) -> St
 /// origins), as column paths (a list's values sit under `list.item`). Metadata,
 /// pending writes and times often repeat, and their dictionaries pay: measured on the
 /// bench fixture, pending writes are 300× smaller with one.
-pub(super) const UNIQUE_COLUMNS: &[&[&str]] = &[
+const UNIQUE_COLUMNS: &[&[&str]] = &[
     &["checkpoint_id"],
     &["parent_checkpoint_id"],
     &["checkpoint_json"],
