@@ -325,7 +325,7 @@ pub fn decode_record(checkpoint: &mut Checkpoint) -> Result<(), DecodeError> {
 /// for `msgpack`. Used when a plugin changes the metadata.
 pub fn encode_like(like: &TypedValue, value: &Value) -> Result<TypedValue, String> {
     match like.type_tag.as_str() {
-        "json" => Ok(TypedValue::new("json", value.to_string())),
+        "json" => Ok(TypedValue::new("json", crate::json_text::to_string(value))),
         "msgpack" => {
             let mut out = Vec::new();
             rmpv::encode::write_value(&mut out, &json_to_msgpack(value))
@@ -382,7 +382,7 @@ pub fn set_document_ts(doc: &TypedValue, ts: &str) -> Result<TypedValue, String>
                 return Err("checkpoint is not a map".into());
             };
             map.insert("ts".into(), Value::String(ts.to_owned()));
-            Ok(TypedValue::new("json", value.to_string()))
+            Ok(TypedValue::new("json", crate::json_text::to_string(&value)))
         }
         other => Err(format!("cannot rewrite a checkpoint stored as {other:?}")),
     }

@@ -621,7 +621,15 @@ pub fn apply_patch(
         record.metadata = raw;
         if let Some(view) = record.view.as_mut() {
             match &mut view.text {
-                Some(text) => text.metadata = crate::json_text::to_string(&metadata),
+                // Metadata stored as JSON is the view's text already (both are
+                // serde_json's compact text): written once, not twice.
+                Some(text) => {
+                    text.metadata = match record.metadata.type_tag.as_str() {
+                        "json" => String::from_utf8(record.metadata.bytes.clone())
+                            .expect("written from a String"),
+                        _ => crate::json_text::to_string(&metadata),
+                    }
+                }
                 None => view.metadata = metadata,
             }
         }
