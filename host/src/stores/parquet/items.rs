@@ -25,7 +25,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::KeyValue;
 
 use super::config::ParquetSinkConfig;
-use super::write::io_error;
+use super::write::{io_error, strings};
 use crate::error::{ConfigError, OpenError, StoreError};
 use crate::items::{ItemKey, ItemSink, ItemVector, ItemWrite, StoreItem, namespace_text};
 use crate::record::Origin;
@@ -69,18 +69,8 @@ pub fn items_batch(items: &[StoreItem]) -> Result<RecordBatch, String> {
                 items.iter().map(|i| namespace_text(&i.key.namespace)),
             )),
         ),
-        (
-            "key",
-            Arc::new(StringArray::from_iter_values(
-                items.iter().map(|i| &i.key.key),
-            )),
-        ),
-        (
-            "value_json",
-            Arc::new(StringArray::from_iter_values(
-                items.iter().map(|i| i.value.get()),
-            )),
-        ),
+        ("key", strings(items.iter().map(|i| i.key.key.as_str()))),
+        ("value_json", strings(items.iter().map(|i| i.value.get()))),
         (
             "created_at",
             times(items.iter().map(|i| micros(&i.created_at))),
