@@ -17,6 +17,8 @@ need_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok
 
 need_pkg ca-certificates
 need_pkg pkg-config
+# make: jemalloc (the allocator, built from source by tikv-jemalloc-sys).
+need_pkg make
 if [ "$mode" = tests ]; then
   # Test servers: PostgreSQL (server + psql to load pg_dump files), Redis.
   need_pkg postgresql

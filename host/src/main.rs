@@ -16,11 +16,14 @@ use ckpt_migrate::stores::qdrant::search;
 use ckpt_migrate::{dry_run, error::RunError, migrate_items, verify};
 use clap::Parser;
 
-/// mimalloc instead of glibc's malloc: a run allocates and frees many small values per
-/// record, and glibc spent about half of a SQLite → Parquet run in malloc/free
-/// (`perf`, docs/performance.md); mimalloc's thread-local free lists avoid that.
+/// jemalloc for the whole process (Rust and SQLite's C code alike): a run allocates
+/// and frees many small values per record, and glibc's malloc spent about half of a
+/// SQLite → Parquet run in malloc/free. Against mimalloc, which it replaced, jemalloc
+/// with its dirty pages returned after a second (`.cargo/config.toml`) keeps peak
+/// RSS 35–45 % lower at no CPU cost, and SQLite's allocations leaving glibc took
+/// another 15 % of CPU off (docs/decisions.md, Performance).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
