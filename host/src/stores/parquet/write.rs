@@ -622,8 +622,23 @@ mod tests {
             (column.value(0), column.value(2), column.value(3)),
             ("a", "", "日本")
         );
-        // The buffer was allocated once, for exactly the bytes given.
         assert_eq!(column.value_data().len(), "a日本".len());
+
+        // The values' buffer is allocated once, for the bytes given (Arrow rounds up
+        // to 64 bytes): grown by doubling it would end anywhere up to twice as big.
+        let value = "v".repeat(100);
+        let column = strings(std::iter::repeat_n(value.as_str(), 1000));
+        let column = column
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("strings");
+        let bytes = 100 * 1000;
+        assert_eq!(column.value_data().len(), bytes);
+        assert!(
+            column.values().capacity() < bytes + 64,
+            "capacity {} for {bytes} bytes",
+            column.values().capacity()
+        );
 
         // A column with no null has no null buffer (the schema says "not null").
         let column = strings(["x", "yz"].into_iter());
