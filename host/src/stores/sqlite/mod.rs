@@ -5,6 +5,7 @@
 //! - [`read`]: the source. [`write`]: the destination.
 //! - this file: what both sides share (connection strings, errors, the table shape).
 
+mod blocking;
 pub mod config;
 mod items;
 mod read;
@@ -97,18 +98,7 @@ pub(crate) fn write_error(
 
 /// Opens an existing database to read, never writing to it.
 pub(crate) async fn connect_read_only(path: &Path) -> Result<SqliteConnection, StoreError> {
-    if !path.exists() {
-        return Err(StoreError::fatal(format!(
-            "SQLite database {} does not exist",
-            path.display()
-        )));
-    }
-    if !path.is_file() {
-        return Err(StoreError::fatal(format!(
-            "SQLite database {} is not a file",
-            path.display()
-        )));
-    }
+    check_database_file(path)?;
     let options = SqliteConnectOptions::new()
         .filename(path)
         .read_only(true)
@@ -123,6 +113,23 @@ pub(crate) async fn connect_read_only(path: &Path) -> Result<SqliteConnection, S
             .await
             .map_err(|e| sql_error(path, "cannot open", e)),
     }
+}
+
+/// A database to read is a file that exists (SQLite would create an empty one).
+pub(crate) fn check_database_file(path: &Path) -> Result<(), StoreError> {
+    if !path.exists() {
+        return Err(StoreError::fatal(format!(
+            "SQLite database {} does not exist",
+            path.display()
+        )));
+    }
+    if !path.is_file() {
+        return Err(StoreError::fatal(format!(
+            "SQLite database {} is not a file",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Opens a database to write, creating the file (and its directory) when missing, in

@@ -6,18 +6,15 @@
 //! the same at the end of the table as at the start.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use futures_util::TryStreamExt;
-use sqlx::Row;
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use rusqlite::types::Value;
+use rusqlite::{Connection, Row, params_from_iter};
 
+use super::blocking::{self, Blocking};
 use super::config::SqliteSourceConfig;
-use super::{
-    CHECKPOINT_COLUMNS, WRITE_COLUMNS, check_columns, path_from_connection_string, sql_error,
-    table_columns,
-};
+use super::{CHECKPOINT_COLUMNS, WRITE_COLUMNS, check_columns, path_from_connection_string};
 use crate::error::OpenError;
 use crate::error::StoreError;
 use crate::filters::{Filters, ThreadPushdown};
@@ -27,7 +24,16 @@ use crate::sources::{BatchLimits, FailedRead, Source, SourceBatch, ThreadCounts}
 use crate::stores::sql::{self, Dialect};
 
 pub struct SqliteSource {
-    conn: SqliteConnection,
+    /// Reads on tokio's blocking pool, one call at a time.
+    reader: Blocking<Reader>,
+    path: PathBuf,
+    /// The pushed-down filters, for the log.
+    pushdown_summary: String,
+}
+
+/// The connection and where reading is.
+struct Reader {
+    conn: Connection,
     path: PathBuf,
     pushdown: ThreadPushdown,
     /// `writes` exists (SqliteSaver always creates it; hand-made databases may not).
@@ -46,46 +52,43 @@ pub struct SqliteSource {
 const SHARD_TABLE: &str = "temp.ckpt_migrate_shard_threads";
 
 /// Lists the threads of `shard` into [`SHARD_TABLE`]; returns how many.
-async fn fill_shard_table(
-    conn: &mut SqliteConnection,
-    path: &std::path::Path,
+fn fill_shard_table(
+    conn: &Connection,
+    path: &Path,
     shard: &crate::shard::Shard,
 ) -> Result<usize, StoreError> {
-    let failed = |what: &str, e| sql_error(path, what, e);
+    let failed = |what: &'static str| move |e| blocking::error(path, what, e);
     let threads: Vec<String> = {
-        let mut stream =
-            sqlx::query_scalar::<_, String>("SELECT DISTINCT thread_id FROM checkpoints")
-                .fetch(&mut *conn);
+        let listing = failed("listing the threads of the shard");
+        let mut statement = conn
+            .prepare("SELECT DISTINCT thread_id FROM checkpoints")
+            .map_err(listing)?;
+        let mut rows = statement.query([]).map_err(listing)?;
         let mut mine = Vec::new();
-        while let Some(thread) = stream
-            .try_next()
-            .await
-            .map_err(|e| failed("listing the threads of the shard", e))?
-        {
+        while let Some(row) = rows.next().map_err(listing)? {
+            let thread: String = row.get(0).map_err(listing)?;
             if shard.contains(&thread) {
                 mine.push(thread);
             }
         }
         mine
     };
-    sqlx::query(&format!(
-        "CREATE TEMP TABLE IF NOT EXISTS {} (thread_id TEXT PRIMARY KEY) WITHOUT ROWID",
-        SHARD_TABLE.trim_start_matches("temp.")
-    ))
-    .execute(&mut *conn)
-    .await
-    .map_err(|e| failed("creating the shard's thread list", e))?;
-    for chunk in threads.chunks(500) {
-        let values = vec!["(?)"; chunk.len()].join(", ");
-        let sql = format!("INSERT OR IGNORE INTO {SHARD_TABLE} (thread_id) VALUES {values}");
-        let mut query = sqlx::query(&sql);
-        for thread in chunk {
-            query = query.bind(thread);
-        }
-        query
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| failed("filling the shard's thread list", e))?;
+    conn.execute(
+        &format!(
+            "CREATE TEMP TABLE IF NOT EXISTS {} (thread_id TEXT PRIMARY KEY) WITHOUT ROWID",
+            SHARD_TABLE.trim_start_matches("temp.")
+        ),
+        [],
+    )
+    .map_err(failed("creating the shard's thread list"))?;
+    let filling = failed("filling the shard's thread list");
+    let mut insert = conn
+        .prepare(&format!(
+            "INSERT OR IGNORE INTO {SHARD_TABLE} (thread_id) VALUES (?)"
+        ))
+        .map_err(filling)?;
+    for thread in &threads {
+        insert.execute([thread]).map_err(filling)?;
     }
     Ok(threads.len())
 }
@@ -93,8 +96,26 @@ async fn fill_shard_table(
 impl SqliteSource {
     pub async fn open(config: &SqliteSourceConfig, filters: &Filters) -> Result<Self, StoreError> {
         let path = path_from_connection_string(&config.connection_string);
-        let mut conn = super::connect_read_only(&path).await?;
-        let tables = super::table_names(&mut conn, &path).await?;
+        let pushdown = filters.thread_pushdown();
+        let reader = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || Reader::open(path, pushdown))
+                .await
+                .map_err(|e| StoreError::fatal(format!("SQLite: opening stopped: {e}")))??
+        };
+        let pushdown_summary = sql::pushdown_summary(&reader.filter_sql().0);
+        Ok(Self {
+            reader: Blocking::new(reader, &path),
+            path,
+            pushdown_summary,
+        })
+    }
+}
+
+impl Reader {
+    fn open(path: PathBuf, pushdown: ThreadPushdown) -> Result<Self, StoreError> {
+        let conn = blocking::open_read_only(&path)?;
+        let tables = blocking::table_names(&conn, &path)?;
         if !tables.iter().any(|t| t == "checkpoints") {
             let hint = if tables.iter().any(|t| t == "store") {
                 " It holds a LangGraph Store (long-term memory): move its items with --state store."
@@ -108,12 +129,12 @@ impl SqliteSource {
                 &format!("is this a LangGraph SqliteSaver database?{hint}"),
             ));
         }
-        let columns = table_columns(&mut conn, &path, "checkpoints").await?;
+        let columns = blocking::table_columns(&conn, &path, "checkpoints")?;
         check_columns(&path, "checkpoints", &columns, &CHECKPOINT_COLUMNS)?;
         let has_writes = tables.iter().any(|t| t == "writes");
         let mut has_task_path = false;
         if has_writes {
-            let columns = table_columns(&mut conn, &path, "writes").await?;
+            let columns = blocking::table_columns(&conn, &path, "writes")?;
             check_columns(&path, "writes", &columns, &WRITE_COLUMNS)?;
             has_task_path = columns.iter().any(|c| c == "task_path");
         } else {
@@ -122,10 +143,9 @@ impl SqliteSource {
                 path.display()
             );
         }
-        let pushdown = filters.thread_pushdown();
         let shard_table = match &pushdown.shard {
             Some(shard) => {
-                let threads = fill_shard_table(&mut conn, &path, shard).await?;
+                let threads = fill_shard_table(&conn, &path, shard)?;
                 tracing::debug!(
                     "SQLite {}: shard {shard} has {threads} thread(s)",
                     path.display()
@@ -167,8 +187,10 @@ impl SqliteSource {
         }
     }
 
-    async fn read_writes(
-        &mut self,
+    /// The pending writes of the checkpoints from `first` to `last`: one range query
+    /// on `writes`' primary key.
+    fn read_writes(
+        &self,
         first: &CheckpointKey,
         last: &CheckpointKey,
     ) -> Result<HashMap<CheckpointKey, Vec<PendingWrite>>, StoreError> {
@@ -191,47 +213,37 @@ impl SqliteSource {
                AND (thread_id, checkpoint_ns, checkpoint_id) <= (?, ?, ?) {shard}\
              ORDER BY thread_id, checkpoint_ns, checkpoint_id, {task_path}, task_id, idx"
         );
-        let rows = sqlx::query(&sql)
-            .bind(&first.thread_id)
-            .bind(&first.checkpoint_ns)
-            .bind(&first.checkpoint_id)
-            .bind(&last.thread_id)
-            .bind(&last.checkpoint_ns)
-            .bind(&last.checkpoint_id)
-            .fetch_all(&mut self.conn)
-            .await
-            .map_err(|e| sql_error(&self.path, "reading `writes`", e))?;
-        for row in rows {
+        let path = &self.path;
+        let reading = |e| blocking::error(path, "reading `writes`", e);
+        let column = |name: &'static str| move |e| blocking::error(path, name, e);
+        let mut statement = self.conn.prepare_cached(&sql).map_err(reading)?;
+        let mut rows = statement
+            .query([
+                &first.thread_id,
+                &first.checkpoint_ns,
+                &first.checkpoint_id,
+                &last.thread_id,
+                &last.checkpoint_ns,
+                &last.checkpoint_id,
+            ])
+            .map_err(reading)?;
+        while let Some(row) = rows.next().map_err(reading)? {
             let key = CheckpointKey {
-                thread_id: row
-                    .try_get(0)
-                    .map_err(|e| sql_error(&self.path, "writes.thread_id", e))?,
-                checkpoint_ns: row
-                    .try_get(1)
-                    .map_err(|e| sql_error(&self.path, "writes.checkpoint_ns", e))?,
-                checkpoint_id: row
-                    .try_get(2)
-                    .map_err(|e| sql_error(&self.path, "writes.checkpoint_id", e))?,
+                thread_id: row.get(0).map_err(column("writes.thread_id"))?,
+                checkpoint_ns: row.get(1).map_err(column("writes.checkpoint_ns"))?,
+                checkpoint_id: row.get(2).map_err(column("writes.checkpoint_id"))?,
             };
             let write = PendingWrite {
-                task_id: row
-                    .try_get(3)
-                    .map_err(|e| sql_error(&self.path, "writes.task_id", e))?,
-                task_path: row
-                    .try_get(4)
-                    .map_err(|e| sql_error(&self.path, "writes.task_path", e))?,
-                idx: row
-                    .try_get(5)
-                    .map_err(|e| sql_error(&self.path, "writes.idx", e))?,
-                channel: row
-                    .try_get(6)
-                    .map_err(|e| sql_error(&self.path, "writes.channel", e))?,
+                task_id: row.get(3).map_err(column("writes.task_id"))?,
+                task_path: row.get(4).map_err(column("writes.task_path"))?,
+                idx: row.get(5).map_err(column("writes.idx"))?,
+                channel: row.get(6).map_err(column("writes.channel"))?,
                 value: TypedValue::new(
-                    row.try_get::<Option<String>, _>(7)
-                        .map_err(|e| sql_error(&self.path, "writes.type", e))?
+                    row.get::<_, Option<String>>(7)
+                        .map_err(column("writes.type"))?
                         .unwrap_or_default(),
-                    row.try_get::<Option<Vec<u8>>, _>(8)
-                        .map_err(|e| sql_error(&self.path, "writes.value", e))?
+                    row.get::<_, Option<Vec<u8>>>(8)
+                        .map_err(column("writes.value"))?
                         .unwrap_or_default(),
                 ),
             };
@@ -239,68 +251,8 @@ impl SqliteSource {
         }
         Ok(by_key)
     }
-}
 
-/// One `checkpoints` row: its key (an unreadable key is an error of the whole read),
-/// then the record's parts or why it cannot be one.
-type RowRead = (CheckpointKey, Result<RowParts, String>);
-
-fn checkpoint_from_row(row: &SqliteRow) -> Result<RowRead, String> {
-    let text = |i: usize, name: &str| -> Result<String, String> {
-        row.try_get::<String, _>(i)
-            .map_err(|e| format!("column {name}: {e}"))
-    };
-    let key = CheckpointKey {
-        thread_id: text(0, "thread_id")?,
-        checkpoint_ns: text(1, "checkpoint_ns")?,
-        checkpoint_id: text(2, "checkpoint_id")?,
-    };
-    let parts = (|| {
-        Ok(RowParts {
-            parent: row
-                .try_get::<Option<String>, _>(3)
-                .map_err(|e| format!("column parent_checkpoint_id: {e}"))?,
-            type_tag: row
-                .try_get::<Option<String>, _>(4)
-                .map_err(|e| format!("column type: {e}"))?,
-            checkpoint: row
-                .try_get::<Option<Vec<u8>>, _>(5)
-                .map_err(|e| format!("column checkpoint: {e}"))?,
-            metadata: row
-                .try_get::<Option<Vec<u8>>, _>(6)
-                .map_err(|e| format!("column metadata: {e}"))?,
-        })
-    })();
-    Ok((key, parts))
-}
-
-struct RowParts {
-    parent: Option<String>,
-    type_tag: Option<String>,
-    checkpoint: Option<Vec<u8>>,
-    metadata: Option<Vec<u8>>,
-}
-
-#[async_trait]
-impl Source for SqliteSource {
-    fn describe(&self) -> String {
-        format!("SQLite {}", self.path.display())
-    }
-
-    fn resume_after(&mut self, key: CheckpointKey) {
-        self.after = Some(key);
-        self.done = false;
-    }
-
-    fn counts_cheaply(&self) -> bool {
-        true
-    }
-
-    fn pushdown_summary(&self) -> String {
-        sql::pushdown_summary(&self.filter_sql().0)
-    }
-
-    async fn next_batch(&mut self, limits: BatchLimits) -> Result<Option<SourceBatch>, StoreError> {
+    fn next_batch(&mut self, limits: BatchLimits) -> Result<Option<SourceBatch>, StoreError> {
         if self.done {
             return Ok(None);
         }
@@ -325,25 +277,22 @@ impl Source for SqliteSource {
              CAST(checkpoint AS BLOB), CAST(metadata AS BLOB) FROM checkpoints {where_sql} \
              ORDER BY thread_id, checkpoint_ns, checkpoint_id LIMIT ?"
         );
-        let mut query = sqlx::query(&sql);
-        for p in &params {
-            query = query.bind(p);
-        }
         let limit = i64::try_from(limits.max_records).unwrap_or(i64::MAX);
-        query = query.bind(limit);
+        let values = params
+            .into_iter()
+            .map(Value::Text)
+            .chain([Value::Integer(limit)]);
 
-        let mut rows: Vec<(CheckpointKey, Result<RowParts, String>)> = Vec::new();
+        let mut rows: Vec<RowRead> = Vec::new();
         let mut bytes = 0usize;
         let mut fetched = 0usize;
         {
-            let mut stream = query.fetch(&mut self.conn);
-            while let Some(row) = stream
-                .try_next()
-                .await
-                .map_err(|e| sql_error(&self.path, "reading `checkpoints`", e))?
-            {
+            let reading = |e| blocking::error(&self.path, "reading `checkpoints`", e);
+            let mut statement = self.conn.prepare_cached(&sql).map_err(reading)?;
+            let mut cursor = statement.query(params_from_iter(values)).map_err(reading)?;
+            while let Some(row) = cursor.next().map_err(reading)? {
                 fetched += 1;
-                match checkpoint_from_row(&row) {
+                match checkpoint_from_row(row) {
                     Ok((key, parts)) => {
                         if let Ok(p) = &parts {
                             bytes += p.checkpoint.as_ref().map_or(0, Vec::len)
@@ -375,7 +324,7 @@ impl Source for SqliteSource {
             return Ok(None);
         };
         let (first, last) = (first.0.clone(), last.0.clone());
-        let mut writes = self.read_writes(&first, &last).await?;
+        let mut writes = self.read_writes(&first, &last)?;
         let mut batch = SourceBatch {
             last_key: Some(last.clone()),
             ..SourceBatch::default()
@@ -423,7 +372,7 @@ impl Source for SqliteSource {
         Ok(Some(batch))
     }
 
-    async fn count_by_thread(&mut self, pushed: bool) -> Result<ThreadCounts, StoreError> {
+    fn count_by_thread(&self, pushed: bool) -> Result<ThreadCounts, StoreError> {
         let (clauses, params) = if pushed {
             self.filter_sql()
         } else {
@@ -433,27 +382,98 @@ impl Source for SqliteSource {
         let sql = format!(
             "SELECT thread_id, COUNT(*) FROM checkpoints {where_sql} GROUP BY thread_id ORDER BY thread_id"
         );
-        let mut query = sqlx::query(&sql);
-        for p in &params {
-            query = query.bind(p);
-        }
-        let rows = query
-            .fetch_all(&mut self.conn)
-            .await
-            .map_err(|e| sql_error(&self.path, "counting `checkpoints`", e))?;
+        let counting = |e| blocking::error(&self.path, "counting `checkpoints`", e);
+        let mut statement = self.conn.prepare(&sql).map_err(counting)?;
+        let mut rows = statement
+            .query(params_from_iter(params))
+            .map_err(counting)?;
         let mut counts = ThreadCounts::default();
-        for row in rows {
+        while let Some(row) = rows.next().map_err(counting)? {
             let thread: String = row
-                .try_get(0)
-                .map_err(|e| sql_error(&self.path, "checkpoints.thread_id", e))?;
+                .get(0)
+                .map_err(|e| blocking::error(&self.path, "checkpoints.thread_id", e))?;
             let n: i64 = row
-                .try_get(1)
-                .map_err(|e| sql_error(&self.path, "count", e))?;
+                .get(1)
+                .map_err(|e| blocking::error(&self.path, "count", e))?;
             counts
                 .per_thread
                 .insert(thread, u64::try_from(n).unwrap_or(0));
         }
         Ok(counts)
+    }
+}
+
+/// One `checkpoints` row: its key (an unreadable key is an error of the whole read),
+/// then the record's parts or why it cannot be one.
+type RowRead = (CheckpointKey, Result<RowParts, String>);
+
+fn checkpoint_from_row(row: &Row<'_>) -> Result<RowRead, String> {
+    let text = |i: usize, name: &str| -> Result<String, String> {
+        row.get::<_, String>(i)
+            .map_err(|e| format!("column {name}: {e}"))
+    };
+    let key = CheckpointKey {
+        thread_id: text(0, "thread_id")?,
+        checkpoint_ns: text(1, "checkpoint_ns")?,
+        checkpoint_id: text(2, "checkpoint_id")?,
+    };
+    let parts = (|| {
+        Ok(RowParts {
+            parent: row
+                .get::<_, Option<String>>(3)
+                .map_err(|e| format!("column parent_checkpoint_id: {e}"))?,
+            type_tag: row
+                .get::<_, Option<String>>(4)
+                .map_err(|e| format!("column type: {e}"))?,
+            checkpoint: row
+                .get::<_, Option<Vec<u8>>>(5)
+                .map_err(|e| format!("column checkpoint: {e}"))?,
+            metadata: row
+                .get::<_, Option<Vec<u8>>>(6)
+                .map_err(|e| format!("column metadata: {e}"))?,
+        })
+    })();
+    Ok((key, parts))
+}
+
+struct RowParts {
+    parent: Option<String>,
+    type_tag: Option<String>,
+    checkpoint: Option<Vec<u8>>,
+    metadata: Option<Vec<u8>>,
+}
+
+#[async_trait]
+impl Source for SqliteSource {
+    fn describe(&self) -> String {
+        format!("SQLite {}", self.path.display())
+    }
+
+    fn resume_after(&mut self, key: CheckpointKey) {
+        if let Some(reader) = self.reader.get_mut() {
+            reader.after = Some(key);
+            reader.done = false;
+        }
+    }
+
+    fn counts_cheaply(&self) -> bool {
+        true
+    }
+
+    fn pushdown_summary(&self) -> String {
+        self.pushdown_summary.clone()
+    }
+
+    async fn next_batch(&mut self, limits: BatchLimits) -> Result<Option<SourceBatch>, StoreError> {
+        self.reader
+            .call(move |reader| reader.next_batch(limits))
+            .await
+    }
+
+    async fn count_by_thread(&mut self, pushed: bool) -> Result<ThreadCounts, StoreError> {
+        self.reader
+            .call(move |reader| reader.count_by_thread(pushed))
+            .await
     }
 }
 

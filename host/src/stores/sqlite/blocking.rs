@@ -1,0 +1,159 @@
+//! Reading SQLite through rusqlite, from async code.
+//!
+//! sqlx runs a SQLite connection on a thread of its own, copies every value of a row
+//! into the row it sends across, and the caller copies it again; on a checkpoint
+//! export that was a fifth of the run (docs/decisions.md). Here the connection and
+//! whatever reads with it ([`Blocking`]) move onto tokio's blocking pool for one call
+//! and come back: rows are read where SQLite hands them out, and a blob is copied once,
+//! into the record.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::StoreError;
+
+/// `state` (a reader holding its connection), lent to the blocking pool one call at a
+/// time. Calls take `&mut self`, so the state is always here between them.
+pub(crate) struct Blocking<S> {
+    state: Option<S>,
+    path: PathBuf,
+}
+
+impl<S: Send + 'static> Blocking<S> {
+    pub(crate) fn new(state: S, path: &Path) -> Self {
+        Self {
+            state: Some(state),
+            path: path.to_owned(),
+        }
+    }
+
+    /// Runs `f` on the state on tokio's blocking pool.
+    pub(crate) async fn call<T, F>(&mut self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut S) -> Result<T, StoreError> + Send + 'static,
+    {
+        let mut state = self.take()?;
+        let (state, out) = tokio::task::spawn_blocking(move || {
+            let out = f(&mut state);
+            (state, out)
+        })
+        .await
+        .map_err(|e| {
+            StoreError::fatal(format!(
+                "SQLite {}: reading stopped: {e}",
+                self.path.display()
+            ))
+        })?;
+        self.state = Some(state);
+        out
+    }
+
+    /// The state between calls.
+    pub(crate) fn get_mut(&mut self) -> Option<&mut S> {
+        self.state.as_mut()
+    }
+
+    fn take(&mut self) -> Result<S, StoreError> {
+        self.state.take().ok_or_else(|| {
+            // Only a call that panicked keeps it.
+            StoreError::fatal(format!(
+                "SQLite {}: the connection was lost in an earlier failure",
+                self.path.display()
+            ))
+        })
+    }
+}
+
+/// An error of `what` on the database at `path`; busy and locked databases (another
+/// process writing) are worth retrying.
+pub(crate) fn error(path: &Path, what: &str, e: rusqlite::Error) -> StoreError {
+    let retriable = matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    );
+    StoreError {
+        message: format!("SQLite {}: {what}: {e}", path.display()),
+        retriable,
+    }
+}
+
+/// Opens an existing database to read, never writing to it.
+pub(crate) fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    super::check_database_file(path)?;
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let opened = Connection::open_with_flags(path, flags).and_then(|conn| {
+        // Opening is lazy: the first read finds a file that is not a database, or a
+        // WAL database whose `-shm` file cannot be created.
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
+        Ok(conn)
+    });
+    match opened {
+        Ok(conn) => Ok(conn),
+        // A WAL database in a read-only directory cannot create its `-shm` file:
+        // read it as immutable instead (nobody can be writing there anyway).
+        Err(first) => Connection::open_with_flags(immutable_uri(path), flags)
+            .map_err(|_| error(path, "cannot open", first)),
+    }
+}
+
+/// `file:` URI of `path` with `immutable=1`; `%`, `?` and `#` in the path are escaped.
+fn immutable_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
+}
+
+/// The names of the database's tables and views.
+pub(crate) fn table_names(conn: &Connection, path: &Path) -> Result<Vec<String>, StoreError> {
+    let failed = |e| error(path, "cannot read the schema (is it a SQLite database?)", e);
+    let mut statement = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
+        .map_err(failed)?;
+    statement
+        .query_map([], |row| row.get(0))
+        .map_err(failed)?
+        .collect::<Result<_, _>>()
+        .map_err(failed)
+}
+
+/// The column names of `table`.
+pub(crate) fn table_columns(
+    conn: &Connection,
+    path: &Path,
+    table: &str,
+) -> Result<Vec<String>, StoreError> {
+    let failed = |e| error(path, &format!("cannot read the columns of `{table}`"), e);
+    let mut statement = conn
+        .prepare("SELECT name FROM pragma_table_info(?)")
+        .map_err(failed)?;
+    statement
+        .query_map([table], |row| row.get(0))
+        .map_err(failed)?
+        .collect::<Result<_, _>>()
+        .map_err(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn immutable_uri_escapes_what_uris_reserve() {
+        assert_eq!(
+            immutable_uri(Path::new("/data/a?b#c%d.db")),
+            "file:/data/a%3fb%23c%25d.db?immutable=1"
+        );
+    }
+}
