@@ -22,7 +22,7 @@ use super::super::python::{self, Style};
 use super::{
     EXT_PYDANTIC_V1, EXT_PYDANTIC_V2, MAX_DEPTH, STACK_RED_ZONE, STACK_SEGMENT, ViewReader,
 };
-use crate::json_text;
+use crate::json_text::{self, TextBuf as _};
 
 /// The view of the one msgpack value `bytes` holds, as compact JSON text; notices as
 /// [`super::view_of_bytes`] gives them.
@@ -75,7 +75,9 @@ fn is_map(marker: Option<&u8>) -> bool {
 /// Writes the view's text while it reads the msgpack.
 struct TextWriter<'a, 'n> {
     reader: ViewReader<'a>,
-    out: String,
+    /// UTF-8 by construction (strings are checked as they are copied), made a
+    /// `String` once at the end.
+    out: Vec<u8>,
     notices: &'n mut Vec<String>,
     /// Hashes of the keys of the maps being written, innermost last (one buffer for
     /// every level, so a map costs no allocation of its own).
@@ -92,7 +94,7 @@ impl<'a, 'n> TextWriter<'a, 'n> {
     fn new(bytes: &'a [u8], notices: &'n mut Vec<String>) -> Self {
         Self {
             reader: ViewReader { bytes, pos: 0 },
-            out: String::with_capacity(bytes.len() + bytes.len() / 2),
+            out: Vec::with_capacity(bytes.len() + bytes.len() / 2),
             notices,
             key_hashes: Vec::new(),
             top_ts: None,
@@ -109,7 +111,8 @@ impl<'a, 'n> TextWriter<'a, 'n> {
                 self.reader.bytes.len()
             )));
         }
-        Ok(self.out)
+        String::from_utf8(self.out)
+            .map_err(|e| DecodeError::Msgpack(format!("the view is not UTF-8: {e}")))
     }
 
     fn value(&mut self, style: Style, depth: usize) -> Result<(), DecodeError> {
@@ -135,9 +138,9 @@ impl<'a, 'n> TextWriter<'a, 'n> {
         match marker {
             0x00..=0x7f => write_integer(&mut self.out, marker),
             0xe0..=0xff => write_integer(&mut self.out, i8::from_be_bytes([marker])),
-            0xc0 => self.out.push_str("null"),
-            0xc2 => self.out.push_str("false"),
-            0xc3 => self.out.push_str("true"),
+            0xc0 => self.out.push_text("null"),
+            0xc2 => self.out.push_text("false"),
+            0xc3 => self.out.push_text("true"),
             0xcc => write_integer(&mut self.out, u8::from_be_bytes(self.reader.array()?)),
             0xcd => write_integer(&mut self.out, u16::from_be_bytes(self.reader.array()?)),
             0xce => write_integer(&mut self.out, u32::from_be_bytes(self.reader.array()?)),
@@ -160,14 +163,14 @@ impl<'a, 'n> TextWriter<'a, 'n> {
             }
             0x90..=0x9f | 0xdc | 0xdd => {
                 let len = self.reader.container_len(marker)?;
-                self.out.push('[');
+                self.out.push(b'[');
                 for i in 0..len {
                     if i > 0 {
-                        self.out.push(',');
+                        self.out.push(b',');
                     }
                     self.value(style, depth + 1)?;
                 }
-                self.out.push(']');
+                self.out.push(b']');
             }
             0x80..=0x8f | 0xde | 0xdf => {
                 let len = self.reader.container_len(marker)?;
@@ -195,20 +198,26 @@ impl<'a, 'n> TextWriter<'a, 'n> {
     /// The string whose marker was just read.
     fn string(&mut self, marker: u8) -> Result<(), DecodeError> {
         let len = self.reader.string_len(marker)?;
-        let bytes = self.reader.take(len)?;
-        let text = std::str::from_utf8(bytes)
-            .map_err(|_| DecodeError::Msgpack("string is not valid UTF-8".into()))?;
-        json_text::write_str(&mut self.out, text);
-        Ok(())
+        let start = self.reader.pos;
+        self.reader.take(len)?;
+        // The rest of the value from the string on: short strings scan faster.
+        json_text::write_utf8(&mut self.out, &self.reader.bytes[start..], len)
+            .map_err(|_| DecodeError::Msgpack("string is not valid UTF-8".into()))
     }
 
     /// `{"__bytes__": base64}` ([`super::super::python::bytes_view`]), written as is:
     /// base64 needs no escape.
     fn bytes_view(&mut self, bytes: &[u8]) {
         use base64::Engine as _;
-        self.out.push_str("{\"__bytes__\":\"");
-        base64::engine::general_purpose::STANDARD.encode_string(bytes, &mut self.out);
-        self.out.push_str("\"}");
+        self.out.push_text("{\"__bytes__\":\"");
+        let at = self.out.len();
+        let len = base64::encoded_len(bytes.len(), true).expect("a length that fits memory");
+        self.out.resize(at + len, 0);
+        let written = base64::engine::general_purpose::STANDARD
+            .encode_slice(bytes, &mut self.out[at..])
+            .expect("room for the encoded length");
+        self.out.truncate(at + written);
+        self.out.push_text("\"}");
     }
 
     /// The value at `start` rendered by the tree path, its tree written out; what was
@@ -263,15 +272,15 @@ impl<'a, 'n> TextWriter<'a, 'n> {
         // Merging entries the tree path would merge differently cannot be undone by
         // rendering this map alone.
         let merging = !extra.is_empty() || (depth == 0 && self.channel_values.is_some());
-        self.out.push('{');
+        self.out.push(b'{');
         for i in 0..len {
             if i > 0 {
-                self.out.push(',');
+                self.out.push(b',');
             }
             let (key_at, key_end) = self.entry_key(style, depth + 1)?;
             let value_at = self.out.len();
             let key = &self.out[key_at..key_end];
-            if depth == 0 && key == "\"channel_values\"" && self.channel_values.is_some() {
+            if depth == 0 && key == b"\"channel_values\"" && self.channel_values.is_some() {
                 let channels = self.channel_values.take().unwrap_or_default();
                 let values_at = self.reader.pos;
                 let [marker] = self.reader.array::<1>()?;
@@ -283,14 +292,14 @@ impl<'a, 'n> TextWriter<'a, 'n> {
             } else {
                 self.value(style, depth + 1)?;
             }
-            if depth == 0 && &self.out[key_at..key_end] == "\"ts\"" {
-                self.top_ts = serde_json::from_str::<String>(&self.out[value_at..]).ok();
+            if depth == 0 && &self.out[key_at..key_end] == b"\"ts\"" {
+                self.top_ts = serde_json::from_slice::<String>(&self.out[value_at..]).ok();
             }
         }
         let mut entries = len;
         for (key, value) in extra {
             self.extra_key(&mut entries, &key);
-            self.out.push_str(&value);
+            self.out.push_text(&value);
         }
         if depth == 0
             && let Some(channels) = self.channel_values.take()
@@ -299,7 +308,7 @@ impl<'a, 'n> TextWriter<'a, 'n> {
             self.extra_key(&mut entries, "channel_values");
             self.map_with(self.reader.pos, 0, style, depth + 1, channels)?;
         }
-        self.out.push('}');
+        self.out.push(b'}');
         let collide = keys_collide(&mut self.key_hashes[keys_from..]);
         self.key_hashes.truncate(keys_from);
         if collide && merging {
@@ -315,13 +324,13 @@ impl<'a, 'n> TextWriter<'a, 'n> {
     /// after `entries` entries.
     fn extra_key(&mut self, entries: &mut usize, key: &str) {
         if *entries > 0 {
-            self.out.push(',');
+            self.out.push(b',');
         }
         *entries += 1;
         let key_at = self.out.len();
         json_text::write_str(&mut self.out, key);
-        self.key_hashes.push(hash(&self.out.as_bytes()[key_at..]));
-        self.out.push(':');
+        self.key_hashes.push(hash(&self.out[key_at..]));
+        self.out.push(b':');
     }
 
     /// The map key at the reader written with its colon, its hash kept for the
@@ -330,9 +339,8 @@ impl<'a, 'n> TextWriter<'a, 'n> {
         let key_at = self.out.len();
         self.key(style, depth)?;
         let key_end = self.out.len();
-        self.key_hashes
-            .push(hash(&self.out.as_bytes()[key_at..key_end]));
-        self.out.push(':');
+        self.key_hashes.push(hash(&self.out[key_at..key_end]));
+        self.out.push(b':');
         Ok((key_at, key_end))
     }
 
@@ -419,28 +427,28 @@ impl<'a, 'n> TextWriter<'a, 'n> {
         let (written, noticed) = (self.out.len(), self.notices.len());
         let keys_from = self.key_hashes.len();
         self.out
-            .push_str("{\"lc\":1,\"type\":\"constructor\",\"id\":");
+            .push_text("{\"lc\":1,\"type\":\"constructor\",\"id\":");
         json_text::write_array(
             &mut self.out,
             langchain::constructor_id(&module, &name),
             |out, part| json_text::write_str(out, &part),
         );
-        self.out.push_str(",\"kwargs\":{");
+        self.out.push_text(",\"kwargs\":{");
         let added = langchain::added_fields(&name);
         let mut added_present = [false; 2];
         let mut kept = 0;
         for _ in 0..len {
             let entry_at = self.out.len();
             if kept > 0 {
-                self.out.push(',');
+                self.out.push(b',');
             }
             let (key_at, key_end) = self.entry_key(style, depth + 1)?;
             let value_at = self.out.len();
             self.value(style, depth + 1)?;
             // The key's text between its quotes is the key itself whenever it can
             // equal a field name LangChain knows (those need no escape).
-            let key = &self.out[key_at + 1..key_end - 1];
-            let truthy = langchain::is_truthy_text(&self.out.as_bytes()[value_at..]);
+            let key = std::str::from_utf8(&self.out[key_at + 1..key_end - 1]).unwrap_or("");
+            let truthy = langchain::is_truthy_text(&self.out[value_at..]);
             if langchain::keeps_field(&name, key, truthy) {
                 if let Some(i) = added.iter().position(|a| *a == key) {
                     added_present[i] = true;
@@ -453,14 +461,14 @@ impl<'a, 'n> TextWriter<'a, 'n> {
         for (attr, present) in added.iter().zip(added_present) {
             if !present {
                 if kept > 0 {
-                    self.out.push(',');
+                    self.out.push(b',');
                 }
                 json_text::write_str(&mut self.out, attr);
-                self.out.push_str(":[]");
+                self.out.push_text(":[]");
                 kept += 1;
             }
         }
-        self.out.push_str("}}");
+        self.out.push_text("}}");
         let collide = keys_collide(&mut self.key_hashes[keys_from..]);
         self.key_hashes.truncate(keys_from);
         if collide {
@@ -519,8 +527,8 @@ impl<'a, 'n> TextWriter<'a, 'n> {
     }
 }
 
-fn write_integer(out: &mut String, n: impl itoa::Integer) {
-    out.push_str(itoa::Buffer::new().format(n));
+fn write_integer(out: &mut Vec<u8>, n: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 fn hash(key_text: &[u8]) -> u64 {
