@@ -22,8 +22,8 @@ pub fn is_serializable(module: &str) -> bool {
 }
 
 /// The `lc` id LangChain gives a class (`get_lc_namespace` plus the class name).
-pub fn constructor_id(module: &str, name: &str) -> Vec<String> {
-    let fixed: &[&str] = if module.starts_with("langchain_core.messages") {
+pub fn constructor_id<'a>(module: &'a str, name: &'a str) -> Vec<&'a str> {
+    let fixed: &[&'static str] = if module.starts_with("langchain_core.messages") {
         &["langchain", "schema", "messages"]
     } else if module.starts_with("langchain_core.documents") {
         &["langchain", "schema", "document"]
@@ -32,12 +32,12 @@ pub fn constructor_id(module: &str, name: &str) -> Vec<String> {
     } else {
         &[]
     };
-    let mut id: Vec<String> = if fixed.is_empty() {
-        module.split('.').map(str::to_owned).collect()
+    let mut id: Vec<&str> = if fixed.is_empty() {
+        module.split('.').collect()
     } else {
-        fixed.iter().map(|s| (*s).to_owned()).collect()
+        fixed.to_vec()
     };
-    id.push(name.to_owned());
+    id.push(name);
     id
 }
 

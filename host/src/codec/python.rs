@@ -249,7 +249,7 @@ pub fn bytes_view(bytes: &[u8]) -> Value {
     serde_json::json!({ "__bytes__": base64::engine::general_purpose::STANDARD.encode(bytes) })
 }
 
-fn hyphenate_uuid(hex: &str) -> String {
+pub fn hyphenate_uuid(hex: &str) -> String {
     match uuid::Uuid::try_parse(hex) {
         Ok(u) => u.hyphenated().to_string(),
         Err(_) => hex.to_string(),
@@ -402,7 +402,7 @@ fn iso_duration(micros: i128) -> String {
 }
 
 /// pydantic writes a UTC offset as `Z`.
-fn utc_as_z(iso: String) -> String {
+pub fn utc_as_z(iso: String) -> String {
     match iso.strip_suffix("+00:00") {
         Some(head) => format!("{head}Z"),
         None => iso,

@@ -20,7 +20,8 @@ use super::super::DecodeError;
 use super::super::langchain;
 use super::super::python::{self, Style};
 use super::{
-    EXT_PYDANTIC_V1, EXT_PYDANTIC_V2, MAX_DEPTH, STACK_RED_ZONE, STACK_SEGMENT, ViewReader,
+    EXT_CONSTRUCTOR_KW_ARGS, EXT_CONSTRUCTOR_SINGLE_ARG, EXT_METHOD_SINGLE_ARG, EXT_PYDANTIC_V1,
+    EXT_PYDANTIC_V2, MAX_DEPTH, STACK_RED_ZONE, STACK_SEGMENT, ViewReader,
 };
 use crate::json_text::{self, TextBuf as _};
 
@@ -177,7 +178,7 @@ impl<'a, 'n> TextWriter<'a, 'n> {
                 self.map(start, len, style, depth)?;
             }
             0xd4..=0xd8 | 0xc7..=0xc9 => {
-                if !self.pydantic_object(marker, style, depth)? {
+                if !self.extension(marker, style, depth)? {
                     self.as_tree(start, style, depth)?;
                 }
             }
@@ -359,17 +360,11 @@ impl<'a, 'n> TextWriter<'a, 'n> {
         }
     }
 
-    /// A pydantic extension, whose extension marker was just read: a LangChain
-    /// serializable (a message, a document) written in LangChain's constructor form
-    /// ([`langchain::constructor`]) field by field, or a model of a class with no rule
-    /// by name as its fields plus `__type__`. `false`, with nothing written, for any
-    /// other extension (the caller renders it from its first byte again).
-    fn pydantic_object(
-        &mut self,
-        marker: u8,
-        style: Style,
-        depth: usize,
-    ) -> Result<bool, DecodeError> {
+    /// An extension whose marker was just read, written when it is one of the common
+    /// shapes: a pydantic model ([`TextWriter::constructor_form`]), a datetime, a UUID
+    /// or a dataclass ([`TextWriter::python_object`]). `false`, with nothing written,
+    /// for any other extension (the caller renders it from its first byte again).
+    fn extension(&mut self, marker: u8, style: Style, depth: usize) -> Result<bool, DecodeError> {
         let len = match marker {
             0xc7 => self.reader.length(1)?,
             0xc8 => self.reader.length(2)?,
@@ -377,8 +372,16 @@ impl<'a, 'n> TextWriter<'a, 'n> {
             _ => 1 << (marker - 0xd4),
         };
         let [code] = self.reader.array::<1>()?;
+        let code = i8::from_be_bytes([code]);
         let data = self.reader.take(len)?;
-        if !matches!(i8::from_be_bytes([code]), EXT_PYDANTIC_V1 | EXT_PYDANTIC_V2) {
+        if !matches!(
+            code,
+            EXT_PYDANTIC_V1
+                | EXT_PYDANTIC_V2
+                | EXT_CONSTRUCTOR_SINGLE_ARG
+                | EXT_CONSTRUCTOR_KW_ARGS
+                | EXT_METHOD_SINGLE_ARG
+        ) {
             return Ok(false);
         }
         // The payload is `[module, class, fields, method?]`, read with a reader of its
@@ -390,9 +393,64 @@ impl<'a, 'n> TextWriter<'a, 'n> {
                 pos: 0,
             },
         );
-        let written = self.constructor_form(i8::from_be_bytes([code]), style, depth + 1);
+        let written = match code {
+            EXT_PYDANTIC_V1 | EXT_PYDANTIC_V2 => self.constructor_form(code, style, depth + 1),
+            _ => self.python_object(code, style, depth + 1),
+        };
         self.reader = outer;
         written
+    }
+
+    /// The payload at the reader of a constructor or method extension, written when
+    /// the tree path's rule for it is one of the common ones: a `datetime.datetime`
+    /// (its ISO text; `Z` for UTC in pydantic's JSON mode), a `uuid.UUID` (hyphenated)
+    /// and the field map of a class with no rule by name (a dataclass). `false`
+    /// (nothing written) for everything else.
+    fn python_object(&mut self, code: i8, style: Style, depth: usize) -> Result<bool, DecodeError> {
+        if depth > MAX_DEPTH {
+            return Ok(false);
+        }
+        let Some(count) = self.reader.array_len()? else {
+            return Ok(false);
+        };
+        if count < 3 {
+            return Ok(false);
+        }
+        let (Some(module), Some(name)) = (self.reader.string()?, self.reader.string()?) else {
+            return Ok(false);
+        };
+        let single_arg = matches!(code, EXT_CONSTRUCTOR_SINGLE_ARG | EXT_METHOD_SINGLE_ARG);
+        match (module.as_str(), name.as_str()) {
+            ("datetime", "datetime") if single_arg => {
+                let Some(iso) = self.reader.string()? else {
+                    return Ok(false);
+                };
+                let iso = if style == Style::PydanticJson {
+                    python::utc_as_z(iso)
+                } else {
+                    iso
+                };
+                json_text::write_str(&mut self.out, &iso);
+            }
+            ("uuid", "UUID") if code == EXT_CONSTRUCTOR_SINGLE_ARG => {
+                let Some(hex) = self.reader.string()? else {
+                    return Ok(false);
+                };
+                json_text::write_str(&mut self.out, &python::hyphenate_uuid(&hex));
+            }
+            _ if code == EXT_CONSTRUCTOR_KW_ARGS && !python::has_rule_by_name(&module) => {
+                let start = self.reader.pos;
+                if !is_map(self.reader.bytes.get(start)) {
+                    return Ok(false);
+                }
+                let [marker] = self.reader.array::<1>()?;
+                let len = self.reader.container_len(marker)?;
+                self.map(start, len, style, depth)?;
+            }
+            _ => return Ok(false),
+        }
+        self.method_name(count)?;
+        Ok(true)
     }
 
     /// The constructor form of the pydantic payload at the reader; `false` (nothing
@@ -431,7 +489,7 @@ impl<'a, 'n> TextWriter<'a, 'n> {
         json_text::write_array(
             &mut self.out,
             langchain::constructor_id(&module, &name),
-            |out, part| json_text::write_str(out, &part),
+            |out, part| json_text::write_str(out, part),
         );
         self.out.push_text(",\"kwargs\":{");
         let added = langchain::added_fields(&name);
@@ -675,6 +733,90 @@ mod tests {
                 ]),
             ],
         ));
+    }
+
+    #[test]
+    fn datetimes_uuids_and_dataclasses_stream_as_their_rules_render_them() {
+        let object = |code, module: &str, class: &str, payload: Mp, method: Option<&str>| {
+            let mut parts = vec![module.into(), class.into(), payload];
+            parts.extend(method.map(Mp::from));
+            ext(code, parts)
+        };
+        let datetime = |iso: &str| {
+            object(
+                EXT_METHOD_SINGLE_ARG,
+                "datetime",
+                "datetime",
+                iso.into(),
+                Some("fromisoformat"),
+            )
+        };
+        let uuid = |hex: &str| object(EXT_CONSTRUCTOR_SINGLE_ARG, "uuid", "UUID", hex.into(), None);
+        let dataclass = |fields: Vec<(Mp, Mp)>| {
+            object(
+                EXT_CONSTRUCTOR_KW_ARGS,
+                "app.models",
+                "OrderRef",
+                map(fields),
+                None,
+            )
+        };
+        streamed(&datetime("2024-05-01T12:30:00+00:00"));
+        streamed(&datetime("2024-05-01T12:30:00.123456+02:00"));
+        streamed(&uuid("0123456789abcdef0123456789abcdef"));
+        streamed(&uuid("not a uuid"));
+        streamed(&dataclass(vec![
+            ("id".into(), "o-1".into()),
+            ("when".into(), datetime("2024-05-01T12:30:00+00:00")),
+            ("owner".into(), uuid("0123456789abcdef0123456789abcdef")),
+            ("lines".into(), Mp::Array(vec![1.into(), Mp::F64(2.5)])),
+        ]));
+        // Inside a pydantic v2 model (pydantic's JSON mode: UTC written as `Z`).
+        streamed(&ext(
+            EXT_PYDANTIC_V2,
+            vec![
+                "app.models".into(),
+                "Customer".into(),
+                map(vec![
+                    ("since".into(), datetime("2024-05-01T12:30:00+00:00")),
+                    ("ref".into(), dataclass(vec![("id".into(), "o-2".into())])),
+                ]),
+            ],
+        ));
+        // Other shapes keep the tree path's rules (and its errors).
+        not_streamed(&object(
+            EXT_CONSTRUCTOR_SINGLE_ARG,
+            "builtins",
+            "set",
+            Mp::Array(vec!["b".into(), "a".into()]),
+            None,
+        ));
+        not_streamed(&datetime_with(Mp::from(5)));
+        not_streamed(&object(
+            EXT_CONSTRUCTOR_KW_ARGS,
+            "datetime",
+            "datetime",
+            map(vec![("year".into(), 2024.into())]),
+            None,
+        ));
+        same_as_tree(&pack(&dataclass(vec![
+            ("a".into(), 1.into()),
+            ("a".into(), 2.into()),
+        ])));
+        same_as_tree(&pack(&object(
+            EXT_CONSTRUCTOR_KW_ARGS,
+            "app.models",
+            "OrderRef",
+            "not a map".into(),
+            None,
+        )));
+    }
+
+    fn datetime_with(payload: Mp) -> Mp {
+        ext(
+            EXT_METHOD_SINGLE_ARG,
+            vec!["datetime".into(), "datetime".into(), payload],
+        )
     }
 
     #[test]
