@@ -489,7 +489,7 @@ impl<'a, 'n> TextWriter<'a, 'n> {
         json_text::write_array(
             &mut self.out,
             langchain::constructor_id(&module, &name),
-            |out, part| json_text::write_str(out, part),
+            json_text::write_str,
         );
         self.out.push_text(",\"kwargs\":{");
         let added = langchain::added_fields(&name);
