@@ -82,10 +82,10 @@ fn required_fields(name: &str) -> &'static [&'static str] {
     }
 }
 
-/// Whether `dumpd` keeps field `key` of class `name`, given whether its value is
-/// truthy.
-pub fn keeps_field(name: &str, key: &str, truthy: bool) -> bool {
-    truthy || required_fields(name).contains(&key)
+/// Whether `dumpd` keeps field `key` (its UTF-8 bytes) of class `name`, given whether
+/// its value is truthy.
+pub fn keeps_field(name: &str, key: &[u8], truthy: bool) -> bool {
+    truthy || required_fields(name).iter().any(|f| f.as_bytes() == key)
 }
 
 /// Fields `dumpd` writes even when the object dropped them (as `[]`, after the kept
@@ -124,7 +124,7 @@ pub fn is_truthy_text(text: &[u8]) -> bool {
 
 pub fn constructor(module: &str, name: &str, mut kwargs: Map<String, Value>) -> Value {
     // In place: the field map is kept, not rebuilt (messages are most of a state).
-    kwargs.retain(|k, v| keeps_field(name, k, is_truthy(v)));
+    kwargs.retain(|k, v| keeps_field(name, k.as_bytes(), is_truthy(v)));
     for attr in added_fields(name) {
         kwargs
             .entry(*attr)

@@ -321,11 +321,18 @@ impl<'a> ViewReader<'a> {
     /// The string at the cursor, which it then passes; `None` (and the cursor kept)
     /// when something else is there.
     fn string(&mut self) -> Result<Option<String>, DecodeError> {
+        Ok(self.str_ref()?.map(str::to_owned))
+    }
+
+    /// [`ViewReader::string`], borrowed from the bytes.
+    fn str_ref(&mut self) -> Result<Option<&'a str>, DecodeError> {
         match self.bytes.get(self.pos) {
             Some(&m @ (0xa0..=0xbf | 0xd9..=0xdb)) => {
                 self.pos += 1;
                 let len = self.string_len(m)?;
-                self.text(len).map(Some)
+                std::str::from_utf8(self.take(len)?)
+                    .map(Some)
+                    .map_err(|_| DecodeError::Msgpack("string is not valid UTF-8".into()))
             }
             _ => Ok(None),
         }

@@ -416,11 +416,11 @@ impl<'a, 'n> TextWriter<'a, 'n> {
         if count < 3 {
             return Ok(false);
         }
-        let (Some(module), Some(name)) = (self.reader.string()?, self.reader.string()?) else {
+        let (Some(module), Some(name)) = (self.reader.str_ref()?, self.reader.str_ref()?) else {
             return Ok(false);
         };
         let single_arg = matches!(code, EXT_CONSTRUCTOR_SINGLE_ARG | EXT_METHOD_SINGLE_ARG);
-        match (module.as_str(), name.as_str()) {
+        match (module, name) {
             ("datetime", "datetime") if single_arg => {
                 let Some(iso) = self.reader.string()? else {
                     return Ok(false);
@@ -470,7 +470,7 @@ impl<'a, 'n> TextWriter<'a, 'n> {
         if count < 3 {
             return Ok(false);
         }
-        let (Some(module), Some(name)) = (self.reader.string()?, self.reader.string()?) else {
+        let (Some(module), Some(name)) = (self.reader.str_ref()?, self.reader.str_ref()?) else {
             return Ok(false);
         };
         let fields_at = self.reader.pos;
@@ -505,10 +505,10 @@ impl<'a, 'n> TextWriter<'a, 'n> {
             self.value(style, depth + 1)?;
             // The key's text between its quotes is the key itself whenever it can
             // equal a field name LangChain knows (those need no escape).
-            let key = std::str::from_utf8(&self.out[key_at + 1..key_end - 1]).unwrap_or("");
+            let key = &self.out[key_at + 1..key_end - 1];
             let truthy = langchain::is_truthy_text(&self.out[value_at..]);
             if langchain::keeps_field(&name, key, truthy) {
-                if let Some(i) = added.iter().position(|a| *a == key) {
+                if let Some(i) = added.iter().position(|a| a.as_bytes() == key) {
                     added_present[i] = true;
                 }
                 kept += 1;
@@ -542,7 +542,7 @@ impl<'a, 'n> TextWriter<'a, 'n> {
     /// the tree path reads it, then ignored.
     fn method_name(&mut self, count: usize) -> Result<(), DecodeError> {
         if count >= 4 {
-            self.reader.string()?;
+            self.reader.str_ref()?;
         }
         Ok(())
     }
