@@ -438,7 +438,7 @@ impl<'a, 'n> TextWriter<'a, 'n> {
                 };
                 json_text::write_str(&mut self.out, &python::hyphenate_uuid(&hex));
             }
-            _ if code == EXT_CONSTRUCTOR_KW_ARGS && !python::has_rule_by_name(&module) => {
+            _ if code == EXT_CONSTRUCTOR_KW_ARGS && !python::has_rule_by_name(module) => {
                 let start = self.reader.pos;
                 if !is_map(self.reader.bytes.get(start)) {
                     return Ok(false);
@@ -477,8 +477,8 @@ impl<'a, 'n> TextWriter<'a, 'n> {
         if !is_map(self.reader.bytes.get(fields_at)) {
             return Ok(false);
         }
-        if !langchain::is_serializable(&module) {
-            return self.model_fields(code, &module, &name, count, style, depth);
+        if !langchain::is_serializable(module) {
+            return self.model_fields(code, module, name, count, style, depth);
         }
         let [marker] = self.reader.array::<1>()?;
         let len = self.reader.container_len(marker)?;
@@ -488,11 +488,11 @@ impl<'a, 'n> TextWriter<'a, 'n> {
             .push_text("{\"lc\":1,\"type\":\"constructor\",\"id\":");
         json_text::write_array(
             &mut self.out,
-            langchain::constructor_id(&module, &name),
+            langchain::constructor_id(module, name),
             json_text::write_str,
         );
         self.out.push_text(",\"kwargs\":{");
-        let added = langchain::added_fields(&name);
+        let added = langchain::added_fields(name);
         let mut added_present = [false; 2];
         let mut kept = 0;
         for _ in 0..len {
@@ -507,7 +507,7 @@ impl<'a, 'n> TextWriter<'a, 'n> {
             // equal a field name LangChain knows (those need no escape).
             let key = &self.out[key_at + 1..key_end - 1];
             let truthy = langchain::is_truthy_text(&self.out[value_at..]);
-            if langchain::keeps_field(&name, key, truthy) {
+            if langchain::keeps_field(name, key, truthy) {
                 if let Some(i) = added.iter().position(|a| a.as_bytes() == key) {
                     added_present[i] = true;
                 }

@@ -423,7 +423,7 @@ impl JsonSink {
                 .collect();
             syncs
                 .into_iter()
-                .try_for_each(|sync| sync.join().unwrap_or_else(|_| Ok(())))
+                .try_for_each(|sync| sync.join().unwrap_or(Ok(())))
         })
         .map_err(|e| StoreError::fatal(format!("syncing JSON output: {e}")))?;
         self.dirty.clear();
