@@ -421,9 +421,10 @@ impl JsonSink {
                 .chunks(share)
                 .map(|part| scope.spawn(|| part.iter().try_for_each(|f| f.sync_data())))
                 .collect();
-            syncs
-                .into_iter()
-                .try_for_each(|sync| sync.join().unwrap_or(Ok(())))
+            syncs.into_iter().try_for_each(|sync| {
+                sync.join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("a sync thread panicked")))
+            })
         })
         .map_err(|e| StoreError::fatal(format!("syncing JSON output: {e}")))?;
         self.dirty.clear();
