@@ -254,6 +254,191 @@ fn constructor(map: &Map<String, Value>) -> Option<PyObject> {
     })
 }
 
+/// The view's text of the JSON value `bytes` when rendering it changes nothing but
+/// its whitespace and escapes (no `lc` envelope, no `__interrupt__` or `__send__`
+/// marker, no repeated key, finite numbers): the compact text the tree path
+/// ([`parse`], [`to_view`], then `json_text`) writes, without building the tree.
+/// `None` whenever it is not that simple (the tree path then decides, errors included).
+///
+/// SqliteSaver and PostgresSaver keep metadata as JSON text, and parsing it into a
+/// tree (a map per object, a `String` per number) was a twentieth of a decoded export.
+pub fn plain_view_text(bytes: &[u8]) -> Option<String> {
+    let mut compact = Compact {
+        bytes,
+        pos: 0,
+        out: Vec::with_capacity(bytes.len()),
+    };
+    compact.value(0)?;
+    compact.skip_space();
+    if compact.pos != bytes.len() {
+        return None;
+    }
+    String::from_utf8(compact.out).ok()
+}
+
+/// Reads JSON text and writes it compact, as serde_json writes its tree.
+struct Compact<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    out: Vec<u8>,
+}
+
+impl Compact<'_> {
+    fn skip_space(&mut self) {
+        while matches!(self.bytes.get(self.pos), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+            self.pos += 1;
+        }
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        self.skip_space();
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn value(&mut self, depth: usize) -> Option<()> {
+        // Deep nesting is the tree path's to refuse (serde_json's recursion limit).
+        if depth > 64 {
+            return None;
+        }
+        match self.next()? {
+            b'{' => self.object(depth),
+            b'[' => self.array(depth),
+            b'"' => self.string(),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Option<()> {
+        self.pos += 1;
+        self.out.push(b'{');
+        if self.next()? == b'}' {
+            self.pos += 1;
+            self.out.push(b'}');
+            return Some(());
+        }
+        // Where each key's escaped text is in the output: equal texts, equal keys.
+        let mut keys: Vec<(usize, usize)> = Vec::new();
+        loop {
+            if self.next()? != b'"' {
+                return None;
+            }
+            let key_at = self.out.len() + 1;
+            self.string()?;
+            let key_end = self.out.len() - 1;
+            let key = &self.out[key_at..key_end];
+            if matches!(key, b"lc" | b"__interrupt__" | b"__send__")
+                || keys.iter().any(|&(a, b)| &self.out[a..b] == key)
+            {
+                return None;
+            }
+            keys.push((key_at, key_end));
+            if self.next()? != b':' {
+                return None;
+            }
+            self.pos += 1;
+            self.out.push(b':');
+            self.value(depth + 1)?;
+            match self.next()? {
+                b',' => {
+                    self.pos += 1;
+                    self.out.push(b',');
+                }
+                b'}' => {
+                    self.pos += 1;
+                    self.out.push(b'}');
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Option<()> {
+        self.pos += 1;
+        self.out.push(b'[');
+        if self.next()? == b']' {
+            self.pos += 1;
+            self.out.push(b']');
+            return Some(());
+        }
+        loop {
+            self.value(depth + 1)?;
+            match self.next()? {
+                b',' => {
+                    self.pos += 1;
+                    self.out.push(b',');
+                }
+                b']' => {
+                    self.pos += 1;
+                    self.out.push(b']');
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// The string at the cursor (its opening quote), written with serde_json's
+    /// escapes: as it is when it holds no escape, else decoded by serde_json first.
+    fn string(&mut self) -> Option<()> {
+        let start = self.pos + 1;
+        let rest = self.bytes.get(start..)?;
+        let end = rest
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        match rest[end] {
+            b'"' => {
+                let text = std::str::from_utf8(&rest[..end]).ok()?;
+                crate::json_text::write_str(&mut self.out, text);
+                self.pos = start + end + 1;
+            }
+            b'\\' => {
+                let mut at = end;
+                loop {
+                    match *rest.get(at)? {
+                        b'\\' => at += 2,
+                        b'"' => break,
+                        _ => at += 1,
+                    }
+                }
+                let token = &self.bytes[self.pos..=start + at];
+                let text: String = serde_json::from_slice(token).ok()?;
+                crate::json_text::write_str(&mut self.out, &text);
+                self.pos = start + at + 1;
+            }
+            // A raw control character: not JSON.
+            _ => return None,
+        }
+        Some(())
+    }
+
+    /// A number, as serde_json keeps it (its text, checked by serde_json).
+    fn number(&mut self) -> Option<()> {
+        let rest = &self.bytes[self.pos..];
+        let len = rest
+            .iter()
+            .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+            .unwrap_or(rest.len());
+        let number: serde_json::Number = serde_json::from_slice(&rest[..len]).ok()?;
+        self.out.extend_from_slice(number.as_str().as_bytes());
+        self.pos += len;
+        Some(())
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        if !self.bytes[self.pos..].starts_with(word) {
+            return None;
+        }
+        self.out.extend_from_slice(word);
+        self.pos += word.len();
+        Some(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,5 +544,51 @@ mod tests {
         assert_eq!(v["s"], "NaN \" Infinity");
         assert_eq!(v["c"].as_f64(), Some(0.9949503943874963));
         assert!(parse(b"{\"a\": Nope}").is_err());
+    }
+
+    #[test]
+    fn plain_json_is_written_as_the_tree_path_writes_it_or_left_to_it() {
+        let tree = |text: &str| {
+            parse(text.as_bytes())
+                .map(|v| crate::json_text::to_string(&to_view(v, &mut Vec::new())))
+                .ok()
+        };
+        let plain = [
+            r#"{"source": "loop", "step": -1, "parents": {}, "writes": null}"#,
+            r#" { "a" : [ 1 , 2.50 , -0 , 1e5 , 1E+5 , -1.5e-7 , 123456789012345678901234567890 ] } "#,
+            r#"{"t": true, "f": false, "n": null, "e": [], "o": {"x": {}}}"#,
+            r#"{"esc": "a\"b\\c\/d\n\t\u0001\u00e9\u65e5\ud83d\ude80", "raw": "Grüße 日本"}"#,
+            r#"["lc", {"lcx": 1, "Lc": 2}]"#,
+            r#""just a string""#,
+            "null",
+            "12",
+        ];
+        for text in plain {
+            let fast = plain_view_text(text.as_bytes());
+            assert!(fast.is_some(), "{text}");
+            assert_eq!(fast, tree(text), "{text}");
+        }
+        // Left to the tree path: what it renders, repeated keys, Python's
+        // non-finite floats, and what is not JSON (the tree path's error).
+        let left = [
+            r#"{"lc": 2, "type": "constructor", "id": ["uuid", "UUID"], "args": ["0"]}"#,
+            r#"{"a": {"__interrupt__": true, "value": 1}}"#,
+            r#"{"__send__": true, "node": "n", "arg": 1}"#,
+            r#"{"a": 1, "a": 2}"#,
+            r#"{"a": 1, "\u0061": 2}"#,
+            r#"{"\u006cc": 1}"#,
+            r#"{"x": NaN}"#,
+            r#"{"x": -Infinity}"#,
+            r#"{"x": 1,}"#,
+            r#"{"x": 01}"#,
+            r#"{"x": "tab	inside"}"#,
+            r#"{"x": 1} trailing"#,
+            "",
+            "\u{ff}",
+        ];
+        for text in left {
+            assert_eq!(plain_view_text(text.as_bytes()), None, "{text}");
+        }
+        assert_eq!(plain_view_text(b"{\"bad\": \"\xff\"}"), None);
     }
 }

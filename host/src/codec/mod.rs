@@ -88,6 +88,10 @@ pub fn decode_typed(value: &TypedValue, notices: &mut Vec<String>) -> Result<Val
 fn decode_typed_text(value: &TypedValue, notices: &mut Vec<String>) -> Result<String, DecodeError> {
     match value.type_tag.as_str() {
         "msgpack" => msgpack::view_text_of_bytes(&value.bytes, notices),
+        "json" => match json::plain_view_text(&value.bytes) {
+            Some(text) => Ok(text),
+            None => decode_typed(value, notices).map(|v| crate::json_text::to_string(&v)),
+        },
         _ => decode_typed(value, notices).map(|v| crate::json_text::to_string(&v)),
     }
 }
