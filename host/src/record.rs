@@ -88,6 +88,13 @@ pub struct CheckpointKey {
     pub checkpoint_id: String,
 }
 
+impl CheckpointKey {
+    /// Thread, namespace and id, in key order (the parameters of a range query).
+    pub fn parts(&self) -> [&str; 3] {
+        [&self.thread_id, &self.checkpoint_ns, &self.checkpoint_id]
+    }
+}
+
 impl std::fmt::Display for CheckpointKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(

@@ -342,17 +342,8 @@ impl Compact<'_> {
             self.pos += 1;
             self.out.push(b':');
             self.value(depth + 1)?;
-            match self.next()? {
-                b',' => {
-                    self.pos += 1;
-                    self.out.push(b',');
-                }
-                b'}' => {
-                    self.pos += 1;
-                    self.out.push(b'}');
-                    return Some(());
-                }
-                _ => return None,
+            if !self.after_member(b'}')? {
+                return Some(());
             }
         }
     }
@@ -367,19 +358,22 @@ impl Compact<'_> {
         }
         loop {
             self.value(depth + 1)?;
-            match self.next()? {
-                b',' => {
-                    self.pos += 1;
-                    self.out.push(b',');
-                }
-                b']' => {
-                    self.pos += 1;
-                    self.out.push(b']');
-                    return Some(());
-                }
-                _ => return None,
+            if !self.after_member(b']')? {
+                return Some(());
             }
         }
+    }
+
+    /// After a member of a container closed by `close`: `true` at a comma (another
+    /// member follows), `false` at `close` (the container ended); both written.
+    fn after_member(&mut self, close: u8) -> Option<bool> {
+        let byte = self.next()?;
+        if byte != b',' && byte != close {
+            return None;
+        }
+        self.pos += 1;
+        self.out.push(byte);
+        Some(byte == b',')
     }
 
     /// The string at the cursor (its opening quote), written with serde_json's

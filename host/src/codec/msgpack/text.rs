@@ -407,16 +407,7 @@ impl<'a, 'n> TextWriter<'a, 'n> {
     /// and the field map of a class with no rule by name (a dataclass). `false`
     /// (nothing written) for everything else.
     fn python_object(&mut self, code: i8, style: Style, depth: usize) -> Result<bool, DecodeError> {
-        if depth > MAX_DEPTH {
-            return Ok(false);
-        }
-        let Some(count) = self.reader.array_len()? else {
-            return Ok(false);
-        };
-        if count < 3 {
-            return Ok(false);
-        }
-        let (Some(module), Some(name)) = (self.reader.str_ref()?, self.reader.str_ref()?) else {
+        let Some((count, module, name)) = self.payload_head(depth)? else {
             return Ok(false);
         };
         let single_arg = matches!(code, EXT_CONSTRUCTOR_SINGLE_ARG | EXT_METHOD_SINGLE_ARG);
@@ -461,16 +452,7 @@ impl<'a, 'n> TextWriter<'a, 'n> {
         style: Style,
         depth: usize,
     ) -> Result<bool, DecodeError> {
-        if depth > MAX_DEPTH {
-            return Ok(false);
-        }
-        let Some(count) = self.reader.array_len()? else {
-            return Ok(false);
-        };
-        if count < 3 {
-            return Ok(false);
-        }
-        let (Some(module), Some(name)) = (self.reader.str_ref()?, self.reader.str_ref()?) else {
+        let Some((count, module, name)) = self.payload_head(depth)? else {
             return Ok(false);
         };
         let fields_at = self.reader.pos;
@@ -536,6 +518,28 @@ impl<'a, 'n> TextWriter<'a, 'n> {
         }
         self.method_name(count)?;
         Ok(true)
+    }
+
+    /// The head of an extension's payload at the reader, `[module, class, payload,
+    /// method?]`: its item count and the two names, the reader then at the payload.
+    /// `None` when it is not that shape (or nested too deep): the tree path decides.
+    fn payload_head(
+        &mut self,
+        depth: usize,
+    ) -> Result<Option<(usize, &'a str, &'a str)>, DecodeError> {
+        if depth > MAX_DEPTH {
+            return Ok(None);
+        }
+        let Some(count) = self.reader.array_len()? else {
+            return Ok(None);
+        };
+        if count < 3 {
+            return Ok(None);
+        }
+        match (self.reader.str_ref()?, self.reader.str_ref()?) {
+            (Some(module), Some(name)) => Ok(Some((count, module, name))),
+            _ => Ok(None),
+        }
     }
 
     /// The method name that may follow an extension's payload, read (and checked) as

@@ -218,14 +218,9 @@ impl Reader {
         let column = |name: &'static str| move |e| blocking::error(path, name, e);
         let mut statement = self.conn.prepare_cached(&sql).map_err(reading)?;
         let mut rows = statement
-            .query([
-                &first.thread_id,
-                &first.checkpoint_ns,
-                &first.checkpoint_id,
-                &last.thread_id,
-                &last.checkpoint_ns,
-                &last.checkpoint_id,
-            ])
+            .query(params_from_iter(
+                first.parts().into_iter().chain(last.parts()),
+            ))
             .map_err(reading)?;
         while let Some(row) = rows.next().map_err(reading)? {
             let key = CheckpointKey {

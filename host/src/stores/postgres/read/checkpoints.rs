@@ -136,14 +136,7 @@ impl PostgresSource {
         let last = key_of(&rows[rows.len() - 1]).map_err(|e| self.error("reading a key", e))?;
         let range =
             "(c.thread_id, c.checkpoint_ns, c.checkpoint_id) BETWEEN ($1, $2, $3) AND ($4, $5, $6)";
-        let range_params = [
-            &first.thread_id,
-            &first.checkpoint_ns,
-            &first.checkpoint_id,
-            &last.thread_id,
-            &last.checkpoint_ns,
-            &last.checkpoint_id,
-        ];
+        let range_params = [first.parts(), last.parts()].concat();
         let mut blob_map: HashMap<CheckpointKey, Vec<ChannelBlob>> = HashMap::new();
         if let Some(blobs) = blobs {
             // The blobs a checkpoint uses are those named by its channel_versions.
@@ -155,7 +148,7 @@ impl PostgresSource {
                  WHERE {range} ORDER BY 1, 2, 3, bl.channel"
             );
             let mut query = sqlx::query(&sql);
-            for p in range_params {
+            for p in &range_params {
                 query = query.bind(p);
             }
             let conn = self.conn().await?;
@@ -187,7 +180,7 @@ impl PostgresSource {
                  ORDER BY c.thread_id, c.checkpoint_ns, c.checkpoint_id, {task_path}, c.task_id, c.idx"
             );
             let mut query = sqlx::query(&sql);
-            for p in range_params {
+            for p in &range_params {
                 query = query.bind(p);
             }
             let conn = self.conn().await?;
