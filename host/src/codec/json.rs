@@ -313,11 +313,7 @@ impl Compact<'_> {
     }
 
     fn object(&mut self, depth: usize) -> Option<()> {
-        self.pos += 1;
-        self.out.push(b'{');
-        if self.next()? == b'}' {
-            self.pos += 1;
-            self.out.push(b'}');
+        if self.open(b'}')? {
             return Some(());
         }
         // Where each key's escaped text is in the output: equal texts, equal keys.
@@ -349,11 +345,7 @@ impl Compact<'_> {
     }
 
     fn array(&mut self, depth: usize) -> Option<()> {
-        self.pos += 1;
-        self.out.push(b'[');
-        if self.next()? == b']' {
-            self.pos += 1;
-            self.out.push(b']');
+        if self.open(b']')? {
             return Some(());
         }
         loop {
@@ -362,6 +354,19 @@ impl Compact<'_> {
                 return Some(());
             }
         }
+    }
+
+    /// Opens the container at the cursor (its opening byte), closed by `close`;
+    /// `true` when it is empty (then written whole).
+    fn open(&mut self, close: u8) -> Option<bool> {
+        self.out.push(self.bytes[self.pos]);
+        self.pos += 1;
+        let empty = self.next()? == close;
+        if empty {
+            self.pos += 1;
+            self.out.push(close);
+        }
+        Some(empty)
     }
 
     /// After a member of a container closed by `close`: `true` at a comma (another
