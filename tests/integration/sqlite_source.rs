@@ -89,7 +89,10 @@ async fn a_database_without_checkpoint_tables_is_named_with_what_it_has() {
     let garbage = dir.path().join("garbage.db");
     std::fs::write(&garbage, vec![0x42u8; 8192]).unwrap();
     let err = open(&garbage).await.err().unwrap();
-    assert!(err.contains("garbage.db"), "{err}");
+    assert!(
+        err.contains("garbage.db") && err.contains("not a database"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

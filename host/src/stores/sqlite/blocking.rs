@@ -82,21 +82,23 @@ pub(crate) fn error(path: &Path, what: &str, e: rusqlite::Error) -> StoreError {
 /// Opens an existing database to read, never writing to it.
 pub(crate) fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     super::check_database_file(path)?;
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX
-        | OpenFlags::SQLITE_OPEN_URI;
-    let opened = Connection::open_with_flags(path, flags).and_then(|conn| {
-        // Opening is lazy: the first read finds a file that is not a database, or a
-        // WAL database whose `-shm` file cannot be created.
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    // Opening is lazy: the first read finds a file that is not a database, or a WAL
+    // database whose `-shm` file cannot be created.
+    let checked = |conn: Connection| {
         conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
         Ok(conn)
-    });
-    match opened {
+    };
+    match Connection::open_with_flags(path, flags).and_then(checked) {
         Ok(conn) => Ok(conn),
         // A WAL database in a read-only directory cannot create its `-shm` file:
-        // read it as immutable instead (nobody can be writing there anyway).
-        Err(first) => Connection::open_with_flags(immutable_uri(path), flags)
-            .map_err(|_| error(path, "cannot open", first)),
+        // read it as immutable instead (nobody can be writing there anyway). The
+        // error told is the first one (a file that is no database fails both ways).
+        Err(first) => {
+            Connection::open_with_flags(immutable_uri(path), flags | OpenFlags::SQLITE_OPEN_URI)
+                .and_then(checked)
+                .map_err(|_| error(path, "cannot open", first))
+        }
     }
 }
 
