@@ -403,7 +403,10 @@ impl JsonSink {
         for &i in &self.dirty {
             if !self.open.iter().any(|(e, _)| *e == i) {
                 let partial = partial_path(&self.path(&self.entries[i].file));
-                let file = File::open(&partial)
+                // Opened for writing: some systems sync only a file open for it.
+                let file = OpenOptions::new()
+                    .append(true)
+                    .open(&partial)
                     .map_err(|e| Self::io_error(&partial, "cannot reopen to sync", e))?;
                 reopened.push(file);
             }
