@@ -4,7 +4,7 @@
 //! Why not serde_json itself: its string escape looks up every byte in a table, and
 //! strings (message contents, base64) are most of a view; serializing the views was a
 //! third of a decoded export's instructions, the escape alone 16 %. Here the escape
-//! looks at sixteen bytes at a time while none of them needs escaping.
+//! looks at eight bytes at a time while none of them needs escaping.
 //!
 //! The escaping rules are serde_json's: `"` and `\` get a backslash, the control
 //! characters `\b \t \n \f \r` their short form, every other byte below 0x20 is
@@ -109,7 +109,7 @@ pub fn write_str<T: TextBuf>(out: &mut T, text: &str) {
 /// beyond ASCII on is the rest handed to `std::str::from_utf8`.
 ///
 /// `window` may go on past the string (the rest of the msgpack value it is read
-/// from): short strings are then scanned sixteen bytes at once too, the bytes after
+/// from): short strings are then scanned eight bytes at once too, the bytes after
 /// the string looked at but never written.
 pub fn write_utf8(out: &mut Vec<u8>, window: &[u8], len: usize) -> Result<(), std::str::Utf8Error> {
     let bytes = &window[..len];
@@ -160,9 +160,7 @@ fn plain_len<const ASCII_ONLY: bool>(window: &[u8], len: usize) -> usize {
             return at
                 + window[at..len]
                     .iter()
-                    .position(|&byte| {
-                        byte < 0x20 || byte == b'"' || byte == b'\\' || (ASCII_ONLY && byte >= 0x80)
-                    })
+                    .position(|&byte| special_byte::<ASCII_ONLY>(byte))
                     .unwrap_or(len - at);
         };
         let flags = special_bytes::<ASCII_ONLY>(u64::from_le_bytes(*word));
@@ -172,6 +170,18 @@ fn plain_len<const ASCII_ONLY: bool>(window: &[u8], len: usize) -> usize {
         at += 8;
     }
     len
+}
+
+/// How many leading bytes of `text` need no escape: where the next escape (or a
+/// string's closing quote) is, or its length.
+pub fn unescaped_len(text: &[u8]) -> usize {
+    plain_len::<false>(text, text.len())
+}
+
+/// Whether `byte` must be escaped, or with `ASCII_ONLY` is beyond ASCII: what
+/// [`special_bytes`] flags, one byte at a time.
+fn special_byte<const ASCII_ONLY: bool>(byte: u8) -> bool {
+    byte < 0x20 || byte == b'"' || byte == b'\\' || (ASCII_ONLY && byte >= 0x80)
 }
 
 /// The high bit of every byte of `word` (eight bytes, the first lowest) that must be

@@ -386,10 +386,8 @@ impl Compact<'_> {
     fn string(&mut self) -> Option<()> {
         let start = self.pos + 1;
         let rest = self.bytes.get(start..)?;
-        let end = rest
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-        match rest[end] {
+        let end = crate::json_text::unescaped_len(rest);
+        match *rest.get(end)? {
             b'"' => {
                 let text = std::str::from_utf8(&rest[..end]).ok()?;
                 crate::json_text::write_str(&mut self.out, text);

@@ -291,9 +291,12 @@ impl<'a> ViewReader<'a> {
     }
 
     fn text(&mut self, len: usize) -> Result<String, DecodeError> {
-        let b = self.take(len)?;
-        std::str::from_utf8(b)
-            .map(str::to_owned)
+        self.text_ref(len).map(str::to_owned)
+    }
+
+    /// The next `len` bytes as text, borrowed.
+    fn text_ref(&mut self, len: usize) -> Result<&'a str, DecodeError> {
+        std::str::from_utf8(self.take(len)?)
             .map_err(|_| DecodeError::Msgpack("string is not valid UTF-8".into()))
     }
 
@@ -330,9 +333,7 @@ impl<'a> ViewReader<'a> {
             Some(&m @ (0xa0..=0xbf | 0xd9..=0xdb)) => {
                 self.pos += 1;
                 let len = self.string_len(m)?;
-                std::str::from_utf8(self.take(len)?)
-                    .map(Some)
-                    .map_err(|_| DecodeError::Msgpack("string is not valid UTF-8".into()))
+                self.text_ref(len).map(Some)
             }
             _ => Ok(None),
         }

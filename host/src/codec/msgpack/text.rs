@@ -413,21 +413,20 @@ impl<'a, 'n> TextWriter<'a, 'n> {
         let single_arg = matches!(code, EXT_CONSTRUCTOR_SINGLE_ARG | EXT_METHOD_SINGLE_ARG);
         match (module, name) {
             ("datetime", "datetime") if single_arg => {
-                let Some(iso) = self.reader.string()? else {
+                let Some(iso) = self.reader.str_ref()? else {
                     return Ok(false);
                 };
-                let iso = if style == Style::PydanticJson {
-                    python::utc_as_z(iso)
+                if style == Style::PydanticJson {
+                    json_text::write_str(&mut self.out, &python::utc_as_z(iso.to_owned()));
                 } else {
-                    iso
-                };
-                json_text::write_str(&mut self.out, &iso);
+                    json_text::write_str(&mut self.out, iso);
+                }
             }
             ("uuid", "UUID") if code == EXT_CONSTRUCTOR_SINGLE_ARG => {
-                let Some(hex) = self.reader.string()? else {
+                let Some(hex) = self.reader.str_ref()? else {
                     return Ok(false);
                 };
-                json_text::write_str(&mut self.out, &python::hyphenate_uuid(&hex));
+                json_text::write_str(&mut self.out, &python::hyphenate_uuid(hex));
             }
             _ if code == EXT_CONSTRUCTOR_KW_ARGS && !python::has_rule_by_name(module) => {
                 let start = self.reader.pos;
