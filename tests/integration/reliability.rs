@@ -91,6 +91,115 @@ fn sqlite_to_json_survives_crashes_at_several_points() {
     }
 }
 
+/// Regression: a batch whose records all fail reaches no sink, so a sink that confirms
+/// late (the JSON export syncs a batch while the next one is written) still holds the
+/// batch before it unconfirmed. The engine confirmed that one anyway at the empty
+/// batch, recording a position ahead of what was durable: a crash there lost the
+/// records written just before.
+#[test]
+fn a_batch_with_nothing_to_write_confirms_nothing_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_fixture(dir.path());
+    // Batches of 20: the first thread's last 4 checkpoints and customer-0001's first
+    // 16 make batch 2, customer-0001 alone batch 3; all of customer-0001 fails.
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use sqlx::ConnectOptions;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&db)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query("UPDATE checkpoints SET checkpoint = x'c1' WHERE thread_id = 'customer-0001'")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    });
+    let config = write_yaml(dir.path(), &sqlite_yaml(JSON_DEST));
+    let crashed = cli_env(
+        dir.path(),
+        &["--config", &config],
+        &[("CKPT_MIGRATE_FAULT", "crash-after-commit:3")],
+    );
+    assert_eq!(crashed.output.status.code(), None, "{}", crashed.stderr());
+    let resumed = cli_env(dir.path(), &["--config", &config, "--resume"], &[]);
+    assert_eq!(resumed.code(), 1, "{}", resumed.stderr());
+    let keys: Vec<_> = read_json_export(&dir.path().join("out"))
+        .iter()
+        .map(key_of)
+        .collect();
+    let unique: BTreeSet<_> = keys.iter().cloned().collect();
+    let expected: BTreeSet<_> = harness::oracle("sqlite")
+        .into_keys()
+        .filter(|(thread, _, _)| thread != "customer-0001")
+        .collect();
+    assert_eq!(keys.len(), unique.len(), "no duplicates");
+    let missing: Vec<_> = expected.difference(&unique).collect();
+    let extra: Vec<_> = unique.difference(&expected).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "every good checkpoint, the ones before the empty batch too: missing {missing:?}, extra {extra:?}"
+    );
+}
+
+/// The JSON export's resume state is the length of its files log; a state written by
+/// an earlier version lists every file instead, and a run resumes from either.
+#[test]
+fn a_json_export_resumes_from_a_state_that_lists_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    sqlite_fixture(dir.path());
+    let config = write_yaml(dir.path(), &sqlite_yaml(JSON_DEST));
+    let crashed = cli_env(
+        dir.path(),
+        &["--config", &config],
+        &[("CKPT_MIGRATE_FAULT", "crash-after-commit:7")],
+    );
+    assert_eq!(crashed.output.status.code(), None, "{}", crashed.stderr());
+    // The state as an earlier version wrote it: every file's entry, from the log.
+    let states = dir.path().join(".ckpt-migrate");
+    let state_path = std::fs::read_dir(&states)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .unwrap();
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+    let logged = state["sink"]["files_log"]
+        .as_u64()
+        .expect("the files log's length") as usize;
+    let log_path = dir.path().join("out/manifest.json.files.partial");
+    let log = std::fs::read(&log_path).unwrap();
+    assert!(log.len() >= logged, "the log holds what the state counts");
+    let mut files: Vec<serde_json::Value> = Vec::new();
+    for line in log[..logged]
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+    {
+        let entry: serde_json::Value = serde_json::from_slice(line).unwrap();
+        match files.iter_mut().find(|f| f["group"] == entry["group"]) {
+            Some(known) => *known = entry,
+            None => files.push(entry),
+        }
+    }
+    assert!(files.len() > 1, "{files:?}");
+    state["sink"] = serde_json::json!({ "files": files });
+    std::fs::write(&state_path, serde_json::to_vec(&state).unwrap()).unwrap();
+    std::fs::remove_file(&log_path).unwrap();
+
+    resume_and_verify(dir.path(), &config);
+    let keys: Vec<_> = read_json_export(&dir.path().join("out"))
+        .iter()
+        .map(key_of)
+        .collect();
+    let unique: BTreeSet<_> = keys.iter().collect();
+    assert_eq!((keys.len(), unique.len()), (271, 271));
+    assert!(
+        files_under(&dir.path().join("out"))
+            .iter()
+            .all(|f| !f.ends_with(".partial")),
+        "the files log is gone once the manifest is written"
+    );
+}
+
 #[test]
 fn sqlite_to_json_arrays_survive_a_crash() {
     let dir = tempfile::tempdir().unwrap();

@@ -361,9 +361,10 @@ impl<'a> Migration<'a> {
             }
             let last_key = batch.batch.last_key.clone();
             let position = batch.batch.position.clone();
-            if let Err(e) = self.process_batch(batch).await {
-                return End::Failed(e);
-            }
+            let sent = match self.process_batch(batch).await {
+                Ok(sent) => sent,
+                Err(e) => return End::Failed(e),
+            };
             self.faults.after_write(self.stats.batches);
             let written = Written {
                 last_key,
@@ -371,11 +372,18 @@ impl<'a> Migration<'a> {
                 counts: Counts::of(&self.stats),
                 dead_letter_entries: self.dead.count(),
             };
-            // A sink that confirms a batch late has just confirmed the one before.
-            let confirmed = if self.sink.confirms_late() {
-                self.unconfirmed.replace(written)
-            } else {
-                Some(written)
+            let confirmed = match (self.sink.confirms_late(), sent) {
+                (false, _) => Some(written),
+                // A sink that confirms a batch late has just confirmed the one before.
+                (true, true) => self.unconfirmed.replace(written),
+                // Nothing of this batch reached the sink, so the batch it holds
+                // unconfirmed is still the earlier one: this batch's position waits in
+                // its place (confirming it now would record a position the sink has
+                // not made durable). With nothing waiting, it is confirmed now.
+                (true, false) => match self.unconfirmed.replace(written) {
+                    Some(_) => None,
+                    None => self.unconfirmed.take(),
+                },
             };
             if let Some(written) = confirmed
                 && let Err(e) = self.confirm(written).await
@@ -516,8 +524,9 @@ impl<'a> Migration<'a> {
     }
 
     /// Writes a sorted batch's kept records and sends its failures (read, decode,
-    /// plugin, then write) to the dead-letter file.
-    async fn process_batch(&mut self, selection: Selection) -> Result<(), RunError> {
+    /// plugin, then write) to the dead-letter file. True when records were sent to the
+    /// sink (a batch whose records were all filtered out or failed sends none).
+    async fn process_batch(&mut self, selection: Selection) -> Result<bool, RunError> {
         let Selection {
             batch,
             kept,
@@ -556,7 +565,8 @@ impl<'a> Migration<'a> {
             })
             .map_err(|e| io_error(dead.path(), e))?;
         }
-        if !kept.is_empty() {
+        let sent = !kept.is_empty();
+        if sent {
             let sink = &mut self.sink;
             let rejected = retry::with_retries(
                 self.config.retry,
@@ -588,7 +598,7 @@ impl<'a> Migration<'a> {
             stats.filtered,
             stats.failed
         );
-        Ok(())
+        Ok(sent)
     }
 }
 

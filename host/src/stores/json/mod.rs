@@ -5,6 +5,7 @@
 pub mod config;
 mod items;
 mod read;
+mod sync;
 mod write;
 
 pub use items::{ITEMS_FILE, open_item_sink, open_item_source};

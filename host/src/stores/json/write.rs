@@ -26,8 +26,6 @@ use crate::sources::Source;
 /// Open file handles kept at once; threads beyond this are closed and reopened for
 /// appending, so a source that interleaves many threads cannot exhaust descriptors.
 const MAX_OPEN_FILES: usize = 64;
-/// Threads that sync a checkpoint's files (waiting on the disk, not computing).
-const SYNC_THREADS: usize = 4;
 /// Records encoded together on every core before they are written: enough to keep
 /// the cores busy, few enough that their encoded objects take little memory.
 const ENCODE_CHUNK: usize = 128;
@@ -230,10 +228,124 @@ struct FileEntry {
     length: u64,
 }
 
-/// What the sink records at a checkpoint: every file and its confirmed length.
+/// What the sink records at a checkpoint.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct ResumeState {
+    /// Bytes of the files log (see [`FilesLog`]) that were durable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    files_log: Option<u64>,
+    /// Every file and its confirmed length, as the states of earlier versions hold
+    /// them (read on resume, never written).
+    #[serde(default, skip_serializing)]
     files: Vec<FileEntry>,
+}
+
+/// Every file's entry, one JSON line each time a batch changed it, in
+/// `<manifest name>.files.partial` next to the manifest. The resume state is this
+/// log's length: one number however many files the export has (a state that held
+/// every entry was rewritten after every batch, and grew with the threads: quadratic
+/// in all). A resumed run replays the log up to that length, the last line of a file
+/// winning. Removed once the manifest is written.
+struct FilesLog {
+    path: PathBuf,
+    writer: BufWriter<File>,
+    /// Bytes written so far.
+    length: u64,
+}
+
+impl FilesLog {
+    fn path(dir: &Path, shard: Option<&crate::shard::Shard>) -> PathBuf {
+        dir.join(format!("{}.files.partial", manifest_name(shard)))
+    }
+
+    /// A new, empty log (any earlier one is dropped).
+    fn create(path: PathBuf) -> Result<Self, StoreError> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| JsonSink::io_error(parent, "cannot create", e))?;
+        }
+        let file =
+            File::create(&path).map_err(|e| JsonSink::io_error(&path, "cannot create", e))?;
+        Ok(Self {
+            path,
+            writer: BufWriter::new(file),
+            length: 0,
+        })
+    }
+
+    /// The entries the log's first `length` bytes hold (in the order the files were
+    /// first logged), the log cut to that length and open for what follows.
+    fn replay(path: PathBuf, length: u64) -> Result<(Self, Vec<FileEntry>), StoreError> {
+        use std::io::{BufRead, Read};
+        let bad = |what: String| StoreError::fatal(format!("{}: {what}", path.display()));
+        let failed = |e| JsonSink::io_error(&path, "cannot resume", e);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(failed)?;
+        let size = file.metadata().map_err(failed)?.len();
+        if size < length {
+            return Err(bad(format!(
+                "the resume state counts {length} bytes; the file has {size}"
+            )));
+        }
+        let mut entries: Vec<FileEntry> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let lines = std::io::BufReader::new((&file).take(length)).split(b'\n');
+        for (n, line) in lines.enumerate() {
+            let line = line.map_err(failed)?;
+            let entry: FileEntry =
+                serde_json::from_slice(&line).map_err(|e| bad(format!("line {}: {e}", n + 1)))?;
+            match index.get(&entry.group) {
+                Some(&i) => entries[i] = entry,
+                None => {
+                    index.insert(entry.group.clone(), entries.len());
+                    entries.push(entry);
+                }
+            }
+        }
+        // What was logged after the last confirmed batch is dropped with the batch.
+        file.set_len(length).map_err(failed)?;
+        let mut writer = BufWriter::new(file);
+        std::io::Seek::seek(&mut writer, std::io::SeekFrom::End(0))
+            .map_err(|e| JsonSink::io_error(&path, "cannot resume", e))?;
+        Ok((
+            Self {
+                path,
+                writer,
+                length,
+            },
+            entries,
+        ))
+    }
+
+    fn append(&mut self, entry: &FileEntry) -> Result<(), StoreError> {
+        let mut line = serde_json::to_vec(entry).map_err(|e| StoreError::fatal(e.to_string()))?;
+        line.push(b'\n');
+        self.writer
+            .write_all(&line)
+            .map_err(|e| JsonSink::io_error(&self.path, "cannot write", e))?;
+        self.length += line.len() as u64;
+        Ok(())
+    }
+
+    /// The log flushed, and a handle on it to sync.
+    fn flushed(&mut self) -> Result<File, StoreError> {
+        self.writer
+            .flush()
+            .and_then(|()| self.writer.get_ref().try_clone())
+            .map_err(|e| JsonSink::io_error(&self.path, "cannot write", e))
+    }
+}
+
+/// A batch's files being synced on a thread of their own while the next batch is
+/// written (the engine records a batch once the next one is written: the sink
+/// confirms late).
+struct Syncing {
+    thread: std::thread::JoinHandle<std::io::Result<()>>,
+    /// The files log's length once this sync is done.
+    log_length: u64,
 }
 
 pub struct JsonSink {
@@ -245,8 +357,14 @@ pub struct JsonSink {
     entries: Vec<FileEntry>,
     /// Open writers (by entry index), least recently used first.
     open: Vec<(usize, BufWriter<File>)>,
-    /// Entries written since the last checkpoint (to fsync).
+    /// Entries written since the last sync point (to log and sync).
     dirty: Vec<usize>,
+    /// Opened by `resume`, else at the first sync point.
+    log: Option<FilesLog>,
+    /// The last batch's files, being synced.
+    syncing: Option<Syncing>,
+    /// The files log's length at the last batch known durable.
+    confirmed: u64,
 }
 
 impl JsonSink {
@@ -258,6 +376,9 @@ impl JsonSink {
             entries: Vec::new(),
             open: Vec::new(),
             dirty: Vec::new(),
+            log: None,
+            syncing: None,
+            confirmed: 0,
         }
     }
 
@@ -300,12 +421,15 @@ impl JsonSink {
         };
         let file = format!("{stem}.{}", self.extension());
         let partial = partial_path(&self.path(&file));
-        if let Some(parent) = partial.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| Self::io_error(parent, "cannot create", e))?;
-        }
-        let created =
-            File::create(&partial).map_err(|e| Self::io_error(&partial, "cannot create", e))?;
+        // The directory is made when the first file in it is.
+        let created = File::create(&partial).or_else(|e| match partial.parent() {
+            Some(parent) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| Self::io_error(parent, "cannot create", e))?;
+                File::create(&partial).map_err(|e| Self::io_error(&partial, "cannot create", e))
+            }
+            _ => Err(Self::io_error(&partial, "cannot create", e)),
+        })?;
         self.entries.push(FileEntry {
             group: group.to_owned(),
             file,
@@ -392,45 +516,56 @@ impl JsonSink {
         std::fs::write(&path, text).map_err(|e| Self::io_error(&path, "cannot write", e))
     }
 
-    /// Makes every file written since the last checkpoint durable, the open ones and
-    /// those closed since (when more files are written than are kept open).
-    ///
-    /// The files are synced side by side, a few threads each taking a share: one
-    /// `fdatasync` after another waited for each file's write in turn, and on a
-    /// per-thread export (a few dozen files a batch) that was a fifth of the run.
-    fn sync_dirty(&mut self) -> Result<(), StoreError> {
-        let mut reopened = Vec::new();
-        for &i in &self.dirty {
-            if !self.open.iter().any(|(e, _)| *e == i) {
-                let partial = partial_path(&self.path(&self.entries[i].file));
-                // Opened for writing: some systems sync only a file open for it.
-                let file = OpenOptions::new()
-                    .append(true)
-                    .open(&partial)
-                    .map_err(|e| Self::io_error(&partial, "cannot reopen to sync", e))?;
-                reopened.push(file);
-            }
+    /// Ends a batch: its files' entries go to the files log, and the files written
+    /// since the last sync point (the open ones and those closed since, when more
+    /// files are written than are kept open) start syncing on a thread of their own,
+    /// once the last batch's sync is done. Syncing used to wait at every checkpoint;
+    /// now it overlaps the next batch.
+    fn sync_point(&mut self) -> Result<(), StoreError> {
+        for (_, w) in &mut self.open {
+            w.flush()
+                .map_err(|e| StoreError::fatal(format!("flushing JSON output: {e}")))?;
         }
-        let files: Vec<&File> = self
-            .open
-            .iter()
-            .filter(|(i, _)| self.dirty.contains(i))
-            .map(|(_, w)| w.get_ref())
-            .chain(&reopened)
-            .collect();
-        let share = files.len().div_ceil(SYNC_THREADS).max(1);
-        std::thread::scope(|scope| {
-            let syncs: Vec<_> = files
-                .chunks(share)
-                .map(|part| scope.spawn(|| part.iter().try_for_each(|f| f.sync_data())))
-                .collect();
-            syncs.into_iter().try_for_each(|sync| {
-                sync.join()
-                    .unwrap_or_else(|_| Err(std::io::Error::other("a sync thread panicked")))
-            })
-        })
-        .map_err(|e| StoreError::fatal(format!("syncing JSON output: {e}")))?;
+        let log = match &mut self.log {
+            Some(log) => log,
+            None => self.log.insert(FilesLog::create(FilesLog::path(
+                &self.config.output_dir,
+                self.run.shard.as_ref(),
+            ))?),
+        };
+        for &i in &self.dirty {
+            log.append(&self.entries[i])?;
+        }
+        let (log_file, log_length) = (log.flushed()?, log.length);
+        let mut files = vec![log_file];
+        for &i in &self.dirty {
+            let partial = || partial_path(&self.path(&self.entries[i].file));
+            let file = match self.open.iter().find(|(e, _)| *e == i) {
+                Some((_, w)) => w.get_ref().try_clone(),
+                // Opened for writing: some systems sync only a file open for it.
+                None => OpenOptions::new().append(true).open(partial()),
+            };
+            files.push(file.map_err(|e| Self::io_error(&partial(), "cannot reopen to sync", e))?);
+        }
         self.dirty.clear();
+        self.wait_for_sync()?;
+        let thread = std::thread::Builder::new()
+            .name("json-sync".into())
+            .spawn(move || super::sync::sync_files(&files))
+            .map_err(|e| StoreError::fatal(format!("cannot start syncing JSON output: {e}")))?;
+        self.syncing = Some(Syncing { thread, log_length });
+        Ok(())
+    }
+
+    /// Waits for the last batch's sync: every batch written before is durable.
+    fn wait_for_sync(&mut self) -> Result<(), StoreError> {
+        if let Some(Syncing { thread, log_length }) = self.syncing.take() {
+            thread
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("a sync thread panicked")))
+                .map_err(|e| StoreError::fatal(format!("syncing JSON output: {e}")))?;
+            self.confirmed = log_length;
+        }
         Ok(())
     }
 
@@ -525,21 +660,26 @@ impl Sink for JsonSink {
                 }
             }
         }
+        self.sync_point()?;
         Ok(rejected)
     }
 
     async fn checkpoint(&mut self) -> Result<Option<Value>, StoreError> {
-        for (_, w) in &mut self.open {
-            w.flush()
-                .map_err(|e| StoreError::fatal(format!("flushing JSON output: {e}")))?;
-        }
-        self.sync_dirty()?;
         let state = ResumeState {
-            files: self.entries.clone(),
+            files_log: Some(self.confirmed),
+            files: Vec::new(),
         };
         serde_json::to_value(state)
             .map(Some)
             .map_err(|e| StoreError::fatal(e.to_string()))
+    }
+
+    fn confirms_late(&self) -> bool {
+        true
+    }
+
+    async fn settle(&mut self) -> Result<(), StoreError> {
+        self.wait_for_sync()
     }
 
     async fn resume(&mut self, state: Value) -> Result<(), StoreError> {
@@ -549,7 +689,19 @@ impl Sink for JsonSink {
             serde_json::from_value(state)
                 .map_err(|e| StoreError::fatal(format!("unreadable JSON resume state: {e}")))?
         };
-        for entry in state.files {
+        let log_path = FilesLog::path(&self.config.output_dir, self.run.shard.as_ref());
+        let (log, entries) = match state.files_log {
+            Some(length) => FilesLog::replay(log_path, length)?,
+            // A state of an earlier version: its files are logged at the next sync
+            // point, so that the log alone holds them from then on.
+            None => {
+                self.dirty = (0..state.files.len()).collect();
+                (FilesLog::create(log_path)?, state.files)
+            }
+        };
+        self.confirmed = log.length;
+        self.log = Some(log);
+        for entry in entries {
             let final_path = self.path(&entry.file);
             let partial = partial_path(&final_path);
             // A crash during `finish` may have renamed some files already.
@@ -571,7 +723,8 @@ impl Sink for JsonSink {
     }
 
     async fn suspend(&mut self) -> Result<(), StoreError> {
-        self.close_all()
+        let synced = self.wait_for_sync();
+        self.close_all().and(synced)
     }
 
     async fn read_back(&mut self) -> Result<Box<dyn Source>, StoreError> {
@@ -584,6 +737,7 @@ impl Sink for JsonSink {
     async fn finish(&mut self, stats: &RunStats) -> Result<(), StoreError> {
         std::fs::create_dir_all(&self.config.output_dir)
             .map_err(|e| Self::io_error(&self.config.output_dir, "cannot create", e))?;
+        self.wait_for_sync()?;
         self.close_all()?;
         for entry in &self.entries {
             let final_path = self.path(&entry.file);
@@ -600,7 +754,14 @@ impl Sink for JsonSink {
             std::fs::rename(&partial, &final_path)
                 .map_err(|e| Self::io_error(&final_path, "cannot rename into place", e))?;
         }
-        self.write_manifest(stats)
+        self.write_manifest(stats)?;
+        // The manifest lists every file now.
+        if let Some(log) = self.log.take() {
+            drop(log.writer);
+            std::fs::remove_file(&log.path)
+                .map_err(|e| Self::io_error(&log.path, "cannot remove", e))?;
+        }
+        Ok(())
     }
 }
 
