@@ -460,6 +460,44 @@ async fn postgres_to_postgres_in_another_schema_and_sqlite_file_details() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&mode.stdout).trim(), "wal");
+    let pragma = |db: &Path, name: &str| {
+        let out = Command::new(python())
+            .args(["-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('pragma ' + sys.argv[2]).fetchone()[0])"])
+            .arg(db)
+            .arg(name)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    // A database the run creates gets large pages; one that exists keeps its own.
+    assert_eq!(pragma(&out, "page_size"), "32768");
+    let existing = harness::sqlite_fixture(dir.path());
+    let run = migrate(
+        dir.path(),
+        "postgresql",
+        &pg_config(&source_db),
+        "sqlite",
+        &serde_json::json!({ "connection_string": existing.display().to_string(), "page_size": 65536 }),
+    );
+    assert_ok(&run);
+    assert_eq!(pragma(&existing, "page_size"), "4096");
+    // A page size SQLite cannot have is refused before anything is written.
+    let refused = dir.path().join("refused.db");
+    let run = migrate(
+        dir.path(),
+        "postgresql",
+        &pg_config(&source_db),
+        "sqlite",
+        &serde_json::json!({ "connection_string": refused.display().to_string(), "page_size": 1000 }),
+    );
+    assert_eq!(run.code(), 2, "{}", run.stderr());
+    assert!(
+        run.stderr()
+            .contains("page_size 1000 is not a power of two from 512 to 65536"),
+        "{}",
+        run.stderr()
+    );
+    assert!(!refused.exists());
 }
 
 fn zoo_oracle(store: &str) -> BTreeMap<Key, Value> {

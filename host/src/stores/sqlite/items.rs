@@ -386,8 +386,7 @@ impl ItemSink for SqliteItemSink {
 
     async fn prepare(&mut self) -> Result<(), StoreError> {
         if self.conn.is_none() {
-            self.conn =
-                Some(super::connect_writable(&self.path, self.config.busy_timeout_seconds).await?);
+            self.conn = Some(super::connect_writable(&self.path, &self.config).await?);
             self.migrate("store_migrations", &STORE_MIGRATIONS).await?;
             let path = self.path.clone();
             let tables = table_names(self.conn()?, &path).await?;

@@ -17,6 +17,7 @@ use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode};
 
 use crate::error::StoreError;
+use config::SqliteSinkConfig;
 
 pub use items::{open_item_sink, open_item_source};
 pub use read::SqliteSource;
@@ -133,11 +134,16 @@ pub(crate) fn check_database_file(path: &Path) -> Result<(), StoreError> {
 }
 
 /// Opens a database to write, creating the file (and its directory) when missing, in
-/// WAL mode, waiting up to `busy_timeout_seconds` for another writer's lock.
+/// WAL mode, waiting for another writer's lock as long as `config` says; a database it
+/// creates gets `config`'s page size.
 pub(crate) async fn connect_writable(
     path: &Path,
-    busy_timeout_seconds: u64,
+    config: &SqliteSinkConfig,
 ) -> Result<SqliteConnection, StoreError> {
+    let busy_timeout_seconds = config.busy_timeout_seconds;
+    let page_size = config
+        .checked_page_size()
+        .map_err(|e| StoreError::fatal(e.to_string()))?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::fatal(format!(
@@ -150,6 +156,9 @@ pub(crate) async fn connect_writable(
     SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
+        // Set before WAL mode, which fixes it; SQLite ignores it for a database that
+        // has pages already.
+        .page_size(page_size)
         .journal_mode(SqliteJournalMode::Wal)
         .busy_timeout(std::time::Duration::from_secs(busy_timeout_seconds))
         .disable_statement_logging()

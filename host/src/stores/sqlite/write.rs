@@ -97,8 +97,7 @@ impl SqliteSink {
 
     async fn open(&mut self) -> Result<&mut SqliteConnection, StoreError> {
         if self.conn.is_none() {
-            let mut conn =
-                super::connect_writable(&self.path, self.config.busy_timeout_seconds).await?;
+            let mut conn = super::connect_writable(&self.path, &self.config).await?;
             for create in CREATE_TABLES {
                 sqlx::query(create)
                     .execute(&mut conn)
@@ -465,6 +464,7 @@ impl Sink for SqliteSink {
 
 impl OpenSink for SqliteSinkConfig {
     fn open_sink(&self, _run: &RunInfo, _retry: RetryPolicy) -> Result<Box<dyn Sink>, OpenError> {
+        self.checked_page_size()?;
         Ok(Box::new(SqliteSink::new(self.clone())))
     }
 }
