@@ -209,15 +209,11 @@ impl<'a, 'n> TextWriter<'a, 'n> {
     /// `{"__bytes__": base64}` ([`super::super::python::bytes_view`]), written as is:
     /// base64 needs no escape.
     fn bytes_view(&mut self, bytes: &[u8]) {
-        use base64::Engine as _;
         self.out.push_text("{\"__bytes__\":\"");
-        let at = self.out.len();
-        let len = base64::encoded_len(bytes.len(), true).expect("a length that fits memory");
-        self.out.resize(at + len, 0);
-        let written = base64::engine::general_purpose::STANDARD
-            .encode_slice(bytes, &mut self.out[at..])
-            .expect("room for the encoded length");
-        self.out.truncate(at + written);
+        // Grown the amortized way first (the encoder reserves exactly).
+        let base64 = base64_simd::STANDARD;
+        self.out.reserve(base64.encoded_length(bytes.len()));
+        base64.encode_append(bytes, &mut self.out);
         self.out.push_text("\"}");
     }
 

@@ -7,8 +7,6 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -134,8 +132,11 @@ fn write_compact(out: &mut String, record: &Checkpoint, with_view: bool) {
         out.push_str(r#"{"type":"#);
         write_str(out, &value.type_tag);
         out.push_str(r#","data":""#);
-        // Base64 never needs escaping.
-        B64.encode_string(&value.bytes, out);
+        // Base64 never needs escaping. SIMD: a fifth of the scalar encoder's time.
+        // Grown the amortized way first (the encoder reserves exactly).
+        let base64 = base64_simd::STANDARD;
+        out.reserve(base64.encoded_length(value.bytes.len()));
+        base64.encode_append(&value.bytes, out);
         out.push_str(r#""}"#);
     };
     let write_head = |out: &mut String, w: &PendingWrite| {
