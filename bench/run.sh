@@ -68,7 +68,10 @@ for scale in "${scales[@]}"; do
   measure ckpt_migrate_raw_to_sqlite "$scale" -- "$bin" "${src[@]}" --destination sqlite \
     --dest-config "{\"connection_string\": \"$out/copy.db\"}"
   measure langgraph_script_to_json "$scale" -- "$python" bench/langgraph_export.py "$db" "$out/langgraph.jsonl"
-  rm -rf "$out"
+  # Outputs are removed at the end (the trap), not here: on an ext4 without a journal
+  # the kernel skips inodes freed in the last minutes when it creates files, so the
+  # next scale's JSON runs would pay for this scale's deletes. Leave a few minutes
+  # between runs of this script for the same reason.
 done
 
 python3 - "$results" "bench/results/run-$stamp" <<'PY'
