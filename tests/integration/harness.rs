@@ -26,6 +26,19 @@ pub fn sqlite_fixture(dir: &Path) -> PathBuf {
     path
 }
 
+/// Runs one SQL statement on a SQLite file (created when missing): a test's own change
+/// to a fixture.
+pub async fn sqlite_execute(path: &Path, sql: &str) {
+    use sqlx::ConnectOptions;
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query(sql).execute(&mut conn).await.unwrap();
+}
+
 /// LangGraph's own read-back of a fixture, by key.
 pub fn oracle(name: &str) -> BTreeMap<Key, Value> {
     let text = std::fs::read_to_string(fixtures().join(format!("oracle/{name}.jsonl")))

@@ -102,18 +102,12 @@ fn a_batch_with_nothing_to_write_confirms_nothing_early() {
     let db = sqlite_fixture(dir.path());
     // Batches of 20: the first thread's last 4 checkpoints and customer-0001's first
     // 16 make batch 2, customer-0001 alone batch 3; all of customer-0001 fails.
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        use sqlx::ConnectOptions;
-        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&db)
-            .connect()
-            .await
-            .unwrap();
-        sqlx::query("UPDATE checkpoints SET checkpoint = x'c1' WHERE thread_id = 'customer-0001'")
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    });
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(harness::sqlite_execute(
+            &db,
+            "UPDATE checkpoints SET checkpoint = x'c1' WHERE thread_id = 'customer-0001'",
+        ));
     let config = write_yaml(dir.path(), &sqlite_yaml(JSON_DEST));
     let crashed = cli_env(
         dir.path(),
@@ -496,19 +490,12 @@ async fn corrupt_blobs_and_invalid_utf8_go_to_the_dead_letter_file_exactly() {
 fn max_errors_stops_the_run_and_replay_reprocesses_the_dead_letter_file() {
     let dir = tempfile::tempdir().unwrap();
     let db = sqlite_fixture(dir.path());
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        use sqlx::ConnectOptions;
-        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&db)
-            .connect()
-            .await
-            .unwrap();
-        sqlx::query("UPDATE checkpoints SET checkpoint = x'c1' WHERE thread_id = 'customer-0002'")
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    });
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(harness::sqlite_execute(
+            &db,
+            "UPDATE checkpoints SET checkpoint = x'c1' WHERE thread_id = 'customer-0002'",
+        ));
     let config = write_yaml(dir.path(), &sqlite_yaml(JSON_DEST));
     let run = cli_env(dir.path(), &["--config", &config, "--max-errors", "3"], &[]);
     assert_eq!(run.code(), 3, "{}", run.stderr());

@@ -5,9 +5,10 @@ use ckpt_migrate::filters::FilterConfig;
 use ckpt_migrate::sources::{BatchLimits, Source};
 use ckpt_migrate::stores::sqlite::SqliteSource;
 use ckpt_migrate::stores::sqlite::config::SqliteSourceConfig;
-use sqlx::ConnectOptions;
 
-use crate::harness::{self, cli_yaml, read_json_export, record_key, sqlite_fixture};
+use crate::harness::{
+    self, cli_yaml, read_json_export, record_key, sqlite_execute, sqlite_fixture,
+};
 
 async fn open(path: &std::path::Path) -> Result<SqliteSource, String> {
     let filters = FilterConfig::default().compile().unwrap();
@@ -17,15 +18,6 @@ async fn open(path: &std::path::Path) -> Result<SqliteSource, String> {
     SqliteSource::open(&config, &filters)
         .await
         .map_err(|e| e.to_string())
-}
-
-async fn execute(path: &std::path::Path, sql: &str) {
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(path)
-        .connect()
-        .await
-        .unwrap();
-    sqlx::query(sql).execute(&mut conn).await.unwrap();
 }
 
 #[tokio::test]
@@ -69,17 +61,7 @@ async fn pages_of_any_size_read_every_record_once_in_key_order() {
 async fn a_database_without_checkpoint_tables_is_named_with_what_it_has() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("other.db");
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(&db)
-        .create_if_missing(true)
-        .connect()
-        .await
-        .unwrap();
-    sqlx::query("CREATE TABLE users (id INTEGER)")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    drop(conn);
+    sqlite_execute(&db, "CREATE TABLE users (id INTEGER)").await;
     let err = open(&db).await.err().unwrap();
     assert!(
         err.contains("other.db") && err.contains("checkpoints") && err.contains("users"),
@@ -101,10 +83,10 @@ async fn corrupt_values_go_to_the_dead_letter_file_and_the_rest_migrates() {
     let db = sqlite_fixture(dir.path());
     // A truncated msgpack checkpoint, metadata that is not JSON, an invalid msgpack
     // write value, and a pickle value (passed through, not an error).
-    execute(&db, "UPDATE checkpoints SET checkpoint = substr(checkpoint, 1, 40) WHERE rowid = (SELECT rowid FROM checkpoints WHERE thread_id = 'customer-0001' ORDER BY checkpoint_id LIMIT 1 OFFSET 2)").await;
-    execute(&db, "UPDATE checkpoints SET metadata = CAST(x'7b226e6f74206a736f6e' AS BLOB) WHERE rowid = (SELECT rowid FROM checkpoints WHERE thread_id = 'customer-0002' ORDER BY checkpoint_id LIMIT 1)").await;
-    execute(&db, "UPDATE writes SET value = x'c1' WHERE rowid = (SELECT rowid FROM writes WHERE thread_id = 'test-abc' AND type = 'msgpack' ORDER BY checkpoint_id LIMIT 1)").await;
-    execute(&db, "UPDATE writes SET type = 'pickle', value = x'80049500' WHERE rowid = (SELECT rowid FROM writes WHERE thread_id = 'debug-xyz' AND type = 'msgpack' ORDER BY checkpoint_id LIMIT 1)").await;
+    sqlite_execute(&db, "UPDATE checkpoints SET checkpoint = substr(checkpoint, 1, 40) WHERE rowid = (SELECT rowid FROM checkpoints WHERE thread_id = 'customer-0001' ORDER BY checkpoint_id LIMIT 1 OFFSET 2)").await;
+    sqlite_execute(&db, "UPDATE checkpoints SET metadata = CAST(x'7b226e6f74206a736f6e' AS BLOB) WHERE rowid = (SELECT rowid FROM checkpoints WHERE thread_id = 'customer-0002' ORDER BY checkpoint_id LIMIT 1)").await;
+    sqlite_execute(&db, "UPDATE writes SET value = x'c1' WHERE rowid = (SELECT rowid FROM writes WHERE thread_id = 'test-abc' AND type = 'msgpack' ORDER BY checkpoint_id LIMIT 1)").await;
+    sqlite_execute(&db, "UPDATE writes SET type = 'pickle', value = x'80049500' WHERE rowid = (SELECT rowid FROM writes WHERE thread_id = 'debug-xyz' AND type = 'msgpack' ORDER BY checkpoint_id LIMIT 1)").await;
 
     let yaml = "source_type: sqlite\nsource_config: {connection_string: 'sqlite:///checkpoints.db'}\ndestination_type: json\ndestination_config: {output_dir: out}\nbatch_size: 10\n";
     let run = cli_yaml(dir.path(), yaml, &[]);
