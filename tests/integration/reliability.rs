@@ -24,20 +24,32 @@ fn write_yaml(dir: &std::path::Path, yaml: &str) -> String {
     path.display().to_string()
 }
 
-/// Crashes at `fault`, checks nothing unfinished looks finished, resumes, verifies.
-fn crash_resume_verify(dir: &std::path::Path, yaml: &str, fault: &str, expected: usize) {
-    let config = write_yaml(dir, yaml);
-    let crashed = cli_env(
-        dir,
-        &["--config", &config],
-        &[("CKPT_MIGRATE_FAULT", fault)],
-    );
+/// The SQLite fixture with every checkpoint of `thread` broken (not msgpack), and the
+/// config of its JSON export in batches of 20.
+fn json_export_of_a_broken_thread(dir: &std::path::Path, thread: &str) -> String {
+    let db = sqlite_fixture(dir);
+    let sql = format!("UPDATE checkpoints SET checkpoint = x'c1' WHERE thread_id = '{thread}'");
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(harness::sqlite_execute(&db, &sql));
+    write_yaml(dir, &sqlite_yaml(JSON_DEST))
+}
+
+/// Runs `config` with the fault `fault` injected, and checks that the process died.
+fn crash_at(dir: &std::path::Path, config: &str, fault: &str) {
+    let crashed = cli_env(dir, &["--config", config], &[("CKPT_MIGRATE_FAULT", fault)]);
     assert_eq!(
         crashed.output.status.code(),
         None,
         "{fault}: the process must have died: {}",
         crashed.stderr()
     );
+}
+
+/// Crashes at `fault`, checks nothing unfinished looks finished, resumes, verifies.
+fn crash_resume_verify(dir: &std::path::Path, yaml: &str, fault: &str, expected: usize) {
+    let config = write_yaml(dir, yaml);
+    crash_at(dir, &config, fault);
     let files = files_under(&dir.join("out"));
     assert!(
         files
@@ -99,22 +111,10 @@ fn sqlite_to_json_survives_crashes_at_several_points() {
 #[test]
 fn a_batch_with_nothing_to_write_confirms_nothing_early() {
     let dir = tempfile::tempdir().unwrap();
-    let db = sqlite_fixture(dir.path());
     // Batches of 20: the first thread's last 4 checkpoints and customer-0001's first
     // 16 make batch 2, customer-0001 alone batch 3; all of customer-0001 fails.
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(harness::sqlite_execute(
-            &db,
-            "UPDATE checkpoints SET checkpoint = x'c1' WHERE thread_id = 'customer-0001'",
-        ));
-    let config = write_yaml(dir.path(), &sqlite_yaml(JSON_DEST));
-    let crashed = cli_env(
-        dir.path(),
-        &["--config", &config],
-        &[("CKPT_MIGRATE_FAULT", "crash-after-commit:3")],
-    );
-    assert_eq!(crashed.output.status.code(), None, "{}", crashed.stderr());
+    let config = json_export_of_a_broken_thread(dir.path(), "customer-0001");
+    crash_at(dir.path(), &config, "crash-after-commit:3");
     let resumed = cli_env(dir.path(), &["--config", &config, "--resume"], &[]);
     assert_eq!(resumed.code(), 1, "{}", resumed.stderr());
     let keys: Vec<_> = read_json_export(&dir.path().join("out"))
@@ -142,12 +142,7 @@ fn a_json_export_resumes_from_a_state_that_lists_its_files() {
     let dir = tempfile::tempdir().unwrap();
     sqlite_fixture(dir.path());
     let config = write_yaml(dir.path(), &sqlite_yaml(JSON_DEST));
-    let crashed = cli_env(
-        dir.path(),
-        &["--config", &config],
-        &[("CKPT_MIGRATE_FAULT", "crash-after-commit:7")],
-    );
-    assert_eq!(crashed.output.status.code(), None, "{}", crashed.stderr());
+    crash_at(dir.path(), &config, "crash-after-commit:7");
     // The state as an earlier version wrote it: every file's entry, from the log.
     let states = dir.path().join(".ckpt-migrate");
     let state_path = std::fs::read_dir(&states)
@@ -215,12 +210,7 @@ fn sqlite_to_parquet_survives_crashes() {
     let yaml =
         sqlite_yaml("parquet\ndestination_config: {output_path: ds, partition_by: [thread_id]}");
     let config = write_yaml(dir.path(), &yaml);
-    let crashed = cli_env(
-        dir.path(),
-        &["--config", &config],
-        &[("CKPT_MIGRATE_FAULT", "crash-after-write:5")],
-    );
-    assert_eq!(crashed.output.status.code(), None);
+    crash_at(dir.path(), &config, "crash-after-write:5");
     resume_and_verify(dir.path(), &config);
 }
 
@@ -292,12 +282,7 @@ fn restart_forgets_the_unfinished_run() {
     let dir = tempfile::tempdir().unwrap();
     sqlite_fixture(dir.path());
     let config = write_yaml(dir.path(), &sqlite_yaml(JSON_DEST));
-    let crashed = cli_env(
-        dir.path(),
-        &["--config", &config],
-        &[("CKPT_MIGRATE_FAULT", "crash-after-commit:3")],
-    );
-    assert_eq!(crashed.output.status.code(), None);
+    crash_at(dir.path(), &config, "crash-after-commit:3");
     let run = cli_env(
         dir.path(),
         &["--config", &config, "--restart", "--verify"],
@@ -489,14 +474,7 @@ async fn corrupt_blobs_and_invalid_utf8_go_to_the_dead_letter_file_exactly() {
 #[test]
 fn max_errors_stops_the_run_and_replay_reprocesses_the_dead_letter_file() {
     let dir = tempfile::tempdir().unwrap();
-    let db = sqlite_fixture(dir.path());
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(harness::sqlite_execute(
-            &db,
-            "UPDATE checkpoints SET checkpoint = x'c1' WHERE thread_id = 'customer-0002'",
-        ));
-    let config = write_yaml(dir.path(), &sqlite_yaml(JSON_DEST));
+    let config = json_export_of_a_broken_thread(dir.path(), "customer-0002");
     let run = cli_env(dir.path(), &["--config", &config, "--max-errors", "3"], &[]);
     assert_eq!(run.code(), 3, "{}", run.stderr());
     assert!(
