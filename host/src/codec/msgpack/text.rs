@@ -210,10 +210,7 @@ impl<'a, 'n> TextWriter<'a, 'n> {
     /// base64 needs no escape.
     fn bytes_view(&mut self, bytes: &[u8]) {
         self.out.push_text("{\"__bytes__\":\"");
-        // Grown the amortized way first (the encoder reserves exactly).
-        let base64 = base64_simd::STANDARD;
-        self.out.reserve(base64.encoded_length(bytes.len()));
-        base64.encode_append(bytes, &mut self.out);
+        json_text::write_base64(&mut self.out, bytes);
         self.out.push_text("\"}");
     }
 

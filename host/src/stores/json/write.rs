@@ -125,18 +125,14 @@ pub fn export_compact(record: &Checkpoint, with_view: bool) -> Vec<u8> {
 }
 
 fn write_compact(out: &mut String, record: &Checkpoint, with_view: bool) {
-    use crate::json_text::{write_array, write_str};
+    use crate::json_text::{write_array, write_base64, write_str};
     use crate::record::{PendingWrite, TypedValue};
     let view = record.view.as_ref().filter(|_| with_view);
     let typed = |out: &mut String, value: &TypedValue| {
         out.push_str(r#"{"type":"#);
         write_str(out, &value.type_tag);
         out.push_str(r#","data":""#);
-        // Base64 never needs escaping. SIMD: a fifth of the scalar encoder's time.
-        // Grown the amortized way first (the encoder reserves exactly).
-        let base64 = base64_simd::STANDARD;
-        out.reserve(base64.encoded_length(value.bytes.len()));
-        base64.encode_append(&value.bytes, out);
+        write_base64(out, &value.bytes);
         out.push_str(r#""}"#);
     };
     let write_head = |out: &mut String, w: &PendingWrite| {
@@ -309,8 +305,7 @@ impl FilesLog {
         // What was logged after the last confirmed batch is dropped with the batch.
         file.set_len(length).map_err(failed)?;
         let mut writer = BufWriter::new(file);
-        std::io::Seek::seek(&mut writer, std::io::SeekFrom::End(0))
-            .map_err(|e| JsonSink::io_error(&path, "cannot resume", e))?;
+        std::io::Seek::seek(&mut writer, std::io::SeekFrom::End(0)).map_err(failed)?;
         Ok((
             Self {
                 path,
