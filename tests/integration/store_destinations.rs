@@ -454,6 +454,10 @@ async fn postgres_to_postgres_in_another_schema_and_sqlite_file_details() {
         &serde_json::json!({ "connection_string": format!("sqlite:///{}", out.display()) }),
     );
     assert_ok(&run);
+    // Closed whole: the WAL, checkpointed on a thread of its own during the run, is
+    // all in the database file, and the writer's last connection removed it.
+    let wal = dir.path().join("new/dir/out.db-wal");
+    assert!(!wal.exists(), "{} is left", wal.display());
     let mode = Command::new(python())
         .args(["-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('pragma journal_mode').fetchone()[0])"])
         .arg(&out)
@@ -469,6 +473,7 @@ async fn postgres_to_postgres_in_another_schema_and_sqlite_file_details() {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     };
+    assert_eq!(pragma(&out, "integrity_check"), "ok");
     // A database the run creates gets large pages; one that exists keeps its own.
     assert_eq!(pragma(&out, "page_size"), "32768");
     let existing = harness::sqlite_fixture(dir.path());

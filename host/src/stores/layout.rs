@@ -301,15 +301,16 @@ fn json_inline_exact(value: &Value) -> bool {
     }
 }
 
-/// The checkpoint in SqliteSaver's shape: one typed value.
-pub fn whole(cp: &Checkpoint) -> Result<TypedValue, LayoutError> {
+/// The checkpoint in SqliteSaver's shape: one typed value; borrowed when it is the
+/// record's own `checkpoint` (already whole), so its bytes are not copied.
+pub fn whole(cp: &Checkpoint) -> Result<Cow<'_, TypedValue>, LayoutError> {
     match cp.checkpoint.type_tag.as_str() {
-        "json" => whole_from_json(&cp.checkpoint.bytes, &cp.channel_blobs),
+        "json" => whole_from_json(&cp.checkpoint.bytes, &cp.channel_blobs).map(Cow::Owned),
         "msgpack" if !cp.channel_blobs.is_empty() => {
-            whole_from_msgpack(&cp.checkpoint.bytes, &cp.channel_blobs)
+            whole_from_msgpack(&cp.checkpoint.bytes, &cp.channel_blobs).map(Cow::Owned)
         }
         // Already whole, in whatever form LangGraph's serializer wrote it.
-        _ if cp.channel_blobs.is_empty() => Ok(cp.checkpoint.clone()),
+        _ if cp.channel_blobs.is_empty() => Ok(Cow::Borrowed(&cp.checkpoint)),
         other => fail(format!(
             "the checkpoint is stored as {other:?} with channel values apart: they cannot be joined"
         )),
@@ -527,17 +528,20 @@ fn strict_json(bytes: &[u8]) -> Result<Value, String> {
     Ok(value)
 }
 
-/// The metadata as JSON text (SqliteSaver and PostgresSaver both keep JSON).
-pub fn metadata_json(cp: &Checkpoint) -> Result<Vec<u8>, LayoutError> {
+/// The metadata as JSON text (SqliteSaver and PostgresSaver both keep JSON); borrowed
+/// when it is the record's own `metadata` bytes.
+pub fn metadata_json(cp: &Checkpoint) -> Result<Cow<'_, [u8]>, LayoutError> {
     let md = &cp.metadata;
     match md.type_tag.as_str() {
-        "json" => Ok(md.bytes.clone()),
+        "json" => Ok(Cow::Borrowed(&md.bytes)),
         "msgpack" => {
             let value = plain_json(&msgpack::parse(&md.bytes)?)
                 .map_err(|e| LayoutError(format!("metadata: {e}")))?;
-            serde_json::to_vec(&value).map_err(|e| LayoutError(format!("metadata: {e}")))
+            serde_json::to_vec(&value)
+                .map(Cow::Owned)
+                .map_err(|e| LayoutError(format!("metadata: {e}")))
         }
-        "null" | "empty" => Ok(b"{}".to_vec()),
+        "null" | "empty" => Ok(Cow::Borrowed(b"{}")),
         other => fail(format!("metadata stored as {other:?} has no JSON form")),
     }
 }
@@ -551,7 +555,7 @@ pub struct JsonbMetadata {
 
 /// The metadata as JSON text for PostgreSQL's JSONB (see [`jsonb_exact`]).
 pub fn metadata_jsonb(cp: &Checkpoint) -> Result<JsonbMetadata, LayoutError> {
-    let text = metadata_json(cp)?;
+    let text = metadata_json(cp)?.into_owned();
     let mut value = parse_jsonb("metadata", &text)?;
     let negative_zero = has_negative_zero(&value);
     let text = if jsonb_exact(&mut value) {
@@ -699,7 +703,8 @@ mod tests {
             TypedValue::new("json", split.document.clone()),
             split.blobs.clone(),
         ))
-        .unwrap();
+        .unwrap()
+        .into_owned();
         assert_eq!(joined.type_tag, "msgpack");
         let a = msgpack::parse(&bytes).unwrap();
         let b = msgpack::parse(&joined.bytes).unwrap();

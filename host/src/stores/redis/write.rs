@@ -134,7 +134,7 @@ pub fn documents(
     let keys = Keys::new(keys_prefix);
     let key = &record.key;
     let checkpoint = checkpoint_json(record, writer)?;
-    let metadata_text = String::from_utf8(layout::metadata_json(record)?)
+    let metadata_text = String::from_utf8(layout::metadata_json(record)?.into_owned())
         .map_err(|_| LayoutError("metadata is not UTF-8 text".into()))?;
     if metadata_text.contains("\\u0000") && !writer.allow_lossy {
         return Err(LayoutError(

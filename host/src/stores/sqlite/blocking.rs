@@ -1,16 +1,18 @@
-//! Reading SQLite through rusqlite, from async code.
+//! SQLite through rusqlite, from async code.
 //!
 //! sqlx runs a SQLite connection on a thread of its own, copies every value of a row
 //! into the row it sends across, and the caller copies it again; on a checkpoint
-//! export that was a fifth of the run (docs/decisions.md). Here the connection and
-//! whatever reads with it ([`Blocking`]) move onto tokio's blocking pool for one call
-//! and come back: rows are read where SQLite hands them out, and a blob is copied once,
-//! into the record.
+//! export that was a fifth of the run (docs/decisions.md). Here a reader's connection
+//! and whatever reads with it ([`Blocking`]) move onto tokio's blocking pool for one
+//! call and come back: rows are read where SQLite hands them out, and a blob is copied
+//! once, into the record. A writer runs its statements [`in_place`], on the thread that
+//! holds the batch, binding the batch's bytes where they are.
 
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags};
 
+use super::config::SqliteSinkConfig;
 use crate::error::StoreError;
 
 /// `state` (a reader holding its connection), lent to the blocking pool one call at a
@@ -64,6 +66,67 @@ impl<S: Send + 'static> Blocking<S> {
             ))
         })
     }
+}
+
+/// Runs `f`, which blocks on SQLite, where it is called: on a multi-threaded runtime
+/// the thread's other tasks move elsewhere meanwhile ([`tokio::task::block_in_place`]);
+/// a single-threaded runtime has nothing else to run.
+pub(crate) fn in_place<T>(f: impl FnOnce() -> T) -> T {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}
+
+/// Opens a database to write, creating the file (and its directory) when missing, in
+/// WAL mode with every commit synced, waiting for another writer's lock as long as
+/// `config` says; a database it creates gets `config`'s page size.
+pub(crate) fn open_writable(
+    path: &Path,
+    config: &SqliteSinkConfig,
+) -> Result<Connection, StoreError> {
+    let busy = config.busy_timeout_seconds;
+    let page_size = config
+        .checked_page_size()
+        .map_err(|e| StoreError::fatal(e.to_string()))?;
+    super::create_parent_dir(path)?;
+    let failed = |e| write_error(path, busy, "cannot open", e);
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(failed)?;
+    conn.busy_timeout(std::time::Duration::from_secs(busy))
+        .map_err(failed)?;
+    // Set before WAL mode, which fixes it; SQLite ignores it for a database that has
+    // pages already.
+    conn.pragma_update(None, "page_size", page_size)
+        .map_err(failed)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+        .map_err(failed)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::fatal(format!(
+            "SQLite {}: cannot switch to WAL mode (the journal mode stays {mode})",
+            path.display()
+        )));
+    }
+    // A commit is on disk when it returns: the resume state follows it.
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(failed)?;
+    Ok(conn)
+}
+
+/// A write error; a lock held too long says which setting bounds the wait.
+pub(crate) fn write_error(
+    path: &Path,
+    busy_timeout_seconds: u64,
+    what: &str,
+    e: rusqlite::Error,
+) -> StoreError {
+    super::with_lock_hint(error(path, what, e), busy_timeout_seconds)
 }
 
 /// An error of `what` on the database at `path`; busy and locked databases (another

@@ -9,6 +9,7 @@ mod blocking;
 pub mod config;
 mod items;
 mod read;
+mod wal;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -88,13 +89,31 @@ pub(crate) fn write_error(
     what: &str,
     e: sqlx::Error,
 ) -> StoreError {
-    let mut error = sql_error(path, what, e);
+    with_lock_hint(sql_error(path, what, e), busy_timeout_seconds)
+}
+
+/// A lock held too long says which setting bounds the wait.
+pub(crate) fn with_lock_hint(mut error: StoreError, busy_timeout_seconds: u64) -> StoreError {
     if error.message.contains("database is locked") {
         error.message.push_str(&format!(
             " (another process held the write lock longer than busy_timeout_seconds = {busy_timeout_seconds})"
         ));
     }
     error
+}
+
+/// Creates the directory a database to write goes in, when missing.
+pub(crate) fn create_parent_dir(path: &Path) -> Result<(), StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::fatal(format!(
+                "SQLite {}: cannot create {}: {e}",
+                path.display(),
+                dir.display()
+            ))
+        })?;
+    }
+    Ok(())
 }
 
 /// Opens an existing database to read, never writing to it.
@@ -135,7 +154,8 @@ pub(crate) fn check_database_file(path: &Path) -> Result<(), StoreError> {
 
 /// Opens a database to write, creating the file (and its directory) when missing, in
 /// WAL mode, waiting for another writer's lock as long as `config` says; a database it
-/// creates gets `config`'s page size.
+/// creates gets `config`'s page size. (The Store-items writer's; checkpoints are written
+/// through [`blocking::open_writable`].)
 pub(crate) async fn connect_writable(
     path: &Path,
     config: &SqliteSinkConfig,
@@ -144,15 +164,7 @@ pub(crate) async fn connect_writable(
     let page_size = config
         .checked_page_size()
         .map_err(|e| StoreError::fatal(e.to_string()))?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            StoreError::fatal(format!(
-                "SQLite {}: cannot create {}: {e}",
-                path.display(),
-                dir.display()
-            ))
-        })?;
-    }
+    create_parent_dir(path)?;
     SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)

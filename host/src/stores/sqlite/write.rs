@@ -2,8 +2,10 @@
 //! source.
 //!
 //! The file is created when missing, with SqliteSaver's own tables and WAL mode. Each
-//! batch is one `BEGIN IMMEDIATE` transaction, so a batch is all there or not at all
-//! and the resume state never runs ahead of the file. Checkpoints take SqliteSaver's
+//! batch is one `BEGIN IMMEDIATE` transaction, synced at its commit, so a batch is all
+//! there or not at all and the resume state never runs ahead of the file. The WAL is
+//! copied into the database on a thread of its own ([`super::wal`]). Checkpoints take
+//! SqliteSaver's
 //! whole shape ([`layout::whole`]): from a PostgreSQL source the document and its blobs
 //! are joined into one msgpack checkpoint, the blobs' bytes spliced in unchanged.
 
@@ -12,19 +14,19 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use sqlx::{ConnectOptions, Connection, Row};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use super::blocking::{self, in_place};
 use super::config::SqliteSinkConfig;
 use super::config::SqliteSourceConfig;
-use super::{
-    CHECKPOINT_COLUMNS, WRITE_COLUMNS, check_columns, path_from_connection_string, table_columns,
-};
+use super::wal::{self, WalCheckpointer};
+use super::{CHECKPOINT_COLUMNS, WRITE_COLUMNS, check_columns, path_from_connection_string};
 use crate::codec::redis_form::Encoder;
 use crate::error::OpenError;
 use crate::error::StoreError;
 use crate::filters::Filters;
-use crate::record::{Checkpoint, CheckpointKey, PendingWrite};
+use crate::record::{Checkpoint, TypedValue};
 use crate::retry::RetryPolicy;
 use crate::run::RunInfo;
 use crate::run::RunStats;
@@ -63,19 +65,59 @@ const CREATE_TABLES: [&str; 2] = [
 pub struct SqliteSink {
     config: SqliteSinkConfig,
     path: PathBuf,
-    conn: Option<SqliteConnection>,
-    /// Whether `writes` has `task_path` (SqliteSaver before 2.0 had none).
-    writes_have_task_path: bool,
+    db: Option<Database>,
     counts: WriteCounts,
     kept_as_maps: BTreeSet<String>,
+}
+
+/// The open database: the writer's connection, and the thread that copies its WAL.
+struct Database {
+    /// Declared first, so dropped first: the writer's connection, closing last, copies
+    /// what is left of the WAL and removes it.
+    checkpointer: WalCheckpointer,
+    conn: Connection,
+    /// Whether `writes` has `task_path` (SqliteSaver before 2.0 had none).
+    writes_have_task_path: bool,
 }
 
 /// A checkpoint in SqliteSaver's shape, ready to insert.
 struct SaverRow<'a> {
     /// The record, its values in the form SqliteSaver's serializer reads.
     record: Cow<'a, Checkpoint>,
-    checkpoint: crate::record::TypedValue,
-    metadata: Vec<u8>,
+    /// The whole checkpoint, when it is not the record's own (joined from a document
+    /// and blobs).
+    joined: Option<TypedValue>,
+    /// The metadata as JSON text, when it is not the record's own bytes.
+    metadata_text: Option<Vec<u8>>,
+}
+
+impl<'a> SaverRow<'a> {
+    fn new(record: Cow<'a, Checkpoint>) -> Result<Self, layout::LayoutError> {
+        // Borrowed, they are the record's own bytes: kept there, not copied.
+        let joined = match layout::whole(&record)? {
+            Cow::Borrowed(_) => None,
+            Cow::Owned(whole) => Some(whole),
+        };
+        let metadata_text = match layout::metadata_json(&record)? {
+            Cow::Borrowed(_) => None,
+            Cow::Owned(text) => Some(text),
+        };
+        Ok(Self {
+            record,
+            joined,
+            metadata_text,
+        })
+    }
+
+    fn checkpoint(&self) -> &TypedValue {
+        self.joined.as_ref().unwrap_or(&self.record.checkpoint)
+    }
+
+    fn metadata(&self) -> &[u8] {
+        self.metadata_text
+            .as_deref()
+            .unwrap_or(&self.record.metadata.bytes)
+    }
 }
 
 impl SqliteSink {
@@ -84,138 +126,82 @@ impl SqliteSink {
         Self {
             config,
             path,
-            conn: None,
-            writes_have_task_path: true,
+            db: None,
             counts: WriteCounts::default(),
             kept_as_maps: BTreeSet::new(),
         }
     }
 
-    fn error(&self, what: &str, e: sqlx::Error) -> StoreError {
-        super::write_error(&self.path, self.config.busy_timeout_seconds, what, e)
+    fn error(&self, what: &str, e: rusqlite::Error) -> StoreError {
+        blocking::write_error(&self.path, self.config.busy_timeout_seconds, what, e)
     }
 
-    async fn open(&mut self) -> Result<&mut SqliteConnection, StoreError> {
-        if self.conn.is_none() {
-            let mut conn = super::connect_writable(&self.path, &self.config).await?;
+    /// Opens the database, creating SqliteSaver's tables when missing.
+    fn open(&mut self) -> Result<&mut Database, StoreError> {
+        if self.db.is_none() {
+            let conn = blocking::open_writable(&self.path, &self.config)?;
             for create in CREATE_TABLES {
-                sqlx::query(create)
-                    .execute(&mut conn)
-                    .await
+                conn.execute(create, [])
                     .map_err(|e| self.error("cannot create SqliteSaver's tables", e))?;
             }
-            let columns = table_columns(&mut conn, &self.path, "checkpoints").await?;
+            let columns = blocking::table_columns(&conn, &self.path, "checkpoints")?;
             check_columns(&self.path, "checkpoints", &columns, &CHECKPOINT_COLUMNS)?;
-            let columns = table_columns(&mut conn, &self.path, "writes").await?;
+            let columns = blocking::table_columns(&conn, &self.path, "writes")?;
             check_columns(&self.path, "writes", &columns, &WRITE_COLUMNS)?;
-            self.writes_have_task_path = columns.iter().any(|c| c == "task_path");
-            self.conn = Some(conn);
+            let page_size: u64 = conn
+                .query_row("PRAGMA page_size", [], |row| row.get(0))
+                .map_err(|e| self.error("cannot read the page size", e))?;
+            conn.pragma_update(
+                None,
+                "wal_autocheckpoint",
+                wal::WRITER_CHECKPOINT_BYTES / page_size.max(512),
+            )
+            .map_err(|e| self.error("cannot set wal_autocheckpoint", e))?;
+            // A batch's pages stay in memory until its commit: with SQLite's default
+            // cache (2 MB) a batch's pages spilled into the WAL mid-way, and SQLite read
+            // them back to rewrite their checksums at the commit (54 MB of reads on a
+            // copy of 229 MB). The cache holds a batch however large (it grows with
+            // `max_batch_bytes` only), and shrinks back at the commit.
+            conn.pragma_update(None, "cache_spill", false)
+                .map_err(|e| self.error("cannot set cache_spill", e))?;
+            self.db = Some(Database {
+                checkpointer: WalCheckpointer::start(&self.path)?,
+                conn,
+                writes_have_task_path: columns.iter().any(|c| c == "task_path"),
+            });
         }
-        Ok(self.conn.as_mut().expect("opened above"))
+        Ok(self.db.as_mut().expect("opened above"))
     }
 
-    /// The existing database, read-only: a dry run leaves the file as it is.
-    async fn open_read_only(&self) -> Result<SqliteConnection, StoreError> {
-        SqliteConnectOptions::new()
-            .filename(&self.path)
-            .read_only(true)
-            .disable_statement_logging()
-            .connect()
-            .await
-            .map_err(|e| self.error("cannot open", e))
-    }
-
-    /// Inserts one batch inside an open transaction.
-    async fn insert(&mut self, rows: &[SaverRow<'_>]) -> Result<(), StoreError> {
+    /// Writes one batch in one transaction: all of it or, on an error, none.
+    fn write_rows(&mut self, rows: &[SaverRow<'_>]) -> Result<(), StoreError> {
         let mode = self.config.on_conflict;
-        let verb = match mode {
-            OnConflict::Overwrite => "INSERT OR REPLACE",
-            OnConflict::Skip | OnConflict::Fail => "INSERT OR IGNORE",
-        };
-        let write_columns = if self.writes_have_task_path {
-            "thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value"
-        } else {
-            "thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel, type, value"
-        };
-        let with_task_path = self.writes_have_task_path;
-        let path = self.path.clone();
-        let err = |what: &str, e: sqlx::Error| super::sql_error(&path, what, e);
-        let conn = self.conn.as_mut().expect("opened before writing");
-        let mut counts = WriteCounts::default();
-        if mode == OnConflict::Fail {
-            for row in rows {
-                let record = row.record.as_ref();
-                let key = &record.key;
-                check_unchanged(conn, record, row).await.map_err(|e| match e {
-                    Conflict::Differs(what) => StoreError::fatal(format!(
-                        "SQLite {}: {key} already exists with a different {what} (on_conflict: fail); nothing of this batch was written",
-                        path.display()
-                    )),
-                    Conflict::Sql(e) => err("cannot read an existing checkpoint", e),
-                })?;
-            }
-        }
-        // Many rows per statement: each statement is a round trip to the thread that
-        // runs the connection, which cost more than SQLite's work one row at a time.
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "{verb} INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata) VALUES {}",
-                placeholders(chunk.len(), 7)
-            );
-            let mut query = sqlx::query(&sql);
-            for row in chunk {
-                let record = row.record.as_ref();
-                query = query
-                    .bind(&record.key.thread_id)
-                    .bind(&record.key.checkpoint_ns)
-                    .bind(&record.key.checkpoint_id)
-                    .bind(&record.parent_checkpoint_id)
-                    .bind(&row.checkpoint.type_tag)
-                    .bind(&row.checkpoint.bytes)
-                    .bind(&row.metadata);
-            }
-            let done = query.execute(&mut *conn).await.map_err(|e| {
-                let first = &chunk[0].record.key;
-                err(&format!("cannot write checkpoints from {first} on"), e)
-            })?;
-            counts.written += done.rows_affected();
-            counts.kept += chunk.len() as u64 - done.rows_affected();
-        }
-        let writes: Vec<(&CheckpointKey, &PendingWrite)> = rows
-            .iter()
-            .flat_map(|row| {
-                let record = row.record.as_ref();
-                record.pending_writes.iter().map(move |w| (&record.key, w))
-            })
-            .collect();
-        let per_write = if with_task_path { 9 } else { 8 };
-        for chunk in writes.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "{verb} INTO writes ({write_columns}) VALUES {}",
-                placeholders(chunk.len(), per_write)
-            );
-            let mut query = sqlx::query(&sql);
-            for (key, w) in chunk {
-                query = query
-                    .bind(&key.thread_id)
-                    .bind(&key.checkpoint_ns)
-                    .bind(&key.checkpoint_id)
-                    .bind(&w.task_id);
-                if with_task_path {
-                    query = query.bind(&w.task_path);
+        let (path, busy) = (self.path.clone(), self.config.busy_timeout_seconds);
+        let error = |what: &str, e| blocking::write_error(&path, busy, what, e);
+        let db = self.open()?;
+        let tx = db
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| error("cannot start a transaction", e))?;
+        let inserted = insert(&tx, rows, mode, db.writes_have_task_path).map_err(|e| match e {
+            Failure::Differs { key, what } => StoreError::fatal(format!(
+                "SQLite {}: {key} already exists with a different {what} (on_conflict: fail); nothing of this batch was written",
+                path.display()
+            )),
+            Failure::Sql { what, error: e } => error(&what, e),
+        });
+        let counts = match inserted {
+            Ok(counts) => counts,
+            Err(e) => {
+                if tx.rollback().is_err() {
+                    // A connection in an unknown state is reopened for the retry.
+                    self.db = None;
                 }
-                query = query
-                    .bind(w.idx)
-                    .bind(&w.channel)
-                    .bind(&w.value.type_tag)
-                    .bind(&w.value.bytes);
+                return Err(e);
             }
-            let done = query.execute(&mut *conn).await.map_err(|e| {
-                let key = chunk[0].0;
-                err(&format!("cannot write pending writes from {key} on"), e)
-            })?;
-            counts.writes += done.rows_affected();
-        }
+        };
+        tx.commit().map_err(|e| error("cannot commit", e))?;
+        db.checkpointer.wake();
         self.counts.written += counts.written;
         self.counts.kept += counts.kept;
         self.counts.writes += counts.writes;
@@ -223,76 +209,168 @@ impl SqliteSink {
     }
 }
 
-/// Rows per `INSERT` statement (9 parameters each at most: far below SQLite's limit
-/// of 32766).
-const ROWS_PER_STATEMENT: usize = 200;
-
-/// `(?, …), (?, …)`: `rows` groups of `columns` placeholders.
-fn placeholders(rows: usize, columns: usize) -> String {
-    let group = format!("({})", vec!["?"; columns].join(", "));
-    vec![group; rows].join(", ")
+/// Why a batch was not written.
+enum Failure {
+    /// With `on_conflict: fail`: `key` is there with a different `what`.
+    Differs { key: String, what: &'static str },
+    Sql {
+        what: String,
+        error: rusqlite::Error,
+    },
 }
 
-enum Conflict {
-    Differs(&'static str),
-    Sql(sqlx::Error),
-}
-
-impl From<sqlx::Error> for Conflict {
-    fn from(e: sqlx::Error) -> Self {
-        Conflict::Sql(e)
+fn sql(what: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> Failure {
+    move |error| Failure::Sql {
+        what: what.into(),
+        error,
     }
+}
+
+/// Inserts the rows of one batch inside its transaction, one prepared statement per
+/// table: with SQLite in the process, a statement per row costs no round trip.
+fn insert(
+    conn: &Connection,
+    rows: &[SaverRow<'_>],
+    mode: OnConflict,
+    with_task_path: bool,
+) -> Result<WriteCounts, Failure> {
+    if mode == OnConflict::Fail {
+        for row in rows {
+            check_unchanged(conn, row)?;
+        }
+    }
+    let verb = match mode {
+        OnConflict::Overwrite => "INSERT OR REPLACE",
+        OnConflict::Skip | OnConflict::Fail => "INSERT OR IGNORE",
+    };
+    let mut checkpoints = conn
+        .prepare_cached(&format!(
+            "{verb} INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .map_err(sql("cannot prepare the insert into `checkpoints`"))?;
+    let mut writes = conn
+        .prepare_cached(&if with_task_path {
+            format!("{verb} INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        } else {
+            format!("{verb} INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel, type, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+        })
+        .map_err(sql("cannot prepare the insert into `writes`"))?;
+    let mut counts = WriteCounts::default();
+    for row in rows {
+        let record = row.record.as_ref();
+        let key = &record.key;
+        let written = checkpoints
+            .execute(params![
+                key.thread_id,
+                key.checkpoint_ns,
+                key.checkpoint_id,
+                record.parent_checkpoint_id,
+                row.checkpoint().type_tag,
+                row.checkpoint().bytes,
+                row.metadata(),
+            ])
+            .map_err(|e| sql(format!("cannot write checkpoint {key}"))(e))?;
+        counts.written += written as u64;
+        counts.kept += 1 - written.min(1) as u64;
+        for w in &record.pending_writes {
+            let done = if with_task_path {
+                writes.execute(params![
+                    key.thread_id,
+                    key.checkpoint_ns,
+                    key.checkpoint_id,
+                    w.task_id,
+                    w.task_path,
+                    w.idx,
+                    w.channel,
+                    w.value.type_tag,
+                    w.value.bytes,
+                ])
+            } else {
+                writes.execute(params![
+                    key.thread_id,
+                    key.checkpoint_ns,
+                    key.checkpoint_id,
+                    w.task_id,
+                    w.idx,
+                    w.channel,
+                    w.value.type_tag,
+                    w.value.bytes,
+                ])
+            };
+            counts.writes += done
+                .map_err(|e| sql(format!("cannot write the pending writes of {key}"))(e))?
+                as u64;
+        }
+    }
+    Ok(counts)
 }
 
 /// With `on_conflict: fail`: an existing row must equal the one we would write.
-async fn check_unchanged(
-    conn: &mut SqliteConnection,
-    record: &Checkpoint,
-    row: &SaverRow<'_>,
-) -> Result<(), Conflict> {
+fn check_unchanged(conn: &Connection, row: &SaverRow<'_>) -> Result<(), Failure> {
+    let record = row.record.as_ref();
     let key = &record.key;
-    let existing = sqlx::query(
-        "SELECT parent_checkpoint_id, type, checkpoint, metadata FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
-    )
-    .bind(&key.thread_id)
-    .bind(&key.checkpoint_ns)
-    .bind(&key.checkpoint_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if let Some(existing) = existing {
-        let same = existing.try_get::<Option<String>, _>(0)? == record.parent_checkpoint_id
-            && existing.try_get::<Option<String>, _>(1)?.as_deref()
-                == Some(row.checkpoint.type_tag.as_str())
-            && existing.try_get::<Option<Vec<u8>>, _>(2)?.as_deref()
-                == Some(row.checkpoint.bytes.as_slice())
-            && existing.try_get::<Option<Vec<u8>>, _>(3)?.as_deref()
-                == Some(row.metadata.as_slice());
-        if !same {
-            return Err(Conflict::Differs("checkpoint"));
-        }
+    let differs = |what| Failure::Differs {
+        key: key.to_string(),
+        what,
+    };
+    let checkpoint = row.checkpoint();
+    let same: Option<bool> = conn
+        .prepare_cached(
+            "SELECT parent_checkpoint_id, type, checkpoint, metadata FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
+        )
+        .and_then(|mut s| {
+            s.query_row(
+                params![key.thread_id, key.checkpoint_ns, key.checkpoint_id],
+                |r| {
+                    Ok(holds(r, 0, record.parent_checkpoint_id.as_deref().map(str::as_bytes))?
+                        && holds(r, 1, Some(checkpoint.type_tag.as_bytes()))?
+                        && holds(r, 2, Some(&checkpoint.bytes))?
+                        && holds(r, 3, Some(row.metadata()))?)
+                },
+            )
+            .optional()
+        })
+        .map_err(sql("cannot read an existing checkpoint"))?;
+    if same == Some(false) {
+        return Err(differs("checkpoint"));
     }
-    for w in &record.pending_writes {
-        let existing = sqlx::query(
+    let mut select = conn
+        .prepare_cached(
             "SELECT type, value FROM writes WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ? AND task_id = ? AND idx = ?",
         )
-        .bind(&key.thread_id)
-        .bind(&key.checkpoint_ns)
-        .bind(&key.checkpoint_id)
-        .bind(&w.task_id)
-        .bind(w.idx)
-        .fetch_optional(&mut *conn)
-        .await?;
-        if let Some(existing) = existing {
-            let same = existing.try_get::<Option<String>, _>(0)?.as_deref()
-                == Some(w.value.type_tag.as_str())
-                && existing.try_get::<Option<Vec<u8>>, _>(1)?.as_deref()
-                    == Some(w.value.bytes.as_slice());
-            if !same {
-                return Err(Conflict::Differs("pending write"));
-            }
+        .map_err(sql("cannot read an existing pending write"))?;
+    for w in &record.pending_writes {
+        let same: Option<bool> = select
+            .query_row(
+                params![
+                    key.thread_id,
+                    key.checkpoint_ns,
+                    key.checkpoint_id,
+                    w.task_id,
+                    w.idx
+                ],
+                |r| {
+                    Ok(holds(r, 0, Some(w.value.type_tag.as_bytes()))?
+                        && holds(r, 1, Some(&w.value.bytes))?)
+                },
+            )
+            .optional()
+            .map_err(sql("cannot read an existing pending write"))?;
+        if same == Some(false) {
+            return Err(differs("pending write"));
         }
     }
     Ok(())
+}
+
+/// Whether column `i` of `row` holds `expected` (`None`: NULL). Text and blobs compare
+/// by their bytes: SqliteSaver binds Python `str` or `bytes`, and either may be there.
+fn holds(row: &rusqlite::Row<'_>, i: usize, expected: Option<&[u8]>) -> rusqlite::Result<bool> {
+    Ok(match row.get_ref(i)? {
+        ValueRef::Null => expected.is_none(),
+        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => expected == Some(bytes),
+        ValueRef::Integer(_) | ValueRef::Real(_) => false,
+    })
 }
 
 #[async_trait]
@@ -320,13 +398,13 @@ impl Sink for SqliteSink {
     }
 
     async fn prepare(&mut self) -> Result<(), StoreError> {
-        self.open().await.map(drop)
+        in_place(|| self.open().map(drop))
     }
 
     async fn check_writable(&mut self) -> Result<(), StoreError> {
         if self.path.exists() {
-            let mut conn = self.open_read_only().await?;
-            let columns = table_columns(&mut conn, &self.path, "checkpoints").await?;
+            let conn = blocking::open_read_only(&self.path)?;
+            let columns = blocking::table_columns(&conn, &self.path, "checkpoints")?;
             if !columns.is_empty() {
                 check_columns(&self.path, "checkpoints", &columns, &CHECKPOINT_COLUMNS)?;
             }
@@ -351,20 +429,18 @@ impl Sink for SqliteSink {
                 "create {shown} with SqliteSaver's tables, in WAL mode"
             )]);
         }
-        let mut conn = self.open_read_only().await?;
-        if table_columns(&mut conn, &self.path, "checkpoints")
-            .await?
-            .is_empty()
-        {
+        let conn = blocking::open_read_only(&self.path)?;
+        if blocking::table_columns(&conn, &self.path, "checkpoints")?.is_empty() {
             return Ok(vec![format!("create SqliteSaver's tables in {shown}")]);
         }
         let threads = serde_json::to_string(threads).expect("strings serialize");
-        let existing: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM checkpoints WHERE thread_id IN (SELECT value FROM json_each(?))",
-        )
-        .bind(threads)
-        .fetch_one(&mut conn)
-        .await
+        let existing: i64 = in_place(|| {
+            conn.query_row(
+                "SELECT count(*) FROM checkpoints WHERE thread_id IN (SELECT value FROM json_each(?))",
+                [threads],
+                |row| row.get(0),
+            )
+        })
         .map_err(|e| self.error("cannot count existing checkpoints", e))?;
         Ok(vec![
             format!("use SqliteSaver's tables in {shown}"),
@@ -377,13 +453,7 @@ impl Sink for SqliteSink {
         let mut rows = Vec::with_capacity(records.len());
         let mut encoder = Encoder::new(&self.config.allowed_json_modules);
         for (index, record) in records.iter().enumerate() {
-            let row = layout::native(record, &mut encoder).and_then(|record| {
-                Ok(SaverRow {
-                    checkpoint: layout::whole(&record)?,
-                    metadata: layout::metadata_json(&record)?,
-                    record,
-                })
-            });
+            let row = layout::native(record, &mut encoder).and_then(SaverRow::new);
             match row {
                 Ok(row) => rows.push(row),
                 Err(e) => rejected.push(Rejected {
@@ -393,36 +463,12 @@ impl Sink for SqliteSink {
             }
         }
         self.kept_as_maps.append(&mut encoder.kept_as_maps);
-        self.open().await?;
-        let conn = self.conn.as_mut().expect("opened above");
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| super::sql_error(&self.path, "cannot start a transaction", e))?;
-        let result = self.insert(&rows).await;
-        let conn = self.conn.as_mut().expect("opened above");
-        match result {
-            Ok(()) => {
-                sqlx::query("COMMIT")
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(|e| super::sql_error(&self.path, "cannot commit", e))?;
-                Ok(rejected)
-            }
-            Err(e) => {
-                if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
-                    // A connection in an unknown state is reopened for the retry.
-                    self.conn = None;
-                }
-                Err(e)
-            }
-        }
+        in_place(|| self.write_rows(&rows))?;
+        Ok(rejected)
     }
 
     async fn suspend(&mut self) -> Result<(), StoreError> {
-        if let Some(conn) = self.conn.take() {
-            let _ = conn.close().await;
-        }
+        in_place(|| self.db = None);
         Ok(())
     }
 
@@ -453,10 +499,14 @@ impl Sink for SqliteSink {
             &format!("SQLite {}", self.path.display()),
             &self.kept_as_maps,
         );
-        if let Some(conn) = self.conn.take() {
-            conn.close()
-                .await
-                .map_err(|e| self.error("cannot close", e))?;
+        if let Some(Database {
+            checkpointer, conn, ..
+        }) = self.db.take()
+        {
+            in_place(|| {
+                drop(checkpointer);
+                conn.close().map_err(|(_, e)| self.error("cannot close", e))
+            })?;
         }
         Ok(())
     }
