@@ -38,6 +38,9 @@ results="$work/results.jsonl"
 measure() { # name scale -- command...
   local name="$1" scale="$2"; shift 3
   echo "bench: scale $scale: $name ..." >&2
+  # The runs before wrote gigabytes the kernel has yet to write back: written now,
+  # not during this run (its syncs would wait behind them).
+  sync
   local r
   r=$(python3 bench/measure.py -- "$@")
   echo "{\"scale\": $scale, \"run\": \"$name\", \"result\": $r}" >> "$results"

@@ -15,8 +15,41 @@ use crate::stores::OnConflict;
 /// The `store` columns every version of LangGraph's SQL stores has.
 pub const ITEM_COLUMNS: [&str; 5] = ["prefix", "key", "value", "created_at", "updated_at"];
 
+/// A piece of a query: SQL text, or a value bound in its place.
+pub enum SqlPiece {
+    Sql(&'static str),
+    Bind(String),
+}
+
 /// The `WHERE` of a page of `store` in key order: after `after`, and within the
-/// namespace `prefix` (whole labels: `users` or `users.…`).
+/// namespace `prefix` (whole labels: `users` or `users.…`). Each driver puts the
+/// pieces together ([`push_page_where`] for sqlx).
+pub fn page_where(after: Option<&ItemKey>, prefix: Option<String>) -> Vec<SqlPiece> {
+    use SqlPiece::{Bind, Sql};
+    let mut pieces = vec![Sql(" WHERE 1 = 1")];
+    if let Some(after) = after {
+        pieces.extend([
+            Sql(" AND (prefix, key) > ("),
+            Bind(after.prefix()),
+            Sql(", "),
+            Bind(after.key.clone()),
+            Sql(")"),
+        ]);
+    }
+    if let Some(prefix) = prefix {
+        let pattern = format!("{}.%", like_escaped(&prefix));
+        pieces.extend([
+            Sql(" AND (prefix = "),
+            Bind(prefix),
+            Sql(" OR prefix LIKE "),
+            Bind(pattern),
+            Sql(" ESCAPE '\\')"),
+        ]);
+    }
+    pieces
+}
+
+/// [`page_where`] pushed onto a sqlx query.
 pub fn push_page_where<'args, DB>(
     q: &mut sqlx::QueryBuilder<'args, DB>,
     after: Option<&ItemKey>,
@@ -25,21 +58,11 @@ pub fn push_page_where<'args, DB>(
     DB: sqlx::Database,
     String: sqlx::Encode<'args, DB> + sqlx::Type<DB>,
 {
-    q.push(" WHERE 1 = 1");
-    if let Some(after) = after {
-        q.push(" AND (prefix, key) > (")
-            .push_bind(after.prefix())
-            .push(", ")
-            .push_bind(after.key.clone())
-            .push(")");
-    }
-    if let Some(prefix) = prefix {
-        let pattern = format!("{}.%", like_escaped(&prefix));
-        q.push(" AND (prefix = ")
-            .push_bind(prefix)
-            .push(" OR prefix LIKE ")
-            .push_bind(pattern)
-            .push(" ESCAPE '\\')");
+    for piece in page_where(after, prefix) {
+        match piece {
+            SqlPiece::Sql(sql) => q.push(sql),
+            SqlPiece::Bind(value) => q.push_bind(value),
+        };
     }
 }
 

@@ -126,7 +126,13 @@ pub(crate) fn write_error(
     what: &str,
     e: rusqlite::Error,
 ) -> StoreError {
-    super::with_lock_hint(error(path, what, e), busy_timeout_seconds)
+    let mut error = error(path, what, e);
+    if error.message.contains("database is locked") {
+        error.message.push_str(&format!(
+            " (another process held the write lock longer than busy_timeout_seconds = {busy_timeout_seconds})"
+        ));
+    }
+    error
 }
 
 /// An error of `what` on the database at `path`; busy and locked databases (another

@@ -7,21 +7,22 @@
 //! LangGraph's own `setup()` finds nothing to do.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
-use sqlx::{Connection, QueryBuilder, Row, Sqlite};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
+use super::blocking::{self, in_place};
 use super::config::{SqliteSinkConfig, SqliteSourceConfig};
-use super::{path_from_connection_string, sql_error, table_columns, table_names};
+use super::path_from_connection_string;
 use crate::error::{OpenError, StoreError};
 use crate::items::{
     ItemBatch, ItemFilters, ItemKey, ItemRead, ItemSink, ItemSource, ItemVector, ItemWrite,
     NumberFidelity, StoreItem, key_position, namespace_of, store_time_text,
 };
 use crate::record::Origin;
-use crate::stores::store_items as shared;
+use crate::stores::store_items::{self as shared, SqlPiece};
 
 /// `SqliteStore`'s migrations, in order (`store_migrations.v` counts them from 0).
 const STORE_MIGRATIONS: [&str; 5] = [
@@ -57,7 +58,7 @@ const SELECT_ITEMS: &str = "SELECT prefix, key, CAST(value AS TEXT) AS value, \
      CAST(created_at AS TEXT) AS created_at, CAST(updated_at AS TEXT) AS updated_at";
 
 pub struct SqliteItemSource {
-    conn: SqliteConnection,
+    conn: Connection,
     path: PathBuf,
     filters: ItemFilters,
     /// Whether the TTL columns exist (SqliteStore before its third migration had none).
@@ -73,8 +74,8 @@ impl SqliteItemSource {
         filters: &ItemFilters,
     ) -> Result<Self, StoreError> {
         let path = path_from_connection_string(&config.connection_string);
-        let mut conn = super::connect_read_only(&path).await?;
-        let tables = table_names(&mut conn, &path).await?;
+        let conn = blocking::open_read_only(&path)?;
+        let tables = blocking::table_names(&conn, &path)?;
         if !tables.iter().any(|t| t == "store") {
             return Err(super::missing_table(
                 &path,
@@ -83,7 +84,7 @@ impl SqliteItemSource {
                 "is this a LangGraph SqliteStore database?",
             ));
         }
-        let columns = table_columns(&mut conn, &path, "store").await?;
+        let columns = blocking::table_columns(&conn, &path, "store")?;
         super::check_columns(&path, "store", &columns, &shared::ITEM_COLUMNS)?;
         Ok(Self {
             conn,
@@ -97,25 +98,31 @@ impl SqliteItemSource {
         })
     }
 
-    fn locator(&self, key: &ItemKey) -> String {
-        format!("{} store {}", self.path.display(), key)
-    }
-
     fn origin(&self, key: &ItemKey) -> Origin {
-        Origin {
-            store: "sqlite".into(),
-            locator: self.locator(key),
-        }
+        origin(&self.path, key)
     }
 
-    /// The `WHERE` of a page: after `after`, within the namespace prefix.
-    fn push_where(&self, q: &mut QueryBuilder<'_, Sqlite>, after: Option<&ItemKey>) {
-        shared::push_page_where(q, after, self.filters.prefix_text());
+    /// `select` with the `WHERE` of a page (after `after`, within the namespace prefix)
+    /// and `tail`, and the values it binds.
+    fn paged(&self, select: &str, after: Option<&ItemKey>, tail: &str) -> (String, Vec<String>) {
+        let mut sql = select.to_owned();
+        let mut values = Vec::new();
+        for piece in shared::page_where(after, self.filters.prefix_text()) {
+            match piece {
+                SqlPiece::Sql(text) => sql.push_str(text),
+                SqlPiece::Bind(value) => {
+                    sql.push('?');
+                    values.push(value);
+                }
+            }
+        }
+        sql.push_str(tail);
+        (sql, values)
     }
 
     /// The embeddings of the keys `first..=last`, by key, ordered by field.
-    async fn vectors(
-        &mut self,
+    fn vectors(
+        &self,
         first: &ItemKey,
         last: &ItemKey,
     ) -> Result<BTreeMap<ItemKey, Result<Vec<ItemVector>, String>>, StoreError> {
@@ -123,28 +130,27 @@ impl SqliteItemSource {
         if !self.has_vectors {
             return Ok(found);
         }
-        let rows = sqlx::query(
-            "SELECT prefix, key, field_name, embedding FROM store_vectors \
-             WHERE (prefix, key) >= (?, ?) AND (prefix, key) <= (?, ?) \
-             ORDER BY prefix, key, field_name",
-        )
-        .bind(first.prefix())
-        .bind(&first.key)
-        .bind(last.prefix())
-        .bind(&last.key)
-        .fetch_all(&mut self.conn)
-        .await
-        .map_err(|e| sql_error(&self.path, "cannot read `store_vectors`", e))?;
-        for row in rows {
+        let failed = |e| blocking::error(&self.path, "cannot read `store_vectors`", e);
+        let mut statement = self
+            .conn
+            .prepare_cached(
+                "SELECT prefix, key, field_name, embedding FROM store_vectors \
+                 WHERE (prefix, key) >= (?, ?) AND (prefix, key) <= (?, ?) \
+                 ORDER BY prefix, key, field_name",
+            )
+            .map_err(failed)?;
+        let mut rows = statement
+            .query(params![first.prefix(), first.key, last.prefix(), last.key])
+            .map_err(failed)?;
+        while let Some(row) = rows.next().map_err(failed)? {
             let key = ItemKey {
-                namespace: namespace_of(&text(&row, "prefix")),
-                key: text(&row, "key"),
+                namespace: namespace_of(&text(row, "prefix")),
+                key: text(row, "key"),
             };
-            let field_name = text(&row, "field_name");
-            let blob: Option<Vec<u8>> = row.try_get("embedding").unwrap_or(None);
+            let field_name = text(row, "field_name");
             let entry = found.entry(key).or_insert_with(|| Ok(Vec::new()));
             let Ok(vectors) = entry else { continue };
-            match shared::float32_le(blob.as_deref().unwrap_or_default()) {
+            match shared::float32_le(&bytes(row, "embedding")) {
                 Ok(embedding) => vectors.push(ItemVector {
                     field_name,
                     embedding,
@@ -156,30 +162,46 @@ impl SqliteItemSource {
     }
 }
 
-fn text(row: &SqliteRow, column: &str) -> String {
-    row.try_get::<Option<String>, _>(column)
+fn origin(path: &Path, key: &ItemKey) -> Origin {
+    Origin {
+        store: "sqlite".into(),
+        locator: format!("{} store {key}", path.display()),
+    }
+}
+
+/// A text column; NULL, a missing column or text that is not UTF-8 read as empty.
+fn text(row: &Row<'_>, column: &str) -> String {
+    row.get::<_, Option<String>>(column)
         .ok()
         .flatten()
         .unwrap_or_default()
 }
 
+/// A blob column's bytes (text too: Python may have bound either); NULL reads as none.
+fn bytes(row: &Row<'_>, column: &str) -> Vec<u8> {
+    match row.get_ref(column) {
+        Ok(ValueRef::Blob(b) | ValueRef::Text(b)) => b.to_vec(),
+        _ => Vec::new(),
+    }
+}
+
 /// An item from a `store` row (vectors added by the caller).
-fn item_of(row: &SqliteRow, has_ttl: bool, origin: Origin) -> ItemRead {
+fn item_of(row: &Row<'_>, has_ttl: bool, origin: Origin) -> ItemRead {
     shared::ItemRow {
         key: ItemKey {
             namespace: namespace_of(&text(row, "prefix")),
             key: text(row, "key"),
         },
-        value: row.try_get("value").unwrap_or(None),
+        value: row.get("value").unwrap_or(None),
         created_at: text(row, "created_at"),
         updated_at: text(row, "updated_at"),
         expires_at: if has_ttl {
-            row.try_get("expires_at").unwrap_or(None)
+            row.get("expires_at").unwrap_or(None)
         } else {
             None
         },
         ttl_minutes: if has_ttl {
-            row.try_get("ttl_minutes").unwrap_or(None)
+            row.get("ttl_minutes").unwrap_or(None)
         } else {
             None
         },
@@ -202,43 +224,47 @@ impl ItemSource for SqliteItemSource {
         } else {
             ""
         };
-        let mut q = QueryBuilder::<Sqlite>::new(format!("{SELECT_ITEMS}{ttl} FROM store"));
-        self.push_where(&mut q, self.after.as_ref());
-        q.push(" ORDER BY prefix, key LIMIT ")
-            .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
-        let rows = q
-            .build()
-            .fetch_all(&mut self.conn)
-            .await
-            .map_err(|e| sql_error(&self.path, "cannot read `store`", e))?;
-        if rows.len() < limit {
+        let limit_sql = format!(" ORDER BY prefix, key LIMIT {limit}");
+        let (sql, values) = self.paged(
+            &format!("{SELECT_ITEMS}{ttl} FROM store"),
+            self.after.as_ref(),
+            &limit_sql,
+        );
+        let page = in_place(|| {
+            let failed = |e| blocking::error(&self.path, "cannot read `store`", e);
+            let mut statement = self.conn.prepare_cached(&sql).map_err(failed)?;
+            let mut rows = statement
+                .query(rusqlite::params_from_iter(&values))
+                .map_err(failed)?;
+            let mut page: Vec<(ItemKey, ItemRead)> = Vec::new();
+            while let Some(row) = rows.next().map_err(failed)? {
+                let key = ItemKey {
+                    namespace: namespace_of(&text(row, "prefix")),
+                    key: text(row, "key"),
+                };
+                let item = item_of(row, self.has_ttl, self.origin(&key));
+                page.push((key, item));
+            }
+            let vectors = match (page.first(), page.last()) {
+                (Some((first, _)), Some((last, _))) => self.vectors(first, last)?,
+                _ => BTreeMap::new(),
+            };
+            Ok::<_, StoreError>((page, vectors))
+        });
+        let (page, mut vectors) = page?;
+        if page.len() < limit {
             self.done = true;
         }
-        if rows.is_empty() {
-            return Ok(None);
-        }
-        let keys: Vec<ItemKey> = rows
-            .iter()
-            .map(|row| ItemKey {
-                namespace: namespace_of(&text(row, "prefix")),
-                key: text(row, "key"),
-            })
-            .collect();
-        let read: Vec<ItemRead> = rows
-            .iter()
-            .zip(&keys)
-            .map(|(row, key)| item_of(row, self.has_ttl, self.origin(key)))
-            .collect();
-        let (Some(first), Some(last)) = (keys.first(), keys.last()) else {
+        let Some(last) = page.last().map(|(key, _)| key.clone()) else {
             return Ok(None);
         };
-        let mut vectors = self.vectors(first, last).await?;
         let mut batch = ItemBatch {
             position: serde_json::json!(last),
             ..ItemBatch::default()
         };
+        let read = page.into_iter().map(|(_, item)| item).collect();
         shared::attach_vectors(read, &mut vectors, &mut batch);
-        self.after = Some(last.clone());
+        self.after = Some(last);
         Ok(Some(batch))
     }
 
@@ -248,17 +274,22 @@ impl ItemSource for SqliteItemSource {
     }
 
     async fn count_by_namespace(&mut self) -> Result<BTreeMap<String, u64>, StoreError> {
-        let mut q = QueryBuilder::<Sqlite>::new("SELECT prefix, COUNT(*) AS n FROM store");
-        self.push_where(&mut q, None);
-        q.push(" GROUP BY prefix");
-        let rows = q
-            .build()
-            .fetch_all(&mut self.conn)
-            .await
-            .map_err(|e| sql_error(&self.path, "cannot count `store`", e))?;
-        let counted = rows
-            .iter()
-            .map(|r| (text(r, "prefix"), r.try_get("n").unwrap_or(0)));
+        let (sql, values) = self.paged(
+            "SELECT prefix, COUNT(*) AS n FROM store",
+            None,
+            " GROUP BY prefix",
+        );
+        let counted = in_place(|| {
+            let failed = |e| blocking::error(&self.path, "cannot count `store`", e);
+            let mut statement = self.conn.prepare(&sql).map_err(failed)?;
+            statement
+                .query_map(rusqlite::params_from_iter(&values), |r| {
+                    Ok((text(r, "prefix"), r.get("n").unwrap_or(0)))
+                })
+                .map_err(failed)?
+                .collect::<Result<Vec<(String, i64)>, _>>()
+                .map_err(failed)
+        })?;
         Ok(shared::namespace_counts(counted, &self.filters))
     }
 }
@@ -266,7 +297,7 @@ impl ItemSource for SqliteItemSource {
 pub struct SqliteItemSink {
     config: SqliteSinkConfig,
     path: PathBuf,
-    conn: Option<SqliteConnection>,
+    conn: Option<Connection>,
     has_vectors: bool,
 }
 
@@ -281,94 +312,172 @@ impl SqliteItemSink {
         }
     }
 
-    fn conn(&mut self) -> Result<&mut SqliteConnection, StoreError> {
+    fn error(&self, what: &str, e: rusqlite::Error) -> StoreError {
+        blocking::write_error(&self.path, self.config.busy_timeout_seconds, what, e)
+    }
+
+    fn conn(&self) -> Result<&Connection, StoreError> {
         self.conn
-            .as_mut()
+            .as_ref()
             .ok_or_else(|| StoreError::fatal("the SQLite store destination was not prepared"))
     }
 
     /// Applies the migrations `SqliteStore.setup()` would apply, recording them in its
     /// own migrations table.
-    async fn migrate(&mut self, table: &str, migrations: &[&str]) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let busy = self.config.busy_timeout_seconds;
-        let error = |what: &str, e| super::write_error(&path, busy, what, e);
-        let conn = self.conn()?;
-        sqlx::query(&format!(
-            "CREATE TABLE IF NOT EXISTS {table} (v INTEGER PRIMARY KEY)"
-        ))
-        .execute(&mut *conn)
-        .await
+    fn migrate(&mut self, table: &str, migrations: &[&str]) -> Result<(), StoreError> {
+        let (path, busy) = (self.path.clone(), self.config.busy_timeout_seconds);
+        let error = |what: &str, e| blocking::write_error(&path, busy, what, e);
+        let conn = self
+            .conn
+            .as_mut()
+            .ok_or_else(|| StoreError::fatal("the SQLite store destination was not prepared"))?;
+        conn.execute(
+            &format!("CREATE TABLE IF NOT EXISTS {table} (v INTEGER PRIMARY KEY)"),
+            [],
+        )
         .map_err(|e| error(&format!("cannot create `{table}`"), e))?;
-        let version: Option<i64> = sqlx::query_scalar(&format!("SELECT MAX(v) FROM {table}"))
-            .fetch_one(&mut *conn)
-            .await
+        let version: Option<i64> = conn
+            .query_row(&format!("SELECT MAX(v) FROM {table}"), [], |r| r.get(0))
             .map_err(|e| error(&format!("cannot read `{table}`"), e))?;
         let next = version.map_or(0, |v| usize::try_from(v + 1).unwrap_or(usize::MAX));
         for (v, sql) in migrations.iter().enumerate().skip(next) {
-            let mut tx = conn.begin().await.map_err(|e| error("cannot begin", e))?;
-            sqlx::query(sql)
-                .execute(&mut *tx)
-                .await
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| error("cannot begin", e))?;
+            tx.execute(sql, [])
                 .map_err(|e| error(&format!("{table} {v}"), e))?;
-            sqlx::query(&format!("INSERT INTO {table} (v) VALUES (?)"))
-                .bind(i64::try_from(v).unwrap_or(i64::MAX))
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| error(&format!("cannot record {table} {v}"), e))?;
-            tx.commit().await.map_err(|e| error("cannot commit", e))?;
+            tx.execute(
+                &format!("INSERT INTO {table} (v) VALUES (?)"),
+                [i64::try_from(v).unwrap_or(i64::MAX)],
+            )
+            .map_err(|e| error(&format!("cannot record {table} {v}"), e))?;
+            tx.commit().map_err(|e| error("cannot commit", e))?;
         }
         Ok(())
     }
 
     /// What the destination holds for `keys`.
-    async fn fetch(&mut self, keys: &[ItemKey]) -> Result<Vec<Option<StoreItem>>, StoreError> {
-        let path = self.path.clone();
-        let has_vectors = self.has_vectors;
+    fn fetch(&self, keys: &[ItemKey]) -> Result<Vec<Option<StoreItem>>, StoreError> {
         let conn = self.conn()?;
-        let mut found = Vec::with_capacity(keys.len());
-        for key in keys {
-            let row = sqlx::query(&format!(
+        let failed = |what| move |e| blocking::error(&self.path, what, e);
+        let mut items = conn
+            .prepare_cached(&format!(
                 "{SELECT_ITEMS}, CAST(expires_at AS TEXT) AS expires_at, ttl_minutes \
                  FROM store WHERE prefix = ? AND key = ?"
             ))
-            .bind(key.prefix())
-            .bind(&key.key)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(|e| sql_error(&path, "cannot read `store`", e))?;
-            let Some(row) = row else {
+            .map_err(failed("cannot read `store`"))?;
+        let mut found = Vec::with_capacity(keys.len());
+        for key in keys {
+            let item = items
+                .query_row(params![key.prefix(), key.key], |row| {
+                    Ok(item_of(row, true, origin(&self.path, key)))
+                })
+                .optional()
+                .map_err(failed("cannot read `store`"))?;
+            let Some(item) = item else {
                 found.push(None);
                 continue;
             };
-            let origin = Origin {
-                store: "sqlite".into(),
-                locator: format!("{} store {key}", path.display()),
-            };
-            let mut item = item_of(&row, true, origin)
-                .map_err(|f| StoreError::fatal(format!("{}: {}", f.origin.locator, f.reason)))?;
-            if has_vectors {
-                let rows = sqlx::query(
-                    "SELECT field_name, embedding FROM store_vectors \
-                     WHERE prefix = ? AND key = ? ORDER BY field_name",
-                )
-                .bind(key.prefix())
-                .bind(&key.key)
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(|e| sql_error(&path, "cannot read `store_vectors`", e))?;
-                for r in rows {
-                    let blob: Option<Vec<u8>> = r.try_get("embedding").unwrap_or(None);
+            let mut item =
+                item.map_err(|f| StoreError::fatal(format!("{}: {}", f.origin.locator, f.reason)))?;
+            if self.has_vectors {
+                let mut vectors = conn
+                    .prepare_cached(
+                        "SELECT field_name, embedding FROM store_vectors \
+                         WHERE prefix = ? AND key = ? ORDER BY field_name",
+                    )
+                    .map_err(failed("cannot read `store_vectors`"))?;
+                let rows = vectors
+                    .query_map(params![key.prefix(), key.key], |r| {
+                        Ok((text(r, "field_name"), bytes(r, "embedding")))
+                    })
+                    .map_err(failed("cannot read `store_vectors`"))?;
+                for row in rows {
+                    let (field_name, blob) = row.map_err(failed("cannot read `store_vectors`"))?;
                     item.vectors.push(ItemVector {
-                        field_name: text(&r, "field_name"),
-                        embedding: shared::float32_le(blob.as_deref().unwrap_or_default())
-                            .map_err(StoreError::fatal)?,
+                        field_name,
+                        embedding: shared::float32_le(&blob).map_err(StoreError::fatal)?,
                     });
                 }
             }
             found.push(Some(item));
         }
         Ok(found)
+    }
+
+    /// Writes the items `to_write` (indices into `items`) in one transaction, their
+    /// vectors replacing those the destination held.
+    fn insert(&mut self, items: &[StoreItem], to_write: &[usize]) -> Result<(), StoreError> {
+        let (path, busy) = (self.path.clone(), self.config.busy_timeout_seconds);
+        let error = |what: &str, e| blocking::write_error(&path, busy, what, e);
+        let has_vectors = self.has_vectors;
+        let conn = self
+            .conn
+            .as_mut()
+            .ok_or_else(|| StoreError::fatal("the SQLite store destination was not prepared"))?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| error("cannot begin", e))?;
+        {
+            let mut store = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO store (prefix, key, value, created_at, updated_at, expires_at, ttl_minutes) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+                )
+                .map_err(|e| error("cannot write `store`", e))?;
+            let mut clear = tx
+                .prepare_cached("DELETE FROM store_vectors WHERE prefix = ? AND key = ?")
+                .ok()
+                .filter(|_| has_vectors);
+            let mut vectors = tx
+                .prepare_cached(
+                    "INSERT INTO store_vectors (prefix, key, field_name, embedding, created_at, updated_at) \
+                     VALUES (?, ?, ?, ?, ?, ?)",
+                )
+                .ok()
+                .filter(|_| has_vectors);
+            for &i in to_write {
+                let item = &items[i];
+                let (prefix, created_at, updated_at) = (
+                    item.key.prefix(),
+                    store_time_text(&item.created_at, false),
+                    store_time_text(&item.updated_at, false),
+                );
+                store
+                    .execute(params![
+                        prefix,
+                        item.key.key,
+                        // As bytes, like SqliteStore's `orjson.dumps`: a BLOB in the column.
+                        item.value.get().as_bytes(),
+                        created_at,
+                        updated_at,
+                        item.expires_at.as_ref().map(|t| store_time_text(t, true)),
+                        item.ttl_minutes,
+                    ])
+                    .map_err(|e| error("cannot write `store`", e))?;
+                if let Some(clear) = &mut clear {
+                    clear
+                        .execute(params![prefix, item.key.key])
+                        .map_err(|e| error("cannot replace `store_vectors`", e))?;
+                }
+                for v in &item.vectors {
+                    let insert = vectors.as_mut().ok_or_else(|| {
+                        StoreError::fatal("`store_vectors` was not created before its vectors")
+                    })?;
+                    insert
+                        .execute(params![
+                            prefix,
+                            item.key.key,
+                            v.field_name,
+                            shared::float32_le_bytes(&v.embedding),
+                            created_at,
+                            updated_at,
+                        ])
+                        .map_err(|e| error("cannot write `store_vectors`", e))?;
+                }
+            }
+        }
+        tx.commit().map_err(|e| error("cannot commit", e))
     }
 }
 
@@ -386,119 +495,60 @@ impl ItemSink for SqliteItemSink {
 
     async fn prepare(&mut self) -> Result<(), StoreError> {
         if self.conn.is_none() {
-            self.conn = Some(super::connect_writable(&self.path, &self.config).await?);
-            self.migrate("store_migrations", &STORE_MIGRATIONS).await?;
-            let path = self.path.clone();
-            let tables = table_names(self.conn()?, &path).await?;
-            self.has_vectors = tables.iter().any(|t| t == "store_vectors");
+            in_place(|| {
+                let conn = blocking::open_writable(&self.path, &self.config)?;
+                // Deleting an item deletes its vectors, as in SqliteStore's schema.
+                conn.pragma_update(None, "foreign_keys", true)
+                    .map_err(|e| self.error("cannot enable foreign keys", e))?;
+                self.conn = Some(conn);
+                self.migrate("store_migrations", &STORE_MIGRATIONS)?;
+                let tables = blocking::table_names(self.conn()?, &self.path)?;
+                self.has_vectors = tables.iter().any(|t| t == "store_vectors");
+                Ok::<_, StoreError>(())
+            })?;
         }
         Ok(())
     }
 
     async fn write(&mut self, items: &[StoreItem]) -> Result<ItemWrite, StoreError> {
-        if !self.has_vectors && items.iter().any(|i| !i.vectors.is_empty()) {
-            self.migrate("vector_migrations", &VECTOR_MIGRATIONS)
-                .await?;
-            self.has_vectors = true;
-        }
-        let keys: Vec<ItemKey> = items.iter().map(|i| i.key.clone()).collect();
-        let existing = self.fetch(&keys).await?;
-        let plan = shared::plan_writes(
-            items,
-            &existing,
-            self.config.on_conflict,
-            NumberFidelity::Exact,
-        )?;
-        let path = self.path.clone();
-        let busy = self.config.busy_timeout_seconds;
-        let error = |what: &str, e| super::write_error(&path, busy, what, e);
-        let has_vectors = self.has_vectors;
-        let conn = self.conn()?;
-        let mut tx = conn.begin().await.map_err(|e| error("cannot begin", e))?;
-        for chunk in plan.to_write.chunks(500) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT OR REPLACE INTO store (prefix, key, value, created_at, updated_at, expires_at, ttl_minutes) ",
-            );
-            q.push_values(chunk, |mut row, &i| {
-                let item = &items[i];
-                row.push_bind(item.key.prefix())
-                    .push_bind(item.key.key.clone())
-                    // As bytes, like SqliteStore's `orjson.dumps`: a BLOB in the column.
-                    .push_bind(item.value.get().as_bytes().to_vec())
-                    .push_bind(store_time_text(&item.created_at, false))
-                    .push_bind(store_time_text(&item.updated_at, false))
-                    .push_bind(item.expires_at.as_ref().map(|t| store_time_text(t, true)))
-                    .push_bind(item.ttl_minutes);
-            });
-            q.build()
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| error("cannot write `store`", e))?;
-            let mut clear = QueryBuilder::<Sqlite>::new(
-                "DELETE FROM store_vectors WHERE (prefix, key) IN (VALUES ",
-            );
-            if has_vectors {
-                let mut list = clear.separated(", ");
-                for &i in chunk {
-                    list.push("(")
-                        .push_bind_unseparated(items[i].key.prefix())
-                        .push_unseparated(", ")
-                        .push_bind_unseparated(items[i].key.key.clone())
-                        .push_unseparated(")");
-                }
-                clear.push(")");
-                clear
-                    .build()
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| error("cannot replace `store_vectors`", e))?;
+        in_place(|| {
+            if !self.has_vectors && items.iter().any(|i| !i.vectors.is_empty()) {
+                self.migrate("vector_migrations", &VECTOR_MIGRATIONS)?;
+                self.has_vectors = true;
             }
-            let vectors: Vec<(usize, &ItemVector)> = chunk
-                .iter()
-                .flat_map(|&i| items[i].vectors.iter().map(move |v| (i, v)))
-                .collect();
-            for part in vectors.chunks(500) {
-                let mut q = QueryBuilder::<Sqlite>::new(
-                    "INSERT INTO store_vectors (prefix, key, field_name, embedding, created_at, updated_at) ",
-                );
-                q.push_values(part, |mut row, (i, v)| {
-                    let item = &items[*i];
-                    row.push_bind(item.key.prefix())
-                        .push_bind(item.key.key.clone())
-                        .push_bind(v.field_name.clone())
-                        .push_bind(shared::float32_le_bytes(&v.embedding))
-                        .push_bind(store_time_text(&item.created_at, false))
-                        .push_bind(store_time_text(&item.updated_at, false));
-                });
-                q.build()
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| error("cannot write `store_vectors`", e))?;
-            }
-        }
-        tx.commit().await.map_err(|e| error("cannot commit", e))?;
-        Ok(ItemWrite {
-            written: plan.to_write.len() as u64,
-            kept: plan.kept,
-            rejected: Vec::new(),
+            let keys: Vec<ItemKey> = items.iter().map(|i| i.key.clone()).collect();
+            let existing = self.fetch(&keys)?;
+            let plan = shared::plan_writes(
+                items,
+                &existing,
+                self.config.on_conflict,
+                NumberFidelity::Exact,
+            )?;
+            self.insert(items, &plan.to_write)?;
+            Ok(ItemWrite {
+                written: plan.to_write.len() as u64,
+                kept: plan.kept,
+                rejected: Vec::new(),
+            })
         })
     }
 
     async fn read_back(&mut self, keys: &[ItemKey]) -> Result<Vec<Option<StoreItem>>, StoreError> {
-        if self.conn.is_none() {
-            if !self.path.exists() {
-                return Ok(vec![None; keys.len()]);
+        in_place(|| {
+            if self.conn.is_none() {
+                if !self.path.exists() {
+                    return Ok(vec![None; keys.len()]);
+                }
+                let conn = blocking::open_read_only(&self.path)?;
+                let tables = blocking::table_names(&conn, &self.path)?;
+                if !tables.iter().any(|t| t == "store") {
+                    return Ok(vec![None; keys.len()]);
+                }
+                self.has_vectors = tables.iter().any(|t| t == "store_vectors");
+                self.conn = Some(conn);
             }
-            let mut conn = super::connect_read_only(&self.path).await?;
-            let path = self.path.clone();
-            let tables = table_names(&mut conn, &path).await?;
-            if !tables.iter().any(|t| t == "store") {
-                return Ok(vec![None; keys.len()]);
-            }
-            self.has_vectors = tables.iter().any(|t| t == "store_vectors");
-            self.conn = Some(conn);
-        }
-        self.fetch(keys).await
+            self.fetch(keys)
+        })
     }
 }
 
