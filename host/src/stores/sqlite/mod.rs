@@ -2,8 +2,11 @@
 //! checkpoint as one typed value, `writes`).
 //!
 //! - [`config`]: what users write in `source_config` / `destination_config`.
-//! - [`read`]: the source. [`write`]: the destination.
-//! - this file: what both sides share (connection strings, errors, the table shape).
+//! - [`read`]: the source. [`write`]: the destination ([`wal`]: its WAL's checkpoints).
+//! - [`items`]: `SqliteStore` databases (LangGraph Store items), both ways.
+//! - [`blocking`]: rusqlite from async code: opening, the schema, errors.
+//! - this file: what every side shares (connection strings, the table shape, the
+//!   checks on a database's file and tables).
 
 mod blocking;
 pub mod config;
