@@ -317,9 +317,11 @@ impl SqliteItemSink {
     }
 
     fn conn(&self) -> Result<&Connection, StoreError> {
-        self.conn
-            .as_ref()
-            .ok_or_else(|| StoreError::fatal("the SQLite store destination was not prepared"))
+        self.conn.as_ref().ok_or_else(not_prepared)
+    }
+
+    fn conn_mut(&mut self) -> Result<&mut Connection, StoreError> {
+        self.conn.as_mut().ok_or_else(not_prepared)
     }
 
     /// Applies the migrations `SqliteStore.setup()` would apply, recording them in its
@@ -327,10 +329,7 @@ impl SqliteItemSink {
     fn migrate(&mut self, table: &str, migrations: &[&str]) -> Result<(), StoreError> {
         let (path, busy) = (self.path.clone(), self.config.busy_timeout_seconds);
         let error = |what: &str, e| blocking::write_error(&path, busy, what, e);
-        let conn = self
-            .conn
-            .as_mut()
-            .ok_or_else(|| StoreError::fatal("the SQLite store destination was not prepared"))?;
+        let conn = self.conn_mut()?;
         conn.execute(
             &format!("CREATE TABLE IF NOT EXISTS {table} (v INTEGER PRIMARY KEY)"),
             [],
@@ -411,10 +410,7 @@ impl SqliteItemSink {
         let (path, busy) = (self.path.clone(), self.config.busy_timeout_seconds);
         let error = |what: &str, e| blocking::write_error(&path, busy, what, e);
         let has_vectors = self.has_vectors;
-        let conn = self
-            .conn
-            .as_mut()
-            .ok_or_else(|| StoreError::fatal("the SQLite store destination was not prepared"))?;
+        let conn = self.conn_mut()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| error("cannot begin", e))?;
@@ -425,17 +421,22 @@ impl SqliteItemSink {
                      VALUES (?, ?, ?, ?, ?, ?, ?)",
                 )
                 .map_err(|e| error("cannot write `store`", e))?;
-            let mut clear = tx
-                .prepare_cached("DELETE FROM store_vectors WHERE prefix = ? AND key = ?")
-                .ok()
-                .filter(|_| has_vectors);
-            let mut vectors = tx
-                .prepare_cached(
-                    "INSERT INTO store_vectors (prefix, key, field_name, embedding, created_at, updated_at) \
-                     VALUES (?, ?, ?, ?, ?, ?)",
-                )
-                .ok()
-                .filter(|_| has_vectors);
+            // Only a database with `store_vectors` has vectors to replace.
+            let mut clear = has_vectors
+                .then(|| {
+                    tx.prepare_cached("DELETE FROM store_vectors WHERE prefix = ? AND key = ?")
+                })
+                .transpose()
+                .map_err(|e| error("cannot replace `store_vectors`", e))?;
+            let mut vectors = has_vectors
+                .then(|| {
+                    tx.prepare_cached(
+                        "INSERT INTO store_vectors (prefix, key, field_name, embedding, created_at, updated_at) \
+                         VALUES (?, ?, ?, ?, ?, ?)",
+                    )
+                })
+                .transpose()
+                .map_err(|e| error("cannot write `store_vectors`", e))?;
             for &i in to_write {
                 let item = &items[i];
                 let (prefix, created_at, updated_at) = (
@@ -550,6 +551,10 @@ impl ItemSink for SqliteItemSink {
             self.fetch(keys)
         })
     }
+}
+
+fn not_prepared() -> StoreError {
+    StoreError::fatal("the SQLite store destination was not prepared")
 }
 
 /// Opens a `SqliteStore` database as an item source or destination.
