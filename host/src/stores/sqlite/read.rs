@@ -251,6 +251,7 @@ impl Reader {
         if self.done {
             return Ok(None);
         }
+        blocking::map_for_next_batch(&self.conn, &self.path)?;
         let (mut clauses, mut params) = self.filter_sql();
         if let Some(after) = &self.after {
             clauses.insert(
