@@ -259,13 +259,7 @@ mod tests {
              INSERT INTO t VALUES (randomblob(20000)), (randomblob(30000));",
         )
         .unwrap();
-        let expected: Vec<Vec<u8>> = conn
-            .prepare("SELECT x FROM t ORDER BY rowid")
-            .unwrap()
-            .query_map([], |row| row.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let expected = blobs(&conn);
         drop(conn);
         let reader = open_read_only(&path).unwrap();
         for _ in 0..3 {
@@ -274,14 +268,16 @@ mod tests {
                 .query_row("PRAGMA mmap_size", [], |row| row.get(0))
                 .unwrap();
             assert!(mapped >= 1 << 30, "mmap_size is {mapped}");
-            let read: Vec<Vec<u8>> = reader
-                .prepare_cached("SELECT x FROM t ORDER BY rowid")
-                .unwrap()
-                .query_map([], |row| row.get(0))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
-            assert_eq!(read, expected);
+            assert_eq!(blobs(&reader), expected);
         }
+    }
+
+    fn blobs(conn: &Connection) -> Vec<Vec<u8>> {
+        conn.prepare_cached("SELECT x FROM t ORDER BY rowid")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
     }
 }
