@@ -151,7 +151,7 @@ pub(crate) fn error(path: &Path, what: &str, e: rusqlite::Error) -> StoreError {
 /// How much of a source database a batch may read through a memory map instead of a
 /// `pread` per page (SQLite caps it at its own maximum, 2 GB; pages beyond are read as
 /// before).
-const READ_MMAP_BYTES: u64 = 1 << 40;
+const READ_MMAP_BYTES: i64 = 1 << 40;
 
 /// Maps the database afresh for the next batch: its pages are then read from the page
 /// cache with no system call (a checkpoint's blob is a chain of overflow pages: 77 000
@@ -160,8 +160,8 @@ const READ_MMAP_BYTES: u64 = 1 << 40;
 /// (docs/decisions.md). Call it between read transactions: SQLite only remaps a file
 /// none of whose pages are in use.
 pub(crate) fn map_for_next_batch(conn: &Connection, path: &Path) -> Result<(), StoreError> {
-    let set = |bytes: u64| {
-        conn.query_row(&format!("PRAGMA mmap_size = {bytes}"), [], |_| Ok(()))
+    let set = |bytes: i64| {
+        conn.pragma_update(None, "mmap_size", bytes)
             .map_err(|e| error(path, "cannot map the database", e))
     };
     set(0)?;
