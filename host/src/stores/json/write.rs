@@ -27,6 +27,8 @@ const MAX_OPEN_FILES: usize = 64;
 /// Records encoded together on every core before they are written: enough to keep
 /// the cores busy, few enough that their encoded objects take little memory.
 const ENCODE_CHUNK: usize = 128;
+/// Each open file's write buffer.
+const WRITE_BUFFER: usize = 256 * 1024;
 pub const FORMAT: &str = "ckpt-migrate/json-export";
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -449,24 +451,45 @@ impl JsonSink {
                 .map_err(|e| StoreError::fatal(format!("flushing a JSON file: {e}")))?;
         }
         self.open
-            .push((i, BufWriter::with_capacity(256 * 1024, file)));
+            .push((i, BufWriter::with_capacity(WRITE_BUFFER, file)));
         Ok(())
     }
 
-    /// The open writer of entry `i` (reopened for appending when it was closed).
-    fn writer(&mut self, i: usize) -> Result<&mut BufWriter<File>, StoreError> {
-        if let Some(pos) = self.open.iter().position(|(e, _)| *e == i) {
-            let entry = self.open.remove(pos);
-            self.open.push(entry);
-        } else {
-            let partial = partial_path(&self.path(&self.entries[i].file));
-            let file = OpenOptions::new()
-                .append(true)
-                .open(&partial)
-                .map_err(|e| Self::io_error(&partial, "cannot reopen", e))?;
-            self.keep_open(i, file)?;
+    /// The writers of `entries` (distinct, at most [`MAX_OPEN_FILES`]), taken out of
+    /// the open ones, the closed files reopened for appending; the least recently used
+    /// others are closed so that, once these are put back, no more than
+    /// [`MAX_OPEN_FILES`] are open.
+    fn take_writers(&mut self, entries: &[usize]) -> Result<Vec<BufWriter<File>>, StoreError> {
+        let mut taken: Vec<Option<BufWriter<File>>> = entries
+            .iter()
+            .map(|i| {
+                let pos = self.open.iter().position(|(e, _)| e == i)?;
+                Some(self.open.remove(pos).1)
+            })
+            .collect();
+        let keep = MAX_OPEN_FILES.saturating_sub(entries.len());
+        if self.open.len() > keep {
+            for (_, mut oldest) in self.open.drain(..self.open.len() - keep) {
+                oldest
+                    .flush()
+                    .map_err(|e| StoreError::fatal(format!("flushing a JSON file: {e}")))?;
+            }
         }
-        Ok(&mut self.open.last_mut().expect("just pushed").1)
+        entries
+            .iter()
+            .zip(&mut taken)
+            .map(|(&i, writer)| match writer.take() {
+                Some(writer) => Ok(writer),
+                None => {
+                    let partial = partial_path(&self.path(&self.entries[i].file));
+                    let file = OpenOptions::new()
+                        .append(true)
+                        .open(&partial)
+                        .map_err(|e| Self::io_error(&partial, "cannot reopen", e))?;
+                    Ok(BufWriter::with_capacity(WRITE_BUFFER, file))
+                }
+            })
+            .collect()
     }
 
     fn close_all(&mut self) -> Result<(), StoreError> {
@@ -565,36 +588,105 @@ impl JsonSink {
         Ok(())
     }
 
-    /// Appends one encoded checkpoint to its file (with the array's separator).
-    fn append(&mut self, record: &Checkpoint, bytes: &[u8]) -> Result<(), StoreError> {
-        let array = self.is_array();
-        let group = if self.config.single_file {
-            ""
-        } else {
-            record.key.thread_id.as_str()
-        };
-        let i = self.entry_for(group)?;
-        let first = self.entries[i].checkpoints == 0;
-        let separator: &[u8] = match (array, first) {
-            (true, true) => b"[\n",
-            (true, false) => b",\n",
-            (false, _) => b"",
-        };
-        let terminator: &[u8] = if array { b"" } else { b"\n" };
-        let writer = self.writer(i)?;
-        let result = (|| {
-            writer.write_all(separator)?;
-            writer.write_all(bytes)?;
-            writer.write_all(terminator)
-        })();
-        result.map_err(|e| StoreError::fatal(format!("writing JSON for {}: {e}", record.key)))?;
-        let entry = &mut self.entries[i];
-        entry.checkpoints += 1;
-        entry.length += (separator.len() + bytes.len() + terminator.len()) as u64;
-        if !self.dirty.contains(&i) {
-            self.dirty.push(i);
+    /// The batch's records grouped by the file they go to (each file's in batch
+    /// order), the files in the order the batch first reaches them; new files are
+    /// created.
+    fn file_runs(
+        &mut self,
+        records: &[Checkpoint],
+    ) -> Result<Vec<(usize, Vec<usize>)>, StoreError> {
+        let mut runs: Vec<(usize, Vec<usize>)> = Vec::new();
+        // Entry index → position in `runs`.
+        let mut run_of: HashMap<usize, usize> = HashMap::new();
+        for (n, record) in records.iter().enumerate() {
+            let group = if self.config.single_file {
+                ""
+            } else {
+                record.key.thread_id.as_str()
+            };
+            let i = self.entry_for(group)?;
+            let at = *run_of.entry(i).or_insert_with(|| {
+                runs.push((i, Vec::new()));
+                runs.len() - 1
+            });
+            runs[at].1.push(n);
         }
-        Ok(())
+        Ok(runs)
+    }
+}
+
+/// One file's records of a batch, encoded and appended by one worker with the file's
+/// writer, taken out of the sink's open ones while it works.
+struct FileRun<'b> {
+    entry: usize,
+    writer: BufWriter<File>,
+    /// The file holds no checkpoint yet (an array opens with this one).
+    empty: bool,
+    /// Indexes into the batch, in order.
+    members: &'b [usize],
+}
+
+/// What a [`FileRun`] wrote.
+struct FileWritten {
+    entry: usize,
+    writer: BufWriter<File>,
+    checkpoints: u64,
+    bytes: u64,
+    rejected: Vec<Rejected>,
+}
+
+impl FileRun<'_> {
+    /// Encodes the records a chunk at a time on every core and appends them in order
+    /// (with the array's separators): only a chunk's encoded objects wait in memory.
+    fn write(
+        mut self,
+        records: &[Checkpoint],
+        indent: Option<usize>,
+        with_view: bool,
+    ) -> Result<FileWritten, StoreError> {
+        use rayon::prelude::*;
+        let array = indent.is_some_and(|n| n > 0);
+        let terminator: &[u8] = if array { b"" } else { b"\n" };
+        let mut written = FileWritten {
+            entry: self.entry,
+            checkpoints: 0,
+            bytes: 0,
+            rejected: Vec::new(),
+            writer: self.writer,
+        };
+        for chunk in self.members.chunks(ENCODE_CHUNK) {
+            let encoded: Vec<Result<Vec<u8>, String>> = chunk
+                .par_iter()
+                .map(|&n| encode(&records[n], indent, with_view))
+                .collect();
+            for (&index, bytes) in chunk.iter().zip(encoded) {
+                let bytes = match bytes {
+                    Ok(bytes) => bytes,
+                    Err(reason) => {
+                        written.rejected.push(Rejected { index, reason });
+                        continue;
+                    }
+                };
+                let separator: &[u8] = match (array, self.empty) {
+                    (true, true) => b"[\n",
+                    (true, false) => b",\n",
+                    (false, _) => b"",
+                };
+                let writer = &mut written.writer;
+                let result = (|| {
+                    writer.write_all(separator)?;
+                    writer.write_all(&bytes)?;
+                    writer.write_all(terminator)
+                })();
+                result.map_err(|e| {
+                    StoreError::fatal(format!("writing JSON for {}: {e}", records[index].key))
+                })?;
+                self.empty = false;
+                written.checkpoints += 1;
+                written.bytes += (separator.len() + bytes.len() + terminator.len()) as u64;
+            }
+        }
+        Ok(written)
     }
 }
 
@@ -636,26 +728,43 @@ impl Sink for JsonSink {
 
     async fn write_batch(&mut self, records: &[Checkpoint]) -> Result<Vec<Rejected>, StoreError> {
         use rayon::prelude::*;
-        let mut rejected = Vec::new();
-        // Encoding is the bulk of the work: done on every core, written in order, a
-        // chunk at a time so that only a chunk's encoded objects wait in memory, not a
-        // second copy of the batch.
+        // Encoding and the write system calls are the bulk of the work: each file's
+        // records are encoded and appended by a worker of its own, files side by side
+        // on every core (one file's records in order, by one worker).
         let (indent, with_view) = (self.config.indent, self.config.view);
-        for (chunk_index, chunk) in records.chunks(ENCODE_CHUNK).enumerate() {
-            let encoded: Vec<Result<Vec<u8>, String>> = chunk
-                .par_iter()
-                .map(|r| encode(r, indent, with_view))
+        let runs = self.file_runs(records)?;
+        let mut rejected = Vec::new();
+        for wave in runs.chunks(MAX_OPEN_FILES) {
+            let entries: Vec<usize> = wave.iter().map(|(i, _)| *i).collect();
+            let writers = self.take_writers(&entries)?;
+            let jobs: Vec<FileRun> = wave
+                .iter()
+                .zip(writers)
+                .map(|((entry, members), writer)| FileRun {
+                    entry: *entry,
+                    writer,
+                    empty: self.entries[*entry].checkpoints == 0,
+                    members,
+                })
                 .collect();
-            for ((offset, record), bytes) in chunk.iter().enumerate().zip(encoded) {
-                match bytes {
-                    Ok(bytes) => self.append(record, &bytes)?,
-                    Err(reason) => rejected.push(Rejected {
-                        index: chunk_index * ENCODE_CHUNK + offset,
-                        reason,
-                    }),
+            let done: Vec<Result<FileWritten, StoreError>> = jobs
+                .into_par_iter()
+                .map(|job| job.write(records, indent, with_view))
+                .collect();
+            for written in done {
+                let written = written?;
+                let entry = &mut self.entries[written.entry];
+                entry.checkpoints += written.checkpoints;
+                entry.length += written.bytes;
+                if written.checkpoints > 0 && !self.dirty.contains(&written.entry) {
+                    self.dirty.push(written.entry);
                 }
+                self.open.push((written.entry, written.writer));
+                rejected.extend(written.rejected);
             }
         }
+        // The dead-letter file gets them in batch order.
+        rejected.sort_unstable_by_key(|r| r.index);
         self.sync_point()?;
         Ok(rejected)
     }
@@ -764,5 +873,70 @@ impl Sink for JsonSink {
 impl OpenSink for JsonSinkConfig {
     fn open_sink(&self, run: &RunInfo, _retry: RetryPolicy) -> Result<Box<dyn Sink>, OpenError> {
         Ok(Box::new(JsonSink::new(self.clone(), run.clone())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::TypedValue;
+
+    /// Checkpoint `n` of thread `t{thread}`.
+    fn record(thread: usize, n: usize) -> Checkpoint {
+        let mut record = Checkpoint::for_test(TypedValue::new("json", "{}"), Vec::new());
+        record.key.thread_id = format!("t{thread}");
+        record.key.checkpoint_id = format!("{n:04}");
+        record
+    }
+
+    /// A batch interleaving more threads than files are kept open: each file gets its
+    /// thread's checkpoints in order (with an array's separators), never more than
+    /// `MAX_OPEN_FILES` files are open, and a file closed between batches is reopened
+    /// and appended to.
+    #[tokio::test]
+    async fn interleaved_threads_beyond_the_open_files_keep_their_order() {
+        let threads = MAX_OPEN_FILES * 2 + 7;
+        for indent in [None, Some(1)] {
+            let dir = tempfile::tempdir().unwrap();
+            let config = JsonSinkConfig {
+                output_dir: dir.path().join("out"),
+                single_file: false,
+                indent,
+                view: false,
+            };
+            let mut sink = JsonSink::new(config, RunInfo::new("test", "test".into(), "json"));
+            for batch in 0..3 {
+                let records: Vec<Checkpoint> = (0..4)
+                    .flat_map(|n| (0..threads).map(move |t| record(t, batch * 4 + n)))
+                    .collect();
+                let rejected = sink.write_batch(&records).await.unwrap();
+                assert!(rejected.is_empty());
+                assert!(
+                    sink.open.len() <= MAX_OPEN_FILES,
+                    "{} open",
+                    sink.open.len()
+                );
+            }
+            sink.finish(&RunStats::default()).await.unwrap();
+            for t in 0..threads {
+                let extension = if indent.is_some() { "json" } else { "jsonl" };
+                let path = dir.path().join(format!("out/threads/t{t}.{extension}"));
+                let text = std::fs::read_to_string(&path).unwrap();
+                let objects: Vec<Value> = match indent {
+                    Some(_) => serde_json::from_str(&text).unwrap(),
+                    None => text
+                        .lines()
+                        .map(|l| serde_json::from_str(l).unwrap())
+                        .collect(),
+                };
+                let ids: Vec<&str> = objects
+                    .iter()
+                    .map(|o| o["checkpoint_id"].as_str().unwrap())
+                    .collect();
+                let expected: Vec<String> = (0..12).map(|n| format!("{n:04}")).collect();
+                assert_eq!(ids, expected, "{}", path.display());
+                assert!(objects.iter().all(|o| o["thread_id"] == format!("t{t}")));
+            }
+        }
     }
 }
