@@ -877,6 +877,7 @@ impl OpenSink for JsonSinkConfig {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // the test files are a few lines
 mod tests {
     use super::*;
     use crate::record::TypedValue;
