@@ -216,6 +216,53 @@ fn write_compact(out: &mut String, record: &Checkpoint, with_view: bool) {
     out.push('}');
 }
 
+/// `manifest.json` (docs/json-export.md), keys in this order.
+#[derive(Serialize)]
+struct Manifest<'a> {
+    format: &'static str,
+    format_version: u32,
+    tool_version: &'a str,
+    run_id: &'a str,
+    started_at: String,
+    finished_at: String,
+    source: ManifestSource<'a>,
+    layout: &'static str,
+    encoding: &'static str,
+    stats: &'a RunStats,
+    files: ManifestFiles<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shard: Option<&'a crate::shard::Shard>,
+}
+
+#[derive(Serialize)]
+struct ManifestSource<'a> {
+    kind: &'a str,
+    description: &'a str,
+}
+
+/// The manifest's `files`, serialized one entry at a time.
+struct ManifestFiles<'a> {
+    entries: &'a [FileEntry],
+    /// The entries' thread ids are then `null` (one file holds every thread).
+    single_file: bool,
+}
+
+impl Serialize for ManifestFiles<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct ManifestFile<'a> {
+            thread_id: Option<&'a str>,
+            file: &'a str,
+            checkpoints: u64,
+        }
+        serializer.collect_seq(self.entries.iter().map(|e| ManifestFile {
+            thread_id: (!self.single_file).then_some(e.group.as_str()),
+            file: &e.file,
+            checkpoints: e.checkpoints,
+        }))
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct FileEntry {
     /// The thread id, or "" for the single file.
@@ -500,39 +547,45 @@ impl JsonSink {
         Ok(())
     }
 
+    /// Writes the manifest straight from the entries: a run of a million checkpoints
+    /// has tens of thousands of files, whose entries as JSON trees took more memory at
+    /// the end of the run than any batch.
     fn write_manifest(&self, stats: &RunStats) -> Result<(), StoreError> {
-        let files: Vec<Value> = self
-            .entries
-            .iter()
-            .map(|e| {
-                serde_json::json!({
-                    "thread_id": (!self.config.single_file).then_some(&e.group),
-                    "file": e.file,
-                    "checkpoints": e.checkpoints,
-                })
-            })
-            .collect();
-        let manifest = serde_json::json!({
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "tool_version": self.run.tool_version,
-            "run_id": self.run.run_id,
-            "started_at": self.run.started_at.to_rfc3339(),
-            "finished_at": chrono::Utc::now().to_rfc3339(),
-            "source": { "kind": self.run.source_kind, "description": self.run.source },
-            "layout": if self.config.single_file { "single-file" } else { "per-thread" },
-            "encoding": if self.is_array() { "json-array" } else { "json-lines" },
-            "stats": stats,
-            "files": files,
-        });
-        let mut manifest = manifest;
-        if let Some(shard) = &self.run.shard {
-            manifest["shard"] = serde_json::json!(shard);
-        }
+        let manifest = Manifest {
+            format: FORMAT,
+            format_version: FORMAT_VERSION,
+            tool_version: &self.run.tool_version,
+            run_id: &self.run.run_id,
+            started_at: self.run.started_at.to_rfc3339(),
+            finished_at: chrono::Utc::now().to_rfc3339(),
+            source: ManifestSource {
+                kind: &self.run.source_kind,
+                description: &self.run.source,
+            },
+            layout: if self.config.single_file {
+                "single-file"
+            } else {
+                "per-thread"
+            },
+            encoding: if self.is_array() {
+                "json-array"
+            } else {
+                "json-lines"
+            },
+            stats,
+            files: ManifestFiles {
+                entries: &self.entries,
+                single_file: self.config.single_file,
+            },
+            shard: self.run.shard.as_ref(),
+        };
         let path = self.path(&manifest_name(self.run.shard.as_ref()));
-        let text = serde_json::to_vec_pretty(&manifest)
-            .map_err(|e| StoreError::fatal(format!("encoding the manifest: {e}")))?;
-        std::fs::write(&path, text).map_err(|e| Self::io_error(&path, "cannot write", e))
+        let file = File::create(&path).map_err(|e| Self::io_error(&path, "cannot write", e))?;
+        let mut out = BufWriter::new(file);
+        serde_json::to_writer_pretty(&mut out, &manifest)
+            .map_err(std::io::Error::from)
+            .and_then(|()| out.flush())
+            .map_err(|e| Self::io_error(&path, "cannot write", e))
     }
 
     /// Ends a batch: its files' entries go to the files log, and the files written
