@@ -6,6 +6,8 @@
 # bench/results/run-<time>.json and .md.
 #
 #   bench/run.sh [SCALE ...]          # default: 30000 (checkpoints)
+#   BASELINES=0 bench/run.sh 10000 1000000   # ckpt-migrate's runs only (memory at scale:
+#                                            # the LangGraph script takes 15 min at 1M)
 #
 # Data: target/bench-data/scale-N/, made once by tests/readback/generate.py (real
 # LangGraph graphs and savers, in the test venv that scripts/setup.sh installs).
@@ -16,8 +18,9 @@ scales=("${@:-30000}")
 python="${PYTHON:-target/test-tools/venv/bin/python}"
 [ -x "$python" ] || { echo "bench: $python is missing: run scripts/setup.sh first" >&2; exit 2; }
 
+baselines="${BASELINES:-1}"
 tools=target/bench-tools/venv
-if [ ! -x "$tools/bin/python" ] || ! "$tools/bin/python" -c "import duckdb, duckdb_extension_sqlite" 2>/dev/null; then
+if [ "$baselines" = 1 ] && [ ! -x "$tools/bin/python" ] || ! "$tools/bin/python" -c "import duckdb, duckdb_extension_sqlite" 2>/dev/null; then
   echo "bench: installing duckdb into $tools"
   python3 -m venv "$tools"
   "$tools/bin/pip" install -q duckdb==1.5.5 duckdb-extension-sqlite==1.5.5
@@ -58,7 +61,9 @@ for scale in "${scales[@]}"; do
   cat "$db" > /dev/null
   src=(--source sqlite --source-config "{\"connection_string\": \"$db\"}")
   out="$work/$scale"; mkdir -p "$out/duckdb"
-  measure duckdb_raw_copy_to_parquet "$scale" -- "$tools/bin/python" bench/duckdb_copy.py "$db" "$out/duckdb"
+  if [ "$baselines" = 1 ]; then
+    measure duckdb_raw_copy_to_parquet "$scale" -- "$tools/bin/python" bench/duckdb_copy.py "$db" "$out/duckdb"
+  fi
   measure ckpt_migrate_to_parquet "$scale" -- "$bin" "${src[@]}" --destination parquet \
     --dest-config "{\"output_path\": \"$out/ours.parquet\", \"compression\": \"zstd\"}"
   measure ckpt_migrate_to_json "$scale" -- "$bin" "${src[@]}" --destination json \
@@ -70,7 +75,9 @@ for scale in "${scales[@]}"; do
     --dest-config "{\"output_dir\": \"$out/raw-json\", \"view\": false}"
   measure ckpt_migrate_raw_to_sqlite "$scale" -- "$bin" "${src[@]}" --destination sqlite \
     --dest-config "{\"connection_string\": \"$out/copy.db\"}"
-  measure langgraph_script_to_json "$scale" -- "$python" bench/langgraph_export.py "$db" "$out/langgraph.jsonl"
+  if [ "$baselines" = 1 ]; then
+    measure langgraph_script_to_json "$scale" -- "$python" bench/langgraph_export.py "$db" "$out/langgraph.jsonl"
+  fi
   # Outputs are removed at the end (the trap), not here: on an ext4 without a journal
   # the kernel skips inodes freed in the last minutes when it creates files, so the
   # next scale's JSON runs would pay for this scale's deletes. Leave a few minutes
@@ -86,13 +93,19 @@ table = ["| scale | run | wall | CPU (user+sys) | CPU % | peak RSS | × DuckDB w
          "|---|---|---|---|---|---|---|---|"]
 for scale in sorted({r["scale"] for r in rows}):
     runs = {r["run"]: r["result"] for r in rows if r["scale"] == scale}
-    duck = runs["duckdb_raw_copy_to_parquet"]["wall_s"]
-    script = runs["langgraph_script_to_json"]["wall_s"]
+    # Without the baselines (BASELINES=0) the ratios are left out.
+    duck = runs.get("duckdb_raw_copy_to_parquet", {}).get("wall_s")
+    script = runs.get("langgraph_script_to_json", {}).get("wall_s")
     for name, r in runs.items():
-        r["vs_duckdb"] = round(r["wall_s"] / duck, 2)
-        r["langgraph_script_speedup"] = round(script / r["wall_s"], 1)
+        vs_duckdb, speedup = "—", "—"
+        if duck:
+            r["vs_duckdb"] = round(r["wall_s"] / duck, 2)
+            vs_duckdb = f"{r['vs_duckdb']}×"
+        if script:
+            r["langgraph_script_speedup"] = round(script / r["wall_s"], 1)
+            speedup = f"{r['langgraph_script_speedup']}×"
         table.append(f"| {scale} | {name} | {r['wall_s']} s | {r['cpu_s']} s | {r['cpu_percent']} % | "
-                     f"{r['peak_rss_mib']} MiB | {r['vs_duckdb']}× | {r['langgraph_script_speedup']}× |")
+                     f"{r['peak_rss_mib']} MiB | {vs_duckdb} | {speedup} |")
 json.dump({"machine": machine, "runs": rows}, open(out + ".json", "w"), indent=1)
 open(out + ".md", "w").write(f"Machine: {machine}\n\n" + "\n".join(table) + "\n")
 print(f"Machine: {machine}\n")
