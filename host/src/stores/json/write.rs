@@ -491,14 +491,20 @@ impl JsonSink {
     /// Adds `file`, entry `i`'s, to the open writers (closing the least recently
     /// used one when too many are open).
     fn keep_open(&mut self, i: usize, file: File) -> Result<(), StoreError> {
-        if self.open.len() >= MAX_OPEN_FILES {
-            let (_, mut oldest) = self.open.remove(0);
+        self.close_least_recent(MAX_OPEN_FILES - 1)?;
+        self.open
+            .push((i, BufWriter::with_capacity(WRITE_BUFFER, file)));
+        Ok(())
+    }
+
+    /// Closes the least recently used open files until at most `keep` are open.
+    fn close_least_recent(&mut self, keep: usize) -> Result<(), StoreError> {
+        let excess = self.open.len().saturating_sub(keep);
+        for (_, mut oldest) in self.open.drain(..excess) {
             oldest
                 .flush()
                 .map_err(|e| StoreError::fatal(format!("flushing a JSON file: {e}")))?;
         }
-        self.open
-            .push((i, BufWriter::with_capacity(WRITE_BUFFER, file)));
         Ok(())
     }
 
@@ -514,14 +520,7 @@ impl JsonSink {
                 Some(self.open.remove(pos).1)
             })
             .collect();
-        let keep = MAX_OPEN_FILES.saturating_sub(entries.len());
-        if self.open.len() > keep {
-            for (_, mut oldest) in self.open.drain(..self.open.len() - keep) {
-                oldest
-                    .flush()
-                    .map_err(|e| StoreError::fatal(format!("flushing a JSON file: {e}")))?;
-            }
-        }
+        self.close_least_recent(MAX_OPEN_FILES.saturating_sub(entries.len()))?;
         entries
             .iter()
             .zip(&mut taken)
@@ -695,10 +694,10 @@ impl FileRun<'_> {
         mut self,
         records: &[Checkpoint],
         indent: Option<usize>,
+        array: bool,
         with_view: bool,
     ) -> Result<FileWritten, StoreError> {
         use rayon::prelude::*;
-        let array = indent.is_some_and(|n| n > 0);
         let terminator: &[u8] = if array { b"" } else { b"\n" };
         let mut written = FileWritten {
             entry: self.entry,
@@ -784,7 +783,7 @@ impl Sink for JsonSink {
         // Encoding and the write system calls are the bulk of the work: each file's
         // records are encoded and appended by a worker of its own, files side by side
         // on every core (one file's records in order, by one worker).
-        let (indent, with_view) = (self.config.indent, self.config.view);
+        let (indent, array, with_view) = (self.config.indent, self.is_array(), self.config.view);
         let runs = self.file_runs(records)?;
         let mut rejected = Vec::new();
         for wave in runs.chunks(MAX_OPEN_FILES) {
@@ -802,7 +801,7 @@ impl Sink for JsonSink {
                 .collect();
             let done: Vec<Result<FileWritten, StoreError>> = jobs
                 .into_par_iter()
-                .map(|job| job.write(records, indent, with_view))
+                .map(|job| job.write(records, indent, array, with_view))
                 .collect();
             for written in done {
                 let written = written?;
