@@ -139,6 +139,26 @@ pub enum Comparison {
     View,
 }
 
+/// Runs `work` on the thread pool sinks encode on, a pool apart from rayon's global
+/// one. The reader decodes the next batch on the global pool meanwhile: a writer's
+/// jobs queued there waited for that whole batch to be decoded before they started,
+/// and cores stood idle (measured; docs/decisions.md). In a pool of their own they
+/// run alongside the decoding, the kernel sharing the cores between both.
+pub fn on_encode_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    let pool = POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("encode-{i}"))
+            .build()
+            .ok()
+    });
+    match pool {
+        Some(pool) => pool.install(work),
+        // No threads to be had: the global pool still does the work.
+        None => work(),
+    }
+}
+
 /// What an export's description adds in raw mode (`view: false`).
 pub fn raw_mode_note(view: bool) -> &'static str {
     if view { "" } else { " (raw mode: no view)" }

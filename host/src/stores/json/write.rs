@@ -799,10 +799,11 @@ impl Sink for JsonSink {
                     members,
                 })
                 .collect();
-            let done: Vec<Result<FileWritten, StoreError>> = jobs
-                .into_par_iter()
-                .map(|job| job.write(records, indent, array, with_view))
-                .collect();
+            let done: Vec<Result<FileWritten, StoreError>> = crate::sinks::on_encode_pool(|| {
+                jobs.into_par_iter()
+                    .map(|job| job.write(records, indent, array, with_view))
+                    .collect()
+            });
             for written in done {
                 let written = written?;
                 let entry = &mut self.entries[written.entry];

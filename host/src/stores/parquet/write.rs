@@ -162,9 +162,10 @@ pub fn to_record_batch(records: &[&Checkpoint], with_view: bool) -> Result<Recor
         })
         .collect::<Result<_, _>>()?;
     // The views' JSON text: already made where the records were decoded (the usual
-    // case, see `reads_view_text`), else rendered here on every core.
+    // case, see `reads_view_text`), else rendered here on every core, on the sinks'
+    // pool ([`crate::sinks::on_encode_pool`]).
     type Texts<'a> = (Cow<'a, str>, Cow<'a, str>, String);
-    let texts: Vec<Texts<'_>> = {
+    let texts: Vec<Texts<'_>> = crate::sinks::on_encode_pool(|| {
         use rayon::prelude::*;
         views
             .par_iter()
@@ -177,7 +178,7 @@ pub fn to_record_batch(records: &[&Checkpoint], with_view: bool) -> Result<Recor
                 None => Default::default(),
             })
             .collect()
-    };
+    });
 
     let blobs: Vec<_> = records.iter().flat_map(|r| &r.channel_blobs).collect();
     let blob_list = list_array(
