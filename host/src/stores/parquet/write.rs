@@ -152,7 +152,10 @@ fn list_array(fields: Fields, lengths: Vec<usize>, columns: Vec<ArrayRef>) -> Ar
 
 /// The rows of `records` as one batch of [`schema`]; with `with_view`, every record
 /// must be decoded, else the view columns are left empty (and projected away).
-pub fn to_record_batch(records: &[&Checkpoint], with_view: bool) -> Result<RecordBatch, String> {
+pub fn to_record_batch<'a>(
+    records: &[&'a Checkpoint],
+    with_view: bool,
+) -> Result<RecordBatch, String> {
     let views: Vec<Option<&RecordView>> = records
         .iter()
         .map(|r| match (&r.view, with_view) {
@@ -162,23 +165,28 @@ pub fn to_record_batch(records: &[&Checkpoint], with_view: bool) -> Result<Recor
         })
         .collect::<Result<_, _>>()?;
     // The views' JSON text: already made where the records were decoded (the usual
-    // case, see `reads_view_text`), else rendered here on every core, on the sinks'
-    // pool ([`crate::sinks::on_encode_pool`]).
+    // case, see `reads_view_text`), else rendered here on every core. Text already
+    // made is only borrowed and joined, on this thread: a job on the global pool
+    // waited there behind the next batch's decoding, and one on the sinks' pool
+    // ([`crate::sinks::on_encode_pool`]) cost 5–10 % of the run and more memory
+    // (measured; docs/decisions.md).
     type Texts<'a> = (Cow<'a, str>, Cow<'a, str>, String);
-    let texts: Vec<Texts<'_>> = crate::sinks::on_encode_pool(|| {
+    let texts_of = |v: &Option<&'a RecordView>| -> Texts<'a> {
+        match v {
+            Some(v) => (
+                v.checkpoint_text(),
+                v.metadata_text(),
+                v.pending_writes_text(),
+            ),
+            None => Default::default(),
+        }
+    };
+    let texts: Vec<Texts<'_>> = if views.iter().flatten().all(|v| v.text.is_some()) {
+        views.iter().map(texts_of).collect()
+    } else {
         use rayon::prelude::*;
-        views
-            .par_iter()
-            .map(|v| match v {
-                Some(v) => (
-                    v.checkpoint_text(),
-                    v.metadata_text(),
-                    v.pending_writes_text(),
-                ),
-                None => Default::default(),
-            })
-            .collect()
-    });
+        crate::sinks::on_encode_pool(|| views.par_iter().map(texts_of).collect())
+    };
 
     let blobs: Vec<_> = records.iter().flat_map(|r| &r.channel_blobs).collect();
     let blob_list = list_array(
