@@ -615,7 +615,64 @@ impl OpenSink for ParquetSinkConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::TypedValue;
     use arrow_array::{Array, BinaryArray, StringArray};
+
+    /// The rows are the same whether the views come as text (joined on the writer's
+    /// thread) or as trees (rendered on the sinks' pool), and a mixed batch takes the
+    /// pool for all of them.
+    #[test]
+    fn views_as_text_and_as_trees_give_the_same_rows() {
+        let records: Vec<Checkpoint> = (0..40)
+            .map(|n| {
+                let document = format!(
+                    r#"{{"v":4,"id":"{n:04}","ts":"2026-11-23T23:33:58.367221+00:00","channel_values":{{"n":{n},"s":"é\n"}},"channel_versions":{{}},"versions_seen":{{}}}}"#
+                );
+                let mut record = Checkpoint::for_test(TypedValue::new("json", document), Vec::new());
+                record.metadata = TypedValue::new("msgpack", vec![0x81, 0xa1, b'k', n as u8]);
+                record.key.checkpoint_id = format!("{n:04}");
+                crate::codec::decode_record(&mut record).unwrap();
+                record
+            })
+            .collect();
+        let as_text: Vec<Checkpoint> = records
+            .iter()
+            .cloned()
+            .map(|mut r| {
+                r.view.as_mut().unwrap().to_text();
+                r
+            })
+            .collect();
+        let mixed: Vec<Checkpoint> = records
+            .iter()
+            .zip(&as_text)
+            .enumerate()
+            .map(|(i, (tree, text))| if i % 2 == 0 { tree } else { text }.clone())
+            .collect();
+        let rows = |records: &[Checkpoint]| {
+            let refs: Vec<&Checkpoint> = records.iter().collect();
+            to_record_batch(&refs, true).unwrap()
+        };
+        assert!(
+            records
+                .iter()
+                .all(|r| r.view.as_ref().unwrap().text.is_none())
+        );
+        let expected = rows(&as_text);
+        assert_eq!(rows(&records), expected);
+        assert_eq!(rows(&mixed), expected);
+        let checkpoints = expected
+            .column_by_name("checkpoint_json")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        assert!(
+            checkpoints.value(7).contains(r#""n":7"#),
+            "{}",
+            checkpoints.value(7)
+        );
+    }
 
     #[test]
     fn columns_sized_before_they_are_filled_hold_the_values_and_nulls_given() {
