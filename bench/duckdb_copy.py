@@ -24,16 +24,19 @@ def main() -> None:
         os.path.join(os.path.dirname(duckdb_extension_sqlite.__file__), "extensions", "*", "sqlite.duckdb_extension")
     )[0]
     # DuckDB looks for the entry point named after the file: the scanner's own name.
-    ext = os.path.join(tempfile.mkdtemp(), "sqlite_scanner.duckdb_extension")
-    shutil.copy(packaged, ext)
-    con = duckdb.connect()
-    con.execute(f"LOAD '{ext}'")
-    for table in ("checkpoints", "writes"):
-        con.execute(
-            f"COPY (SELECT * FROM sqlite_scan('{db}', '{table}')) "
-            f"TO '{out}/{table}.parquet' (FORMAT parquet, COMPRESSION zstd)"
-        )
-    n = con.execute(f"SELECT count(*) FROM '{out}/checkpoints.parquet'").fetchone()[0]
+    # The copy goes in a directory removed at the end (34 MB left behind a run before).
+    with tempfile.TemporaryDirectory() as scratch:
+        ext = os.path.join(scratch, "sqlite_scanner.duckdb_extension")
+        shutil.copy(packaged, ext)
+        con = duckdb.connect()
+        con.execute(f"LOAD '{ext}'")
+        for table in ("checkpoints", "writes"):
+            con.execute(
+                f"COPY (SELECT * FROM sqlite_scan('{db}', '{table}')) "
+                f"TO '{out}/{table}.parquet' (FORMAT parquet, COMPRESSION zstd)"
+            )
+        n = con.execute(f"SELECT count(*) FROM '{out}/checkpoints.parquet'").fetchone()[0]
+        con.close()
     print(f"copied {n}", file=sys.stderr)
 
 
