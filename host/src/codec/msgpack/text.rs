@@ -150,7 +150,9 @@ impl<'a, 'n> TextWriter<'a, 'n> {
             0xd1 => write_integer(&mut self.out, i16::from_be_bytes(self.reader.array()?)),
             0xd2 => write_integer(&mut self.out, i32::from_be_bytes(self.reader.array()?)),
             0xd3 => write_integer(&mut self.out, i64::from_be_bytes(self.reader.array()?)),
-            0xa0..=0xbf | 0xd9..=0xdb => self.string(marker)?,
+            0xa0..=0xbf | 0xd9..=0xdb => {
+                self.string(marker)?;
+            }
             0xc4..=0xc6 => {
                 let len = self.reader.length(1 << (marker - 0xc4))?;
                 let bytes = self.reader.take(len)?;
@@ -197,13 +199,16 @@ impl<'a, 'n> TextWriter<'a, 'n> {
     }
 
     /// The string whose marker was just read.
-    fn string(&mut self, marker: u8) -> Result<(), DecodeError> {
+    /// The string whose marker was just read, written as a JSON string; its UTF-8
+    /// bytes, read from the input.
+    fn string(&mut self, marker: u8) -> Result<&'a [u8], DecodeError> {
         let len = self.reader.string_len(marker)?;
         let start = self.reader.pos;
-        self.reader.take(len)?;
+        let text = self.reader.take(len)?;
         // The rest of the value from the string on: short strings scan faster.
         json_text::write_utf8(&mut self.out, &self.reader.bytes[start..], len)
-            .map_err(|_| DecodeError::Msgpack("string is not valid UTF-8".into()))
+            .map_err(|_| DecodeError::Msgpack("string is not valid UTF-8".into()))?;
+        Ok(text)
     }
 
     /// `{"__bytes__": base64}` ([`super::super::python::bytes_view`]), written as is:
@@ -321,9 +326,8 @@ impl<'a, 'n> TextWriter<'a, 'n> {
             self.out.push(b',');
         }
         *entries += 1;
-        let key_at = self.out.len();
         json_text::write_str(&mut self.out, key);
-        self.key_hashes.push(hash(&self.out[key_at..]));
+        self.key_hashes.push(hash(key.as_bytes()));
         self.out.push(b':');
     }
 
@@ -331,24 +335,30 @@ impl<'a, 'n> TextWriter<'a, 'n> {
     /// collision check; where its text starts and ends in the output.
     fn entry_key(&mut self, style: Style, depth: usize) -> Result<(usize, usize), DecodeError> {
         let key_at = self.out.len();
-        self.key(style, depth)?;
+        let key_hash = self.key(style, depth)?;
         let key_end = self.out.len();
-        self.key_hashes.push(hash(&self.out[key_at..key_end]));
+        self.key_hashes.push(key_hash);
         self.out.push(b':');
         Ok((key_at, key_end))
     }
 
-    /// A map key as the tree path's `key` gives it, written as a JSON string.
-    fn key(&mut self, style: Style, depth: usize) -> Result<(), DecodeError> {
+    /// A map key as the tree path's `key` gives it, written as a JSON string; the
+    /// hash of the key itself (its text before escaping).
+    ///
+    /// Why not hash the JSON text written: two keys' JSON texts are equal exactly when
+    /// the keys are (the escape is one-to-one), and a string key's bytes are read from
+    /// the input, not from text stored a moment ago (reading those back stalled on
+    /// the stores still in flight: hashing was most of this function's time).
+    fn key(&mut self, style: Style, depth: usize) -> Result<u64, DecodeError> {
         match self.reader.bytes.get(self.reader.pos) {
             Some(&marker @ (0xa0..=0xbf | 0xd9..=0xdb)) => {
                 self.reader.pos += 1;
-                self.string(marker)
+                Ok(hash(self.string(marker)?))
             }
             _ => {
                 let key = self.reader.key(self.notices, style, depth)?;
                 json_text::write_str(&mut self.out, &key);
-                Ok(())
+                Ok(hash(key.as_bytes()))
             }
         }
     }
@@ -585,9 +595,9 @@ fn write_integer(out: &mut Vec<u8>, n: impl itoa::Integer) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
-fn hash(key_text: &[u8]) -> u64 {
+fn hash(key: &[u8]) -> u64 {
     let mut hasher = FxHasher::default();
-    hasher.write(key_text);
+    hasher.write(key);
     hasher.finish()
 }
 
@@ -887,6 +897,13 @@ mod tests {
         };
         streamed(&wide(false));
         not_streamed(&wide(true));
+        // Keys that need an escape: the same key twice collides, two keys that differ
+        // only where one is escaped do not (keys are compared before escaping).
+        let escaped =
+            |second: &str| map(vec![("a\"\nb".into(), 1.into()), (second.into(), 2.into())]);
+        not_streamed(&escaped("a\"\nb"));
+        streamed(&escaped("a\"nb"));
+        streamed(&escaped("a\\\"\nb"));
     }
 
     #[test]
