@@ -218,6 +218,11 @@ impl PluginHost {
         config.epoch_interruption(true);
         // No component-model async is used: calls are much cheaper without it.
         config.concurrency_support(false);
+        if std::env::var_os("CKPT_MIGRATE_PLUGIN_PERF_MAP").is_some_and(|v| v == "1") {
+            // For plugin authors: `perf` then names the plugin's own functions
+            // (wasmtime writes /tmp/perf-PID.map); docs/plugins.md, "Profiling".
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         if let Some(dir) = cache_dir() {
             let mut cache = wasmtime::CacheConfig::new();
             cache.with_directory(&dir);
