@@ -371,3 +371,43 @@ fn plugin_test_runs_a_plugin_on_exported_records_and_compares() {
         bad.stderr()
     );
 }
+
+/// `CKPT_MIGRATE_PLUGIN_PERF_MAP=1` leaves the map `perf` reads, naming the plugin's
+/// compiled functions; without it, none is written.
+#[test]
+fn a_perf_map_names_the_plugins_functions_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    sqlite_fixture(dir.path());
+    std::fs::write(
+        dir.path().join("m.yaml"),
+        yaml("transformers: [add_metadata]\n"),
+    )
+    .unwrap();
+    let map_of = |pid: u32| PathBuf::from(format!("/tmp/perf-{pid}.map"));
+    for (asked, env) in [(true, "1"), (false, "0")] {
+        let child = crate::harness::spawn_cli(
+            dir.path(),
+            &["--config", "m.yaml", "--restart"],
+            &[("CKPT_MIGRATE_PLUGIN_PERF_MAP", env)],
+        );
+        let pid = child.id();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let map = std::fs::read_to_string(map_of(pid));
+        let _ = std::fs::remove_file(map_of(pid));
+        if asked {
+            let map = map.expect("the perf map is written");
+            assert!(
+                map.lines().any(|l| l.contains("wasm[")),
+                "no wasm function in the map: {}",
+                &map[..map.len().min(500)]
+            );
+        } else {
+            assert!(map.is_err(), "a perf map was written without being asked");
+        }
+    }
+}
