@@ -351,7 +351,18 @@ impl RecordView {
     /// trees (no copy of the values).
     pub fn pending_writes_text(&self) -> String {
         use crate::json_text::{write_array, write_str};
-        let mut out = String::new();
+        // Room for it all at once (values are most of it): growing by doubling copied
+        // the text again several times over.
+        let values: usize = match &self.text {
+            Some(t) => t.write_values.iter().map(String::len).sum(),
+            None => 0,
+        };
+        let names: usize = self
+            .pending_writes
+            .iter()
+            .map(|w| w.task_id.len() + w.channel.len() + 40)
+            .sum();
+        let mut out = String::with_capacity(2 + values + names);
         write_array(
             &mut out,
             self.pending_writes.iter().enumerate(),
