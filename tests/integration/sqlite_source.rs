@@ -57,6 +57,46 @@ async fn pages_of_any_size_read_every_record_once_in_key_order() {
     assert_eq!((batches, records), (271, 271));
 }
 
+/// A checkpoint's writes come as SqliteSaver returns them, by `(task_path, task_id,
+/// idx)`, though the query reads them in the primary key's order `(task_id, idx)`.
+#[tokio::test]
+async fn pending_writes_come_by_task_path_then_task_id_and_idx() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_fixture(dir.path());
+    let first = harness::read_sqlite(&db, 1000).await.remove(0);
+    let key = &first.key;
+    sqlite_execute(
+        &db,
+        &format!(
+            "DELETE FROM writes WHERE thread_id = '{t}' AND checkpoint_ns = '{n}' AND checkpoint_id = '{c}'; \
+             INSERT INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value) VALUES \
+             ('{t}', '{n}', '{c}', 'a', '~z', 1, 'a1', 'json', CAST('1' AS BLOB)), \
+             ('{t}', '{n}', '{c}', 'a', '~z', 0, 'a0', 'json', CAST('1' AS BLOB)), \
+             ('{t}', '{n}', '{c}', 'b', '~a', 0, 'b0', 'json', CAST('1' AS BLOB)), \
+             ('{t}', '{n}', '{c}', 'c', '~a', 0, 'c0', 'json', CAST('1' AS BLOB)), \
+             ('{t}', '{n}', '{c}', 'd', '', 5, 'd5', 'json', CAST('1' AS BLOB));",
+            t = key.thread_id,
+            n = key.checkpoint_ns,
+            c = key.checkpoint_id
+        ),
+    )
+    .await;
+    for batch in [1, 1000] {
+        let read = harness::read_sqlite(&db, batch).await;
+        let record = read.iter().find(|r| r.key == *key).unwrap();
+        let channels: Vec<&str> = record
+            .pending_writes
+            .iter()
+            .map(|w| w.channel.as_str())
+            .collect();
+        assert_eq!(
+            channels,
+            ["d5", "b0", "c0", "a0", "a1"],
+            "batch size {batch}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_database_without_checkpoint_tables_is_named_with_what_it_has() {
     let dir = tempfile::tempdir().unwrap();

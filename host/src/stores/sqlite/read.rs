@@ -213,7 +213,7 @@ impl Reader {
              CAST(value AS BLOB) FROM writes \
              WHERE (thread_id, checkpoint_ns, checkpoint_id) >= (?, ?, ?) \
                AND (thread_id, checkpoint_ns, checkpoint_id) <= (?, ?, ?) {shard}\
-             ORDER BY thread_id, checkpoint_ns, checkpoint_id, {task_path}, task_id, idx"
+             ORDER BY thread_id, checkpoint_ns, checkpoint_id, task_id, idx"
         );
         let path = &self.path;
         let reading = |e| blocking::error(path, "reading `writes`", e);
@@ -245,6 +245,17 @@ impl Reader {
                 ),
             };
             by_key.entry(key).or_default().push(write);
+        }
+        // SqliteSaver returns a checkpoint's writes by `(task_path, task_id, idx)`.
+        // The query asks for the primary key's order (`task_id, idx`), which SQLite
+        // reads straight from the index; `task_path` first made it sort every batch's
+        // writes, values and all, in a temporary B-tree (a third of the writes query's
+        // time). A stable sort by `task_path` here gives the same order: both compare
+        // text byte by byte.
+        for writes in by_key.values_mut() {
+            if !writes.is_sorted_by(|a, b| a.task_path <= b.task_path) {
+                writes.sort_by(|a, b| a.task_path.cmp(&b.task_path));
+            }
         }
         Ok(by_key)
     }
