@@ -198,7 +198,6 @@ impl<'a, 'n> TextWriter<'a, 'n> {
         Ok(())
     }
 
-    /// The string whose marker was just read.
     /// The string whose marker was just read, written as a JSON string; its UTF-8
     /// bytes, read from the input.
     fn string(&mut self, marker: u8) -> Result<&'a [u8], DecodeError> {
