@@ -93,7 +93,8 @@ pub fn items_batch(items: &[StoreItem]) -> Result<RecordBatch, String> {
     RecordBatch::try_from_iter(columns).map_err(|e| e.to_string())
 }
 
-fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T, String> {
+/// The column `name` of `batch` as the array type `T`.
+pub(super) fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T, String> {
     batch
         .column_by_name(name)
         .and_then(|c| c.as_any().downcast_ref::<T>())

@@ -661,12 +661,8 @@ mod tests {
         let expected = rows(&as_text);
         assert_eq!(rows(&records), expected);
         assert_eq!(rows(&mixed), expected);
-        let checkpoints = expected
-            .column_by_name("checkpoint_json")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .unwrap();
+        let checkpoints: &StringArray =
+            super::super::items::column(&expected, "checkpoint_json").unwrap();
         assert!(
             checkpoints.value(7).contains(r#""n":7"#),
             "{}",
