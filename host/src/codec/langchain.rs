@@ -21,24 +21,25 @@ pub fn is_serializable(module: &str) -> bool {
     PREFIXES.iter().any(|p| module.starts_with(p))
 }
 
-/// The `lc` id LangChain gives a class (`get_lc_namespace` plus the class name).
-pub fn constructor_id<'a>(module: &'a str, name: &'a str) -> Vec<&'a str> {
-    let fixed: &[&'static str] = if module.starts_with("langchain_core.messages") {
-        &["langchain", "schema", "messages"]
+/// The `lc` id LangChain gives a class (`get_lc_namespace` plus the class name), part
+/// by part: an iterator, not a `Vec`, as it is written for every message decoded.
+pub fn constructor_id<'a>(module: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> {
+    let fixed: Option<&'static [&'static str]> = if module.starts_with("langchain_core.messages") {
+        Some(&["langchain", "schema", "messages"])
     } else if module.starts_with("langchain_core.documents") {
-        &["langchain", "schema", "document"]
+        Some(&["langchain", "schema", "document"])
     } else if module.starts_with("langchain_core.prompt_values") {
-        &["langchain", "prompts", "chat"]
+        Some(&["langchain", "prompts", "chat"])
     } else {
-        &[]
+        None
     };
-    let mut id: Vec<&str> = if fixed.is_empty() {
-        module.split('.').collect()
-    } else {
-        fixed.to_vec()
-    };
-    id.push(name);
-    id
+    let from_module = fixed.is_none().then(|| module.split('.'));
+    fixed
+        .unwrap_or_default()
+        .iter()
+        .copied()
+        .chain(from_module.into_iter().flatten())
+        .chain(std::iter::once(name))
 }
 
 /// The Python module and class of a LangChain `lc` id (the inverse of
@@ -133,7 +134,10 @@ pub fn constructor(module: &str, name: &str, mut kwargs: Map<String, Value>) -> 
     super::object([
         ("lc", Value::from(1)),
         ("type", Value::from("constructor")),
-        ("id", Value::from(constructor_id(module, name))),
+        (
+            "id",
+            constructor_id(module, name).map(Value::from).collect(),
+        ),
         ("kwargs", Value::Object(kwargs)),
     ])
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, IoSlice, Write};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -711,10 +711,15 @@ impl FileRun<'_> {
                 .par_iter()
                 .map(|&n| encode(&records[n], indent, with_view))
                 .collect();
-            for (&index, bytes) in chunk.iter().zip(encoded) {
+            // The chunk's objects go to the file in one vectored write, not copied
+            // into the file's buffer first (a copy of every byte of the export).
+            let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(3 * chunk.len());
+            let mut first = None;
+            for (&index, bytes) in chunk.iter().zip(&encoded) {
                 let bytes = match bytes {
                     Ok(bytes) => bytes,
                     Err(reason) => {
+                        let reason = reason.clone();
                         written.rejected.push(Rejected { index, reason });
                         continue;
                     }
@@ -724,22 +729,39 @@ impl FileRun<'_> {
                     (true, false) => b",\n",
                     (false, _) => b"",
                 };
-                let writer = &mut written.writer;
-                let result = (|| {
-                    writer.write_all(separator)?;
-                    writer.write_all(&bytes)?;
-                    writer.write_all(terminator)
-                })();
-                result.map_err(|e| {
-                    StoreError::fatal(format!("writing JSON for {}: {e}", records[index].key))
-                })?;
+                slices.extend(
+                    [separator, bytes, terminator]
+                        .into_iter()
+                        .filter(|piece| !piece.is_empty())
+                        .map(IoSlice::new),
+                );
+                first.get_or_insert(index);
                 self.empty = false;
                 written.checkpoints += 1;
                 written.bytes += (separator.len() + bytes.len() + terminator.len()) as u64;
             }
+            if let Some(first) = first {
+                write_all_vectored(&mut written.writer, &mut slices).map_err(|e| {
+                    StoreError::fatal(format!("writing JSON from {}: {e}", records[first].key))
+                })?;
+            }
         }
         Ok(written)
     }
+}
+
+/// Writes every byte of `slices`, as many system calls as it takes (what the unstable
+/// `Write::write_all_vectored` does).
+fn write_all_vectored(out: &mut impl Write, mut slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {
+    while !slices.is_empty() {
+        match out.write_vectored(slices) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// `manifest.json`, or per shard `manifest.part-00003-of-00008.json` (the shards of a
@@ -934,6 +956,40 @@ impl OpenSink for JsonSinkConfig {
 mod tests {
     use super::*;
     use crate::record::TypedValue;
+
+    /// A file that takes a few bytes per call, and is interrupted now and then.
+    struct Trickle {
+        written: Vec<u8>,
+        calls: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.calls += 1;
+            if self.calls.is_multiple_of(4) {
+                return Err(std::io::ErrorKind::Interrupted.into());
+            }
+            let n = buf.len().min(3);
+            self.written.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_vectored_write_goes_on_until_every_slice_is_written() {
+        let parts: [&[u8]; 5] = [b"[\n", b"{\"a\":1}", b"", b",\n", b"{\"b\":22}\n"];
+        let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+        let mut file = Trickle {
+            written: Vec::new(),
+            calls: 0,
+        };
+        write_all_vectored(&mut file, &mut slices).unwrap();
+        assert_eq!(file.written, parts.concat());
+        assert!(file.calls > parts.len(), "{} calls", file.calls);
+    }
 
     /// Checkpoint `n` of thread `t{thread}`.
     fn record(thread: usize, n: usize) -> Checkpoint {
