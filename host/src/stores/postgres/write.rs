@@ -215,6 +215,20 @@ impl Columns {
         )
     }
 
+    /// The arguments of [`CHECKPOINT_KEYS`] then [`WRITE_KEYS`].
+    fn key_args(&self) -> Result<PgArguments, sqlx::Error> {
+        array_args!(
+            &self.thread_id,
+            &self.checkpoint_ns,
+            &self.checkpoint_id,
+            &self.write_thread_id,
+            &self.write_ns,
+            &self.write_checkpoint_id,
+            &self.write_task_id,
+            &self.write_idx,
+        )
+    }
+
     /// The arguments of [`BLOB_ROWS`].
     fn blob_args(&self) -> Result<PgArguments, sqlx::Error> {
         array_args!(
@@ -245,6 +259,11 @@ impl Columns {
 
 const CHECKPOINT_ROWS: &str = "UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]::jsonb[], $6::text[]::jsonb[]) \
      AS b(thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata)";
+/// The keys of [`CHECKPOINT_ROWS`] and [`WRITE_ROWS`], in one statement's parameters.
+const CHECKPOINT_KEYS: &str =
+    "UNNEST($1::text[], $2::text[], $3::text[]) AS b(thread_id, checkpoint_ns, checkpoint_id)";
+const WRITE_KEYS: &str = "UNNEST($4::text[], $5::text[], $6::text[], $7::text[], $8::int4[]) \
+     AS b(thread_id, checkpoint_ns, checkpoint_id, task_id, idx)";
 const BLOB_ROWS: &str = "UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[]) \
      AS b(thread_id, checkpoint_ns, channel, version, type, blob)";
 const WRITE_ROWS: &str = "UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int4[], $7::text[], $8::text[], $9::bytea[]) \
@@ -427,6 +446,20 @@ impl PostgresSink {
         conn: &mut PgConnection,
         c: &Columns,
     ) -> Result<Option<String>, sqlx::Error> {
+        // Keys first: into a store that holds none of the batch's keys (a first run,
+        // the usual case) nothing more is asked, and the batch's documents and values
+        // are sent, and its documents parsed as JSONB, once (by the insert) instead of
+        // twice.
+        let any_key = format!(
+            "SELECT EXISTS (SELECT 1 FROM {CHECKPOINT_KEYS} JOIN checkpoints c USING (thread_id, checkpoint_ns, checkpoint_id)) \
+                 OR EXISTS (SELECT 1 FROM {WRITE_KEYS} JOIN checkpoint_writes c USING (thread_id, checkpoint_ns, checkpoint_id, task_id, idx))"
+        );
+        let any: bool = sqlx::query_scalar_with(&any_key, c.key_args()?)
+            .fetch_one(&mut *conn)
+            .await?;
+        if !any {
+            return Ok(None);
+        }
         let checkpoints = format!(
             "SELECT format('thread_id=%s checkpoint_ns=%s checkpoint_id=%s', b.thread_id, b.checkpoint_ns, b.checkpoint_id) \
              FROM {CHECKPOINT_ROWS} JOIN checkpoints c USING (thread_id, checkpoint_ns, checkpoint_id) \
