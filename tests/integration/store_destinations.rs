@@ -725,6 +725,60 @@ async fn pg_scalar(db: &str, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
 }
 
+/// The server ends the destination's connection three times while batches are sent
+/// (a failover, an idle timeout): each time the batch whose insert was lost is sent
+/// again after the retry, and the run ends with every record exactly once.
+#[tokio::test]
+async fn cut_connections_to_postgres_lose_and_duplicate_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = sqlite_fixture(dir.path());
+    let db = empty_database().await;
+    let (source_config, dest_config) = (
+        sqlite_source(&source).to_string(),
+        serde_json::json!({ "connection_string": pg_url_for(&db) }).to_string(),
+    );
+    let args = [
+        "--source",
+        "sqlite",
+        "--source-config",
+        &source_config,
+        "--destination",
+        "postgresql",
+        "--dest-config",
+        &dest_config,
+        "--batch-size",
+        "20",
+        "--verify",
+    ];
+    let child = harness::spawn_cli(dir.path(), &args, &[("CKPT_MIGRATE_FAULT", "slow:100")]);
+    let cut = format!(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{db}' AND pid <> pg_backend_pid()"
+    );
+    let mut cuts = 0;
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        if cuts < 3 {
+            cuts += pg_scalar(&db, &cut).await;
+        }
+    }
+    let run = harness::Run {
+        output: child.wait_with_output().unwrap(),
+    };
+    assert_eq!(run.code(), 0, "{}{}", run.stdout(), run.stderr());
+    assert!(cuts >= 1, "no connection was cut");
+    // A lost insert shows as a failed batch write that was retried.
+    assert!(run.stderr().contains("retrying in"), "{}", run.stderr());
+    assert!(
+        run.stdout().contains("equal: same records, each once"),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(
+        pg_scalar(&db, "SELECT count(*) FROM checkpoints").await,
+        i64::try_from(harness::read_sqlite(&source, 100).await.len()).unwrap()
+    );
+}
+
 #[tokio::test]
 async fn reruns_never_duplicate_and_conflict_modes_do_what_they_say() {
     let dir = tempfile::tempdir().unwrap();

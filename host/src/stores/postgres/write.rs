@@ -90,6 +90,25 @@ pub struct PostgresSink {
     counts: WriteCounts,
     kept_as_maps: BTreeSet<String>,
     negative_zeros: u64,
+    /// The batch sent last, not known to be committed yet (see [`InFlight`]).
+    in_flight: Option<InFlight>,
+}
+
+/// What an insert gives back: its connection, and the batch's counts, or the conflict
+/// that stopped it, or the error that rolled it back.
+type Inserted = (
+    PgConnection,
+    Result<Result<WriteCounts, String>, sqlx::Error>,
+);
+
+/// The batch sent last. Its transaction runs on a task of its own, with the
+/// connection, while the next batch is put in PostgresSaver's shape: the server and
+/// this process work side by side instead of in turns (the sink confirms late). Its
+/// columns are kept until it committed, to be sent again after an error.
+struct InFlight {
+    columns: std::sync::Arc<Columns>,
+    /// `None` once the insert ended in an error: the batch waits to be sent again.
+    insert: Option<tokio::task::JoinHandle<Inserted>>,
 }
 
 /// One batch in PostgresSaver's shape, column by column (for `UNNEST`).
@@ -288,6 +307,7 @@ impl PostgresSink {
             counts: WriteCounts::default(),
             kept_as_maps: BTreeSet::new(),
             negative_zeros: 0,
+            in_flight: None,
         })
     }
 
@@ -483,6 +503,51 @@ impl PostgresSink {
         Ok(found.map(|key| format!("pending write {key}")))
     }
 
+    /// Waits until the batch in flight committed (sending it first when its last
+    /// attempt failed) and counts it.
+    async fn land(&mut self) -> Result<(), StoreError> {
+        let Some(flight) = self.in_flight.as_mut() else {
+            return Ok(());
+        };
+        let result = match flight.insert.take() {
+            Some(insert) => {
+                let (conn, result) = insert.await.map_err(|e| {
+                    StoreError::fatal(format!(
+                        "{}: a batch's insert stopped: {e}",
+                        self.schema_shown()
+                    ))
+                })?;
+                self.conn = Some(conn);
+                result
+            }
+            None => {
+                let columns = flight.columns.clone();
+                let mode = self.config.on_conflict;
+                let conn = self.conn().await?;
+                Self::insert(conn, &columns, mode).await
+            }
+        };
+        match result {
+            Ok(Ok(counts)) => {
+                self.in_flight = None;
+                self.counts.written += counts.written;
+                self.counts.kept += counts.kept;
+                self.counts.writes += counts.writes;
+                self.counts.blobs += counts.blobs;
+                Ok(())
+            }
+            Ok(Err(conflict)) => Err(StoreError::fatal(format!(
+                "{}: {conflict} already exists with other content (on_conflict: fail); nothing of this batch was written",
+                self.schema_shown()
+            ))),
+            Err(e) => {
+                // The transaction rolled back; a broken connection is reopened.
+                self.conn = None;
+                Err(self.error("cannot write a batch (rolled back)", e))
+            }
+        }
+    }
+
     /// Inserts one batch in one transaction; returns the counts.
     async fn insert(
         conn: &mut PgConnection,
@@ -617,32 +682,50 @@ impl Sink for PostgresSink {
                 });
             }
         }
-        self.kept_as_maps.append(&mut encoder.kept_as_maps);
+        let mut kept_as_maps = std::mem::take(&mut encoder.kept_as_maps);
+        drop(encoder);
+        // The batch before must have committed before this one is sent (one
+        // transaction at a time, in order); an error there fails this call, and the
+        // engine's retry sends that batch again, then this one.
+        self.land().await?;
+        self.kept_as_maps.append(&mut kept_as_maps);
         self.negative_zeros += columns.negative_zeros;
-        let mode = self.config.on_conflict;
-        let conn = self.conn().await?;
-        let result = Self::insert(conn, &columns, mode).await;
-        match result {
-            Ok(Ok(counts)) => {
-                self.counts.written += counts.written;
-                self.counts.kept += counts.kept;
-                self.counts.writes += counts.writes;
-                self.counts.blobs += counts.blobs;
-                Ok(rejected)
-            }
-            Ok(Err(conflict)) => Err(StoreError::fatal(format!(
-                "{}: {conflict} already exists with other content (on_conflict: fail); nothing of this batch was written",
-                self.schema_shown()
-            ))),
-            Err(e) => {
-                // The transaction rolled back; a broken connection is reopened.
-                self.conn = None;
-                Err(self.error("cannot write a batch (rolled back)", e))
-            }
-        }
+        let columns = std::sync::Arc::new(columns);
+        self.conn().await?;
+        let Some(mut conn) = self.conn.take() else {
+            return Err(StoreError::fatal("no connection after connecting"));
+        };
+        let (mode, sent) = (self.config.on_conflict, columns.clone());
+        let insert = tokio::spawn(async move {
+            let result = Self::insert(&mut conn, &sent, mode).await;
+            (conn, result)
+        });
+        self.in_flight = Some(InFlight {
+            columns,
+            insert: Some(insert),
+        });
+        Ok(rejected)
+    }
+
+    fn confirms_late(&self) -> bool {
+        true
+    }
+
+    async fn settle(&mut self) -> Result<(), StoreError> {
+        self.land().await
     }
 
     async fn suspend(&mut self) -> Result<(), StoreError> {
+        // A batch still in flight is left unconfirmed: its transaction is rolled back
+        // with its connection, or committed (a resumed run sends it again, and finds
+        // its rows identical).
+        if let Some(InFlight {
+            insert: Some(insert),
+            ..
+        }) = self.in_flight.take()
+        {
+            insert.abort();
+        }
         if let Some(conn) = self.conn.take() {
             let _ = conn.close().await;
         }
