@@ -779,6 +779,53 @@ async fn cut_connections_to_postgres_lose_and_duplicate_nothing() {
     );
 }
 
+/// As [`cut_connections_to_postgres_lose_and_duplicate_nothing`], into langgraph-redis
+/// (`CLIENT KILL`).
+#[tokio::test]
+// The lock orders test threads (each test has its own runtime), not tasks.
+#[allow(clippy::await_holding_lock)]
+async fn cut_connections_to_redis_lose_and_duplicate_nothing() {
+    let _server = SEARCH_REDIS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let source = sqlite_fixture(dir.path());
+    let url = search_redis();
+    flush(&url);
+    let (source_config, dest_config) = (
+        sqlite_source(&source).to_string(),
+        serde_json::json!({ "redis_url": url }).to_string(),
+    );
+    let args = [
+        "--source",
+        "sqlite",
+        "--source-config",
+        &source_config,
+        "--destination",
+        "redis",
+        "--dest-config",
+        &dest_config,
+        "--batch-size",
+        "20",
+        "--verify",
+    ];
+    let child = harness::spawn_cli(dir.path(), &args, &[("CKPT_MIGRATE_FAULT", "slow:100")]);
+    for cut in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        if cut % 2 == 1 && cut < 6 {
+            harness::redis_exec(&url, &[&["CLIENT", "KILL", "TYPE", "normal"]]).await;
+        }
+    }
+    let run = harness::Run {
+        output: child.wait_with_output().unwrap(),
+    };
+    assert_eq!(run.code(), 0, "{}{}", run.stdout(), run.stderr());
+    assert!(run.stderr().contains("retrying in"), "{}", run.stderr());
+    assert!(
+        run.stdout().contains("equal: same records, each once"),
+        "{}",
+        run.stdout()
+    );
+}
+
 #[tokio::test]
 async fn reruns_never_duplicate_and_conflict_modes_do_what_they_say() {
     let dir = tempfile::tempdir().unwrap();

@@ -12,6 +12,8 @@ use crate::retry::RetryPolicy;
 use crate::run::{RunInfo, RunStats};
 use crate::sources::Source;
 
+pub mod in_flight;
+
 /// A record the sink refused, by its index in the batch.
 #[derive(Debug, Clone)]
 pub struct Rejected {

@@ -85,6 +85,15 @@ pub struct WriteCounts {
     pub blobs: u64,
 }
 
+impl std::ops::AddAssign for WriteCounts {
+    fn add_assign(&mut self, other: Self) {
+        self.written += other.written;
+        self.kept += other.kept;
+        self.writes += other.writes;
+        self.blobs += other.blobs;
+    }
+}
+
 impl WriteCounts {
     /// Logs the counts of a finished run (tests and users read this line).
     pub fn report(&self, destination: &str) {

@@ -9,7 +9,10 @@
 //! JSONB holds exactly stay inline, the rest are blobs whose bytes are the source's.
 
 use std::collections::{BTreeSet, HashSet};
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use sqlx::postgres::PgArguments;
@@ -27,6 +30,7 @@ use crate::record::Checkpoint;
 use crate::retry::RetryPolicy;
 use crate::run::RunInfo;
 use crate::run::RunStats;
+use crate::sinks::in_flight::{self, InFlight, Sent};
 use crate::sinks::{Comparison, OpenSink};
 use crate::sinks::{Rejected, Sink};
 use crate::sources::{Pushdown, Source};
@@ -90,25 +94,42 @@ pub struct PostgresSink {
     counts: WriteCounts,
     kept_as_maps: BTreeSet<String>,
     negative_zeros: u64,
-    /// The batch sent last, not known to be committed yet (see [`InFlight`]).
-    in_flight: Option<InFlight>,
+    /// The batch sent last, until it committed (the sink confirms late).
+    in_flight: Option<InFlight<PgConnection, ShapedBatch>>,
 }
 
-/// What an insert gives back: its connection, and the batch's counts, or the conflict
-/// that stopped it, or the error that rolled it back.
-type Inserted = (
-    PgConnection,
-    Result<Result<WriteCounts, String>, sqlx::Error>,
-);
+/// A batch in PostgresSaver's shape, with what sending it needs.
+struct ShapedBatch {
+    columns: Columns,
+    mode: OnConflict,
+    endpoint: Endpoint,
+    shown: String,
+}
 
-/// The batch sent last. Its transaction runs on a task of its own, with the
-/// connection, while the next batch is put in PostgresSaver's shape: the server and
-/// this process work side by side instead of in turns (the sink confirms late). Its
-/// columns are kept until it committed, to be sent again after an error.
-struct InFlight {
-    columns: std::sync::Arc<Columns>,
-    /// `None` once the insert ended in an error: the batch waits to be sent again.
-    insert: Option<tokio::task::JoinHandle<Inserted>>,
+/// Sends a batch in one transaction (see [`PostgresSink::insert`]).
+fn send_batch(
+    mut conn: PgConnection,
+    batch: Arc<ShapedBatch>,
+) -> Pin<Box<dyn Future<Output = Sent<PgConnection>> + Send>> {
+    Box::pin(async move {
+        match PostgresSink::insert(&mut conn, &batch.columns, batch.mode).await {
+            Ok(Ok(counts)) => (Some(conn), Ok(counts)),
+            Ok(Err(conflict)) => (
+                Some(conn),
+                Err(StoreError::fatal(format!(
+                    "{}: {conflict} already exists with other content (on_conflict: fail); nothing of this batch was written",
+                    batch.shown
+                ))),
+            ),
+            // The transaction rolled back; a connection that may be broken is dropped.
+            Err(e) => (
+                None,
+                Err(batch
+                    .endpoint
+                    .error("cannot write a batch (rolled back)", e)),
+            ),
+        }
+    })
 }
 
 /// One batch in PostgresSaver's shape, column by column (for `UNNEST`).
@@ -503,49 +524,20 @@ impl PostgresSink {
         Ok(found.map(|key| format!("pending write {key}")))
     }
 
-    /// Waits until the batch in flight committed (sending it first when its last
-    /// attempt failed) and counts it.
+    /// Waits until the batch in flight committed (sending it again first, on a new
+    /// connection, when an error stopped it) and counts it.
     async fn land(&mut self) -> Result<(), StoreError> {
-        let Some(flight) = self.in_flight.as_mut() else {
-            return Ok(());
-        };
-        let result = match flight.insert.take() {
-            Some(insert) => {
-                let (conn, result) = insert.await.map_err(|e| {
-                    StoreError::fatal(format!(
-                        "{}: a batch's insert stopped: {e}",
-                        self.schema_shown()
-                    ))
-                })?;
-                self.conn = Some(conn);
-                result
-            }
-            None => {
-                let columns = flight.columns.clone();
-                let mode = self.config.on_conflict;
-                let conn = self.conn().await?;
-                Self::insert(conn, &columns, mode).await
-            }
-        };
-        match result {
-            Ok(Ok(counts)) => {
-                self.in_flight = None;
-                self.counts.written += counts.written;
-                self.counts.kept += counts.kept;
-                self.counts.writes += counts.writes;
-                self.counts.blobs += counts.blobs;
-                Ok(())
-            }
-            Ok(Err(conflict)) => Err(StoreError::fatal(format!(
-                "{}: {conflict} already exists with other content (on_conflict: fail); nothing of this batch was written",
-                self.schema_shown()
-            ))),
-            Err(e) => {
-                // The transaction rolled back; a broken connection is reopened.
-                self.conn = None;
-                Err(self.error("cannot write a batch (rolled back)", e))
-            }
+        if self
+            .in_flight
+            .as_ref()
+            .is_some_and(InFlight::needs_connection)
+        {
+            self.conn().await?;
         }
+        if let Some(counts) = in_flight::land(&mut self.in_flight, &mut self.conn).await? {
+            self.counts += counts;
+        }
+        Ok(())
     }
 
     /// Inserts one batch in one transaction; returns the counts.
@@ -690,20 +682,14 @@ impl Sink for PostgresSink {
         self.land().await?;
         self.kept_as_maps.append(&mut kept_as_maps);
         self.negative_zeros += columns.negative_zeros;
-        let columns = std::sync::Arc::new(columns);
         self.conn().await?;
-        let Some(mut conn) = self.conn.take() else {
-            return Err(StoreError::fatal("no connection after connecting"));
-        };
-        let (mode, sent) = (self.config.on_conflict, columns.clone());
-        let insert = tokio::spawn(async move {
-            let result = Self::insert(&mut conn, &sent, mode).await;
-            (conn, result)
-        });
-        self.in_flight = Some(InFlight {
+        let batch = ShapedBatch {
             columns,
-            insert: Some(insert),
-        });
+            mode: self.config.on_conflict,
+            endpoint: self.endpoint.clone(),
+            shown: self.schema_shown(),
+        };
+        in_flight::send(&mut self.in_flight, &mut self.conn, batch, send_batch)?;
         Ok(rejected)
     }
 
@@ -719,12 +705,8 @@ impl Sink for PostgresSink {
         // A batch still in flight is left unconfirmed: its transaction is rolled back
         // with its connection, or committed (a resumed run sends it again, and finds
         // its rows identical).
-        if let Some(InFlight {
-            insert: Some(insert),
-            ..
-        }) = self.in_flight.take()
-        {
-            insert.abort();
+        if let Some(flight) = self.in_flight.take() {
+            flight.abort();
         }
         if let Some(conn) = self.conn.take() {
             let _ = conn.close().await;

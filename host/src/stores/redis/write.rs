@@ -14,7 +14,10 @@
 //! RedisSaver does. Each batch goes in one `MULTI`/`EXEC`.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -35,6 +38,7 @@ use crate::run::RunInfo;
 use crate::run::RunStats;
 use crate::sinks::Comparison;
 use crate::sinks::OpenSink;
+use crate::sinks::in_flight::{self, InFlight, Sent};
 use crate::sinks::{Rejected, Sink};
 use crate::sources::Source;
 use crate::stores::layout::{self, LayoutError};
@@ -257,12 +261,177 @@ fn checkpoint_ts(checkpoint: &Value) -> Value {
     serde_json::Number::from_f64(ms).map_or(Value::Null, Value::Number)
 }
 
+/// A batch in langgraph-redis's layout, as commands ready to send.
+struct ShapedBatch {
+    /// With `on_conflict: fail`: each checkpoint's key, Redis key and document, to
+    /// compare with what is there.
+    expected: Vec<(CheckpointKey, String, Value)>,
+    /// Every document's `JSON.SET`, with the write-key zsets and expiries, in one
+    /// transaction.
+    set: redis::Pipeline,
+    /// How many pending writes each checkpoint has: one `JSON.SET` reply each, after
+    /// the checkpoint's own.
+    writes_per_checkpoint: Vec<usize>,
+    /// The newest checkpoint of the batch per latest pointer: `(id, key)`.
+    newest: BTreeMap<String, (String, String)>,
+    ttl: Option<i64>,
+}
+
+impl ShapedBatch {
+    fn new(docs: &[(&Checkpoint, RedisDocuments)], keys: &Keys, config: &RedisSinkConfig) -> Self {
+        let mode = config.on_conflict;
+        let ttl = config.ttl_minutes.map(|m| (m * 60.0) as i64);
+        let expected = if mode == OnConflict::Fail {
+            docs.iter()
+                .map(|(record, d)| {
+                    (
+                        record.key.clone(),
+                        keys.checkpoint(&record.key),
+                        d.checkpoint.clone(),
+                    )
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut newest: BTreeMap<String, (String, String)> = BTreeMap::new();
+        let mut set = redis::pipe();
+        set.atomic();
+        for (record, d) in docs {
+            let key = keys.checkpoint(&record.key);
+            let mut command = redis::cmd("JSON.SET");
+            command.arg(&key).arg("$").arg(d.checkpoint.to_string());
+            if mode != OnConflict::Overwrite {
+                command.arg("NX");
+            }
+            set.add_command(command);
+            let zset = Keys::write_zset(&record.key);
+            for (write_key, doc, score) in &d.writes {
+                let mut command = redis::cmd("JSON.SET");
+                command.arg(write_key).arg("$").arg(doc.to_string());
+                if mode != OnConflict::Overwrite {
+                    command.arg("NX");
+                }
+                set.add_command(command);
+                set.cmd("ZADD")
+                    .arg(&zset)
+                    .arg(*score)
+                    .arg(write_key)
+                    .ignore();
+                if let Some(ttl) = ttl {
+                    set.cmd("EXPIRE").arg(write_key).arg(ttl).ignore();
+                }
+            }
+            if let Some(ttl) = ttl {
+                set.cmd("EXPIRE").arg(&key).arg(ttl).ignore();
+                if !d.writes.is_empty() {
+                    set.cmd("EXPIRE").arg(&zset).arg(ttl).ignore();
+                }
+            }
+            let latest = keys.latest(&record.key);
+            let entry = newest
+                .entry(latest)
+                .or_insert_with(|| (record.key.checkpoint_id.clone(), key.clone()));
+            if record.key.checkpoint_id > entry.0 {
+                *entry = (record.key.checkpoint_id.clone(), key);
+            }
+        }
+        Self {
+            expected,
+            set,
+            writes_per_checkpoint: docs.iter().map(|(_, d)| d.writes.len()).collect(),
+            newest,
+            ttl,
+        }
+    }
+
+    /// Sends the batch: refuses it when a checkpoint is there with other content
+    /// (`on_conflict: fail`), writes the documents, then moves the latest pointers.
+    async fn send(&self, redis: &mut Redis) -> Result<WriteCounts, StoreError> {
+        let mut counts = WriteCounts::default();
+        if self.writes_per_checkpoint.is_empty() {
+            return Ok(counts);
+        }
+        if !self.expected.is_empty() {
+            let mut pipe = redis::pipe();
+            for (_, key, _) in &self.expected {
+                pipe.cmd("JSON.GET").arg(key).arg("$");
+            }
+            let existing: Vec<Option<String>> = redis.pipe("JSON.GET", &pipe).await?;
+            for ((record_key, _, checkpoint), text) in self.expected.iter().zip(existing) {
+                let Some(text) = text else { continue };
+                let stored: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                if stored != Value::Array(vec![checkpoint.clone()]) {
+                    return Err(StoreError::fatal(format!(
+                        "Redis {}: checkpoint {record_key} already exists with other content (on_conflict: fail); nothing of this batch was written",
+                        redis.url
+                    )));
+                }
+            }
+        }
+        let results: Vec<redis::Value> = redis.pipe("JSON.SET", &self.set).await?;
+        // One reply per JSON.SET: OK when written, nil when NX found the key there.
+        let mut replies = results.into_iter();
+        for &writes in &self.writes_per_checkpoint {
+            match replies.next() {
+                Some(redis::Value::Nil) => counts.kept += 1,
+                _ => counts.written += 1,
+            }
+            for _ in 0..writes {
+                if !matches!(replies.next(), Some(redis::Value::Nil)) {
+                    counts.writes += 1;
+                }
+            }
+        }
+        // Latest pointers: only ever moved forward (a resumed or merged run may
+        // write older checkpoints after newer ones are there).
+        let mut pipe = redis::pipe();
+        for latest in self.newest.keys() {
+            pipe.cmd("GET").arg(latest);
+        }
+        let current: Vec<Option<String>> = redis.pipe("GET latest", &pipe).await?;
+        let mut pipe = redis::pipe();
+        let mut moved = 0;
+        for ((latest, (id, key)), current) in self.newest.iter().zip(current) {
+            let current_id = current
+                .as_deref()
+                .and_then(|k| k.rsplit(':').next())
+                .unwrap_or("");
+            if current.is_none() || id.as_str() > current_id {
+                pipe.cmd("SET").arg(latest).arg(key).ignore();
+                moved += 1;
+                if let Some(ttl) = self.ttl {
+                    pipe.cmd("EXPIRE").arg(latest).arg(ttl).ignore();
+                }
+            }
+        }
+        if moved > 0 {
+            let () = redis.pipe("SET latest", &pipe).await?;
+        }
+        Ok(counts)
+    }
+}
+
+/// Sends a batch on its own task (see [`ShapedBatch::send`]); the connection stays
+/// (it reconnects by itself after an error).
+fn send_batch(
+    mut redis: Redis,
+    batch: Arc<ShapedBatch>,
+) -> Pin<Box<dyn Future<Output = Sent<Redis>> + Send>> {
+    Box::pin(async move {
+        let result = batch.send(&mut redis).await;
+        (Some(redis), result)
+    })
+}
+
 pub struct RedisSink {
     config: RedisSinkConfig,
     keys: Keys,
     redis: Option<Redis>,
     counts: WriteCounts,
     losses: BTreeMap<String, u64>,
+    /// The batch sent last, until it landed (the sink confirms late).
+    in_flight: Option<InFlight<Redis, ShapedBatch>>,
 }
 
 impl RedisSink {
@@ -273,7 +442,24 @@ impl RedisSink {
             redis: None,
             counts: WriteCounts::default(),
             losses: BTreeMap::new(),
+            in_flight: None,
         }
+    }
+
+    /// Waits until the batch in flight landed (sending it again first when an error
+    /// stopped it) and counts it.
+    async fn land(&mut self) -> Result<(), StoreError> {
+        if self
+            .in_flight
+            .as_ref()
+            .is_some_and(InFlight::needs_connection)
+        {
+            self.redis().await?;
+        }
+        if let Some(counts) = in_flight::land(&mut self.in_flight, &mut self.redis).await? {
+            self.counts += counts;
+        }
+        Ok(())
     }
 
     async fn redis(&mut self) -> Result<&mut Redis, StoreError> {
@@ -374,129 +560,33 @@ impl Sink for RedisSink {
                 }),
             }
         }
+        let batch = ShapedBatch::new(&docs, &self.keys, &self.config);
+        drop(docs);
+        // The batch before must have landed before this one is sent (in order, one at
+        // a time); an error there fails this call, and the engine's retry sends that
+        // batch again, then this one.
+        self.land().await?;
         for (what, n) in std::mem::take(&mut writer.losses) {
             *self.losses.entry(what).or_default() += n;
         }
-        let keys = self.keys.clone();
-        let mode = self.config.on_conflict;
-        let ttl = self.config.ttl_minutes.map(|m| (m * 60.0) as i64);
-        let redis = self.redis().await?;
-        if mode == OnConflict::Fail {
-            let mut pipe = redis::pipe();
-            for (record, _) in &docs {
-                pipe.cmd("JSON.GET")
-                    .arg(keys.checkpoint(&record.key))
-                    .arg("$");
-            }
-            let existing: Vec<Option<String>> = if docs.is_empty() {
-                Vec::new()
-            } else {
-                redis.pipe("JSON.GET", &pipe).await?
-            };
-            for ((record, d), text) in docs.iter().zip(existing) {
-                let Some(text) = text else { continue };
-                let stored: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                if stored != Value::Array(vec![d.checkpoint.clone()]) {
-                    return Err(StoreError::fatal(format!(
-                        "Redis {}: checkpoint {} already exists with other content (on_conflict: fail); nothing of this batch was written",
-                        redis.url, record.key
-                    )));
-                }
-            }
-        }
-        // Newest checkpoint per (thread, namespace) of this batch, for the latest pointers.
-        let mut newest: BTreeMap<String, (String, String)> = BTreeMap::new();
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for (record, d) in &docs {
-            let key = keys.checkpoint(&record.key);
-            let mut set = redis::cmd("JSON.SET");
-            set.arg(&key).arg("$").arg(d.checkpoint.to_string());
-            if mode != OnConflict::Overwrite {
-                set.arg("NX");
-            }
-            pipe.add_command(set);
-            let zset = Keys::write_zset(&record.key);
-            for (write_key, doc, score) in &d.writes {
-                let mut set = redis::cmd("JSON.SET");
-                set.arg(write_key).arg("$").arg(doc.to_string());
-                if mode != OnConflict::Overwrite {
-                    set.arg("NX");
-                }
-                pipe.add_command(set);
-                pipe.cmd("ZADD")
-                    .arg(&zset)
-                    .arg(*score)
-                    .arg(write_key)
-                    .ignore();
-                if let Some(ttl) = ttl {
-                    pipe.cmd("EXPIRE").arg(write_key).arg(ttl).ignore();
-                }
-            }
-            if let Some(ttl) = ttl {
-                pipe.cmd("EXPIRE").arg(&key).arg(ttl).ignore();
-                if !d.writes.is_empty() {
-                    pipe.cmd("EXPIRE").arg(&zset).arg(ttl).ignore();
-                }
-            }
-            let latest = keys.latest(&record.key);
-            let entry = newest
-                .entry(latest)
-                .or_insert_with(|| (record.key.checkpoint_id.clone(), key.clone()));
-            if record.key.checkpoint_id > entry.0 {
-                *entry = (record.key.checkpoint_id.clone(), key);
-            }
-        }
-        let results: Vec<redis::Value> = if docs.is_empty() {
-            Vec::new()
-        } else {
-            redis.pipe("JSON.SET", &pipe).await?
-        };
-        // One reply per JSON.SET: OK when written, nil when NX found the key there.
-        let mut replies = results.into_iter();
-        for (_, d) in &docs {
-            match replies.next() {
-                Some(redis::Value::Nil) => self.counts.kept += 1,
-                _ => self.counts.written += 1,
-            }
-            for _ in &d.writes {
-                if !matches!(replies.next(), Some(redis::Value::Nil)) {
-                    self.counts.writes += 1;
-                }
-            }
-        }
-        // Latest pointers: only ever moved forward (a resumed or merged run may
-        // write older checkpoints after newer ones are there).
-        let redis = self.redis.as_mut().expect("connected above");
-        if !newest.is_empty() {
-            let mut pipe = redis::pipe();
-            for latest in newest.keys() {
-                pipe.cmd("GET").arg(latest);
-            }
-            let current: Vec<Option<String>> = redis.pipe("GET latest", &pipe).await?;
-            let mut pipe = redis::pipe();
-            let mut moved = 0;
-            for ((latest, (id, key)), current) in newest.iter().zip(current) {
-                let current_id = current
-                    .as_deref()
-                    .and_then(|k| k.rsplit(':').next())
-                    .unwrap_or("");
-                if current.is_none() || id.as_str() > current_id {
-                    pipe.cmd("SET").arg(latest).arg(key).ignore();
-                    moved += 1;
-                    if let Some(ttl) = ttl {
-                        pipe.cmd("EXPIRE").arg(latest).arg(ttl).ignore();
-                    }
-                }
-            }
-            if moved > 0 {
-                let () = redis.pipe("SET latest", &pipe).await?;
-            }
-        }
+        self.redis().await?;
+        in_flight::send(&mut self.in_flight, &mut self.redis, batch, send_batch)?;
         Ok(rejected)
     }
 
+    fn confirms_late(&self) -> bool {
+        true
+    }
+
+    async fn settle(&mut self) -> Result<(), StoreError> {
+        self.land().await
+    }
+
     async fn suspend(&mut self) -> Result<(), StoreError> {
+        // A batch still in flight is left unconfirmed: a resumed run sends it again.
+        if let Some(flight) = self.in_flight.take() {
+            flight.abort();
+        }
         self.redis = None;
         Ok(())
     }
