@@ -77,28 +77,31 @@ impl<C: Send + 'static, B: Send + Sync + 'static> InFlight<C, B> {
     }
 }
 
-/// Lands the batch in `slot`, if any: waits for its send (first sending it again on
-/// `conn` when an error stopped it), takes the connection back into `conn`, and
-/// returns the batch's counts. After an error the batch stays in `slot`, and `conn` is
-/// empty when the connection may be broken.
+/// Lands the batch in `slot`, if any: waits for its send (first sending it again, on
+/// `conn` or a connection from `connect`, when an error stopped it), takes the
+/// connection back into `conn` and adds the batch's counts to `counts`. After an error
+/// the batch stays in `slot`, and `conn` is empty when the connection may be broken.
 pub async fn land<C: Send + 'static, B: Send + Sync + 'static>(
     slot: &mut Option<InFlight<C, B>>,
     conn: &mut Option<C>,
-) -> Result<Option<WriteCounts>, StoreError> {
+    counts: &mut WriteCounts,
+    connect: impl AsyncFnOnce() -> Result<C, StoreError>,
+) -> Result<(), StoreError> {
     let Some(flight) = slot.as_mut() else {
-        return Ok(None);
+        return Ok(());
     };
     if flight.needs_connection() {
-        let Some(again) = conn.take() else {
-            return Err(StoreError::fatal("no connection to send a batch again on"));
+        let again = match conn.take() {
+            Some(again) => again,
+            None => connect().await?,
         };
         flight.restart(again);
     }
     let (back, result) = flight.wait().await;
     *conn = back;
-    let counts = result?;
+    *counts += result?;
     *slot = None;
-    Ok(Some(counts))
+    Ok(())
 }
 
 /// Starts sending `batch` on the connection in `conn` (taken while it is sent); the

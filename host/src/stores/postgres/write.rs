@@ -98,6 +98,31 @@ pub struct PostgresSink {
     in_flight: Option<InFlight<PgConnection, ShapedBatch>>,
 }
 
+/// A connection to `endpoint` with `schema` as its `search_path` (as PostgresSaver's
+/// own unqualified SQL expects).
+async fn connect(endpoint: &Endpoint, schema: &str) -> Result<PgConnection, StoreError> {
+    let mut conn = endpoint.connect().await?;
+    let set = format!("SET search_path TO {}", quote_ident(schema));
+    sqlx::query(&set)
+        .execute(&mut conn)
+        .await
+        .map_err(|e| endpoint.error("cannot set the search_path", e))?;
+    // Large values are TOAST-compressed; lz4 costs a fraction of pglz's CPU (the
+    // server's biggest cost in a migration) and reads back the same for every client.
+    // A server built without lz4 keeps its default.
+    if sqlx::query("SET default_toast_compression = 'lz4'")
+        .execute(&mut conn)
+        .await
+        .is_err()
+    {
+        tracing::debug!(
+            "PostgreSQL {} schema {schema}: no lz4 TOAST compression; using the server's default",
+            endpoint.url
+        );
+    }
+    Ok(conn)
+}
+
 /// A batch in PostgresSaver's shape, with what sending it needs.
 struct ShapedBatch {
     columns: Columns,
@@ -347,26 +372,7 @@ impl PostgresSink {
     /// unqualified SQL expects), reconnecting after a failure.
     async fn conn(&mut self) -> Result<&mut PgConnection, StoreError> {
         if self.conn.is_none() {
-            let mut conn = self.endpoint.connect().await?;
-            let set = format!("SET search_path TO {}", quote_ident(&self.config.schema));
-            sqlx::query(&set)
-                .execute(&mut conn)
-                .await
-                .map_err(|e| self.error("cannot set the search_path", e))?;
-            // Large values are TOAST-compressed; lz4 costs a fraction of pglz's CPU (the
-            // server's biggest cost in a migration) and reads back the same for every
-            // client. A server built without lz4 keeps its default.
-            if sqlx::query("SET default_toast_compression = 'lz4'")
-                .execute(&mut conn)
-                .await
-                .is_err()
-            {
-                tracing::debug!(
-                    "{}: no lz4 TOAST compression; using the server's default",
-                    self.schema_shown()
-                );
-            }
-            self.conn = Some(conn);
+            self.conn = Some(connect(&self.endpoint, &self.config.schema).await?);
         }
         Ok(self.conn.as_mut().expect("connected above"))
     }
@@ -527,17 +533,15 @@ impl PostgresSink {
     /// Waits until the batch in flight committed (sending it again first, on a new
     /// connection, when an error stopped it) and counts it.
     async fn land(&mut self) -> Result<(), StoreError> {
-        if self
-            .in_flight
-            .as_ref()
-            .is_some_and(InFlight::needs_connection)
-        {
-            self.conn().await?;
-        }
-        if let Some(counts) = in_flight::land(&mut self.in_flight, &mut self.conn).await? {
-            self.counts += counts;
-        }
-        Ok(())
+        let (endpoint, schema) = (&self.endpoint, &self.config.schema);
+        let connect = async || connect(endpoint, schema).await;
+        in_flight::land(
+            &mut self.in_flight,
+            &mut self.conn,
+            &mut self.counts,
+            connect,
+        )
+        .await
     }
 
     /// Inserts one batch in one transaction; returns the counts.

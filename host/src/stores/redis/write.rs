@@ -449,17 +449,15 @@ impl RedisSink {
     /// Waits until the batch in flight landed (sending it again first when an error
     /// stopped it) and counts it.
     async fn land(&mut self) -> Result<(), StoreError> {
-        if self
-            .in_flight
-            .as_ref()
-            .is_some_and(InFlight::needs_connection)
-        {
-            self.redis().await?;
-        }
-        if let Some(counts) = in_flight::land(&mut self.in_flight, &mut self.redis).await? {
-            self.counts += counts;
-        }
-        Ok(())
+        let url = &self.config.redis_url;
+        let connect = async || Redis::connect(url).await;
+        in_flight::land(
+            &mut self.in_flight,
+            &mut self.redis,
+            &mut self.counts,
+            connect,
+        )
+        .await
     }
 
     async fn redis(&mut self) -> Result<&mut Redis, StoreError> {
