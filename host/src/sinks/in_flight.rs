@@ -104,11 +104,12 @@ pub async fn land<C: Send + 'static, B: Send + Sync + 'static>(
     Ok(())
 }
 
-/// Starts sending `batch` on the connection in `conn` (taken while it is sent); the
-/// batch before must have landed.
-pub fn send<C: Send + 'static, B: Send + Sync + 'static>(
+/// Starts sending `batch` on the connection in `conn`, or on one from `connect` (the
+/// connection is the send's until the batch lands); the batch before must have landed.
+pub async fn send<C: Send + 'static, B: Send + Sync + 'static>(
     slot: &mut Option<InFlight<C, B>>,
     conn: &mut Option<C>,
+    connect: impl AsyncFnOnce() -> Result<C, StoreError>,
     batch: B,
     send: SendFn<C, B>,
 ) -> Result<(), StoreError> {
@@ -117,8 +118,9 @@ pub fn send<C: Send + 'static, B: Send + Sync + 'static>(
             "a batch was sent before the one before landed",
         ));
     }
-    let Some(conn) = conn.take() else {
-        return Err(StoreError::fatal("no connection to send a batch on"));
+    let conn = match conn.take() {
+        Some(conn) => conn,
+        None => connect().await?,
     };
     *slot = Some(InFlight::start(conn, batch, send));
     Ok(())

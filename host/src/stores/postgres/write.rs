@@ -686,14 +686,22 @@ impl Sink for PostgresSink {
         self.land().await?;
         self.kept_as_maps.append(&mut kept_as_maps);
         self.negative_zeros += columns.negative_zeros;
-        self.conn().await?;
         let batch = ShapedBatch {
             columns,
             mode: self.config.on_conflict,
             endpoint: self.endpoint.clone(),
             shown: self.schema_shown(),
         };
-        in_flight::send(&mut self.in_flight, &mut self.conn, batch, send_batch)?;
+        let (endpoint, schema) = (&self.endpoint, &self.config.schema);
+        let connect = async || connect(endpoint, schema).await;
+        in_flight::send(
+            &mut self.in_flight,
+            &mut self.conn,
+            connect,
+            batch,
+            send_batch,
+        )
+        .await?;
         Ok(rejected)
     }
 

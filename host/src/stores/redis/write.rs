@@ -278,22 +278,17 @@ struct ShapedBatch {
 }
 
 impl ShapedBatch {
-    fn new(docs: &[(&Checkpoint, RedisDocuments)], keys: &Keys, config: &RedisSinkConfig) -> Self {
+    /// The batch of `docs`, which it keeps only as commands (and, with
+    /// `on_conflict: fail`, the checkpoint documents to compare).
+    fn new(
+        docs: Vec<(&Checkpoint, RedisDocuments)>,
+        keys: &Keys,
+        config: &RedisSinkConfig,
+    ) -> Self {
         let mode = config.on_conflict;
         let ttl = config.ttl_minutes.map(|m| (m * 60.0) as i64);
-        let expected = if mode == OnConflict::Fail {
-            docs.iter()
-                .map(|(record, d)| {
-                    (
-                        record.key.clone(),
-                        keys.checkpoint(&record.key),
-                        d.checkpoint.clone(),
-                    )
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let mut expected = Vec::new();
+        let mut writes_per_checkpoint = Vec::with_capacity(docs.len());
         let mut newest: BTreeMap<String, (String, String)> = BTreeMap::new();
         let mut set = redis::pipe();
         set.atomic();
@@ -301,6 +296,7 @@ impl ShapedBatch {
             let key = keys.checkpoint(&record.key);
             let mut command = redis::cmd("JSON.SET");
             command.arg(&key).arg("$").arg(d.checkpoint.to_string());
+            writes_per_checkpoint.push(d.writes.len());
             if mode != OnConflict::Overwrite {
                 command.arg("NX");
             }
@@ -328,6 +324,9 @@ impl ShapedBatch {
                     set.cmd("EXPIRE").arg(&zset).arg(ttl).ignore();
                 }
             }
+            if mode == OnConflict::Fail {
+                expected.push((record.key.clone(), key.clone(), d.checkpoint));
+            }
             let latest = keys.latest(&record.key);
             let entry = newest
                 .entry(latest)
@@ -339,7 +338,7 @@ impl ShapedBatch {
         Self {
             expected,
             set,
-            writes_per_checkpoint: docs.iter().map(|(_, d)| d.writes.len()).collect(),
+            writes_per_checkpoint,
             newest,
             ttl,
         }
@@ -361,7 +360,9 @@ impl ShapedBatch {
             for ((record_key, _, checkpoint), text) in self.expected.iter().zip(existing) {
                 let Some(text) = text else { continue };
                 let stored: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                if stored != Value::Array(vec![checkpoint.clone()]) {
+                // JSON.GET with a path answers an array of the one document.
+                if !matches!(stored.as_array().map(Vec::as_slice), Some([only]) if only == checkpoint)
+                {
                     return Err(StoreError::fatal(format!(
                         "Redis {}: checkpoint {record_key} already exists with other content (on_conflict: fail); nothing of this batch was written",
                         redis.url
@@ -558,8 +559,7 @@ impl Sink for RedisSink {
                 }),
             }
         }
-        let batch = ShapedBatch::new(&docs, &self.keys, &self.config);
-        drop(docs);
+        let batch = ShapedBatch::new(docs, &self.keys, &self.config);
         // The batch before must have landed before this one is sent (in order, one at
         // a time); an error there fails this call, and the engine's retry sends that
         // batch again, then this one.
@@ -567,8 +567,16 @@ impl Sink for RedisSink {
         for (what, n) in std::mem::take(&mut writer.losses) {
             *self.losses.entry(what).or_default() += n;
         }
-        self.redis().await?;
-        in_flight::send(&mut self.in_flight, &mut self.redis, batch, send_batch)?;
+        let url = &self.config.redis_url;
+        let connect = async || Redis::connect(url).await;
+        in_flight::send(
+            &mut self.in_flight,
+            &mut self.redis,
+            connect,
+            batch,
+            send_batch,
+        )
+        .await?;
         Ok(rejected)
     }
 
