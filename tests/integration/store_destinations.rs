@@ -800,6 +800,62 @@ async fn cut_connections_to_redis_lose_and_duplicate_nothing() {
     .await;
 }
 
+/// Into langgraph-redis with `on_conflict: fail`: a re-run over identical documents
+/// passes, and a checkpoint document edited since is named and stops the run.
+#[tokio::test]
+// The lock orders test threads (each test has its own runtime), not tasks.
+#[allow(clippy::await_holding_lock)]
+async fn redis_fail_mode_refuses_only_other_content() {
+    let _server = SEARCH_REDIS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let source = sqlite_fixture(dir.path());
+    let url = search_redis();
+    flush(&url);
+    let dest = serde_json::json!({ "redis_url": url, "on_conflict": "fail" });
+    for _ in 0..2 {
+        assert_ok(&migrate_with(
+            dir.path(),
+            "sqlite",
+            &sqlite_source(&source),
+            "redis",
+            &dest,
+            &["--restart"],
+        ));
+    }
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg("checkpoint:*")
+        .query(&mut conn)
+        .unwrap();
+    keys.sort();
+    let () = redis::cmd("JSON.SET")
+        .arg(&keys[0])
+        .arg("$.step")
+        .arg("999")
+        .query(&mut conn)
+        .unwrap();
+    let failed = migrate_with(
+        dir.path(),
+        "sqlite",
+        &sqlite_source(&source),
+        "redis",
+        &dest,
+        &["--restart"],
+    );
+    assert_eq!(failed.code(), 3, "{}", failed.stderr());
+    assert!(
+        failed
+            .stderr()
+            .contains("already exists with other content (on_conflict: fail)")
+            && failed.stderr().contains("checkpoint_id="),
+        "{}",
+        failed.stderr()
+    );
+}
+
 #[tokio::test]
 async fn reruns_never_duplicate_and_conflict_modes_do_what_they_say() {
     let dir = tempfile::tempdir().unwrap();
