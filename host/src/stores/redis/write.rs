@@ -274,73 +274,72 @@ struct ShapedBatch {
     writes_per_checkpoint: Vec<usize>,
     /// The newest checkpoint of the batch per latest pointer: `(id, key)`.
     newest: BTreeMap<String, (String, String)>,
+    mode: OnConflict,
     ttl: Option<i64>,
 }
 
 impl ShapedBatch {
-    /// The batch of `docs`, which it keeps only as commands (and, with
-    /// `on_conflict: fail`, the checkpoint documents to compare).
-    fn new(
-        docs: Vec<(&Checkpoint, RedisDocuments)>,
-        keys: &Keys,
-        config: &RedisSinkConfig,
-    ) -> Self {
-        let mode = config.on_conflict;
-        let ttl = config.ttl_minutes.map(|m| (m * 60.0) as i64);
-        let mut expected = Vec::new();
-        let mut writes_per_checkpoint = Vec::with_capacity(docs.len());
-        let mut newest: BTreeMap<String, (String, String)> = BTreeMap::new();
+    /// An empty batch for `config`'s conflict mode and expiry.
+    fn new(config: &RedisSinkConfig) -> Self {
         let mut set = redis::pipe();
         set.atomic();
-        for (record, d) in docs {
-            let key = keys.checkpoint(&record.key);
+        Self {
+            expected: Vec::new(),
+            set,
+            writes_per_checkpoint: Vec::new(),
+            newest: BTreeMap::new(),
+            mode: config.on_conflict,
+            ttl: config.ttl_minutes.map(|m| (m * 60.0) as i64),
+        }
+    }
+
+    /// Adds one checkpoint's documents as commands. They are kept only as command text
+    /// (and, with `on_conflict: fail`, the checkpoint document to compare), so a batch
+    /// never holds more than one checkpoint's JSON trees.
+    fn push(&mut self, record: &Checkpoint, d: RedisDocuments, keys: &Keys) {
+        let (mode, ttl, set) = (self.mode, self.ttl, &mut self.set);
+        let key = keys.checkpoint(&record.key);
+        let mut command = redis::cmd("JSON.SET");
+        command.arg(&key).arg("$").arg(d.checkpoint.to_string());
+        self.writes_per_checkpoint.push(d.writes.len());
+        if mode != OnConflict::Overwrite {
+            command.arg("NX");
+        }
+        set.add_command(command);
+        let zset = Keys::write_zset(&record.key);
+        for (write_key, doc, score) in &d.writes {
             let mut command = redis::cmd("JSON.SET");
-            command.arg(&key).arg("$").arg(d.checkpoint.to_string());
-            writes_per_checkpoint.push(d.writes.len());
+            command.arg(write_key).arg("$").arg(doc.to_string());
             if mode != OnConflict::Overwrite {
                 command.arg("NX");
             }
             set.add_command(command);
-            let zset = Keys::write_zset(&record.key);
-            for (write_key, doc, score) in &d.writes {
-                let mut command = redis::cmd("JSON.SET");
-                command.arg(write_key).arg("$").arg(doc.to_string());
-                if mode != OnConflict::Overwrite {
-                    command.arg("NX");
-                }
-                set.add_command(command);
-                set.cmd("ZADD")
-                    .arg(&zset)
-                    .arg(*score)
-                    .arg(write_key)
-                    .ignore();
-                if let Some(ttl) = ttl {
-                    set.cmd("EXPIRE").arg(write_key).arg(ttl).ignore();
-                }
-            }
+            set.cmd("ZADD")
+                .arg(&zset)
+                .arg(*score)
+                .arg(write_key)
+                .ignore();
             if let Some(ttl) = ttl {
-                set.cmd("EXPIRE").arg(&key).arg(ttl).ignore();
-                if !d.writes.is_empty() {
-                    set.cmd("EXPIRE").arg(&zset).arg(ttl).ignore();
-                }
-            }
-            if mode == OnConflict::Fail {
-                expected.push((record.key.clone(), key.clone(), d.checkpoint));
-            }
-            let latest = keys.latest(&record.key);
-            let entry = newest
-                .entry(latest)
-                .or_insert_with(|| (record.key.checkpoint_id.clone(), key.clone()));
-            if record.key.checkpoint_id > entry.0 {
-                *entry = (record.key.checkpoint_id.clone(), key);
+                set.cmd("EXPIRE").arg(write_key).arg(ttl).ignore();
             }
         }
-        Self {
-            expected,
-            set,
-            writes_per_checkpoint,
-            newest,
-            ttl,
+        if let Some(ttl) = ttl {
+            set.cmd("EXPIRE").arg(&key).arg(ttl).ignore();
+            if !d.writes.is_empty() {
+                set.cmd("EXPIRE").arg(&zset).arg(ttl).ignore();
+            }
+        }
+        if mode == OnConflict::Fail {
+            self.expected
+                .push((record.key.clone(), key.clone(), d.checkpoint));
+        }
+        let latest = keys.latest(&record.key);
+        let entry = self
+            .newest
+            .entry(latest)
+            .or_insert_with(|| (record.key.checkpoint_id.clone(), key.clone()));
+        if record.key.checkpoint_id > entry.0 {
+            *entry = (record.key.checkpoint_id.clone(), key);
         }
     }
 
@@ -549,17 +548,16 @@ impl Sink for RedisSink {
     async fn write_batch(&mut self, records: &[Checkpoint]) -> Result<Vec<Rejected>, StoreError> {
         let mut rejected = Vec::new();
         let mut writer = JsonFormWriter::new(self.config.allow_lossy);
-        let mut docs = Vec::with_capacity(records.len());
+        let mut batch = ShapedBatch::new(&self.config);
         for (index, record) in records.iter().enumerate() {
             match documents(record, &mut writer, &self.config.key_prefix) {
-                Ok(d) => docs.push((record, d)),
+                Ok(d) => batch.push(record, d, &self.keys),
                 Err(e) => rejected.push(Rejected {
                     index,
                     reason: format!("cannot be written in langgraph-redis's layout: {e}"),
                 }),
             }
         }
-        let batch = ShapedBatch::new(docs, &self.keys, &self.config);
         // The batch before must have landed before this one is sent (in order, one at
         // a time); an error there fails this call, and the engine's retry sends that
         // batch again, then this one.
