@@ -261,6 +261,13 @@ fn checkpoint_ts(checkpoint: &Value) -> Value {
     serde_json::Number::from_f64(ms).map_or(Value::Null, Value::Number)
 }
 
+/// `value` as JSON text in `buf` (cleared first).
+fn json_text<'b>(value: &Value, buf: &'b mut Vec<u8>) -> &'b [u8] {
+    buf.clear();
+    serde_json::to_writer(&mut *buf, value).expect("a JSON value always serializes into memory");
+    buf
+}
+
 /// A batch in langgraph-redis's layout, as commands ready to send.
 struct ShapedBatch {
     /// With `on_conflict: fail`: each checkpoint's key, Redis key and document, to
@@ -296,11 +303,17 @@ impl ShapedBatch {
     /// Adds one checkpoint's documents as commands. They are kept only as command text
     /// (and, with `on_conflict: fail`, the checkpoint document to compare), so a batch
     /// never holds more than one checkpoint's JSON trees.
-    fn push(&mut self, record: &Checkpoint, d: RedisDocuments, keys: &Keys) {
+    ///
+    /// `text` is scratch space for the documents' JSON text, kept from one call to the
+    /// next so that each document is written straight into bytes, once.
+    fn push(&mut self, record: &Checkpoint, d: RedisDocuments, keys: &Keys, text: &mut Vec<u8>) {
         let (mode, ttl, set) = (self.mode, self.ttl, &mut self.set);
         let key = keys.checkpoint(&record.key);
         let mut command = redis::cmd("JSON.SET");
-        command.arg(&key).arg("$").arg(d.checkpoint.to_string());
+        command
+            .arg(&key)
+            .arg("$")
+            .arg(json_text(&d.checkpoint, text));
         self.writes_per_checkpoint.push(d.writes.len());
         if mode != OnConflict::Overwrite {
             command.arg("NX");
@@ -309,7 +322,7 @@ impl ShapedBatch {
         let zset = Keys::write_zset(&record.key);
         for (write_key, doc, score) in &d.writes {
             let mut command = redis::cmd("JSON.SET");
-            command.arg(write_key).arg("$").arg(doc.to_string());
+            command.arg(write_key).arg("$").arg(json_text(doc, text));
             if mode != OnConflict::Overwrite {
                 command.arg("NX");
             }
@@ -549,9 +562,10 @@ impl Sink for RedisSink {
         let mut rejected = Vec::new();
         let mut writer = JsonFormWriter::new(self.config.allow_lossy);
         let mut batch = ShapedBatch::new(&self.config);
+        let mut text = Vec::new();
         for (index, record) in records.iter().enumerate() {
             match documents(record, &mut writer, &self.config.key_prefix) {
-                Ok(d) => batch.push(record, d, &self.keys),
+                Ok(d) => batch.push(record, d, &self.keys, &mut text),
                 Err(e) => rejected.push(Rejected {
                     index,
                     reason: format!("cannot be written in langgraph-redis's layout: {e}"),
