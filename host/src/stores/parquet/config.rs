@@ -16,7 +16,8 @@ pub struct ParquetSinkConfig {
     /// Hive-style partition columns: `thread_id`, `checkpoint_ns`, `date`.
     #[serde(default)]
     pub partition_by: Vec<String>,
-    /// Target row-group size in bytes (uncompressed).
+    /// A row group is closed once its pages held in memory (compressed) reach this many
+    /// bytes (default 4 MiB).
     pub row_group_bytes: Option<usize>,
     /// Decode values into the view columns (`ts`, `ts_raw`, `checkpoint_json`,
     /// `metadata_json`, `pending_writes_json`). `false` writes the raw columns only
