@@ -38,7 +38,7 @@ def copy(src: SqliteSaver, dst) -> int:
 def main() -> None:
     src_path, url = sys.argv[1], sys.argv[2]
     src = SqliteSaver(sqlite3.connect(src_path, check_same_thread=False))
-    if url.startswith("redis://"):
+    if url.startswith(("redis://", "rediss://")):
         from langgraph.checkpoint.redis import RedisSaver
 
         with RedisSaver.from_conn_string(url) as dst:

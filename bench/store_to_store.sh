@@ -14,8 +14,9 @@
 # CKPT_TEST_REDIS_SEARCH_URL when nothing else used it); RediSearch indexes only
 # database 0, so the two sides take turns: ckpt-migrate writes, its keys are counted and
 # the server is flushed, then the script writes, is counted, and the server is flushed
-# again. The bench refuses a server that holds keys. PYTHON: a Python with the pinned LangGraph savers
-# (default: target/test-tools/venv/bin/python, which scripts/setup.sh installs).
+# again. The bench refuses a server that holds keys.
+# PYTHON: a Python with the pinned LangGraph savers (default:
+# target/test-tools/venv/bin/python, which scripts/setup.sh installs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 db="$(realpath "${1:?SQLITE_DB}")"
