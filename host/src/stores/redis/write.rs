@@ -261,10 +261,10 @@ fn checkpoint_ts(checkpoint: &Value) -> Value {
     serde_json::Number::from_f64(ms).map_or(Value::Null, Value::Number)
 }
 
-/// `value` as JSON text in `buf` (cleared first).
-fn json_text<'b>(value: &Value, buf: &'b mut Vec<u8>) -> &'b [u8] {
+/// `value` as compact JSON text in `buf` (cleared first).
+fn document_text<'b>(value: &Value, buf: &'b mut Vec<u8>) -> &'b [u8] {
     buf.clear();
-    serde_json::to_writer(&mut *buf, value).expect("a JSON value always serializes into memory");
+    crate::json_text::write_value(buf, value);
     buf
 }
 
@@ -313,7 +313,7 @@ impl ShapedBatch {
         command
             .arg(&key)
             .arg("$")
-            .arg(json_text(&d.checkpoint, text));
+            .arg(document_text(&d.checkpoint, text));
         self.writes_per_checkpoint.push(d.writes.len());
         if mode != OnConflict::Overwrite {
             command.arg("NX");
@@ -322,7 +322,10 @@ impl ShapedBatch {
         let zset = Keys::write_zset(&record.key);
         for (write_key, doc, score) in &d.writes {
             let mut command = redis::cmd("JSON.SET");
-            command.arg(write_key).arg("$").arg(json_text(doc, text));
+            command
+                .arg(write_key)
+                .arg("$")
+                .arg(document_text(doc, text));
             if mode != OnConflict::Overwrite {
                 command.arg("NX");
             }
