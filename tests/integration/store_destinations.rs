@@ -454,8 +454,8 @@ async fn postgres_to_postgres_in_another_schema_and_sqlite_file_details() {
         &serde_json::json!({ "connection_string": format!("sqlite:///{}", out.display()) }),
     );
     assert_ok(&run);
-    // Closed whole: the WAL, checkpointed on a thread of its own during the run, is
-    // all in the database file, and the writer's last connection removed it.
+    // Closed whole and in WAL mode, as SqliteSaver leaves a database: this run created
+    // it, so it was loaded with a rollback journal and switched to WAL at the end.
     let wal = dir.path().join("new/dir/out.db-wal");
     assert!(!wal.exists(), "{} is left", wal.display());
     let mode = Command::new(python())
@@ -486,6 +486,12 @@ async fn postgres_to_postgres_in_another_schema_and_sqlite_file_details() {
     );
     assert_ok(&run);
     assert_eq!(pragma(&existing, "page_size"), "4096");
+    // A database that exists is written in WAL mode, its WAL checkpointed on a thread
+    // of its own during the run and all in the file once the writer closes.
+    let wal = PathBuf::from(format!("{}-wal", existing.display()));
+    assert!(!wal.exists(), "{} is left", wal.display());
+    assert_eq!(pragma(&existing, "journal_mode"), "wal");
+    assert_eq!(pragma(&existing, "integrity_check"), "ok");
     // A page size SQLite cannot have is refused before anything is written.
     let refused = dir.path().join("refused.db");
     let run = migrate(

@@ -81,18 +81,45 @@ pub(crate) fn in_place<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Opens a database to write, creating the file (and its directory) when missing, in
-/// WAL mode with every commit synced, waiting for another writer's lock as long as
-/// `config` says; a database it creates gets `config`'s page size.
+/// How a database opened to write journals its commits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Journal {
+    /// WAL, as SqliteSaver and SqliteStore set it: other processes may read (and an
+    /// agent write) while the run writes.
+    Wal,
+    /// A rollback journal (`TRUNCATE`), on a database this run has just created
+    /// (nobody else can be using it yet): appended pages are written once, to the
+    /// database, where WAL writes each page into the WAL and again into the database
+    /// at a checkpoint (and checksums it). Commits are as durable; the caller switches
+    /// the database to WAL ([`switch_to_wal`]) when it is done with it.
+    Rollback,
+}
+
+/// Opens a database to write, creating the file (and its directory) when missing,
+/// with every commit synced, waiting for another writer's lock as long as `config`
+/// says; a database it creates gets `config`'s page size. An existing database is
+/// put in WAL mode; a new one, with `bulk_when_new`, starts with a rollback journal
+/// ([`Journal::Rollback`]).
 pub(crate) fn open_writable(
     path: &Path,
     config: &SqliteSinkConfig,
-) -> Result<Connection, StoreError> {
+    bulk_when_new: bool,
+) -> Result<(Connection, Journal), StoreError> {
     let busy = config.busy_timeout_seconds;
     let page_size = config
         .checked_page_size()
         .map_err(|e| StoreError::fatal(e.to_string()))?;
     super::create_parent_dir(path)?;
+    // An empty file is what SQLite itself leaves when it creates a database and
+    // writes nothing; its WAL or journal would be beside it.
+    let new = std::fs::metadata(path).map_or(true, |m| m.len() == 0)
+        && !sibling(path, "-wal").exists()
+        && !sibling(path, "-journal").exists();
+    let journal = if bulk_when_new && new {
+        Journal::Rollback
+    } else {
+        Journal::Wal
+    };
     let failed = |e| write_error(path, busy, "cannot open", e);
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
@@ -104,19 +131,38 @@ pub(crate) fn open_writable(
     // pages already.
     conn.pragma_update(None, "page_size", page_size)
         .map_err(failed)?;
+    match journal {
+        Journal::Wal => switch_to_wal(&conn, path, busy)?,
+        Journal::Rollback => {
+            conn.pragma_update(None, "journal_mode", "TRUNCATE")
+                .map_err(failed)?;
+        }
+    }
+    // A commit is on disk when it returns: the resume state follows it.
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(failed)?;
+    Ok((conn, journal))
+}
+
+/// Puts the database in WAL mode (kept in the file: every later connection finds it).
+pub(crate) fn switch_to_wal(conn: &Connection, path: &Path, busy: u64) -> Result<(), StoreError> {
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-        .map_err(failed)?;
+        .map_err(|e| write_error(path, busy, "cannot switch to WAL mode", e))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::fatal(format!(
             "SQLite {}: cannot switch to WAL mode (the journal mode stays {mode})",
             path.display()
         )));
     }
-    // A commit is on disk when it returns: the resume state follows it.
-    conn.pragma_update(None, "synchronous", "FULL")
-        .map_err(failed)?;
-    Ok(conn)
+    Ok(())
+}
+
+/// `path` with `suffix` appended to its file name (SQLite's `-wal`, `-journal`).
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(suffix);
+    name.into()
 }
 
 /// A write error; a lock held too long says which setting bounds the wait.
@@ -246,6 +292,50 @@ mod tests {
             immutable_uri(Path::new("/data/a?b#c%d.db")),
             "file:/data/a%3fb%23c%25d.db?immutable=1"
         );
+    }
+
+    fn journal_mode(conn: &Connection) -> String {
+        conn.query_row("PRAGMA journal_mode", [], |row| row.get(0))
+            .unwrap()
+    }
+
+    /// A database the run creates is loaded with a rollback journal; one that exists
+    /// (with pages, a WAL or a journal beside it) is written in WAL mode, as is any
+    /// database opened without `bulk_when_new`.
+    #[test]
+    fn only_a_new_database_is_loaded_with_a_rollback_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let config: SqliteSinkConfig =
+            serde_json::from_value(serde_json::json!({ "connection_string": "unused.db" }))
+                .unwrap();
+        let path = dir.path().join("new.db");
+        let (conn, journal) = open_writable(&path, &config, true).unwrap();
+        assert_eq!(journal, Journal::Rollback);
+        assert_eq!(journal_mode(&conn), "truncate");
+        conn.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        switch_to_wal(&conn, &path, 1).unwrap();
+        drop(conn);
+        // Reopened (a resumed run): it has pages now.
+        let (conn, journal) = open_writable(&path, &config, true).unwrap();
+        assert_eq!(journal, Journal::Wal);
+        assert_eq!(journal_mode(&conn), "wal");
+        drop(conn);
+
+        let other = dir.path().join("other.db");
+        let (conn, journal) = open_writable(&other, &config, false).unwrap();
+        assert_eq!(
+            (journal, journal_mode(&conn).as_str()),
+            (Journal::Wal, "wal")
+        );
+        drop(conn);
+
+        // An empty file with a journal beside it is a database a crash left behind.
+        let crashed = dir.path().join("crashed.db");
+        std::fs::write(&crashed, b"").unwrap();
+        std::fs::write(dir.path().join("crashed.db-journal"), b"").unwrap();
+        let (_, journal) = open_writable(&crashed, &config, true).unwrap();
+        assert_eq!(journal, Journal::Wal);
     }
 
     /// The map is set up, and a remap between reads keeps reading right.

@@ -497,7 +497,7 @@ impl ItemSink for SqliteItemSink {
     async fn prepare(&mut self) -> Result<(), StoreError> {
         if self.conn.is_none() {
             in_place(|| {
-                let conn = blocking::open_writable(&self.path, &self.config)?;
+                let (conn, _) = blocking::open_writable(&self.path, &self.config, false)?;
                 // Deleting an item deletes its vectors, as in SqliteStore's schema.
                 conn.pragma_update(None, "foreign_keys", true)
                     .map_err(|e| self.error("cannot enable foreign keys", e))?;

@@ -1,12 +1,14 @@
 //! SQLite destination: a database LangGraph's `SqliteSaver` reads as it read the
 //! source.
 //!
-//! The file is created when missing, with SqliteSaver's own tables and WAL mode. Each
-//! batch is one `BEGIN IMMEDIATE` transaction, synced at its commit, so a batch is all
-//! there or not at all and the resume state never runs ahead of the file. The WAL is
-//! copied into the database on a thread of its own ([`super::wal`]). Checkpoints take
-//! SqliteSaver's
-//! whole shape ([`layout::whole`]): from a PostgreSQL source the document and its blobs
+//! The file is created when missing, with SqliteSaver's own tables, and left in WAL
+//! mode. Each batch is one `BEGIN IMMEDIATE` transaction, synced at its commit, so a
+//! batch is all there or not at all and the resume state never runs ahead of the file.
+//! A database that exists is written in WAL mode (an agent may be using it), the WAL
+//! copied into the database on a thread of its own ([`super::wal`]); one this run
+//! creates is loaded with a rollback journal, which writes each new page once instead
+//! of twice ([`blocking::Journal`]), and switched to WAL at the end. Checkpoints take
+//! SqliteSaver's whole shape ([`layout::whole`]): from a PostgreSQL source the document and its blobs
 //! are joined into one msgpack checkpoint, the blobs' bytes spliced in unchanged.
 
 use std::borrow::Cow;
@@ -17,7 +19,7 @@ use async_trait::async_trait;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::blocking::{self, in_place};
+use super::blocking::{self, Journal, in_place};
 use super::config::SqliteSinkConfig;
 use super::config::SqliteSourceConfig;
 use super::wal::{self, WalCheckpointer};
@@ -73,9 +75,10 @@ pub struct SqliteSink {
 /// The open database: the writer's connection, and the thread that copies its WAL.
 struct Database {
     /// Declared first, so dropped first: the writer's connection, closing last, copies
-    /// what is left of the WAL and removes it.
-    checkpointer: WalCheckpointer,
+    /// what is left of the WAL and removes it. None with a rollback journal.
+    checkpointer: Option<WalCheckpointer>,
     conn: Connection,
+    journal: Journal,
     /// Whether `writes` has `task_path` (SqliteSaver before 2.0 had none).
     writes_have_task_path: bool,
 }
@@ -139,7 +142,7 @@ impl SqliteSink {
     /// Opens the database, creating SqliteSaver's tables when missing.
     fn open(&mut self) -> Result<&mut Database, StoreError> {
         if self.db.is_none() {
-            let conn = blocking::open_writable(&self.path, &self.config)?;
+            let (conn, journal) = blocking::open_writable(&self.path, &self.config, true)?;
             for create in CREATE_TABLES {
                 conn.execute(create, [])
                     .map_err(|e| self.error("cannot create SqliteSaver's tables", e))?;
@@ -164,9 +167,14 @@ impl SqliteSink {
             // `max_batch_bytes` only), and shrinks back at the commit.
             conn.pragma_update(None, "cache_spill", false)
                 .map_err(|e| self.error("cannot set cache_spill", e))?;
+            let checkpointer = match journal {
+                Journal::Wal => Some(WalCheckpointer::start(&self.path)?),
+                Journal::Rollback => None,
+            };
             self.db = Some(Database {
-                checkpointer: WalCheckpointer::start(&self.path)?,
+                checkpointer,
                 conn,
+                journal,
                 writes_have_task_path: columns.iter().any(|c| c == "task_path"),
             });
         }
@@ -201,7 +209,9 @@ impl SqliteSink {
             }
         };
         tx.commit().map_err(|e| error("cannot commit", e))?;
-        db.checkpointer.wake();
+        if let Some(checkpointer) = &db.checkpointer {
+            checkpointer.wake();
+        }
         self.counts.written += counts.written;
         self.counts.kept += counts.kept;
         self.counts.writes += counts.writes;
@@ -500,11 +510,18 @@ impl Sink for SqliteSink {
             &self.kept_as_maps,
         );
         if let Some(Database {
-            checkpointer, conn, ..
+            checkpointer,
+            conn,
+            journal,
+            ..
         }) = self.db.take()
         {
             in_place(|| {
                 drop(checkpointer);
+                // The database this run created is left as SqliteSaver makes one.
+                if journal == Journal::Rollback {
+                    blocking::switch_to_wal(&conn, &self.path, self.config.busy_timeout_seconds)?;
+                }
                 conn.close().map_err(|(_, e)| self.error("cannot close", e))
             })?;
         }
