@@ -117,6 +117,7 @@ pub fn decode_record_text(checkpoint: &mut Checkpoint) -> Result<(), DecodeError
 /// the document and apart, and any value that does not decode (the tree path's error
 /// names it).
 fn view_as_text(checkpoint: &Checkpoint) -> Option<RecordView> {
+    msgpack::ext_cache::enter_thread(&checkpoint.key.thread_id);
     // Channel values stored apart are decoded first, their notices kept for after
     // the document's, where the tree path has them.
     let mut channel_notices = Vec::new();

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 use super::DecodeError;
 use super::python::{self, PyKind, PyObject, Style};
 
+pub mod ext_cache;
 mod text;
 pub use text::{ChannelTexts, document_text, view_text_of_bytes};
 

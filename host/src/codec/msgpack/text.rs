@@ -12,6 +12,10 @@
 //! non-string map keys) is rendered by the tree path on the spot and its tree
 //! written out; so is a map whose keys collide once rendered (the tree keeps the
 //! first position and the last value), from that map's first byte again.
+//!
+//! A message (any extension of a fair size) a thread's earlier checkpoint held is
+//! written again from its text of then ([`super::ext_cache`]): each checkpoint holds
+//! the whole conversation so far.
 
 use rustc_hash::FxHasher;
 use std::hash::Hasher;
@@ -19,6 +23,7 @@ use std::hash::Hasher;
 use super::super::DecodeError;
 use super::super::langchain;
 use super::super::python::{self, Style};
+use super::ext_cache::{self, ExtKey};
 use super::{
     EXT_CONSTRUCTOR_KW_ARGS, EXT_CONSTRUCTOR_SINGLE_ARG, EXT_METHOD_SINGLE_ARG, EXT_PYDANTIC_V1,
     EXT_PYDANTIC_V2, MAX_DEPTH, STACK_RED_ZONE, STACK_SEGMENT, ViewReader,
@@ -386,6 +391,24 @@ impl<'a, 'n> TextWriter<'a, 'n> {
         ) {
             return Ok(false);
         }
+        // A message the thread's earlier checkpoints held already: its text again.
+        let key = ExtKey {
+            code,
+            style,
+            depth,
+            payload: data,
+        };
+        let cached = data.len() >= ext_cache::MIN_PAYLOAD;
+        if cached
+            && ext_cache::with_written(&key, |written| {
+                self.out.extend_from_slice(&written.text);
+                self.notices.extend_from_slice(&written.notices);
+                self.trees += written.trees;
+            })
+        {
+            return Ok(true);
+        }
+        let (written_at, noticed, trees) = (self.out.len(), self.notices.len(), self.trees);
         // The payload is `[module, class, fields, method?]`, read with a reader of its
         // own; the outer one is past the extension already.
         let outer = std::mem::replace(
@@ -400,6 +423,14 @@ impl<'a, 'n> TextWriter<'a, 'n> {
             _ => self.python_object(code, style, depth + 1),
         };
         self.reader = outer;
+        if cached && matches!(written, Ok(true)) {
+            ext_cache::keep(
+                &key,
+                &self.out[written_at..],
+                &self.notices[noticed..],
+                self.trees - trees,
+            );
+        }
         written
     }
 
@@ -856,6 +887,50 @@ mod tests {
         let mut twice = fields();
         twice.push(("name".into(), "again".into()));
         not_streamed(&model(EXT_PYDANTIC_V2, "app.models", twice));
+    }
+
+    /// A message written again (a thread's later checkpoints hold its earlier ones'
+    /// messages) comes from the cache with the same text, notices and tree count; a
+    /// record of another thread starts the cache over.
+    #[test]
+    fn a_threads_repeated_messages_are_written_from_the_cache() {
+        super::ext_cache::enter_thread("thread-1");
+        // An unknown extension inside: rendered by the tree path, with a notice.
+        let m = message(
+            "HumanMessage",
+            "langchain_core.messages.human",
+            vec![
+                (
+                    "content",
+                    "a message long enough to be kept, with \"quotes\"".into(),
+                ),
+                ("id", Mp::Ext(9, vec![1, 2])),
+            ],
+        );
+        let Mp::Ext(code, payload) = &m else {
+            unreachable!()
+        };
+        let key = ExtKey {
+            code: *code,
+            style: Style::Python,
+            depth: 1,
+            payload,
+        };
+        let kept = || super::ext_cache::with_written(&key, |_| {});
+        assert!(!kept());
+        // Each of the two copies counts its tree, the second one from the cache.
+        assert_eq!(
+            same_as_tree(&pack(&Mp::Array(vec![m.clone(), m.clone()]))),
+            2
+        );
+        assert!(kept());
+        assert_eq!(same_as_tree(&pack(&Mp::Array(vec![m.clone()]))), 1);
+        // At another depth the nesting limit may differ: written anew.
+        assert_eq!(same_as_tree(&pack(&m)), 1);
+        super::ext_cache::enter_thread("thread-1");
+        assert!(kept());
+        super::ext_cache::enter_thread("thread-2");
+        assert!(!kept());
     }
 
     #[test]
