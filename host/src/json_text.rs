@@ -208,6 +208,195 @@ fn special_bytes<const ASCII_ONLY: bool>(word: u64) -> u64 {
     below_space | quote | backslash | beyond_ascii
 }
 
+/// Whether `text` is a JSON object exactly as [`to_string`] writes the tree parsed
+/// from it (`serde_json::from_str`): no whitespace, strings escaped only where and as
+/// [`write_escape`] escapes them, numbers as they are kept (serde_json's
+/// `arbitrary_precision`), no key twice in one object (the tree keeps one). Such text
+/// can be taken as it is; `false` only means the caller parses it.
+pub fn is_compact_object(text: &str) -> bool {
+    let mut scan = CompactScan {
+        bytes: text.as_bytes(),
+        at: 0,
+        keys: Vec::new(),
+    };
+    scan.bytes.first() == Some(&b'{') && scan.value(0) && scan.at == scan.bytes.len()
+}
+
+/// Deeper than this, [`is_compact_object`] says no (serde_json refuses 128 levels).
+const MAX_COMPACT_DEPTH: usize = 64;
+
+/// [`is_compact_object`]'s reader: `at` moves past each value it accepts.
+struct CompactScan<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    /// The keys of the objects being read, innermost last, as written (escapes
+    /// included: with one way to escape, equal keys are equal bytes).
+    keys: Vec<&'a [u8]>,
+}
+
+impl<'a> CompactScan<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    fn eat(&mut self, byte: u8) -> bool {
+        let here = self.peek() == Some(byte);
+        self.at += usize::from(here);
+        here
+    }
+
+    fn value(&mut self, depth: usize) -> bool {
+        if depth > MAX_COMPACT_DEPTH {
+            return false;
+        }
+        match self.peek() {
+            Some(b'{') => self.object(depth),
+            Some(b'[') => self.array(depth),
+            Some(b'"') => self.string().is_some(),
+            Some(b't') => self.word(b"true"),
+            Some(b'f') => self.word(b"false"),
+            Some(b'n') => self.word(b"null"),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            _ => false,
+        }
+    }
+
+    fn word(&mut self, word: &[u8]) -> bool {
+        let here = self.bytes[self.at..].starts_with(word);
+        if here {
+            self.at += word.len();
+        }
+        here
+    }
+
+    fn object(&mut self, depth: usize) -> bool {
+        self.at += 1;
+        let from = self.keys.len();
+        if !self.eat(b'}') {
+            loop {
+                let Some(key) = self.string() else {
+                    return false;
+                };
+                self.keys.push(key);
+                if !(self.eat(b':') && self.value(depth + 1)) {
+                    return false;
+                }
+                if self.eat(b'}') {
+                    break;
+                }
+                if !self.eat(b',') {
+                    return false;
+                }
+            }
+        }
+        let keys = &mut self.keys[from..];
+        keys.sort_unstable();
+        let unique = keys.windows(2).all(|pair| pair[0] != pair[1]);
+        self.keys.truncate(from);
+        unique
+    }
+
+    fn array(&mut self, depth: usize) -> bool {
+        self.at += 1;
+        if self.eat(b']') {
+            return true;
+        }
+        loop {
+            if !self.value(depth + 1) {
+                return false;
+            }
+            if self.eat(b']') {
+                return true;
+            }
+            if !self.eat(b',') {
+                return false;
+            }
+        }
+    }
+
+    /// A string escaped as [`write_escape`] escapes; the bytes between its quotes.
+    fn string(&mut self) -> Option<&'a [u8]> {
+        if !self.eat(b'"') {
+            return None;
+        }
+        let start = self.at;
+        loop {
+            let rest = &self.bytes[self.at..];
+            self.at += plain_len::<false>(rest, rest.len());
+            match self.peek()? {
+                b'"' => {
+                    self.at += 1;
+                    return Some(&self.bytes[start..self.at - 1]);
+                }
+                b'\\' => {
+                    let digit = |d: u8| match d {
+                        b'0'..=b'9' => Some(d - b'0'),
+                        b'a'..=b'f' => Some(d - b'a' + 10),
+                        _ => None,
+                    };
+                    let (byte, len) = match self.bytes.get(self.at + 1)? {
+                        b'"' => (b'"', 2),
+                        b'\\' => (b'\\', 2),
+                        b'b' => (0x08, 2),
+                        b'f' => (0x0c, 2),
+                        b'n' => (b'\n', 2),
+                        b'r' => (b'\r', 2),
+                        b't' => (b'\t', 2),
+                        b'u' => {
+                            let hex = self.bytes.get(self.at + 2..self.at + 6)?;
+                            if hex[..2] != *b"00" {
+                                return None;
+                            }
+                            ((digit(hex[2])? << 4) | digit(hex[3])?, 6)
+                        }
+                        _ => return None,
+                    };
+                    // Only a byte `write_escape` escapes, escaped as it does.
+                    let mut canonical = Vec::with_capacity(6);
+                    write_escape(&mut canonical, byte);
+                    let written = self.bytes.get(self.at..self.at + len)?;
+                    if !special_byte::<false>(byte) || written != canonical.as_slice() {
+                        return None;
+                    }
+                    self.at += len;
+                }
+                // A control byte unescaped: not JSON.
+                _ => return None,
+            }
+        }
+    }
+
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?(e[+-][0-9]+)?`: a JSON number as the tree writes
+    /// it back (serde_json's `arbitrary_precision` keeps the digits as written, and
+    /// writes an exponent as `e` with its sign).
+    fn number(&mut self) -> bool {
+        let digits = |scan: &mut Self| {
+            let from = scan.at;
+            while scan.peek().is_some_and(|b| b.is_ascii_digit()) {
+                scan.at += 1;
+            }
+            scan.at - from
+        };
+        self.eat(b'-');
+        if self.eat(b'0') {
+            if self.peek().is_some_and(|b| b.is_ascii_digit()) {
+                return false;
+            }
+        } else if digits(self) == 0 {
+            return false;
+        }
+        if self.eat(b'.') && digits(self) == 0 {
+            return false;
+        }
+        // The tree writes an exponent as `e`, then its sign always.
+        if self.eat(b'e') && !((self.eat(b'+') || self.eat(b'-')) && digits(self) > 0) {
+            return false;
+        }
+        // `E`, or anything else after the number, is for the caller to find.
+        true
+    }
+}
+
 fn write_escape<T: TextBuf>(out: &mut T, byte: u8) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let short = match byte {
@@ -240,6 +429,87 @@ mod tests {
             serde_json::to_string(value).unwrap(),
             "for {value:?}"
         );
+    }
+
+    /// What `is_compact_object` accepts, the tree parsed from it writes back as it is;
+    /// and it accepts the compact text of every object.
+    #[test]
+    fn compact_objects_are_exactly_the_ones_written_back_as_they_are() {
+        let written_back = |text: &str| {
+            serde_json::from_str::<Value>(text)
+                .is_ok_and(|v| v.is_object() && to_string(&v) == text)
+        };
+        let deep = format!("{}1{}", "{\"a\":[".repeat(30), "]}".repeat(30));
+        let mut every_byte = String::from("{\"s\":");
+        write_str(
+            &mut every_byte,
+            &(0u8..0x80).map(char::from).collect::<String>(),
+        );
+        every_byte.push('}');
+        let compact = [
+            "{}",
+            r#"{"a":1}"#,
+            r#"{"a":1,"b":[true,false,null,{"c":{}}],"d":"é ✓ \"q\" \\ \n\t\r\b\f\u0001\u001f"}"#,
+            r#"{"n":-0,"m":1.50,"p":1e+5,"q":-2.5e-3,"z":1e+05,"big":123456789012345678901234567890}"#,
+            r#"{"sentiment":-0.089,"step":-1,"parents":{},"source":"input"}"#,
+            r#"{"a\"b":1,"a\\b":2,"ab":3}"#,
+            &deep,
+            &every_byte,
+        ];
+        for text in compact {
+            assert!(written_back(text), "{text}");
+            assert!(is_compact_object(text), "{text}");
+        }
+        let not_compact = [
+            "",
+            "[1]",
+            "\"a\"",
+            "{",
+            r#"{"a":1}x"#,
+            r#"{"a":1} "#,
+            r#"{ "a":1}"#,
+            r#"{"a": 1}"#,
+            r#"{"a":1 ,"b":2}"#,
+            r#"{"a":1,"a":2}"#,
+            r#"{"x":{"a":1,"b":2,"a":3}}"#,
+            r#"{"a\u0062":1,"ab":2}"#,
+            r#"{"a":"\/"}"#,
+            r#"{"a":"\u00e9"}"#,
+            r#"{"a":"\u0041"}"#,
+            r#"{"a":"\u001F"}"#,
+            r#"{"a":"\u0008"}"#,
+            r#"{"a":"\u000a"}"#,
+            r#"{"a":"\ud83d\ude00"}"#,
+            r#"{"a":"\x"}"#,
+            "{\"a\":\"\u{1}\"}",
+            r#"{"n":01}"#,
+            r#"{"n":1e5}"#,
+            r#"{"n":1E+5}"#,
+            r#"{"n":1e+}"#,
+            r#"{"n":1.}"#,
+            r#"{"n":.5}"#,
+            r#"{"n":+1}"#,
+            r#"{"n":1e}"#,
+            r#"{"n":-}"#,
+            r#"{"n":NaN}"#,
+            r#"{"t":tru}"#,
+            r#"{"a":[1,]}"#,
+            r#"{"a":1,}"#,
+        ];
+        for text in not_compact {
+            assert!(!is_compact_object(text), "{text}");
+        }
+        // Beyond the depth it reads, it leaves the text to the parser.
+        let deeper = format!("{}1{}", "{\"a\":[".repeat(70), "]}".repeat(70));
+        assert!(!is_compact_object(&deeper));
+        // The compact text of trees of every kind of value is accepted.
+        for value in [
+            json!({"a": [1, 2.5, -3, "x\u{7f}y", null], "b": {"c": true}, "": ""}),
+            json!({"k": "\u{0}\u{1f}\"\\/", "l": [[], {}], "m": 1e300}),
+        ] {
+            let text = to_string(&value);
+            assert!(is_compact_object(&text), "{text}");
+        }
     }
 
     #[test]
