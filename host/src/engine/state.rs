@@ -135,9 +135,7 @@ impl StateFile {
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        let mut tmp = self.path.clone().into_os_string();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
+        let tmp = crate::sinks::with_suffix(&self.path, ".tmp");
         {
             let mut file = std::fs::File::create(&tmp)?;
             file.write_all(&serde_json::to_vec_pretty(state)?)?;

@@ -206,8 +206,13 @@ pub fn safe_file_name(s: &str) -> String {
 
 /// `path` with `.partial` appended: where a file lives until it is complete.
 pub fn partial_path(path: &Path) -> PathBuf {
+    with_suffix(path, ".partial")
+}
+
+/// `path` with `suffix` appended to its file name (`out.db` → `out.db-wal`).
+pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut p = path.as_os_str().to_owned();
-    p.push(".partial");
+    p.push(suffix);
     PathBuf::from(p)
 }
 

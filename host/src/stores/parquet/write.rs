@@ -500,9 +500,7 @@ impl Sink for ParquetSink {
             // Hive readers skip names starting with `_`.
             self.config.output_path.join("_dead_letter.jsonl")
         } else {
-            let mut path = self.config.output_path.clone().into_os_string();
-            path.push(".dead-letter.jsonl");
-            PathBuf::from(path)
+            crate::sinks::with_suffix(&self.config.output_path, ".dead-letter.jsonl")
         }
     }
 

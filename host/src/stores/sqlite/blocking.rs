@@ -14,6 +14,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::config::SqliteSinkConfig;
 use crate::error::StoreError;
+use crate::sinks::with_suffix;
 
 /// `state` (a reader holding its connection), lent to the blocking pool one call at a
 /// time. Calls take `&mut self`, so the state is always here between them.
@@ -113,8 +114,8 @@ pub(crate) fn open_writable(
     // An empty file is what SQLite itself leaves when it creates a database and
     // writes nothing; its WAL or journal would be beside it.
     let new = std::fs::metadata(path).map_or(true, |m| m.len() == 0)
-        && !sibling(path, "-wal").exists()
-        && !sibling(path, "-journal").exists();
+        && !with_suffix(path, "-wal").exists()
+        && !with_suffix(path, "-journal").exists();
     let journal = if bulk_when_new && new {
         Journal::Rollback
     } else {
@@ -156,13 +157,6 @@ pub(crate) fn switch_to_wal(conn: &Connection, path: &Path, busy: u64) -> Result
         )));
     }
     Ok(())
-}
-
-/// `path` with `suffix` appended to its file name (SQLite's `-wal`, `-journal`).
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_os_string();
-    name.push(suffix);
-    name.into()
 }
 
 /// A write error; a lock held too long says which setting bounds the wait.

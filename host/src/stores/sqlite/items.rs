@@ -489,9 +489,7 @@ impl ItemSink for SqliteItemSink {
     }
 
     fn default_dead_letter_path(&self) -> PathBuf {
-        let mut name = self.path.as_os_str().to_os_string();
-        name.push(".store-dead-letter.jsonl");
-        name.into()
+        crate::sinks::with_suffix(&self.path, ".store-dead-letter.jsonl")
     }
 
     async fn prepare(&mut self) -> Result<(), StoreError> {
