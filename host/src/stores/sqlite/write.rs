@@ -75,10 +75,11 @@ pub struct SqliteSink {
 /// The open database: the writer's connection, and the thread that copies its WAL.
 struct Database {
     /// Declared first, so dropped first: the writer's connection, closing last, copies
-    /// what is left of the WAL and removes it. None with a rollback journal.
+    /// what is left of the WAL and removes it. `None`: the run created the database
+    /// and loads it with a rollback journal ([`Journal::Rollback`]), switched to WAL
+    /// when it closes.
     checkpointer: Option<WalCheckpointer>,
     conn: Connection,
-    journal: Journal,
     /// Whether `writes` has `task_path` (SqliteSaver before 2.0 had none).
     writes_have_task_path: bool,
 }
@@ -174,7 +175,6 @@ impl SqliteSink {
             self.db = Some(Database {
                 checkpointer,
                 conn,
-                journal,
                 writes_have_task_path: columns.iter().any(|c| c == "task_path"),
             });
         }
@@ -510,17 +510,18 @@ impl Sink for SqliteSink {
             &self.kept_as_maps,
         );
         if let Some(Database {
-            checkpointer,
-            conn,
-            journal,
-            ..
+            checkpointer, conn, ..
         }) = self.db.take()
         {
             in_place(|| {
-                drop(checkpointer);
-                // The database this run created is left as SqliteSaver makes one.
-                if journal == Journal::Rollback {
-                    blocking::switch_to_wal(&conn, &self.path, self.config.busy_timeout_seconds)?;
+                match checkpointer {
+                    Some(checkpointer) => drop(checkpointer),
+                    // The database this run created is left as SqliteSaver makes one.
+                    None => blocking::switch_to_wal(
+                        &conn,
+                        &self.path,
+                        self.config.busy_timeout_seconds,
+                    )?,
                 }
                 conn.close().map_err(|(_, e)| self.error("cannot close", e))
             })?;
