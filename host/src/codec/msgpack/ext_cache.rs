@@ -32,13 +32,15 @@ pub(super) const MIN_PAYLOAD: usize = 64;
 /// The most a decoding thread keeps: payloads and texts together.
 const MAX_BYTES: usize = 4 << 20;
 
-/// What identifies an extension's text.
+/// What identifies an extension's text, with its hash (made once: a miss looks it up,
+/// then keeps it).
 #[derive(Clone, Copy)]
 pub(super) struct ExtKey<'a> {
-    pub code: i8,
-    pub style: Style,
-    pub depth: usize,
-    pub payload: &'a [u8],
+    code: i8,
+    style: Style,
+    depth: usize,
+    payload: &'a [u8],
+    hash: u64,
 }
 
 /// How many payload bytes the hash reads at each end (the rest is compared on a hit).
@@ -47,20 +49,28 @@ const HASHED_END: usize = 48;
 /// How many different payloads may share a hash; past that, one is written each time.
 const MAX_BUCKET: usize = 4;
 
-impl ExtKey<'_> {
-    /// Of the payload, its length and its two ends only: hashing all of it was 1.7 %
-    /// of a decoded export, and a hit compares all of it anyway. A message's ends
+impl<'a> ExtKey<'a> {
+    /// The key of the extension `code` with `payload`, read in `style` at `depth`.
+    ///
+    /// Its hash takes the payload's length and two ends only: hashing all of it was
+    /// 1.7 % of a decoded export, and a hit compares all of it anyway. A message's ends
     /// differ from another's (its content starts it, its id ends it).
-    fn hash(&self) -> u64 {
+    pub fn new(code: i8, style: Style, depth: usize, payload: &'a [u8]) -> Self {
         let mut hasher = FxHasher::default();
-        hasher.write_i8(self.code);
-        hasher.write_u8(self.style as u8);
-        hasher.write_usize(self.depth);
-        hasher.write_usize(self.payload.len());
-        let ends = self.payload.len().min(HASHED_END);
-        hasher.write(&self.payload[..ends]);
-        hasher.write(&self.payload[self.payload.len() - ends..]);
-        hasher.finish()
+        hasher.write_i8(code);
+        hasher.write_u8(style as u8);
+        hasher.write_usize(depth);
+        hasher.write_usize(payload.len());
+        let ends = payload.len().min(HASHED_END);
+        hasher.write(&payload[..ends]);
+        hasher.write(&payload[payload.len() - ends..]);
+        Self {
+            code,
+            style,
+            depth,
+            payload,
+            hash: hasher.finish(),
+        }
     }
 }
 
@@ -89,7 +99,7 @@ impl Written {
 struct Cache {
     /// The LangGraph thread whose extensions these are.
     thread: String,
-    /// By [`ExtKey::hash`]; the rare equal hashes share a bucket.
+    /// By [`ExtKey::new`]'s hash; the rare equal hashes share a bucket.
     by_hash: HashMap<u64, Vec<Written>, FxBuildHasher>,
     bytes: usize,
 }
@@ -121,7 +131,7 @@ pub(super) fn with_written(key: &ExtKey<'_>, found: impl FnOnce(&Written)) -> bo
     CACHE.with_borrow(|cache| {
         let hit = cache
             .by_hash
-            .get(&key.hash())
+            .get(&key.hash)
             .and_then(|bucket| bucket.iter().find(|w| w.is(key)));
         match hit {
             Some(written) => {
@@ -143,7 +153,7 @@ pub(super) fn keep(key: &ExtKey<'_>, text: &[u8], notices: &[String], trees: usi
         if cache.bytes + size > MAX_BYTES {
             cache.clear();
         }
-        let bucket = cache.by_hash.entry(key.hash()).or_default();
+        let bucket = cache.by_hash.entry(key.hash).or_default();
         if bucket.len() == MAX_BUCKET {
             return;
         }

@@ -392,12 +392,7 @@ impl<'a, 'n> TextWriter<'a, 'n> {
             return Ok(false);
         }
         // A message the thread's earlier checkpoints held already: its text again.
-        let key = ExtKey {
-            code,
-            style,
-            depth,
-            payload: data,
-        };
+        let key = ExtKey::new(code, style, depth, data);
         let cached = data.len() >= ext_cache::MIN_PAYLOAD;
         if cached
             && ext_cache::with_written(&key, |written| {
@@ -910,12 +905,7 @@ mod tests {
         let Mp::Ext(code, payload) = &m else {
             unreachable!()
         };
-        let key = ExtKey {
-            code: *code,
-            style: Style::Python,
-            depth: 1,
-            payload,
-        };
+        let key = ExtKey::new(*code, Style::Python, 1, payload);
         let kept = || super::ext_cache::with_written(&key, |_| {});
         assert!(!kept());
         // Each of the two copies counts its tree, the second one from the cache.
