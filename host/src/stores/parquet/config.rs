@@ -17,7 +17,7 @@ pub struct ParquetSinkConfig {
     #[serde(default)]
     pub partition_by: Vec<String>,
     /// A row group is closed once its pages held in memory (compressed) reach this many
-    /// bytes (default 4 MiB).
+    /// bytes (default 2 MiB).
     pub row_group_bytes: Option<usize>,
     /// Decode values into the view columns (`ts`, `ts_raw`, `checkpoint_json`,
     /// `metadata_json`, `pending_writes_json`). `false` writes the raw columns only

@@ -35,9 +35,10 @@ use crate::sources::Source;
 
 /// The open row group's pages (compressed) are held in memory until it is closed: 8 MiB
 /// instead of 32 took 30 MiB off a snappy export's peak RSS at the same CPU, 4 instead
-/// of 8 another 5 (snappy) to 13 MiB (zstd) at the same CPU and 0.3–1 % more file, and
-/// readers get more groups to share among cores (docs/decisions.md).
-pub const DEFAULT_ROW_GROUP_BYTES: usize = 4 * 1024 * 1024;
+/// of 8 another 5 (snappy) to 13 MiB (zstd), 2 instead of 4 another 5–9 MiB (both) at
+/// the same CPU and 0.5–2 % more file, and readers get more groups to share among
+/// cores (docs/decisions.md).
+pub const DEFAULT_ROW_GROUP_BYTES: usize = 2 * 1024 * 1024;
 /// Rows turned into Arrow arrays at once (see `write_batch`).
 const ARROW_CHUNK: usize = 256;
 /// Partition writers kept open at once; the least recently used is closed beyond it
