@@ -3,14 +3,14 @@
 #
 # The build steps are the README's "Build a release binary" steps, unchanged:
 #   scripts/setup.sh --sample
-#   cargo build --release --locked -p ckpt-migrate
+#   cargo build --profile dist --locked -p ckpt-migrate
 
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN scripts/setup.sh --sample \
- && cargo build --release --locked -p ckpt-migrate \
- && cp target/release/ckpt-migrate /ckpt-migrate
+ && cargo build --profile dist --locked -p ckpt-migrate \
+ && cp target/dist/ckpt-migrate /ckpt-migrate
 
 # The binary needs only the C library and CA certificates: SQLite is compiled in, TLS
 # is rustls, the reference plugins are embedded.

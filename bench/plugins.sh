@@ -19,13 +19,8 @@ scale="${1:-10000}"
 rounds="${ROUNDS:-3}"
 python="${PYTHON:-target/test-tools/venv/bin/python}"
 [ -x "$python" ] || { echo "bench: $python is missing: run scripts/setup.sh first" >&2; exit 2; }
-if [ -n "${CKPT_MIGRATE_BIN:-}" ]; then
-  bin="$(realpath "$CKPT_MIGRATE_BIN")"
-else
-  echo "bench: building the release binary" >&2
-  cargo build --release -p ckpt-migrate
-  bin="$PWD/target/release/ckpt-migrate"
-fi
+source bench/lib.sh
+bin="$(bench_binary)"
 echo "bench: building the Python and JavaScript guests (cached)" >&2
 python3 scripts/build-guests.py >/dev/null
 guest() { python3 -c "import json,sys; print(json.load(open('target/plugin-guests/manifest.json'))[sys.argv[1]])" "$1"; }
@@ -138,7 +133,7 @@ for name, results in runs.items():
                      "cpu_s": round(median([r["cpu_s"] for r in results]), 3),
                      "peak_rss_mib": max(r["peak_rss_mib"] for r in results)}
 base = summary["none"]
-table = [f"{records} checkpoints, SQLite → JSON (written under {os.path.dirname(out_root)}), release build; {len(runs['none'])} rounds, every configuration in turn; "
+table = [f"{records} checkpoints, SQLite → JSON (written under {os.path.dirname(out_root)}), optimized build; {len(runs['none'])} rounds, every configuration in turn; "
          "medians. Throughput = median wall without plugins ÷ median wall; CPU per record = "
          "(median CPU − median CPU without plugins) ÷ checkpoints.", "",
          "| run | wall (median, range) | CPU (user+sys) | peak RSS | CPU per record | throughput vs no plugin |", "|---|---|---|---|---|---|"]

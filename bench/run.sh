@@ -25,13 +25,8 @@ if [ "$baselines" = 1 ] && [ ! -x "$tools/bin/python" ] || ! "$tools/bin/python"
   python3 -m venv "$tools"
   "$tools/bin/pip" install -q duckdb==1.5.5 duckdb-extension-sqlite==1.5.5
 fi
-if [ -n "${CKPT_MIGRATE_BIN:-}" ]; then
-  bin="$(realpath "$CKPT_MIGRATE_BIN")"
-else
-  echo "bench: building the release binary"
-  cargo build --release -p ckpt-migrate
-  bin="$PWD/target/release/ckpt-migrate"
-fi
+source bench/lib.sh
+bin="$(bench_binary)"
 mkdir -p bench/results
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
 work="$(mktemp -d)"

@@ -12,12 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 db="$(realpath "${1:?SQLITE_DB}")"
 admin="${2:-}"
-if [ -n "${CKPT_MIGRATE_BIN:-}" ]; then
-  bin="$(realpath "$CKPT_MIGRATE_BIN")"
-else
-  cargo build --release --quiet -p ckpt-migrate
-  bin="$PWD/target/release/ckpt-migrate"
-fi
+source bench/lib.sh
+bin="$(bench_binary)"
 mkdir -p bench/results
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
 out_dir="$(mktemp -d)"

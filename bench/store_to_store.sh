@@ -23,12 +23,8 @@ db="$(realpath "${1:?SQLITE_DB}")"
 admin="${2:?POSTGRES_ADMIN_URL or REDIS_URL}"
 batch="${3:-1000}"
 python="${PYTHON:-target/test-tools/venv/bin/python}"
-if [ -n "${CKPT_MIGRATE_BIN:-}" ]; then
-  bin="$(realpath "$CKPT_MIGRATE_BIN")"
-else
-  cargo build --release --quiet -p ckpt-migrate
-  bin="$PWD/target/release/ckpt-migrate"
-fi
+source bench/lib.sh
+bin="$(bench_binary)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 mkdir -p bench/results

@@ -20,12 +20,8 @@ batch="${2:-500}"
 # Both runs cut a batch into requests of this size; the pipeline sends them concurrently.
 request_bytes="${REQUEST_BYTES:-2000000}"
 # CKPT_MIGRATE_BIN: an already built binary (both runs use the same one either way).
-if [ -n "${CKPT_MIGRATE_BIN:-}" ]; then
-  bin="$(realpath "$CKPT_MIGRATE_BIN")"
-else
-  cargo build --release --quiet -p ckpt-migrate
-  bin="$PWD/target/release/ckpt-migrate"
-fi
+source bench/lib.sh
+bin="$(bench_binary)"
 tools=target/bench-tools/venv
 if [ ! -x "$tools/bin/python" ] || ! "$tools/bin/python" -c "import qdrant_client" 2>/dev/null; then
   echo "bench: installing qdrant-client into $tools" >&2

@@ -444,7 +444,7 @@ fn the_dockerfile_builds_as_the_readme_says() {
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     for step in [
         "scripts/setup.sh --sample",
-        "cargo build --release --locked -p ckpt-migrate",
+        "cargo build --profile dist --locked -p ckpt-migrate",
     ] {
         assert!(dockerfile.contains(step), "Dockerfile lacks {step}");
         assert!(readme.contains(step), "README lacks {step}");
