@@ -298,6 +298,8 @@ impl<'a> Migration<'a> {
         let filters = std::sync::Arc::new(self.filters.clone());
         let (tx, rx) = mpsc::channel::<Result<Selection, RunError>>(IN_FLIGHT_BATCHES);
         let reader = tokio::spawn(async move {
+            // Each batch is selected on the same thread (see `crate::lane`).
+            let mut selecting = crate::lane::Lane::new("select");
             loop {
                 // A free slot first, then read and decode into it: a decoded batch
                 // never waits here for the channel.
@@ -315,16 +317,15 @@ impl<'a> Migration<'a> {
                 let item = match next {
                     Ok(Some(batch)) => {
                         let filters = std::sync::Arc::clone(&filters);
-                        tokio::task::spawn_blocking(move || {
-                            Selection::of(batch, &filters, decode, as_text)
-                        })
-                        .await
-                        .map_err(|e| {
-                            RunError::store(
-                                "decoding a batch failed",
-                                StoreError::fatal(e.to_string()),
-                            )
-                        })
+                        selecting
+                            .run(move || Selection::of(batch, &filters, decode, as_text))
+                            .await
+                            .map_err(|e| {
+                                RunError::store(
+                                    "decoding a batch failed",
+                                    StoreError::fatal(e.to_string()),
+                                )
+                            })
                     }
                     Ok(None) => break,
                     Err(e) => Err(RunError::store("reading the source failed", e)),

@@ -3,10 +3,11 @@
 //! sqlx runs a SQLite connection on a thread of its own, copies every value of a row
 //! into the row it sends across, and the caller copies it again; on a checkpoint
 //! export that was a fifth of the run (docs/decisions.md). Here a reader's connection
-//! and whatever reads with it ([`Blocking`]) move onto tokio's blocking pool for one
-//! call and come back: rows are read where SQLite hands them out, and a blob is copied
-//! once, into the record. A writer runs its statements [`in_place`], on the thread that
-//! holds the batch, binding the batch's bytes where they are.
+//! and whatever reads with it ([`Blocking`]) move onto a thread of the reader's own (a
+//! [`Lane`]) for one call and come back: rows are read where SQLite hands them out,
+//! and a blob is copied once, into the record. A writer runs its statements
+//! [`in_place`], on the thread that holds the batch, binding the batch's bytes where
+//! they are.
 
 use std::path::{Path, PathBuf};
 
@@ -14,12 +15,16 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::config::SqliteSinkConfig;
 use crate::error::StoreError;
+use crate::lane::Lane;
 use crate::sinks::with_suffix;
 
-/// `state` (a reader holding its connection), lent to the blocking pool one call at a
-/// time. Calls take `&mut self`, so the state is always here between them.
+/// `state` (a reader holding its connection), lent to a thread of its own one call at
+/// a time: the same thread for every call, so that each batch's memory comes from the
+/// arena the batch before it freed (see [`crate::lane`]). Calls take `&mut self`, so
+/// the state is always here between them.
 pub(crate) struct Blocking<S> {
     state: Option<S>,
+    lane: Lane,
     path: PathBuf,
 }
 
@@ -27,28 +32,32 @@ impl<S: Send + 'static> Blocking<S> {
     pub(crate) fn new(state: S, path: &Path) -> Self {
         Self {
             state: Some(state),
+            lane: Lane::new("sqlite-read"),
             path: path.to_owned(),
         }
     }
 
-    /// Runs `f` on the state on tokio's blocking pool.
+    /// Runs `f` on the state on the reader's thread.
     pub(crate) async fn call<T, F>(&mut self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut S) -> Result<T, StoreError> + Send + 'static,
     {
         let mut state = self.take()?;
-        let (state, out) = tokio::task::spawn_blocking(move || {
-            let out = f(&mut state);
-            (state, out)
-        })
-        .await
-        .map_err(|e| {
-            StoreError::fatal(format!(
-                "SQLite {}: reading stopped: {e}",
-                self.path.display()
-            ))
-        })?;
+        // A call that panics loses the state: the next one says the connection is lost.
+        let (state, out) = self
+            .lane
+            .run(move || {
+                let out = f(&mut state);
+                (state, out)
+            })
+            .await
+            .map_err(|e| {
+                StoreError::fatal(format!(
+                    "SQLite {}: reading stopped: {e}",
+                    self.path.display()
+                ))
+            })?;
         self.state = Some(state);
         out
     }
