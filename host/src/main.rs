@@ -28,6 +28,12 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose());
+    // rayon's global pool is where records are decoded. Named here, its threads show
+    // as `decode-N` in `top` and `perf`, not under the name of whichever thread first
+    // used the pool (the engine's `select` lane). Already built (never, here): no harm.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("decode-{i}"))
+        .build_global();
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
