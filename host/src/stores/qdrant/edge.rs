@@ -5,7 +5,8 @@
 //! - every call is synchronous: they run on tokio's blocking pool;
 //! - an update is in the shard's write-ahead log but durable only after `flush`, and
 //!   `flush` panics when another thread is inside an update: updates and flushes are
-//!   serialized here, and an upsert returns only after its flush;
+//!   serialized here; an upsert returns only after its flush, and a run's batch is
+//!   written in parts and flushed once, after its last part ([`PointStore::commit`]);
 //! - the shard locks its directory: one process at a time, and within a process every
 //!   user of a directory shares one open shard (the registry below), so `--verify`
 //!   reading back what the run wrote does not collide with it.
@@ -68,10 +69,11 @@ fn engine_error(dir: &Path, what: &str, e: impl std::fmt::Display) -> StoreError
     ))
 }
 
-/// Points per engine update. The engine serializes each update whole (into its
-/// write-ahead log): a batch of 500 in one update held a second copy of all their
-/// payloads, 17 MiB at the peak of a 10 000-checkpoint run (heaptrack). A batch is
-/// still flushed once, after its last update.
+/// Points per engine update, and per part of a batch ([`PointStore::part_size`]). The
+/// engine serializes each update whole (into its write-ahead log): a batch of 500 in
+/// one update held a second copy of all their payloads, 17 MiB at the peak of a
+/// 10 000-checkpoint run (heaptrack), and the batch's payloads built at once held as
+/// much again. A batch is still flushed once, after its last part.
 const POINTS_PER_UPDATE: usize = 32;
 
 /// Runs blocking engine work on tokio's blocking pool; a panic inside the engine (its
@@ -194,11 +196,13 @@ impl EdgeStore {
         self.shard(None).await
     }
 
-    /// Runs an update and makes it durable, serialized with every other update.
-    async fn update(
+    /// Runs updates, serialized with every other update and flush, and then flushes
+    /// (makes every update so far durable) when `flush`.
+    async fn apply(
         &self,
         what: &'static str,
         operations: Vec<UpdateOperation>,
+        flush: bool,
     ) -> Result<(), StoreError> {
         let opened = self.existing().await?;
         let dir = self.dir.clone();
@@ -210,10 +214,29 @@ impl EdgeStore {
                     .update(operation)
                     .map_err(|e| engine_error(&dir, what, e))?;
             }
-            opened.shard.flush();
+            if flush {
+                opened.shard.flush();
+            }
             Ok(())
         })
         .await
+    }
+}
+
+/// The engine updates that upsert `points`, [`POINTS_PER_UPDATE`] to an update.
+fn upserts(points: Vec<Point>) -> Vec<UpdateOperation> {
+    let mut persisted = points.into_iter().map(|p| -> PointStructPersisted {
+        PointStruct::new(PointId::Uuid(p.id), p.vector, Value::Object(p.payload)).into()
+    });
+    let mut operations = Vec::new();
+    loop {
+        let some: Vec<PointStructPersisted> = persisted.by_ref().take(POINTS_PER_UPDATE).collect();
+        if some.is_empty() {
+            return operations;
+        }
+        operations.push(UpdateOperation::PointOperation(
+            PointOperations::UpsertPoints(PointInsertOperations::PointsList(some)),
+        ));
     }
 }
 
@@ -284,7 +307,8 @@ impl PointStore for EdgeStore {
                 }),
             ));
         }
-        self.update("indexing payload fields", operations).await?;
+        self.apply("indexing payload fields", operations, true)
+            .await?;
         tracing::info!(
             "created embedded collection {} ({dims} dimensions, cosine)",
             self.dir.display()
@@ -312,21 +336,19 @@ impl PointStore for EdgeStore {
         if points.is_empty() {
             return Ok(());
         }
-        let mut persisted = points.into_iter().map(|p| -> PointStructPersisted {
-            PointStruct::new(PointId::Uuid(p.id), p.vector, Value::Object(p.payload)).into()
-        });
-        let mut operations = Vec::new();
-        loop {
-            let some: Vec<PointStructPersisted> =
-                persisted.by_ref().take(POINTS_PER_UPDATE).collect();
-            if some.is_empty() {
-                break;
-            }
-            operations.push(UpdateOperation::PointOperation(
-                PointOperations::UpsertPoints(PointInsertOperations::PointsList(some)),
-            ));
-        }
-        self.update("upserting points", operations).await
+        self.apply("upserting points", upserts(points), true).await
+    }
+
+    fn part_size(&self) -> Option<usize> {
+        Some(POINTS_PER_UPDATE)
+    }
+
+    async fn write_part(&self, points: Vec<Point>) -> Result<(), StoreError> {
+        self.apply("upserting points", upserts(points), false).await
+    }
+
+    async fn commit(&self) -> Result<(), StoreError> {
+        self.apply("flushing", Vec::new(), true).await
     }
 
     async fn retrieve(&self, ids: &[uuid::Uuid]) -> Result<Vec<Option<Found>>, StoreError> {
@@ -440,5 +462,127 @@ mod tests {
             Some("https://llm.example/v1")
         );
         assert_eq!(recorded(&embedding).model, embedding.model);
+    }
+
+    /// The embedded collection underneath, with how many payloads had been built
+    /// whenever a part reached it.
+    struct Watched {
+        store: EdgeStore,
+        built: Arc<std::sync::atomic::AtomicUsize>,
+        built_at_parts: Mutex<Vec<(usize, usize)>>,
+    }
+
+    #[async_trait]
+    impl PointStore for Watched {
+        fn describe(&self) -> String {
+            self.store.describe()
+        }
+        async fn vector_size(&self) -> Result<Option<u64>, StoreError> {
+            self.store.vector_size().await
+        }
+        async fn create(
+            &self,
+            dims: u64,
+            indexes: &Indexes,
+            embedding: &EmbeddingConfig,
+        ) -> Result<(), StoreError> {
+            self.store.create(dims, indexes, embedding).await
+        }
+        async fn upsert(&self, points: Vec<Point>) -> Result<(), StoreError> {
+            self.store.upsert(points).await
+        }
+        fn part_size(&self) -> Option<usize> {
+            self.store.part_size()
+        }
+        fn max_point_bytes(&self) -> Option<usize> {
+            Some(200)
+        }
+        async fn write_part(&self, points: Vec<Point>) -> Result<(), StoreError> {
+            let built = self.built.load(std::sync::atomic::Ordering::SeqCst);
+            locked(&self.built_at_parts).push((points.len(), built));
+            self.store.write_part(points).await
+        }
+        async fn commit(&self) -> Result<(), StoreError> {
+            self.store.commit().await
+        }
+        async fn retrieve(&self, ids: &[uuid::Uuid]) -> Result<Vec<Option<Found>>, StoreError> {
+            self.store.retrieve(ids).await
+        }
+        async fn scroll(
+            &self,
+            offset: Option<&str>,
+            limit: usize,
+            only: Option<&FieldMatch>,
+            fields: Option<&[&str]>,
+        ) -> Result<Page, StoreError> {
+            self.store.scroll(offset, limit, only, fields).await
+        }
+        async fn search(
+            &self,
+            vector: Vec<f32>,
+            only: Option<&FieldMatch>,
+            limit: usize,
+        ) -> Result<Vec<Found>, StoreError> {
+            self.store.search(vector, only, limit).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_goes_in_built_a_part_at_a_time_and_all_of_it_is_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Watched {
+            store: EdgeStore::new(dir.path().join("c"), "c".into()),
+            built: Arc::default(),
+            built_at_parts: Mutex::default(),
+        };
+        let embedding = EmbeddingConfig::from_model(None);
+        let indexes = super::super::points::CHECKPOINT_INDEXES;
+        store.create(4, &indexes, &embedding).await.unwrap();
+        let count = POINTS_PER_UPDATE * 2 + 5;
+        let ids: Vec<uuid::Uuid> = (0..count)
+            .map(|i| super::super::point_id(&format!("checkpoint-{i}")))
+            .collect();
+        let built = Arc::clone(&store.built);
+        // One point in the second part is larger than a point may be.
+        let too_large = POINTS_PER_UPDATE + 3;
+        let parts = ids.iter().enumerate().map(|(i, id)| {
+            built.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let pad = if i == too_large {
+                "x".repeat(300)
+            } else {
+                String::new()
+            };
+            let payload = serde_json::json!({"thread_id": "t", "n": i, "pad": pad});
+            (*id, vec![1.0, 0.0, 0.0, i as f32], payload)
+        });
+        let (written, refused) = super::super::write_points(&store, parts, true)
+            .await
+            .unwrap();
+        assert_eq!(written, count - 1);
+        // Its index is its place in the whole batch, not in its part.
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].0, too_large);
+        // Each part is handed over as soon as it is built: never more than one part's
+        // payloads exist ahead of the engine.
+        let full = POINTS_PER_UPDATE;
+        assert_eq!(
+            *locked(&store.built_at_parts),
+            [(full, full), (full - 1, 2 * full), (5, count)]
+        );
+        // A fresh open of the directory (the engine reloads it once the shared
+        // handle is gone) finds every point but the refused one, with its payload.
+        drop(store);
+        let reopened = EdgeStore::new(dir.path().join("c"), "c".into());
+        let found = reopened.retrieve(&ids).await.unwrap();
+        for (i, point) in found.iter().enumerate() {
+            if i == too_large {
+                assert!(point.is_none(), "the refused point was written");
+                continue;
+            }
+            let point = point
+                .as_ref()
+                .unwrap_or_else(|| panic!("point {i} is missing"));
+            assert_eq!(point.payload["n"], i);
+        }
     }
 }

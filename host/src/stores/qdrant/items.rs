@@ -150,17 +150,17 @@ impl ItemSink for QdrantItemSink {
             .map(|(i, _)| item_text(i))
             .collect();
         let mut computed = self.embedder.embed(&texts).await?.into_iter();
-        let (points, rejected) = super::batch_points(
+        let (written, rejected) = super::write_points(
             self.store.as_ref(),
             items.iter().zip(carried).map(|(item, vector)| {
                 let vector = vector.unwrap_or_else(|| computed.next().unwrap_or_default());
                 (item_point_id(&item.key), vector, item_payload(item))
             }),
-        );
-        let written = points.len() as u64;
-        self.store.upsert(points).await?;
+            false,
+        )
+        .await?;
         Ok(ItemWrite {
-            written,
+            written: written as u64,
             kept: 0,
             rejected,
         })

@@ -56,17 +56,57 @@ pub fn dead_letter_path(config: &QdrantConfig) -> std::path::PathBuf {
     .into()
 }
 
-/// The points of a batch from `(id, vector, payload)`. They are measured only when
-/// the store bounds a request (serializing a payload to count it is not free), and a
-/// point larger than a request may be is refused: `(index, reason)`.
-pub fn batch_points(
+/// Writes a batch's points from `(id, vector, payload)`, built as they are taken: in
+/// the store's parts when it takes them (only a part's payloads exist at a time), else
+/// whole, upserted `overlapped` ([`PointStore::upsert_overlapped`]) or confirmed at
+/// once. Returns how many points were written and the refused `(index, reason)`.
+pub async fn write_points(
+    store: &dyn PointStore,
+    mut parts: impl Iterator<Item = (uuid::Uuid, Vec<f32>, Value)> + Send,
+    overlapped: bool,
+) -> Result<(usize, Vec<(usize, String)>), StoreError> {
+    let Some(part_size) = store.part_size() else {
+        let (points, refused) = batch_points(store, parts, 0);
+        let written = points.len();
+        if overlapped {
+            store.upsert_overlapped(points).await?;
+        } else {
+            store.upsert(points).await?;
+        }
+        return Ok((written, refused));
+    };
+    let mut written = 0;
+    let mut refused = Vec::new();
+    let mut taken = 0;
+    loop {
+        let (points, mut part_refused) = batch_points(store, parts.by_ref().take(part_size), taken);
+        if points.is_empty() && part_refused.is_empty() {
+            break;
+        }
+        taken += points.len() + part_refused.len();
+        written += points.len();
+        refused.append(&mut part_refused);
+        if !points.is_empty() {
+            store.write_part(points).await?;
+        }
+    }
+    store.commit().await?;
+    Ok((written, refused))
+}
+
+/// The points from `(id, vector, payload)`, the first of them at index `first` of its
+/// batch. They are measured only when the store bounds a request (serializing a
+/// payload to count it is not free), and a point larger than a request may be is
+/// refused: `(index, reason)`.
+fn batch_points(
     store: &dyn PointStore,
     parts: impl Iterator<Item = (uuid::Uuid, Vec<f32>, Value)>,
+    first: usize,
 ) -> (Vec<Point>, Vec<(usize, String)>) {
     let max_bytes = store.max_point_bytes();
     let mut points = Vec::new();
     let mut refused = Vec::new();
-    for (index, (id, vector, payload)) in parts.enumerate() {
+    for (index, (id, vector, payload)) in (first..).zip(parts) {
         let payload = match payload {
             Value::Object(map) => map,
             other => serde_json::Map::from_iter([("value".to_owned(), other)]),

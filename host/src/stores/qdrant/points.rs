@@ -90,6 +90,23 @@ pub trait PointStore: Send + Sync {
     /// Upserts the points; when this returns they are durable and visible.
     async fn upsert(&self, points: Vec<Point>) -> Result<(), StoreError>;
 
+    /// Points per part when the store takes a batch in parts ([`PointStore::write_part`])
+    /// so that only a part's payloads are built at a time; `None`: a batch is built
+    /// whole and upserted at once.
+    fn part_size(&self) -> Option<usize> {
+        None
+    }
+
+    /// Applies a part of a batch: visible, durable only after [`PointStore::commit`].
+    async fn write_part(&self, points: Vec<Point>) -> Result<(), StoreError> {
+        self.upsert(points).await
+    }
+
+    /// Makes every part written so far durable.
+    async fn commit(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Whether [`PointStore::upsert_overlapped`] leaves its batch in flight.
     fn overlaps(&self) -> bool {
         false

@@ -151,7 +151,7 @@ impl Sink for QdrantSink {
         let texts: Vec<String> = records.iter().map(super::embedding::text_for).collect();
         let vectors = self.embedder.embed(&texts).await?;
         let updated_at = self.run.started_at.to_rfc3339();
-        let (points, refused) = super::batch_points(
+        let (_, refused) = super::write_points(
             self.store.as_ref(),
             records.iter().zip(vectors).map(|(record, vector)| {
                 (
@@ -160,13 +160,13 @@ impl Sink for QdrantSink {
                     super::payload(record, &updated_at),
                 )
             }),
-        );
-        let rejected = refused
+            true,
+        )
+        .await?;
+        Ok(refused
             .into_iter()
             .map(|(index, reason)| Rejected { index, reason })
-            .collect();
-        self.store.upsert_overlapped(points).await?;
-        Ok(rejected)
+            .collect())
     }
 
     async fn checkpoint(&mut self) -> Result<Option<serde_json::Value>, StoreError> {
