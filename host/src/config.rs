@@ -22,7 +22,8 @@ pub use crate::stores::{DestinationKind, SinkConfig, SourceKind, StoreSourceConf
 
 /// Two batches are alive at once (one written while the next is decoded): 500 keeps a
 /// decoded export under 100 MiB on checkpoints of ~8 KB at no measured cost in speed
-/// (1000: +16–18 MiB; docs/performance.md).
+/// (1000: +16–18 MiB; docs/performance.md). A destination may default to another
+/// ([`crate::sinks::OpenSink::default_batch_size`]).
 pub const DEFAULT_BATCH_SIZE: usize = 500;
 pub const DEFAULT_MAX_ERRORS: u64 = 100;
 pub const DEFAULT_STATE_DIR: &str = ".ckpt-migrate";
@@ -286,7 +287,7 @@ impl RunConfig {
         let batch_size = flags
             .batch_size
             .or(file.batch_size)
-            .unwrap_or(DEFAULT_BATCH_SIZE);
+            .unwrap_or_else(|| sink.default_batch_size());
         if batch_size == 0 {
             return Err(ConfigError::Invalid(
                 "batch_size: must be at least 1".into(),
@@ -486,6 +487,29 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("destination_config.indent"), "{err}");
+    }
+
+    #[test]
+    fn the_batch_size_is_the_runs_else_the_destinations() {
+        let run = |destination: &str, batch: &str| {
+            from_yaml(&format!(
+                "source_type: sqlite\nsource_config: {{connection_string: x.db}}\n\
+                 {destination}{batch}"
+            ))
+            .unwrap()
+            .batch_size
+        };
+        let json = "destination_type: json\ndestination_config: {output_dir: out}\n";
+        let embedded = "destination_type: unified\ndestination_config: {path: ./memory}\n";
+        let server =
+            "destination_type: unified\ndestination_config: {qdrant_url: 'http://q:6333'}\n";
+        assert_eq!(run(json, ""), DEFAULT_BATCH_SIZE);
+        assert_eq!(
+            run(embedded, ""),
+            crate::stores::qdrant::EMBEDDED_BATCH_SIZE
+        );
+        assert_eq!(run(server, ""), DEFAULT_BATCH_SIZE);
+        assert_eq!(run(embedded, "batch_size: 700\n"), 700);
     }
 
     #[test]

@@ -484,6 +484,16 @@ fn an_embedded_collection_resumes_after_kill_9_and_refuses_a_second_writer() {
         .replace("batch_size: 40", "batch_size: 20");
     std::fs::write(dir.path().join("migration.yaml"), &yaml).unwrap();
     crate::harness::kill_9_after_three_batches(dir.path(), "migration.yaml");
+    // Batches are confirmed one late (a flush every other batch): the state never
+    // records more than the collection holds.
+    let recorded = crate::harness::state_of(dir.path()).unwrap()["counts"]["written"]
+        .as_u64()
+        .unwrap();
+    let held = points_held(serde_json::json!({ "path": dir.path().join("memory") }));
+    assert!(
+        held >= recorded,
+        "the resume state records {recorded} written, the collection holds {held}"
+    );
     crate::harness::resume_and_verify(dir.path(), "migration.yaml");
 
     // A second process on a collection in use is refused, naming why.
@@ -527,7 +537,7 @@ fn a_server_collection_resumes_after_kill_9_with_batches_in_flight() {
     crate::harness::kill_9_after_three_batches(dir.path(), "migration.yaml");
     let state = crate::harness::state_of(dir.path()).unwrap();
     let recorded = state["counts"]["written"].as_u64().unwrap();
-    let held = server_points(&url, &name);
+    let held = points_held(serde_json::json!({ "qdrant_url": url, "collection": name }));
     assert!(
         held >= recorded,
         "the resume state records {recorded} written, the server holds {held}"
@@ -535,11 +545,11 @@ fn a_server_collection_resumes_after_kill_9_with_batches_in_flight() {
     crate::harness::resume_and_verify(dir.path(), "migration.yaml");
 }
 
-/// How many points the server's collection holds, read through the library's store.
-fn server_points(url: &str, name: &str) -> u64 {
+/// How many points the collection `config` names holds, read through the library's
+/// store.
+fn points_held(config: serde_json::Value) -> u64 {
     let config: ckpt_migrate::stores::qdrant::config::QdrantConfig =
-        serde_json::from_value(serde_json::json!({ "qdrant_url": url, "collection": name }))
-            .unwrap();
+        serde_json::from_value(config).unwrap();
     let store = ckpt_migrate::stores::qdrant::open_store(&config).unwrap();
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let (mut held, mut offset) = (0, None);

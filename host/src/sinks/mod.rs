@@ -129,6 +129,11 @@ pub trait Sink: Send {
 pub trait OpenSink: Send + Sync {
     /// Creates the sink without connecting or writing (the engine prepares it).
     fn open_sink(&self, run: &RunInfo, retry: RetryPolicy) -> Result<Box<dyn Sink>, OpenError>;
+
+    /// Records per batch when the run does not say (`batch_size`, `--batch-size`).
+    fn default_batch_size(&self) -> usize {
+        crate::config::DEFAULT_BATCH_SIZE
+    }
 }
 
 /// What `verify` compares between the source and what a destination holds.

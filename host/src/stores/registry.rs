@@ -136,6 +136,11 @@ impl SinkConfig {
     pub fn open(&self, run: &RunInfo, retry: RetryPolicy) -> Result<Box<dyn Sink>, OpenError> {
         self.settings().open_sink(run, retry)
     }
+
+    /// Records per batch for this destination when the run does not say.
+    pub fn default_batch_size(&self) -> usize {
+        self.settings().default_batch_size()
+    }
 }
 
 /// Store items (`state: store`) are read from and written to the stores that hold

@@ -19,7 +19,7 @@ mod write;
 
 pub use items::open_item_sink;
 pub use read::QdrantSource;
-pub use write::QdrantSink;
+pub use write::{EMBEDDED_BATCH_SIZE, QdrantSink};
 
 use serde_json::{Value, json};
 
@@ -90,7 +90,7 @@ pub async fn write_points(
             store.write_part(points).await?;
         }
     }
-    store.commit().await?;
+    store.commit(overlapped).await?;
     Ok((written, refused))
 }
 

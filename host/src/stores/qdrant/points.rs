@@ -102,8 +102,11 @@ pub trait PointStore: Send + Sync {
         self.upsert(points).await
     }
 
-    /// Makes every part written so far durable.
-    async fn commit(&self) -> Result<(), StoreError> {
+    /// Ends a batch written in parts. Not `overlapped`: every part written so far is
+    /// durable when this returns. `overlapped`: as [`PointStore::upsert_overlapped`],
+    /// the batch before this one is, and this one is by the next overlapped commit or
+    /// [`PointStore::settle`].
+    async fn commit(&self, _overlapped: bool) -> Result<(), StoreError> {
         Ok(())
     }
 
