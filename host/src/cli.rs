@@ -215,7 +215,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Checkpoints per batch [default: 500].
+    /// Checkpoints per batch [default: 500; 250 into an embedded Unified Memory collection].
     #[arg(long, value_name = "N")]
     pub batch_size: Option<usize>,
 

@@ -292,9 +292,13 @@ impl PointStore for EdgeStore {
         let info = serde_json::json!({"format": 1, "embedding": recorded(embedding)});
         std::fs::write(self.dir.join(INFO_FILE), format!("{info:#}\n"))
             .map_err(|e| engine_error(&self.dir, "writing its embedding", e))?;
+        // A unique field's index is a map entry per point, which the engine keeps in
+        // memory: `checkpoint_id`'s was a third of the process at 100 000 points
+        // (33 MiB), and the point's id, made from it, finds it already.
         let fields = indexes
             .keywords
             .iter()
+            .filter(|f| !indexes.unique.contains(f))
             .map(|f| (*f, PayloadSchemaType::Keyword))
             .chain(
                 indexes
@@ -492,6 +496,25 @@ mod tests {
         assert_eq!(recorded(&embedding).model, embedding.model);
     }
 
+    #[tokio::test]
+    async fn an_embedded_collection_indexes_every_field_but_the_unique_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EdgeStore::new(dir.path().join("c"), "c".into());
+        let indexes = super::super::points::CHECKPOINT_INDEXES;
+        let embedding = EmbeddingConfig::from_model(None);
+        store.create(4, &indexes, &embedding).await.unwrap();
+        let opened = store.existing().await.unwrap();
+        let mut indexed: Vec<String> = opened
+            .shard
+            .info()
+            .payload_schema
+            .keys()
+            .map(ToString::to_string)
+            .collect();
+        indexed.sort();
+        assert_eq!(indexed, ["checkpoint_ns", "created_at_ms", "thread_id"]);
+    }
+
     /// The embedded collection underneath, with how many payloads had been built
     /// whenever a part reached it.
     struct Watched {
@@ -532,6 +555,9 @@ mod tests {
         }
         async fn commit(&self, overlapped: bool) -> Result<(), StoreError> {
             self.store.commit(overlapped).await
+        }
+        async fn settle(&self) -> Result<(), StoreError> {
+            self.store.settle().await
         }
         async fn retrieve(&self, ids: &[uuid::Uuid]) -> Result<Vec<Option<Found>>, StoreError> {
             self.store.retrieve(ids).await
@@ -597,8 +623,10 @@ mod tests {
             *locked(&store.built_at_parts),
             [(full, full), (full - 1, 2 * full), (5, count)]
         );
-        // A fresh open of the directory (the engine reloads it once the shared
-        // handle is gone) finds every point but the refused one, with its payload.
+        // Settled as at a run's end, a fresh open of the directory (the engine
+        // reloads it once the shared handle is gone) finds every point but the
+        // refused one, with its payload.
+        store.settle().await.unwrap();
         drop(store);
         let reopened = EdgeStore::new(dir.path().join("c"), "c".into());
         let found = reopened.retrieve(&ids).await.unwrap();

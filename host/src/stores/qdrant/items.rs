@@ -27,6 +27,7 @@ use crate::retry::RetryPolicy;
 pub const ITEM_INDEXES: Indexes = Indexes {
     keywords: &["type", "namespace", "namespace_path", "key"],
     integers: &["updated_at_ms"],
+    unique: &[],
 };
 
 pub fn item_point_id(key: &ItemKey) -> uuid::Uuid {

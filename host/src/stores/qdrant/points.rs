@@ -36,6 +36,9 @@ pub struct Page {
 pub struct Indexes {
     pub keywords: &'static [&'static str],
     pub integers: &'static [&'static str],
+    /// Keyword fields whose value is one point's alone and makes its id (a lookup by
+    /// one is a lookup by id): an embedded collection does not index them.
+    pub unique: &'static [&'static str],
 }
 
 /// Matches points to the ids asked for, in order.
@@ -49,6 +52,7 @@ pub fn in_order(ids: &[uuid::Uuid], found: Vec<Found>) -> Vec<Option<Found>> {
 pub const CHECKPOINT_INDEXES: Indexes = Indexes {
     keywords: &["thread_id", "checkpoint_ns", "checkpoint_id"],
     integers: &["created_at_ms"],
+    unique: &["checkpoint_id"],
 };
 
 /// A scroll or search restricted to points whose payload field equals a text.
