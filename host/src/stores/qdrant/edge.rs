@@ -79,7 +79,8 @@ fn engine_error(dir: &Path, what: &str, e: impl std::fmt::Display) -> StoreError
 /// engine serializes each update whole (into its write-ahead log): a batch of 500 in
 /// one update held a second copy of all their payloads, 17 MiB at the peak of a
 /// 10 000-checkpoint run (heaptrack), and the batch's payloads built at once held as
-/// much again. A batch is still flushed once, after its last part.
+/// much again. Parts are not flushed: a batch is, after its last part (every other
+/// batch of a run, see `commit`).
 const POINTS_PER_UPDATE: usize = 32;
 
 /// Runs blocking engine work on tokio's blocking pool; a panic inside the engine (its

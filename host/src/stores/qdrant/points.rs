@@ -114,7 +114,8 @@ pub trait PointStore: Send + Sync {
         Ok(())
     }
 
-    /// Whether [`PointStore::upsert_overlapped`] leaves its batch in flight.
+    /// Whether an overlapped batch ([`PointStore::upsert_overlapped`], or parts ended
+    /// by an overlapped [`PointStore::commit`]) is left unconfirmed until the next one.
     fn overlaps(&self) -> bool {
         false
     }
