@@ -20,11 +20,7 @@ use crate::sources::Source;
 use crate::sources::dead_letter::DeadLetterSource;
 pub use crate::stores::{DestinationKind, SinkConfig, SourceKind, StoreSourceConfig};
 
-/// Two batches are alive at once (one written while the next is decoded): 500 keeps a
-/// decoded export under 100 MiB on checkpoints of ~8 KB at no measured cost in speed
-/// (1000: +16–18 MiB; docs/performance.md). A destination may default to another
-/// ([`crate::sinks::OpenSink::default_batch_size`]).
-pub const DEFAULT_BATCH_SIZE: usize = 500;
+pub use crate::sinks::DEFAULT_BATCH_SIZE;
 pub const DEFAULT_MAX_ERRORS: u64 = 100;
 pub const DEFAULT_STATE_DIR: &str = ".ckpt-migrate";
 /// Batches are also cut by size, so a table of huge checkpoints stays in bounded memory.

@@ -221,7 +221,7 @@ impl OpenSink for QdrantConfig {
     fn default_batch_size(&self) -> usize {
         match self.location() {
             Ok(super::config::Location::Embedded(_)) => EMBEDDED_BATCH_SIZE,
-            _ => crate::config::DEFAULT_BATCH_SIZE,
+            _ => crate::sinks::DEFAULT_BATCH_SIZE,
         }
     }
 }
