@@ -12,3 +12,35 @@ bench_binary() {
     echo "$PWD/target/dist/ckpt-migrate"
   fi
 }
+
+# The repository's root (the scripts run from it and source this file there).
+bench_root="$PWD"
+
+# Prints the path of a SqliteSaver database of SCALE checkpoints under
+# target/bench-data/scale-SCALE/, made once by the fixtures' generator (real LangGraph
+# graphs and savers) run by PYTHON.
+bench_sqlite_data() { # scale python
+  local data="$bench_root/target/bench-data/scale-$1"
+  if [ ! -f "$data/sqlite/checkpoints.db" ]; then
+    echo "bench: generating $1 checkpoints with LangGraph into $data (once)" >&2
+    "$2" "$bench_root/tests/readback/generate.py" --scale "$1" --out "$data" --targets sqlite >&2
+  fi
+  echo "$data/sqlite/checkpoints.db"
+}
+
+# Runs a command under bench/measure.py and appends its figures to RESULTS (JSON lines)
+# as the run NAME at SCALE.
+bench_measure() { # results db scale name -- command...
+  local results="$1" db="$2" scale="$3" name="$4"; shift 5
+  echo "bench: scale $scale: $name ..." >&2
+  # The runs before wrote gigabytes the kernel has yet to write back: written now,
+  # not during this run (its syncs would wait behind them).
+  sync
+  # And reads the database once more: the kernel may have dropped cold pages of it
+  # since (seen on a VM whose memory is reclaimed in the background), and the run
+  # that found them gone would pay for the disk alone.
+  cat "$db" > /dev/null
+  local r
+  r=$(python3 "$bench_root/bench/measure.py" -- "$@")
+  echo "{\"scale\": $scale, \"run\": \"$name\", \"result\": $r}" >> "$results"
+}

@@ -34,18 +34,7 @@ trap 'rm -rf "$work"' EXIT
 results="$work/results.jsonl"
 
 measure() { # name scale -- command...
-  local name="$1" scale="$2"; shift 3
-  echo "bench: scale $scale: $name ..." >&2
-  # The runs before wrote gigabytes the kernel has yet to write back: written now,
-  # not during this run (its syncs would wait behind them).
-  sync
-  # And reads the database once more: the kernel may have dropped cold pages of it
-  # since (seen on a VM whose memory is reclaimed in the background), and the run
-  # that found them gone would pay for the disk alone.
-  cat "$db" > /dev/null
-  local r
-  r=$(python3 bench/measure.py -- "$@")
-  echo "{\"scale\": $scale, \"run\": \"$name\", \"result\": $r}" >> "$results"
+  bench_measure "$results" "$db" "$2" "$1" "${@:3}"
   # On tmpfs the outputs are memory: kept, they would push each later run onto memory
   # the machine has not touched yet, which a VM's host fills in page by page (the
   # 100 000 runs took 2–4× as long at the end of a run than alone). Disk outputs stay
@@ -57,12 +46,7 @@ measure() { # name scale -- command...
 }
 
 for scale in "${scales[@]}"; do
-  data="target/bench-data/scale-$scale"
-  db="$PWD/$data/sqlite/checkpoints.db"
-  if [ ! -f "$db" ]; then
-    echo "bench: generating $scale checkpoints with LangGraph into $data (once)"
-    "$python" tests/readback/generate.py --scale "$scale" --out "$data" --targets sqlite
-  fi
+  db="$(bench_sqlite_data "$scale" "$python")"
   src=(--source sqlite --source-config "{\"connection_string\": \"$db\"}")
   out="$work/$scale"; mkdir -p "$out/duckdb"
   if [ "$baselines" = 1 ]; then

@@ -35,23 +35,13 @@ trap 'rm -rf "$work"' EXIT
 results="$work/results.jsonl"
 
 measure() { # name scale -- command...
-  local name="$1" scale="$2"; shift 3
-  echo "bench: scale $scale: $name ..." >&2
-  sync
-  cat "$db" > /dev/null
-  local r
-  r=$(cd "$work" && python3 "$OLDPWD/bench/measure.py" -- "$@")
-  echo "{\"scale\": $scale, \"run\": \"$name\", \"result\": $r}" >> "$results"
+  # Run in $work: ckpt-migrate keeps its resume state in the current directory.
+  (cd "$work" && bench_measure "$results" "$db" "$2" "$1" "${@:3}")
   rm -rf "${work:?}/collection" "$work/.ckpt-migrate"
 }
 
 for scale in "${scales[@]}"; do
-  data="target/bench-data/scale-$scale"
-  db="$PWD/$data/sqlite/checkpoints.db"
-  if [ ! -f "$db" ]; then
-    echo "bench: generating $scale checkpoints with LangGraph into $data (once)"
-    "$python" tests/readback/generate.py --scale "$scale" --out "$data" --targets sqlite
-  fi
+  db="$(bench_sqlite_data "$scale" "$python")"
   measure ckpt_migrate_to_embedded "$scale" -- "$bin" --source sqlite \
     --source-config "{\"connection_string\": \"$db\"}" --destination unified \
     --dest-config "{\"path\": \"$work/collection\", \"embedding_model\": \"hash\"}"
