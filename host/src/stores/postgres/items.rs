@@ -171,9 +171,13 @@ impl PostgresItemSource {
         if !self.has_vectors {
             return Ok(found);
         }
+        // `prefix BETWEEN` as well: PostgreSQL guesses a row comparison's share of the
+        // table (a quarter) and may plan a scan of all of it for each page; a column
+        // range it estimates (as the checkpoint reader's blobs query does).
         let rows = sqlx::query(
             "SELECT prefix, key, field_name, embedding::real[] AS embedding FROM store_vectors \
              WHERE (prefix, key) >= ($1, $2) AND (prefix, key) <= ($3, $4) \
+               AND prefix BETWEEN $1 AND $3 \
              ORDER BY prefix, key, field_name",
         )
         .bind(first.prefix())
