@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """The script a LangGraph user writes today to export checkpoints to JSON, with
-LangGraph's own SqliteSaver: every checkpoint of every thread (list()), LangChain
-objects through LangChain's own dumpd(), the rest made JSON-safe. The baseline that
-bench/run.sh measures ckpt-migrate's JSON export against.
+LangGraph's own SqliteSaver or PostgresSaver: every checkpoint of every thread
+(list()), LangChain objects through LangChain's own dumpd(), the rest made JSON-safe.
+The baseline that bench/run.sh (SQLite) and bench/postgres_export.sh (PostgreSQL)
+measure ckpt-migrate's JSON export against.
 
-    python langgraph_export.py SQLITE_PATH OUT.jsonl
+    python langgraph_export.py SQLITE_PATH|POSTGRES_URL OUT.jsonl
 """
 
 import base64
+import contextlib
 import datetime
 import json
 import sqlite3
@@ -35,9 +37,21 @@ def default(value):
     return str(value)
 
 
+def open_saver(source: str, stack: contextlib.ExitStack):
+    if source.startswith(("postgresql://", "postgres://")):
+        from langgraph.checkpoint.postgres import PostgresSaver
+
+        return stack.enter_context(PostgresSaver.from_conn_string(source))
+    return SqliteSaver(sqlite3.connect(source, check_same_thread=False))
+
+
 def main() -> None:
     src_path, out_path = sys.argv[1], sys.argv[2]
-    saver = SqliteSaver(sqlite3.connect(src_path, check_same_thread=False))
+    with contextlib.ExitStack() as stack:
+        export(open_saver(src_path, stack), out_path)
+
+
+def export(saver, out_path: str) -> None:
     exported = 0
     with open(out_path, "w", encoding="utf-8") as out:
         for tup in saver.list(None):

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# PostgreSQL (PostgresSaver's tables) → JSON and → Parquet, ckpt-migrate against the
+# script a LangGraph user writes today (bench/langgraph_export.py with LangGraph's own
+# PostgresSaver.list() → JSON lines), in the same run, on the same data and server.
+# Wall time, CPU (user+sys) and peak RSS of this process, and the server's CPU over
+# the run (PostgreSQL does part of the work: JSONB to text, the joins); figures go to
+# bench/results/postgres-export-<time>.json and .md.
+#
+#   bench/postgres_export.sh POSTGRES_ADMIN_URL [SCALE ...]   # default: 30000
+#
+# POSTGRES_ADMIN_URL: a server on this machine where this user may CREATE DATABASE
+# (scripts/test-servers.sh starts one: its CKPT_TEST_PG_URL). Each scale's SqliteSaver
+# database (target/bench-data/scale-N/, made once, as for bench/run.sh) is copied into
+# a fresh database by ckpt-migrate (a copy the read-back tests hold exact against
+# LangGraph's own PostgresSaver), which is dropped at the end.
+# PYTHON: a Python with the pinned LangGraph savers (default:
+# target/test-tools/venv/bin/python, which scripts/setup.sh installs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+admin="${1:?POSTGRES_ADMIN_URL}"
+shift
+scales=("${@:-30000}")
+python="${PYTHON:-target/test-tools/venv/bin/python}"
+[ -x "$python" ] || { echo "bench: $python is missing: run scripts/setup.sh first" >&2; exit 2; }
+source bench/lib.sh
+bin="$(bench_binary)"
+mkdir -p bench/results
+stamp="$(date -u +%Y%m%dT%H%M%SZ)"
+work="$(mktemp -d)"
+databases=()
+cleanup() {
+  rm -rf "$work"
+  for name in "${databases[@]}"; do
+    psql -X -q -d "$admin" -c "DROP DATABASE IF EXISTS $name" >/dev/null || true
+  done
+}
+trap cleanup EXIT
+results="$work/results.jsonl"
+
+# The machine's busy CPU time (user+sys of every process, seconds): the server's share
+# of a run is the machine's minus the measured process's.
+busy_s() { awk '/^cpu / {print ($2 + $3 + $4) / 100; exit}' /proc/stat; }
+
+measure() { # name scale url -- command...
+  local name="$1" scale="$2" url="$3"; shift 4
+  echo "bench: scale $scale: $name ..." >&2
+  sync
+  local before r after
+  before="$(busy_s)"
+  r=$(python3 bench/measure.py -- "$@")
+  after="$(busy_s)"
+  echo "{\"scale\": $scale, \"run\": \"$name\", \"machine_busy_s\": $(python3 -c "print(round($after - $before, 2))"), \"result\": $r}" >> "$results"
+  rm -rf "${out:?}"/*
+}
+
+for scale in "${scales[@]}"; do
+  db="$(bench_sqlite_data "$scale" "$python")"
+  name="bench_pg_export_${scale}_$$"
+  psql -X -q -d "$admin" -c "DROP DATABASE IF EXISTS $name" -c "CREATE DATABASE $name" >/dev/null
+  databases+=("$name")
+  url="${admin%/*}/$name"
+  echo "bench: scale $scale: copying the SqliteSaver database into PostgreSQL ($name)" >&2
+  "$bin" --source sqlite --source-config "{\"connection_string\": \"$db\"}" \
+    --destination postgresql --dest-config "{\"connection_string\": \"$url\"}" >&2
+  psql -X -q -d "$url" -c "VACUUM ANALYZE" >/dev/null
+  src=(--source postgresql --source-config "{\"connection_string\": \"$url\"}")
+  out="$work/out"; mkdir -p "$out"
+  measure ckpt_migrate_to_json "$scale" "$url" -- "$bin" "${src[@]}" --destination json \
+    --dest-config "{\"output_dir\": \"$out/json\"}"
+  measure ckpt_migrate_to_parquet "$scale" "$url" -- "$bin" "${src[@]}" --destination parquet \
+    --dest-config "{\"output_path\": \"$out/ours.parquet\", \"compression\": \"zstd\"}"
+  measure langgraph_script_to_json "$scale" "$url" -- "$python" bench/langgraph_export.py "$url" "$out/langgraph.jsonl"
+done
+
+python3 - "$results" "bench/results/postgres-export-$stamp" <<'PY'
+import json, os, platform, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+out = sys.argv[2]
+machine = f"{os.cpu_count()} cores, {platform.machine()}, {platform.platform()}"
+table = ["| scale | run | wall | CPU (user+sys) | CPU % | peak RSS | server CPU | LangGraph script ÷ this |",
+         "|---|---|---|---|---|---|---|---|"]
+for scale in sorted({r["scale"] for r in rows}):
+    runs = {r["run"]: r for r in rows if r["scale"] == scale}
+    script = runs["langgraph_script_to_json"]["result"]["wall_s"]
+    for name, row in runs.items():
+        r = row["result"]
+        r["server_cpu_s"] = round(max(row["machine_busy_s"] - r["cpu_s"], 0), 2)
+        r["langgraph_script_speedup"] = round(script / r["wall_s"], 1)
+        table.append(f"| {scale} | {name} | {r['wall_s']} s | {r['cpu_s']} s | {r['cpu_percent']} % | "
+                     f"{r['peak_rss_mib']} MiB | {r['server_cpu_s']} s | {r['langgraph_script_speedup']}× |")
+json.dump({"machine": machine, "runs": rows}, open(out + ".json", "w"), indent=1)
+open(out + ".md", "w").write(f"Machine: {machine}\n\n" + "\n".join(table) + "\n")
+print(f"Machine: {machine}\n")
+print("\n".join(table))
+print(f"\nfigures in {out}.json and {out}.md")
+PY
