@@ -12,7 +12,7 @@ use crate::filters::Filters;
 use crate::record::{Checkpoint, CheckpointKey, Origin};
 
 /// How big one batch may get.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchLimits {
     pub max_records: usize,
     pub max_bytes: usize,

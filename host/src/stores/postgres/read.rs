@@ -29,7 +29,7 @@ use crate::stores::sql::{self, Dialect, quote_ident, where_sql};
 mod checkpoints;
 mod sessions;
 
-use checkpoints::CheckpointTables;
+use checkpoints::{CheckpointTables, ReadAhead, ReadyPage};
 use sessions::ChatTable;
 
 enum Mode {
@@ -39,7 +39,13 @@ enum Mode {
 
 pub struct PostgresSource {
     endpoint: Endpoint,
+    /// The snapshot's connection; `None` while a page is read ahead on it, or after
+    /// it broke (the next query reconnects).
     conn: Option<PgConnection>,
+    /// The next page of checkpoints, being read on the connection (see [`ReadAhead`]).
+    read_ahead: Option<ReadAhead>,
+    /// A page read ahead whose connection came back before the page was asked for.
+    ready: Option<ReadyPage>,
     mode: Mode,
     pushdown: ThreadPushdown,
     /// Pushed-down time bounds: RFC 3339 text and whether the bound is inclusive.
@@ -59,6 +65,8 @@ impl PostgresSource {
         let mut source = Self {
             endpoint,
             conn: None,
+            read_ahead: None,
+            ready: None,
             mode: Mode::Checkpoints(CheckpointTables {
                 checkpoints: String::new(),
                 blobs: None,
@@ -129,8 +137,10 @@ impl PostgresSource {
         Ok(())
     }
 
-    /// The live connection, reconnecting after a failure.
+    /// The live connection, reconnecting after a failure. A page being read ahead on
+    /// it is waited for first and kept for [`PostgresSource::take_page`].
     async fn conn(&mut self) -> Result<&mut PgConnection, StoreError> {
+        self.settle_read_ahead().await;
         if self.conn.is_none() {
             tracing::warn!(
                 "PostgreSQL {}: reconnecting (a new snapshot)",
@@ -139,6 +149,29 @@ impl PostgresSource {
             self.connect().await?;
         }
         Ok(self.conn.as_mut().expect("connected above"))
+    }
+
+    /// Waits for a page being read ahead: its connection comes back, its rows (or its
+    /// error) wait in `ready`. A task that ended without giving the connection back
+    /// (it panicked) leaves none, and the next query reconnects.
+    async fn settle_read_ahead(&mut self) {
+        let Some(mut ahead) = self.read_ahead.take() else {
+            return;
+        };
+        match (&mut ahead.task).await {
+            Ok((conn, page)) => {
+                self.conn = Some(conn);
+                self.ready = Some(ReadyPage {
+                    page,
+                    after: ahead.after.take(),
+                    limits: ahead.limits,
+                });
+            }
+            Err(e) => tracing::warn!(
+                "PostgreSQL {}: reading ahead failed: {e}",
+                self.endpoint.url
+            ),
+        }
     }
 
     /// Runs `query` and keeps the connection only when the error left it usable.
@@ -303,6 +336,8 @@ impl Source for PostgresSource {
     fn resume_after(&mut self, key: CheckpointKey) {
         self.after = Some(key);
         self.done = false;
+        // A page read ahead from elsewhere is not asked for (`take_page` checks where
+        // it starts).
     }
 
     fn counts_cheaply(&self) -> bool {

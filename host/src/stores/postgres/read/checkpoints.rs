@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use futures_util::TryStreamExt;
 use sqlx::Row;
-use sqlx::postgres::PgRow;
+use sqlx::postgres::{PgConnection, PgRow};
 
 use super::{Mode, PostgresSource};
 use crate::error::StoreError;
@@ -51,6 +51,75 @@ impl PostgresSource {
         (clauses, params)
     }
 
+    /// The page query after `after`: its SQL and parameters.
+    fn page_query(
+        &self,
+        after: Option<&CheckpointKey>,
+        limits: BatchLimits,
+    ) -> (String, Vec<String>) {
+        let Mode::Checkpoints(tables) = &self.mode else {
+            unreachable!("called in checkpoint mode")
+        };
+        let mut params: Vec<String> = Vec::new();
+        let mut clauses = Vec::new();
+        if let Some(after) = after {
+            clauses.push("(thread_id, checkpoint_ns, checkpoint_id) > ($1, $2, $3)".to_owned());
+            params.extend([
+                after.thread_id.clone(),
+                after.checkpoint_ns.clone(),
+                after.checkpoint_id.clone(),
+            ]);
+        }
+        let (more, more_params) = self.checkpoint_filters(params.len() + 1);
+        clauses.extend(more);
+        params.extend(more_params);
+        let sql = format!(
+            "SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, \
+             checkpoint::text, metadata::text FROM {} {} \
+             ORDER BY thread_id, checkpoint_ns, checkpoint_id LIMIT {}",
+            tables.checkpoints,
+            where_sql(&clauses),
+            limits.max_records
+        );
+        (sql, params)
+    }
+
+    /// The page after `self.after`: the one read ahead when it starts there, else read
+    /// now.
+    async fn take_page(&mut self, limits: BatchLimits) -> Result<Page, StoreError> {
+        self.settle_read_ahead().await;
+        if let Some(ready) = self.ready.take()
+            && ready.after == self.after
+            && ready.limits == limits
+        {
+            return ready
+                .page
+                .map_err(|e| self.failed("reading checkpoints", e));
+        }
+        let (sql, params) = self.page_query(self.after.as_ref(), limits);
+        let conn = self.conn().await?;
+        let page = read_page(conn, &sql, &params, limits).await;
+        page.map_err(|e| self.failed("reading checkpoints", e))
+    }
+
+    /// Starts reading the page after `self.after` on a task that holds the connection,
+    /// so the server works on it while the engine decodes and writes this batch.
+    fn read_ahead(&mut self, limits: BatchLimits) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        let (sql, params) = self.page_query(self.after.as_ref(), limits);
+        let task = tokio::spawn(async move {
+            let page = read_page(&mut conn, &sql, &params, limits).await;
+            (conn, page)
+        });
+        self.read_ahead = Some(ReadAhead {
+            task,
+            after: self.after.clone(),
+            limits,
+        });
+    }
+
     pub(super) async fn next_checkpoints(
         &mut self,
         limits: BatchLimits,
@@ -64,60 +133,8 @@ impl PostgresSource {
             tables.writes.clone(),
             tables.writes_have_task_path,
         );
-        let mut params: Vec<String> = Vec::new();
-        let mut clauses = Vec::new();
-        if let Some(after) = &self.after {
-            clauses.push("(thread_id, checkpoint_ns, checkpoint_id) > ($1, $2, $3)".to_owned());
-            params.extend([
-                after.thread_id.clone(),
-                after.checkpoint_ns.clone(),
-                after.checkpoint_id.clone(),
-            ]);
-        }
-        let (more, more_params) = self.checkpoint_filters(params.len() + 1);
-        clauses.extend(more);
-        params.extend(more_params);
-        let sql = format!(
-            "SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, \
-             checkpoint::text, metadata::text FROM {cp} {} \
-             ORDER BY thread_id, checkpoint_ns, checkpoint_id LIMIT {}",
-            where_sql(&clauses),
-            limits.max_records
-        );
         let url = self.endpoint.url.clone();
-        let conn = self.conn().await?;
-        let mut query = sqlx::query(&sql);
-        for p in &params {
-            query = query.bind(p);
-        }
-        let mut rows: Vec<PgRow> = Vec::new();
-        let mut bytes = 0usize;
-        let mut stream = query.fetch(&mut *conn);
-        let mut failure = None;
-        loop {
-            match stream.try_next().await {
-                Ok(Some(row)) => {
-                    bytes += row
-                        .try_get::<Option<&str>, _>(5)
-                        .ok()
-                        .flatten()
-                        .map_or(0, str::len);
-                    rows.push(row);
-                    if bytes >= limits.max_bytes {
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            }
-        }
-        drop(stream);
-        if let Some(e) = failure {
-            return Err(self.failed("reading checkpoints", e));
-        }
+        let Page { rows, mut bytes } = self.take_page(limits).await?;
         if rows.len() < limits.max_records && bytes < limits.max_bytes {
             self.done = true;
         }
@@ -250,6 +267,69 @@ impl PostgresSource {
         }
         batch.bytes = bytes;
         self.after = Some(last);
+        if !self.done {
+            self.read_ahead(limits);
+        }
         Ok(Some(batch))
     }
+}
+
+/// A page of `checkpoints` rows and the bytes of their documents.
+pub(super) struct Page {
+    rows: Vec<PgRow>,
+    bytes: usize,
+}
+
+/// Reads one page: rows until the page's count (the query's `LIMIT`) or its bytes.
+async fn read_page(
+    conn: &mut PgConnection,
+    sql: &str,
+    params: &[String],
+    limits: BatchLimits,
+) -> Result<Page, sqlx::Error> {
+    let mut query = sqlx::query(sql);
+    for p in params {
+        query = query.bind(p);
+    }
+    let mut page = Page {
+        rows: Vec::new(),
+        bytes: 0,
+    };
+    let mut stream = query.fetch(conn);
+    while let Some(row) = stream.try_next().await? {
+        page.bytes += row
+            .try_get::<Option<&str>, _>(5)
+            .ok()
+            .flatten()
+            .map_or(0, str::len);
+        page.rows.push(row);
+        if page.bytes >= limits.max_bytes {
+            break;
+        }
+    }
+    Ok(page)
+}
+
+/// The next page of checkpoints, read on a task of its own that holds the snapshot's
+/// connection until it is done: the server answers the next page's query while the
+/// engine decodes and writes the batch before. It ends (the query abandoned) when
+/// dropped.
+pub(super) struct ReadAhead {
+    pub(super) task: tokio::task::JoinHandle<(PgConnection, Result<Page, sqlx::Error>)>,
+    /// Where the page starts, and the limits it was read with.
+    pub(super) after: Option<CheckpointKey>,
+    pub(super) limits: BatchLimits,
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A page read ahead, its connection given back.
+pub(super) struct ReadyPage {
+    pub(super) page: Result<Page, sqlx::Error>,
+    pub(super) after: Option<CheckpointKey>,
+    pub(super) limits: BatchLimits,
 }
