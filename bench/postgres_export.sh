@@ -73,24 +73,19 @@ for scale in "${scales[@]}"; do
 done
 
 python3 - "$results" "bench/results/postgres-export-$stamp" <<'PY'
-import json, os, platform, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-out = sys.argv[2]
-machine = f"{os.cpu_count()} cores, {platform.machine()}, {platform.platform()}"
-table = ["| scale | run | wall | CPU (user+sys) | CPU % | peak RSS | server CPU | LangGraph script ÷ this |",
-         "|---|---|---|---|---|---|---|---|"]
-for scale in sorted({r["scale"] for r in rows}):
-    runs = {r["run"]: r for r in rows if r["scale"] == scale}
+import sys
+sys.path.insert(0, "bench")
+from results_table import by_scale, load, save
+rows = load(sys.argv[1])
+lines = []
+for scale, runs in by_scale(rows):
     script = runs["langgraph_script_to_json"]["result"]["wall_s"]
     for name, row in runs.items():
         r = row["result"]
         r["server_cpu_s"] = round(max(row["machine_busy_s"] - r["cpu_s"], 0), 2)
         r["langgraph_script_speedup"] = round(script / r["wall_s"], 1)
-        table.append(f"| {scale} | {name} | {r['wall_s']} s | {r['cpu_s']} s | {r['cpu_percent']} % | "
+        lines.append(f"| {scale} | {name} | {r['wall_s']} s | {r['cpu_s']} s | {r['cpu_percent']} % | "
                      f"{r['peak_rss_mib']} MiB | {r['server_cpu_s']} s | {r['langgraph_script_speedup']}× |")
-json.dump({"machine": machine, "runs": rows}, open(out + ".json", "w"), indent=1)
-open(out + ".md", "w").write(f"Machine: {machine}\n\n" + "\n".join(table) + "\n")
-print(f"Machine: {machine}\n")
-print("\n".join(table))
-print(f"\nfigures in {out}.json and {out}.md")
+save(sys.argv[2], rows, ["scale", "run", "wall", "CPU (user+sys)", "CPU %", "peak RSS",
+                         "server CPU", "LangGraph script ÷ this"], lines)
 PY

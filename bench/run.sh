@@ -73,18 +73,17 @@ for scale in "${scales[@]}"; do
 done
 
 python3 - "$results" "bench/results/run-$stamp" <<'PY'
-import json, os, platform, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-out = sys.argv[2]
-machine = f"{os.cpu_count()} cores, {platform.machine()}, {platform.platform()}"
-table = ["| scale | run | wall | CPU (user+sys) | CPU % | peak RSS | × DuckDB wall | LangGraph script ÷ this |",
-         "|---|---|---|---|---|---|---|---|"]
-for scale in sorted({r["scale"] for r in rows}):
-    runs = {r["run"]: r["result"] for r in rows if r["scale"] == scale}
+import sys
+sys.path.insert(0, "bench")
+from results_table import by_scale, load, save
+rows = load(sys.argv[1])
+lines = []
+for scale, runs in by_scale(rows):
     # Without the baselines (BASELINES=0) the ratios are left out.
-    duck = runs.get("duckdb_raw_copy_to_parquet", {}).get("wall_s")
-    script = runs.get("langgraph_script_to_json", {}).get("wall_s")
-    for name, r in runs.items():
+    duck = runs.get("duckdb_raw_copy_to_parquet", {}).get("result", {}).get("wall_s")
+    script = runs.get("langgraph_script_to_json", {}).get("result", {}).get("wall_s")
+    for name, row in runs.items():
+        r = row["result"]
         vs_duckdb, speedup = "—", "—"
         if duck:
             r["vs_duckdb"] = round(r["wall_s"] / duck, 2)
@@ -92,11 +91,8 @@ for scale in sorted({r["scale"] for r in rows}):
         if script:
             r["langgraph_script_speedup"] = round(script / r["wall_s"], 1)
             speedup = f"{r['langgraph_script_speedup']}×"
-        table.append(f"| {scale} | {name} | {r['wall_s']} s | {r['cpu_s']} s | {r['cpu_percent']} % | "
+        lines.append(f"| {scale} | {name} | {r['wall_s']} s | {r['cpu_s']} s | {r['cpu_percent']} % | "
                      f"{r['peak_rss_mib']} MiB | {vs_duckdb} | {speedup} |")
-json.dump({"machine": machine, "runs": rows}, open(out + ".json", "w"), indent=1)
-open(out + ".md", "w").write(f"Machine: {machine}\n\n" + "\n".join(table) + "\n")
-print(f"Machine: {machine}\n")
-print("\n".join(table))
-print(f"\nfigures in {out}.json and {out}.md")
+save(sys.argv[2], rows, ["scale", "run", "wall", "CPU (user+sys)", "CPU %", "peak RSS",
+                         "× DuckDB wall", "LangGraph script ÷ this"], lines)
 PY

@@ -54,23 +54,20 @@ for scale in "${scales[@]}"; do
 done
 
 python3 - "$results" "bench/results/unified-embedded-$stamp" <<'PY'
-import json, os, platform, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-out = sys.argv[2]
-machine = f"{os.cpu_count()} cores, {platform.machine()}, {platform.platform()}"
-table = ["| scale | run | wall | CPU (user+sys) | CPU % | peak RSS | peak anonymous | script ÷ this |",
-         "|---|---|---|---|---|---|---|---|"]
-for scale in sorted({r["scale"] for r in rows}):
-    runs = {r["run"]: r["result"] for r in rows if r["scale"] == scale}
-    script = runs.get("langgraph_script_to_qdrant_local", {}).get("wall_s")
-    for name, r in runs.items():
+import sys
+sys.path.insert(0, "bench")
+from results_table import by_scale, load, save
+rows = load(sys.argv[1])
+lines = []
+for scale, runs in by_scale(rows):
+    script = runs.get("langgraph_script_to_qdrant_local", {}).get("result", {}).get("wall_s")
+    for name, row in runs.items():
+        r = row["result"]
         ratio = f"{script / r['wall_s']:.1f}×" if script and r["exit"] == 0 else "—"
         failed = "" if r["exit"] == 0 else f" (exit {r['exit']})"
-        table.append(f"| {scale} | {name}{failed} | {r['wall_s']:.2f} s | {r['cpu_s']:.2f} s | "
+        lines.append(f"| {scale} | {name}{failed} | {r['wall_s']:.2f} s | {r['cpu_s']:.2f} s | "
                      f"{r['cpu_percent']:.0f} % | {r['peak_rss_mib']:.1f} MiB | "
                      f"{r['peak_anon_mib']:.1f} MiB | {ratio} |")
-json.dump({"machine": machine, "runs": rows}, open(out + ".json", "w"), indent=1)
-open(out + ".md", "w").write(f"Machine: {machine}\n\n" + "\n".join(table) + "\n")
-print("\n".join(table))
-print(f"bench: figures in {out}.json and {out}.md")
+save(sys.argv[2], rows, ["scale", "run", "wall", "CPU (user+sys)", "CPU %", "peak RSS",
+                         "peak anonymous", "script ÷ this"], lines)
 PY

@@ -273,19 +273,24 @@ async fn pushed_down_filters_give_the_engine_result() {
     println!("pushdown: {} checkpoints selected both ways", pushed.len());
 }
 
-#[tokio::test]
-async fn one_snapshot_for_the_whole_read() {
-    let db = pg_database(&["checkpoints.sql"]).await;
+/// The test database's PostgresSaver tables as a source, no filters.
+async fn open_checkpoints(db: &str) -> PostgresSource {
     let config = PostgresSourceConfig {
-        connection_string: pg_url_for(&db),
+        connection_string: pg_url_for(db),
         table_name: None,
         upgrade: Default::default(),
         thread_id_template: None,
     };
     let filters = FilterConfig::default().compile().unwrap();
-    let mut source = PostgresSource::open(&config, &filters, Pushdown::On)
+    PostgresSource::open(&config, &filters, Pushdown::On)
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn one_snapshot_for_the_whole_read() {
+    let db = pg_database(&["checkpoints.sql"]).await;
+    let mut source = open_checkpoints(&db).await;
     let limits = BatchLimits {
         max_records: 50,
         max_bytes: usize::MAX,
@@ -513,16 +518,7 @@ async fn each_batch_reads_its_rows_through_indexes_not_whole_tables() {
     };
     let before = scans().await;
 
-    let config = PostgresSourceConfig {
-        connection_string: pg_url_for(&db),
-        table_name: None,
-        upgrade: Default::default(),
-        thread_id_template: None,
-    };
-    let filters = FilterConfig::default().compile().unwrap();
-    let mut source = PostgresSource::open(&config, &filters, Pushdown::On)
-        .await
-        .unwrap();
+    let mut source = open_checkpoints(&db).await;
     let limits = BatchLimits {
         max_records: 200,
         max_bytes: usize::MAX,
