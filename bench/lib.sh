@@ -28,8 +28,13 @@ bench_sqlite_data() { # scale python
   echo "$data/sqlite/checkpoints.db"
 }
 
+# The machine's busy CPU time (user+sys of every process, seconds).
+bench_busy_s() { awk '/^cpu / {print ($2 + $3 + $4) / 100; exit}' /proc/stat; }
+
 # Runs a command under bench/measure.py and appends its figures to RESULTS (JSON lines)
-# as the run NAME at SCALE.
+# as the run NAME at SCALE, with the machine's busy CPU time over the run (a local
+# server's share is that minus the command's). DB, when not empty, is a database file
+# read once before the run.
 bench_measure() { # results db scale name -- command...
   local results="$1" db="$2" scale="$3" name="$4"; shift 5
   echo "bench: scale $scale: $name ..." >&2
@@ -39,8 +44,10 @@ bench_measure() { # results db scale name -- command...
   # And reads the database once more: the kernel may have dropped cold pages of it
   # since (seen on a VM whose memory is reclaimed in the background), and the run
   # that found them gone would pay for the disk alone.
-  cat "$db" > /dev/null
-  local r
+  [ -z "$db" ] || cat "$db" > /dev/null
+  local r before after
+  before="$(bench_busy_s)"
   r=$(python3 "$bench_root/bench/measure.py" -- "$@")
-  echo "{\"scale\": $scale, \"run\": \"$name\", \"result\": $r}" >> "$results"
+  after="$(bench_busy_s)"
+  echo "{\"scale\": $scale, \"run\": \"$name\", \"machine_busy_s\": $(python3 -c "print(round($after - $before, 2))"), \"result\": $r}" >> "$results"
 }

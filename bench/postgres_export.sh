@@ -37,19 +37,9 @@ cleanup() {
 trap cleanup EXIT
 results="$work/results.jsonl"
 
-# The machine's busy CPU time (user+sys of every process, seconds): the server's share
-# of a run is the machine's minus the measured process's.
-busy_s() { awk '/^cpu / {print ($2 + $3 + $4) / 100; exit}' /proc/stat; }
-
-measure() { # name scale url -- command...
-  local name="$1" scale="$2" url="$3"; shift 4
-  echo "bench: scale $scale: $name ..." >&2
-  sync
-  local before r after
-  before="$(busy_s)"
-  r=$(python3 bench/measure.py -- "$@")
-  after="$(busy_s)"
-  echo "{\"scale\": $scale, \"run\": \"$name\", \"machine_busy_s\": $(python3 -c "print(round($after - $before, 2))"), \"result\": $r}" >> "$results"
+measure() { # name scale -- command...
+  # No database file to warm: the source is the server's.
+  bench_measure "$results" "" "$2" "$1" "${@:3}"
   rm -rf "${out:?}"/*
 }
 
@@ -65,11 +55,11 @@ for scale in "${scales[@]}"; do
   psql -X -q -d "$url" -c "VACUUM ANALYZE" >/dev/null
   src=(--source postgresql --source-config "{\"connection_string\": \"$url\"}")
   out="$work/out"; mkdir -p "$out"
-  measure ckpt_migrate_to_json "$scale" "$url" -- "$bin" "${src[@]}" --destination json \
+  measure ckpt_migrate_to_json "$scale" -- "$bin" "${src[@]}" --destination json \
     --dest-config "{\"output_dir\": \"$out/json\"}"
-  measure ckpt_migrate_to_parquet "$scale" "$url" -- "$bin" "${src[@]}" --destination parquet \
+  measure ckpt_migrate_to_parquet "$scale" -- "$bin" "${src[@]}" --destination parquet \
     --dest-config "{\"output_path\": \"$out/ours.parquet\", \"compression\": \"zstd\"}"
-  measure langgraph_script_to_json "$scale" "$url" -- "$python" bench/langgraph_export.py "$url" "$out/langgraph.jsonl"
+  measure langgraph_script_to_json "$scale" -- "$python" bench/langgraph_export.py "$url" "$out/langgraph.jsonl"
 done
 
 python3 - "$results" "bench/results/postgres-export-$stamp" <<'PY'
