@@ -29,7 +29,7 @@ use crate::stores::sql::{self, Dialect, quote_ident, where_sql};
 mod checkpoints;
 mod sessions;
 
-use checkpoints::{CheckpointTables, ReadAhead, ReadyPage};
+use checkpoints::{CheckpointTables, Page, PageRequest, ReadAhead};
 use sessions::ChatTable;
 
 enum Mode {
@@ -44,8 +44,6 @@ pub struct PostgresSource {
     conn: Option<PgConnection>,
     /// The next page of checkpoints, being read on the connection (see [`ReadAhead`]).
     read_ahead: Option<ReadAhead>,
-    /// A page read ahead whose connection came back before the page was asked for.
-    ready: Option<ReadyPage>,
     mode: Mode,
     pushdown: ThreadPushdown,
     /// Pushed-down time bounds: RFC 3339 text and whether the bound is inclusive.
@@ -66,7 +64,6 @@ impl PostgresSource {
             endpoint,
             conn: None,
             read_ahead: None,
-            ready: None,
             mode: Mode::Checkpoints(CheckpointTables {
                 checkpoints: String::new(),
                 blobs: None,
@@ -138,7 +135,8 @@ impl PostgresSource {
     }
 
     /// The live connection, reconnecting after a failure. A page being read ahead on
-    /// it is waited for first and kept for [`PostgresSource::take_page`].
+    /// it is waited for first (and dropped: only [`PostgresSource::take_page`] takes
+    /// it).
     async fn conn(&mut self) -> Result<&mut PgConnection, StoreError> {
         self.settle_read_ahead().await;
         if self.conn.is_none() {
@@ -151,26 +149,23 @@ impl PostgresSource {
         Ok(self.conn.as_mut().expect("connected above"))
     }
 
-    /// Waits for a page being read ahead: its connection comes back, its rows (or its
-    /// error) wait in `ready`. A task that ended without giving the connection back
-    /// (it panicked) leaves none, and the next query reconnects.
-    async fn settle_read_ahead(&mut self) {
-        let Some(mut ahead) = self.read_ahead.take() else {
-            return;
-        };
+    /// Waits for a page being read ahead: its connection comes back, and its rows (or
+    /// its error) with the request they answer. A task that ended without giving the
+    /// connection back (it panicked) gives nothing, and the next query reconnects.
+    async fn settle_read_ahead(&mut self) -> Option<(PageRequest, Result<Page, sqlx::Error>)> {
+        let mut ahead = self.read_ahead.take()?;
         match (&mut ahead.task).await {
             Ok((conn, page)) => {
                 self.conn = Some(conn);
-                self.ready = Some(ReadyPage {
-                    page,
-                    after: ahead.after.take(),
-                    limits: ahead.limits,
-                });
+                Some((ahead.request.clone(), page))
             }
-            Err(e) => tracing::warn!(
-                "PostgreSQL {}: reading ahead failed: {e}",
-                self.endpoint.url
-            ),
+            Err(e) => {
+                tracing::warn!(
+                    "PostgreSQL {}: reading ahead failed: {e}",
+                    self.endpoint.url
+                );
+                None
+            }
         }
     }
 

@@ -51,18 +51,22 @@ impl PostgresSource {
         (clauses, params)
     }
 
-    /// The page query after `after`: its SQL and parameters.
-    fn page_query(
-        &self,
-        after: Option<&CheckpointKey>,
-        limits: BatchLimits,
-    ) -> (String, Vec<String>) {
+    /// The page after `self.after`, with these limits.
+    fn page_request(&self, limits: BatchLimits) -> PageRequest {
+        PageRequest {
+            after: self.after.clone(),
+            limits,
+        }
+    }
+
+    /// The query of a page: its SQL and parameters.
+    fn page_query(&self, request: &PageRequest) -> (String, Vec<String>) {
         let Mode::Checkpoints(tables) = &self.mode else {
             unreachable!("called in checkpoint mode")
         };
         let mut params: Vec<String> = Vec::new();
         let mut clauses = Vec::new();
-        if let Some(after) = after {
+        if let Some(after) = &request.after {
             clauses.push("(thread_id, checkpoint_ns, checkpoint_id) > ($1, $2, $3)".to_owned());
             params.extend([
                 after.thread_id.clone(),
@@ -79,7 +83,7 @@ impl PostgresSource {
              ORDER BY thread_id, checkpoint_ns, checkpoint_id LIMIT {}",
             tables.checkpoints,
             where_sql(&clauses),
-            limits.max_records
+            request.limits.max_records
         );
         (sql, params)
     }
@@ -87,18 +91,14 @@ impl PostgresSource {
     /// The page after `self.after`: the one read ahead when it starts there, else read
     /// now.
     async fn take_page(&mut self, limits: BatchLimits) -> Result<Page, StoreError> {
-        self.settle_read_ahead().await;
-        if let Some(ready) = self.ready.take()
-            && ready.after == self.after
-            && ready.limits == limits
-        {
-            return ready
-                .page
-                .map_err(|e| self.failed("reading checkpoints", e));
-        }
-        let (sql, params) = self.page_query(self.after.as_ref(), limits);
-        let conn = self.conn().await?;
-        let page = read_page(conn, &sql, &params, limits).await;
+        let request = self.page_request(limits);
+        let page = match self.settle_read_ahead().await {
+            Some((read, page)) if read == request => page,
+            _ => {
+                let (sql, params) = self.page_query(&request);
+                read_page(self.conn().await?, &sql, &params, limits).await
+            }
+        };
         page.map_err(|e| self.failed("reading checkpoints", e))
     }
 
@@ -108,16 +108,13 @@ impl PostgresSource {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
-        let (sql, params) = self.page_query(self.after.as_ref(), limits);
+        let request = self.page_request(limits);
+        let (sql, params) = self.page_query(&request);
         let task = tokio::spawn(async move {
             let page = read_page(&mut conn, &sql, &params, limits).await;
             (conn, page)
         });
-        self.read_ahead = Some(ReadAhead {
-            task,
-            after: self.after.clone(),
-            limits,
-        });
+        self.read_ahead = Some(ReadAhead { task, request });
     }
 
     pub(super) async fn next_checkpoints(
@@ -316,20 +313,18 @@ async fn read_page(
 /// dropped.
 pub(super) struct ReadAhead {
     pub(super) task: tokio::task::JoinHandle<(PgConnection, Result<Page, sqlx::Error>)>,
-    /// Where the page starts, and the limits it was read with.
-    pub(super) after: Option<CheckpointKey>,
-    pub(super) limits: BatchLimits,
+    pub(super) request: PageRequest,
+}
+
+/// Which page: where it starts, and the limits it is read with.
+#[derive(Clone, PartialEq)]
+pub(super) struct PageRequest {
+    after: Option<CheckpointKey>,
+    limits: BatchLimits,
 }
 
 impl Drop for ReadAhead {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-/// A page read ahead, its connection given back.
-pub(super) struct ReadyPage {
-    pub(super) page: Result<Page, sqlx::Error>,
-    pub(super) after: Option<CheckpointKey>,
-    pub(super) limits: BatchLimits,
 }
