@@ -46,10 +46,22 @@ fn server(url: &str) -> String {
 
 /// An embedded collection under the test's directory.
 const EMBEDDED: &str = "path: memory";
+/// One whose engine seals every segment past 50 points: the sample's 271 checkpoints
+/// end up in several sealed segments (payload indexes on disk, no HNSW graph) and an
+/// open one.
+const EMBEDDED_SEALING: &str = "path: memory, segment_points: 50";
 
 #[test]
 fn embedded_unified_is_idempotent_verifiable_and_round_trips_losslessly() {
     round_trip(EMBEDDED);
+}
+
+/// The same in sealed segments: the second run's upserts move every point out of its
+/// sealed segment (the engine copies it on write), and the thread filter goes through
+/// the sealed segments' on-disk indexes.
+#[test]
+fn an_embedded_collection_in_sealed_segments_round_trips_losslessly() {
+    round_trip(EMBEDDED_SEALING);
 }
 
 #[test]
@@ -73,6 +85,13 @@ fn round_trip(place: &str) {
     let run = cli_yaml(dir.path(), &yaml, &["--verify"]);
     assert_eq!(run.code(), 0, "{}{}", run.stdout(), run.stderr());
     assert!(run.stdout().contains("equal"), "{}", run.stdout());
+    if place == EMBEDDED_SEALING {
+        // 271 points at 64 dimensions, flushed every 80: three sealed, one open.
+        let segments = std::fs::read_dir(dir.path().join("memory").join(&name).join("segments"))
+            .unwrap()
+            .count();
+        assert_eq!(segments, 4, "the engine's segments");
+    }
     // A second run upserts the same points: still 271, still equal.
     let again = cli_yaml(dir.path(), &yaml, &["--restart", "--verify"]);
     assert_eq!(again.code(), 0, "{}", again.stderr());
@@ -381,9 +400,19 @@ fn threads_saying(text: &str) -> Vec<String> {
 
 #[test]
 fn search_finds_checkpoints_by_meaning_in_an_embedded_collection() {
+    search_finds_checkpoints_by_meaning(EMBEDDED);
+}
+
+/// Sealed segments have no HNSW graph: the engine searches them exactly too.
+#[test]
+fn search_finds_checkpoints_by_meaning_in_sealed_segments() {
+    search_finds_checkpoints_by_meaning(EMBEDDED_SEALING);
+}
+
+fn search_finds_checkpoints_by_meaning(place: &str) {
     let dir = tempfile::tempdir().unwrap();
     sqlite_fixture(dir.path());
-    let yaml = unified_yaml(EMBEDDED, "checkpoints", ", embedding_model: hash");
+    let yaml = unified_yaml(place, "checkpoints", ", embedding_model: hash");
     let run = cli_yaml(dir.path(), &yaml, &[]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
 
@@ -452,7 +481,7 @@ fn search_finds_checkpoints_by_meaning_in_an_embedded_collection() {
     );
 
     // Zero vectors cannot be searched, and a missing collection is named.
-    let zeros = unified_yaml(EMBEDDED, "zeros", "");
+    let zeros = unified_yaml(place, "zeros", "");
     assert_eq!(cli_yaml(dir.path(), &zeros, &[]).code(), 0);
     let refused = crate::harness::cli(
         dir.path(),
@@ -480,8 +509,13 @@ fn search_finds_checkpoints_by_meaning_in_an_embedded_collection() {
 fn an_embedded_collection_resumes_after_kill_9_and_refuses_a_second_writer() {
     let dir = tempfile::tempdir().unwrap();
     sqlite_fixture(dir.path());
-    let yaml = unified_yaml(EMBEDDED, "checkpoints", ", embedding_model: hash")
-        .replace("batch_size: 40", "batch_size: 20");
+    // Segments sealed past 30 points: the kill comes after one was sealed.
+    let yaml = unified_yaml(
+        "path: memory, segment_points: 30",
+        "checkpoints",
+        ", embedding_model: hash",
+    )
+    .replace("batch_size: 40", "batch_size: 20");
     std::fs::write(dir.path().join("migration.yaml"), &yaml).unwrap();
     crate::harness::kill_9_after_three_batches(dir.path(), "migration.yaml");
     // Batches are confirmed one late (a flush every other batch): the state never

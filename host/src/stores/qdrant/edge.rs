@@ -9,6 +9,10 @@
 //!   written in parts, and a flush after a batch's last part makes that batch and the
 //!   one before it durable: a run flushes every other batch and confirms each batch
 //!   one batch late, as a server's pipeline does ([`PointStore::commit`]);
+//! - the engine keeps the segment it appends to in memory (its payload indexes and id
+//!   tracker); a collection made here seals that segment into one the engine maps from
+//!   disk once it is full (`optimize`, right after a flush). That runs under the same
+//!   lock as updates and flushes: a flush beside a running `optimize` panics too;
 //! - the shard locks its directory: one process at a time, and within a process every
 //!   user of a directory shares one open shard (the registry below), so `--verify`
 //!   reading back what the run wrote does not collide with it.
@@ -20,9 +24,10 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
 
 use async_trait::async_trait;
 use qdrant_edge::{
-    Condition, CreateIndex, DEFAULT_VECTOR_NAME, Distance, EdgeConfig, EdgeShard, EdgeVectorParams,
-    FieldCondition, FieldIndexOperations, Filter, JsonPath, Match, NamedQuery, PayloadFieldSchema,
-    PayloadSchemaType, PointId, PointInsertOperations, PointOperations, PointStruct,
+    Condition, CreateIndex, DEFAULT_VECTOR_NAME, Distance, EdgeConfig, EdgeOptimizersConfig,
+    EdgeShard, EdgeVectorParams, FieldCondition, FieldIndexOperations, Filter, HnswIndexConfig,
+    IntegerIndexParams, JsonPath, KeywordIndexParams, Match, NamedQuery, PayloadFieldSchema,
+    PayloadSchemaParams, PointId, PointInsertOperations, PointOperations, PointStruct,
     PointStructPersisted, QueryEnum, QueryRequest, ScoringQuery, ScrollRequest, UpdateOperation,
     WithPayloadInterface, WithVector,
 };
@@ -54,6 +59,8 @@ pub struct EdgeStore {
     /// Whether the latest overlapped batch is not flushed yet: the next overlapped
     /// commit flushes it with its own, so a run flushes every other batch.
     unflushed: std::sync::atomic::AtomicBool,
+    /// The segment size a collection this store creates gets (0: never sealed).
+    segment_points: u64,
 }
 
 fn engine_error(dir: &Path, what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -82,6 +89,72 @@ fn engine_error(dir: &Path, what: &str, e: impl std::fmt::Display) -> StoreError
 /// much again. Parts are not flushed: a batch is, after its last part (every other
 /// batch of a run, see `commit`).
 const POINTS_PER_UPDATE: usize = 32;
+
+/// Points the segment an embedded collection appends to holds before the engine seals
+/// it, unless the config says otherwise ([`super::config::QdrantConfig::segment_points`]).
+/// The engine keeps that segment's payload indexes and id tracker in memory, about
+/// 0.3 KB a point, and a sealed point's in about 60 bytes; a sealing copies every
+/// point once more. A run of up to 100 000 points (79–83 MiB at its peak) never seals.
+pub const DEFAULT_SEGMENT_POINTS: u64 = 100_000;
+
+/// Sealed segments the engine may keep before it merges them: never, in practice.
+/// Merging rewrites sealed points again (a sealing costs as much as writing them),
+/// and an exact search costs the same over one segment or many.
+const SEGMENTS_BEFORE_MERGING: usize = 1 << 20;
+
+/// Whether the engine seals this collection's full segments: it was made with a
+/// segment size (collections made before that, or with `segment_points: 0`, are not:
+/// the engine would build an HNSW graph for theirs).
+fn seals(shard: &EdgeShard) -> bool {
+    let config = shard.config();
+    config.hnsw_config.m == 0
+        && config
+            .optimizers
+            .indexing_threshold
+            .is_some_and(|kb| kb > 0)
+}
+
+/// The engine's configuration of a new collection: vectors on disk; no HNSW graph
+/// (search is exact, and a sealing is then a copy, not a graph build); a segment
+/// sealed once it holds more than `segment_points` points, and sealed segments never
+/// merged.
+fn new_collection_config(dims: u64, segment_points: u64) -> EdgeConfig {
+    // Sealed once it holds more than `segment_points`: a run of that many never seals.
+    let vector_bytes = usize::try_from(
+        dims.saturating_mul(4)
+            .saturating_mul(segment_points.saturating_add(1)),
+    )
+    .unwrap_or(usize::MAX);
+    EdgeConfig {
+        vectors: HashMap::from([(
+            DEFAULT_VECTOR_NAME.to_owned(),
+            EdgeVectorParams {
+                size: dims as usize,
+                distance: Distance::Cosine,
+                on_disk: Some(true),
+                multivector_config: None,
+                datatype: None,
+                quantization_config: None,
+                hnsw_config: None,
+            },
+        )]),
+        hnsw_config: HnswIndexConfig {
+            m: 0,
+            ..HnswIndexConfig::default()
+        },
+        optimizers: EdgeOptimizersConfig {
+            default_segment_number: Some(SEGMENTS_BEFORE_MERGING),
+            // The segment's vectors in KB; 0 is the engine's "never".
+            indexing_threshold: Some(if segment_points == 0 {
+                0
+            } else {
+                vector_bytes.div_ceil(1024).max(1)
+            }),
+            ..EdgeOptimizersConfig::default()
+        },
+        ..EdgeConfig::default()
+    }
+}
 
 /// Runs blocking engine work on tokio's blocking pool; a panic inside the engine (its
 /// flush panics on I/O errors) becomes this store's error.
@@ -141,12 +214,13 @@ fn found(id: &PointId, payload: Option<qdrant_edge::Payload>, score: Option<f32>
 }
 
 impl EdgeStore {
-    pub fn new(dir: PathBuf, collection: String) -> Self {
+    pub fn new(dir: PathBuf, collection: String, segment_points: u64) -> Self {
         Self {
             dir,
             collection,
             opened: Mutex::new(None),
             unflushed: std::sync::atomic::AtomicBool::new(false),
+            segment_points,
         }
     }
 
@@ -224,6 +298,13 @@ impl EdgeStore {
             }
             if flush {
                 opened.shard.flush();
+                if seals(&opened.shard) {
+                    // Does nothing until the segment it appends to is full.
+                    opened
+                        .shard
+                        .optimize()
+                        .map_err(|e| engine_error(&dir, "sealing a full segment", e))?;
+                }
             }
             Ok(())
         })
@@ -274,21 +355,7 @@ impl PointStore for EdgeStore {
         indexes: &Indexes,
         embedding: &EmbeddingConfig,
     ) -> Result<(), StoreError> {
-        let config = EdgeConfig {
-            vectors: HashMap::from([(
-                DEFAULT_VECTOR_NAME.to_owned(),
-                EdgeVectorParams {
-                    size: dims as usize,
-                    distance: Distance::Cosine,
-                    on_disk: Some(true),
-                    multivector_config: None,
-                    datatype: None,
-                    quantization_config: None,
-                    hnsw_config: None,
-                },
-            )]),
-            ..EdgeConfig::default()
-        };
+        let config = new_collection_config(dims, self.segment_points);
         self.shard(Some(config)).await?;
         let info = serde_json::json!({"format": 1, "embedding": recorded(embedding)});
         std::fs::write(self.dir.join(INFO_FILE), format!("{info:#}\n"))
@@ -300,13 +367,26 @@ impl PointStore for EdgeStore {
             .keywords
             .iter()
             .filter(|f| !indexes.unique.contains(f))
-            .map(|f| (*f, PayloadSchemaType::Keyword))
-            .chain(
-                indexes
-                    .integers
-                    .iter()
-                    .map(|f| (*f, PayloadSchemaType::Integer)),
-            );
+            .map(|f| {
+                (
+                    *f,
+                    PayloadSchemaParams::Keyword(KeywordIndexParams {
+                        on_disk: Some(true),
+                        ..KeywordIndexParams::default()
+                    }),
+                )
+            })
+            .chain(indexes.integers.iter().map(|f| {
+                (
+                    *f,
+                    PayloadSchemaParams::Integer(IntegerIndexParams {
+                        lookup: Some(true),
+                        range: Some(true),
+                        on_disk: Some(true),
+                        ..IntegerIndexParams::default()
+                    }),
+                )
+            }));
         let mut operations = Vec::new();
         for (field, kind) in fields {
             let field_name: JsonPath = field
@@ -315,7 +395,7 @@ impl PointStore for EdgeStore {
             operations.push(UpdateOperation::FieldIndexOperation(
                 FieldIndexOperations::CreateIndex(CreateIndex {
                     field_name,
-                    field_schema: Some(PayloadFieldSchema::FieldType(kind)),
+                    field_schema: Some(PayloadFieldSchema::FieldParams(kind)),
                 }),
             ));
         }
@@ -500,7 +580,7 @@ mod tests {
     #[tokio::test]
     async fn an_embedded_collection_indexes_every_field_but_the_unique_ones() {
         let dir = tempfile::tempdir().unwrap();
-        let store = EdgeStore::new(dir.path().join("c"), "c".into());
+        let store = EdgeStore::new(dir.path().join("c"), "c".into(), DEFAULT_SEGMENT_POINTS);
         let indexes = super::super::points::CHECKPOINT_INDEXES;
         let embedding = EmbeddingConfig::from_model(None);
         store.create(4, &indexes, &embedding).await.unwrap();
@@ -514,6 +594,98 @@ mod tests {
             .collect();
         indexed.sort();
         assert_eq!(indexed, ["checkpoint_ns", "created_at_ms", "thread_id"]);
+    }
+
+    #[tokio::test]
+    async fn full_segments_are_sealed_and_every_point_is_still_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EdgeStore::new(dir.path().join("c"), "c".into(), 40);
+        let indexes = super::super::points::CHECKPOINT_INDEXES;
+        store
+            .create(16, &indexes, &EmbeddingConfig::from_model(None))
+            .await
+            .unwrap();
+        let ids: Vec<uuid::Uuid> = (0..150)
+            .map(|i| super::super::point_id(&format!("checkpoint-{i}")))
+            .collect();
+        // Each point's own direction, so a search for it finds it first.
+        let vector = |i: usize| {
+            let angle = i as f32 * 0.01;
+            let mut v = vec![0.0; 16];
+            (v[0], v[1]) = (angle.cos(), angle.sin());
+            v
+        };
+        for (b, chunk) in ids.chunks(50).enumerate() {
+            let points = chunk.iter().enumerate().map(|(j, id)| {
+                let i = b * 50 + j;
+                let payload = serde_json::json!({
+                    "thread_id": format!("t{}", i % 2), "checkpoint_ns": "", "n": i,
+                });
+                (*id, vector(i), payload)
+            });
+            super::super::write_points(&store, points, false)
+                .await
+                .unwrap();
+        }
+        // Every batch of 50 filled the open segment past 40 (at 16 dimensions the
+        // threshold, in whole KB of vectors, is 48 points): three sealed, one open.
+        let opened = store.existing().await.unwrap();
+        let info = opened.shard.info();
+        assert_eq!((info.segments_count, info.points_count), (4, 150));
+        assert!(seals(&opened.shard));
+        drop(opened);
+
+        let odd = FieldMatch {
+            field: "thread_id",
+            value: "t1".into(),
+        };
+        let page = store.scroll(None, 200, Some(&odd), None).await.unwrap();
+        assert_eq!(page.points.len(), 75);
+        assert!(
+            page.points
+                .iter()
+                .all(|p| p.payload["n"].as_u64().unwrap() % 2 == 1)
+        );
+        let hits = store.search(vector(7), None, 3).await.unwrap();
+        assert_eq!(hits[0].payload["n"], 7, "{hits:?}");
+        let hits = store.search(vector(8), Some(&odd), 1).await.unwrap();
+        assert_eq!(hits[0].payload["n"], 7, "{hits:?}");
+
+        // Reopened from its directory, the collection has them all.
+        drop(store);
+        let reopened = EdgeStore::new(dir.path().join("c"), "c".into(), 40);
+        let found = reopened.retrieve(&ids).await.unwrap();
+        for (i, point) in found.iter().enumerate() {
+            let point = point
+                .as_ref()
+                .unwrap_or_else(|| panic!("point {i} is missing"));
+            assert_eq!(point.payload["n"], i);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_collection_made_with_no_segment_size_is_never_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EdgeStore::new(dir.path().join("c"), "c".into(), 0);
+        let indexes = super::super::points::CHECKPOINT_INDEXES;
+        store
+            .create(16, &indexes, &EmbeddingConfig::from_model(None))
+            .await
+            .unwrap();
+        let points = (0..300).map(|i: usize| {
+            let id = super::super::point_id(&format!("checkpoint-{i}"));
+            (
+                id,
+                vec![1.0; 16],
+                serde_json::json!({"thread_id": "t", "n": i}),
+            )
+        });
+        super::super::write_points(&store, points, false)
+            .await
+            .unwrap();
+        let opened = store.existing().await.unwrap();
+        assert!(!seals(&opened.shard));
+        assert_eq!(opened.shard.info().segments_count, 1);
     }
 
     /// The embedded collection underneath, with how many payloads had been built
@@ -586,7 +758,7 @@ mod tests {
     async fn a_batch_goes_in_built_a_part_at_a_time_and_all_of_it_is_there() {
         let dir = tempfile::tempdir().unwrap();
         let store = Watched {
-            store: EdgeStore::new(dir.path().join("c"), "c".into()),
+            store: EdgeStore::new(dir.path().join("c"), "c".into(), DEFAULT_SEGMENT_POINTS),
             built: Arc::default(),
             built_at_parts: Mutex::default(),
         };
@@ -629,7 +801,7 @@ mod tests {
         // refused one, with its payload.
         store.settle().await.unwrap();
         drop(store);
-        let reopened = EdgeStore::new(dir.path().join("c"), "c".into());
+        let reopened = EdgeStore::new(dir.path().join("c"), "c".into(), DEFAULT_SEGMENT_POINTS);
         let found = reopened.retrieve(&ids).await.unwrap();
         for (i, point) in found.iter().enumerate() {
             if i == too_large {

@@ -40,9 +40,13 @@ pub fn point_id(checkpoint_id: &str) -> uuid::Uuid {
 pub fn open_store(config: &QdrantConfig) -> Result<Box<dyn PointStore>, StoreError> {
     Ok(match config.location()? {
         Location::Server(url) => Box::new(server::ServerStore::connect(config, &url)?),
-        Location::Embedded(dir) => {
-            Box::new(edge::EdgeStore::new(dir, config.collection().to_owned()))
-        }
+        Location::Embedded(dir) => Box::new(edge::EdgeStore::new(
+            dir,
+            config.collection().to_owned(),
+            config
+                .segment_points
+                .unwrap_or(edge::DEFAULT_SEGMENT_POINTS),
+        )),
     })
 }
 

@@ -20,6 +20,7 @@ pub struct Point {
 }
 
 /// A point read back: its id as text, its payload, its score when searched.
+#[derive(Debug)]
 pub struct Found {
     pub id: String,
     pub payload: Value,
