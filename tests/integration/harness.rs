@@ -503,12 +503,23 @@ pub fn redis_db() -> String {
     assert!(n < 1024, "out of Redis databases");
     let url = format!("{}/{n}", redis_url());
     // Empty, even when an earlier run of the tests used the same server.
-    let mut conn = redis::Client::open(url.as_str())
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut conn = redis_connection(&url);
     let () = redis::cmd("FLUSHDB").query(&mut conn).unwrap();
     url
+}
+
+/// A blocking connection to the test server that gives up instead of waiting for
+/// ever: a server that crashed or hangs fails the test that asked, not the whole run.
+/// (The async connections have the client's own timeouts.)
+pub fn redis_connection(url: &str) -> redis::Connection {
+    let timeout = std::time::Duration::from_secs(30);
+    let conn = redis::Client::open(url)
+        .unwrap()
+        .get_connection_with_timeout(std::time::Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("cannot connect to the test Redis server: {e}"));
+    conn.set_read_timeout(Some(timeout)).unwrap();
+    conn.set_write_timeout(Some(timeout)).unwrap();
+    conn
 }
 
 /// The fixture's chat sessions (`oracle/chat_message_history.jsonl`) pushed into `url`

@@ -828,10 +828,7 @@ async fn redis_fail_mode_refuses_only_other_content() {
             &["--restart"],
         ));
     }
-    let mut conn = redis::Client::open(url.as_str())
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut conn = crate::harness::redis_connection(&url);
     let mut keys: Vec<String> = redis::cmd("KEYS")
         .arg("checkpoint:*")
         .query(&mut conn)
@@ -1272,7 +1269,7 @@ pub(crate) fn search_redis() -> String {
 pub(crate) static SEARCH_REDIS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn flush(url: &str) {
-    let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let mut conn = crate::harness::redis_connection(url);
     let () = redis::cmd("FLUSHALL").query(&mut conn).unwrap();
 }
 
@@ -1395,10 +1392,7 @@ async fn every_source_into_langgraph_redis_reads_back_like_the_source() {
         run.stderr()
     );
     // ttl_minutes: every key written expires, as with RedisSaver's default_ttl.
-    let mut conn = redis::Client::open(url.as_str())
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut conn = crate::harness::redis_connection(&url);
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
     assert!(!keys.is_empty());
     for key in keys.iter().filter(|k| !k.starts_with("idx:")) {

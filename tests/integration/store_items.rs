@@ -945,10 +945,7 @@ fn store_items_move_into_redis_store_and_redisstore_reads_them_back() {
     );
 
     // Our indexes are RedisStore's: FT.INFO lists the same attributes.
-    let mut conn = redis::Client::open(url.as_str())
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut conn = crate::harness::redis_connection(&url);
     let mut attributes = |index: &str| {
         let info: Vec<redis::Value> = redis::cmd("FT.INFO").arg(index).query(&mut conn).unwrap();
         let at = info
