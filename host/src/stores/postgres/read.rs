@@ -29,7 +29,7 @@ use crate::stores::sql::{self, Dialect, quote_ident, where_sql};
 mod checkpoints;
 mod sessions;
 
-use checkpoints::{CheckpointTables, Page, PageRequest, ReadAhead};
+use checkpoints::{BatchRows, CheckpointTables, PageRequest, ReadAhead, ReadFailure};
 use sessions::ChatTable;
 
 enum Mode {
@@ -42,7 +42,7 @@ pub struct PostgresSource {
     /// The snapshot's connection; `None` while a page is read ahead on it, or after
     /// it broke (the next query reconnects).
     conn: Option<PgConnection>,
-    /// The next page of checkpoints, being read on the connection (see [`ReadAhead`]).
+    /// The next batch of checkpoints, being read on the connection (see [`ReadAhead`]).
     read_ahead: Option<ReadAhead>,
     mode: Mode,
     pushdown: ThreadPushdown,
@@ -134,8 +134,8 @@ impl PostgresSource {
         Ok(())
     }
 
-    /// The live connection, reconnecting after a failure. A page being read ahead on
-    /// it is waited for first (and dropped: only [`PostgresSource::take_page`] takes
+    /// The live connection, reconnecting after a failure. A batch being read ahead on
+    /// it is waited for first (and dropped: only [`PostgresSource::take_batch`] takes
     /// it).
     async fn conn(&mut self) -> Result<&mut PgConnection, StoreError> {
         self.settle_read_ahead().await;
@@ -149,10 +149,10 @@ impl PostgresSource {
         Ok(self.conn.as_mut().expect("connected above"))
     }
 
-    /// Waits for a page being read ahead: its connection comes back, and its rows (or
+    /// Waits for a batch being read ahead: its connection comes back, and its rows (or
     /// its error) with the request they answer. A task that ended without giving the
     /// connection back (it panicked) gives nothing, and the next query reconnects.
-    async fn settle_read_ahead(&mut self) -> Option<(PageRequest, Result<Page, sqlx::Error>)> {
+    async fn settle_read_ahead(&mut self) -> Option<(PageRequest, Result<BatchRows, ReadFailure>)> {
         let mut ahead = self.read_ahead.take()?;
         match (&mut ahead.task).await {
             Ok((conn, page)) => {
@@ -331,7 +331,7 @@ impl Source for PostgresSource {
     fn resume_after(&mut self, key: CheckpointKey) {
         self.after = Some(key);
         self.done = false;
-        // A page read ahead from elsewhere is not asked for (`take_page` checks where
+        // A batch read ahead from elsewhere is not asked for (`take_batch` checks where
         // it starts).
     }
 

@@ -88,66 +88,12 @@ impl PostgresSource {
         (sql, params)
     }
 
-    /// The page after `self.after`: the one read ahead when it starts there, else read
-    /// now.
-    async fn take_page(&mut self, limits: BatchLimits) -> Result<Page, StoreError> {
-        let request = self.page_request(limits);
-        let page = match self.settle_read_ahead().await {
-            Some((read, page)) if read == request => page,
-            _ => {
-                let (sql, params) = self.page_query(&request);
-                read_page(self.conn().await?, &sql, &params, limits).await
-            }
-        };
-        page.map_err(|e| self.failed("reading checkpoints", e))
-    }
-
-    /// Starts reading the page after `self.after` on a task that holds the connection,
-    /// so the server works on it while the engine decodes and writes this batch.
-    fn read_ahead(&mut self, limits: BatchLimits) {
-        let Some(mut conn) = self.conn.take() else {
-            return;
-        };
-        let request = self.page_request(limits);
-        let (sql, params) = self.page_query(&request);
-        let task = tokio::spawn(async move {
-            let page = read_page(&mut conn, &sql, &params, limits).await;
-            (conn, page)
-        });
-        self.read_ahead = Some(ReadAhead { task, request });
-    }
-
-    pub(super) async fn next_checkpoints(
-        &mut self,
-        limits: BatchLimits,
-    ) -> Result<Option<SourceBatch>, StoreError> {
+    /// The queries of the batch `request` asks for.
+    fn batch_queries(&self, request: &PageRequest) -> BatchQueries {
         let Mode::Checkpoints(tables) = &self.mode else {
             unreachable!("called in checkpoint mode")
         };
-        let (cp, blobs, writes, task_path) = (
-            tables.checkpoints.clone(),
-            tables.blobs.clone(),
-            tables.writes.clone(),
-            tables.writes_have_task_path,
-        );
-        let url = self.endpoint.url.clone();
-        let Page { rows, mut bytes } = self.take_page(limits).await?;
-        if rows.len() < limits.max_records && bytes < limits.max_bytes {
-            self.done = true;
-        }
-        if rows.is_empty() {
-            self.done = true;
-            return Ok(None);
-        }
-        let key_of = |r: &PgRow| -> Result<CheckpointKey, sqlx::Error> {
-            Ok(CheckpointKey {
-                thread_id: r.try_get(0)?,
-                checkpoint_ns: r.try_get(1)?,
-                checkpoint_id: r.try_get(2)?,
-            })
-        };
-        let first = key_of(&rows[0]).map_err(|e| self.error("reading a key", e))?;
-        let last = key_of(&rows[rows.len() - 1]).map_err(|e| self.error("reading a key", e))?;
+        let cp = &tables.checkpoints;
         // The thread range again as a plain column range: PostgreSQL cannot estimate a
         // row comparison and guesses a quarter of the table, so it planned some
         // batches' blobs query as a scan of the whole `checkpoints` table (15 of 200
@@ -156,77 +102,150 @@ impl PostgresSource {
         // estimates from its statistics, and reads the batch's rows through an index.
         let range = "(c.thread_id, c.checkpoint_ns, c.checkpoint_id) BETWEEN ($1, $2, $3) AND ($4, $5, $6) \
                      AND c.thread_id BETWEEN $1 AND $4";
-        let range_params = [first.parts(), last.parts()].concat();
-        let mut blob_map: HashMap<CheckpointKey, Vec<ChannelBlob>> = HashMap::new();
-        if let Some(blobs) = blobs {
-            // The blobs a checkpoint uses are those named by its channel_versions.
-            let sql = format!(
+        // The blobs a checkpoint uses are those named by its channel_versions.
+        let blobs = tables.blobs.as_ref().map(|blobs| {
+            format!(
                 "SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, bl.channel, bl.version, bl.type, bl.blob \
                  FROM {cp} c CROSS JOIN LATERAL jsonb_each_text(c.checkpoint -> 'channel_versions') cv \
                  JOIN {blobs} bl ON bl.thread_id = c.thread_id AND bl.checkpoint_ns = c.checkpoint_ns \
                    AND bl.channel = cv.key AND bl.version = cv.value \
                  WHERE {range} ORDER BY 1, 2, 3, bl.channel"
-            );
-            let mut query = sqlx::query(&sql);
-            for p in &range_params {
-                query = query.bind(p);
-            }
-            let conn = self.conn().await?;
-            let result = query.fetch_all(conn).await;
-            let found = result.map_err(|e| self.failed("reading checkpoint_blobs", e))?;
-            for r in found {
-                let key = key_of(&r).map_err(|e| self.error("reading checkpoint_blobs", e))?;
-                let blob = (|| {
-                    Ok::<_, sqlx::Error>(ChannelBlob {
-                        channel: r.try_get(3)?,
-                        version: r.try_get(4)?,
-                        value: TypedValue::new(
-                            r.try_get::<String, _>(5)?,
-                            r.try_get::<Option<Vec<u8>>, _>(6)?.unwrap_or_default(),
-                        ),
-                    })
-                })()
-                .map_err(|e| self.error("reading checkpoint_blobs", e))?;
-                bytes += blob.value.bytes.len();
-                blob_map.entry(key).or_default().push(blob);
-            }
-        }
-        let mut write_map: HashMap<CheckpointKey, Vec<PendingWrite>> = HashMap::new();
-        if let Some(writes) = writes {
-            let task_path = if task_path { "c.task_path" } else { "''::text" };
-            let sql = format!(
+            )
+        });
+        let task_path = if tables.writes_have_task_path {
+            "c.task_path"
+        } else {
+            "''::text"
+        };
+        let writes = tables.writes.as_ref().map(|writes| {
+            format!(
                 "SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.task_id, {task_path}, c.idx, \
                  c.channel, c.type, c.blob FROM {writes} c WHERE {range} \
                  ORDER BY c.thread_id, c.checkpoint_ns, c.checkpoint_id, {task_path}, c.task_id, c.idx"
-            );
-            let mut query = sqlx::query(&sql);
-            for p in &range_params {
-                query = query.bind(p);
+            )
+        });
+        let (page_sql, page_params) = self.page_query(request);
+        BatchQueries {
+            page_sql,
+            page_params,
+            blobs,
+            writes,
+            limits: request.limits,
+        }
+    }
+
+    /// The rows of the batch after `self.after`: the batch read ahead when it starts
+    /// there, else read now.
+    async fn take_batch(&mut self, limits: BatchLimits) -> Result<BatchRows, StoreError> {
+        let request = self.page_request(limits);
+        let rows = match self.settle_read_ahead().await {
+            Some((read, rows)) if read == request => rows,
+            _ => {
+                let queries = self.batch_queries(&request);
+                read_batch(self.conn().await?, &queries).await
             }
-            let conn = self.conn().await?;
-            let result = query.fetch_all(conn).await;
-            let found = result.map_err(|e| self.failed("reading checkpoint_writes", e))?;
-            for r in found {
-                let key = key_of(&r).map_err(|e| self.error("reading checkpoint_writes", e))?;
-                let write = (|| {
-                    Ok::<_, sqlx::Error>(PendingWrite {
-                        task_id: r.try_get(3)?,
-                        task_path: r.try_get(4)?,
-                        idx: i64::from(r.try_get::<i32, _>(5)?),
-                        channel: r.try_get(6)?,
-                        value: TypedValue::new(
-                            r.try_get::<Option<String>, _>(7)?.unwrap_or_default(),
-                            r.try_get::<Option<Vec<u8>>, _>(8)?.unwrap_or_default(),
-                        ),
-                    })
-                })()
-                .map_err(|e| self.error("reading checkpoint_writes", e))?;
-                bytes += write.value.bytes.len();
-                write_map.entry(key).or_default().push(write);
+        };
+        rows.map_err(|e| self.failed(e.what, e.error))
+    }
+
+    /// Starts reading the batch after `self.after` (its page, blobs and writes) on a
+    /// task that holds the connection, so the server works on it while the engine
+    /// decodes and writes this batch.
+    fn read_ahead(&mut self, limits: BatchLimits) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        let request = self.page_request(limits);
+        let queries = self.batch_queries(&request);
+        let task = tokio::spawn(async move {
+            let rows = read_batch(&mut conn, &queries).await;
+            (conn, rows)
+        });
+        self.read_ahead = Some(ReadAhead { task, request });
+    }
+
+    pub(super) async fn next_checkpoints(
+        &mut self,
+        limits: BatchLimits,
+    ) -> Result<Option<SourceBatch>, StoreError> {
+        let rows = self.take_batch(limits).await?;
+        let page = &rows.page;
+        if page.rows.len() < limits.max_records && page.bytes < limits.max_bytes {
+            self.done = true;
+        }
+        let Some(last) = page.rows.last() else {
+            self.done = true;
+            return Ok(None);
+        };
+        let last = key_of(last).map_err(|e| self.error("reading a key", e))?;
+        // The next batch is read while this one is assembled, decoded and written.
+        let before = self.after.replace(last.clone());
+        if !self.done {
+            self.read_ahead(limits);
+        }
+        match self.assemble(rows, last) {
+            Ok(batch) => Ok(Some(batch)),
+            Err(e) => {
+                // This batch is read again: the one read ahead is not its successor.
+                self.settle_read_ahead().await;
+                self.after = before;
+                self.done = false;
+                Err(e)
             }
         }
+    }
+
+    /// A batch's records from its rows: blobs and writes spliced into their
+    /// checkpoints; a checkpoint whose columns cannot be read is a failed read.
+    fn assemble(&self, rows: BatchRows, last: CheckpointKey) -> Result<SourceBatch, StoreError> {
+        let Mode::Checkpoints(tables) = &self.mode else {
+            unreachable!("called in checkpoint mode")
+        };
+        let url = &self.endpoint.url;
+        let cp = &tables.checkpoints;
+        let BatchRows {
+            page: Page { rows, mut bytes },
+            blobs,
+            writes,
+        } = rows;
+        let mut blob_map: HashMap<CheckpointKey, Vec<ChannelBlob>> = HashMap::new();
+        for r in blobs {
+            let key = key_of(&r).map_err(|e| self.error("reading checkpoint_blobs", e))?;
+            let blob = (|| {
+                Ok::<_, sqlx::Error>(ChannelBlob {
+                    channel: r.try_get(3)?,
+                    version: r.try_get(4)?,
+                    value: TypedValue::new(
+                        r.try_get::<String, _>(5)?,
+                        r.try_get::<Option<Vec<u8>>, _>(6)?.unwrap_or_default(),
+                    ),
+                })
+            })()
+            .map_err(|e| self.error("reading checkpoint_blobs", e))?;
+            bytes += blob.value.bytes.len();
+            blob_map.entry(key).or_default().push(blob);
+        }
+        let mut write_map: HashMap<CheckpointKey, Vec<PendingWrite>> = HashMap::new();
+        for r in writes {
+            let key = key_of(&r).map_err(|e| self.error("reading checkpoint_writes", e))?;
+            let write = (|| {
+                Ok::<_, sqlx::Error>(PendingWrite {
+                    task_id: r.try_get(3)?,
+                    task_path: r.try_get(4)?,
+                    idx: i64::from(r.try_get::<i32, _>(5)?),
+                    channel: r.try_get(6)?,
+                    value: TypedValue::new(
+                        r.try_get::<Option<String>, _>(7)?.unwrap_or_default(),
+                        r.try_get::<Option<Vec<u8>>, _>(8)?.unwrap_or_default(),
+                    ),
+                })
+            })()
+            .map_err(|e| self.error("reading checkpoint_writes", e))?;
+            bytes += write.value.bytes.len();
+            write_map.entry(key).or_default().push(write);
+        }
         let mut batch = SourceBatch {
-            last_key: Some(last.clone()),
+            last_key: Some(last),
             ..SourceBatch::default()
         };
         for row in rows {
@@ -263,12 +282,86 @@ impl PostgresSource {
             });
         }
         batch.bytes = bytes;
-        self.after = Some(last);
-        if !self.done {
-            self.read_ahead(limits);
-        }
-        Ok(Some(batch))
+        Ok(batch)
     }
+}
+
+/// A checkpoint's key from the first three columns of a row.
+fn key_of(r: &PgRow) -> Result<CheckpointKey, sqlx::Error> {
+    Ok(CheckpointKey {
+        thread_id: r.try_get(0)?,
+        checkpoint_ns: r.try_get(1)?,
+        checkpoint_id: r.try_get(2)?,
+    })
+}
+
+/// The queries of one batch: its page of checkpoints, then the blobs and writes of the
+/// page's key range (when the tables exist).
+struct BatchQueries {
+    page_sql: String,
+    page_params: Vec<String>,
+    blobs: Option<String>,
+    writes: Option<String>,
+    limits: BatchLimits,
+}
+
+/// A batch's rows as the server returned them.
+pub(super) struct BatchRows {
+    page: Page,
+    blobs: Vec<PgRow>,
+    writes: Vec<PgRow>,
+}
+
+/// A batch's query that failed, named as its error says.
+pub(super) struct ReadFailure {
+    what: &'static str,
+    error: sqlx::Error,
+}
+
+/// Reads a batch: its page, then its blobs and writes, one query after the other on
+/// the snapshot's connection.
+async fn read_batch(
+    conn: &mut PgConnection,
+    queries: &BatchQueries,
+) -> Result<BatchRows, ReadFailure> {
+    let failure = |what| move |error| ReadFailure { what, error };
+    let page = read_page(
+        conn,
+        &queries.page_sql,
+        &queries.page_params,
+        queries.limits,
+    )
+    .await
+    .map_err(failure("reading checkpoints"))?;
+    let mut rows = BatchRows {
+        blobs: Vec::new(),
+        writes: Vec::new(),
+        page,
+    };
+    let (Some(first), Some(last)) = (rows.page.rows.first(), rows.page.rows.last()) else {
+        return Ok(rows);
+    };
+    let first = key_of(first).map_err(failure("reading a key"))?;
+    let last = key_of(last).map_err(failure("reading a key"))?;
+    let range = [first.parts(), last.parts()].concat();
+    let fetch_all = async |conn: &mut PgConnection, sql: &str| {
+        let mut query = sqlx::query(sql);
+        for p in &range {
+            query = query.bind(p);
+        }
+        query.fetch_all(conn).await
+    };
+    if let Some(sql) = &queries.blobs {
+        rows.blobs = fetch_all(conn, sql)
+            .await
+            .map_err(failure("reading checkpoint_blobs"))?;
+    }
+    if let Some(sql) = &queries.writes {
+        rows.writes = fetch_all(conn, sql)
+            .await
+            .map_err(failure("reading checkpoint_writes"))?;
+    }
+    Ok(rows)
 }
 
 /// A page of `checkpoints` rows and the bytes of their documents.
@@ -307,12 +400,12 @@ async fn read_page(
     Ok(page)
 }
 
-/// The next page of checkpoints, read on a task of its own that holds the snapshot's
-/// connection until it is done: the server answers the next page's query while the
-/// engine decodes and writes the batch before. It ends (the query abandoned) when
-/// dropped.
+/// The next batch (its page, blobs and writes), read on a task of its own that holds
+/// the snapshot's connection until it is done: the server answers the next batch's
+/// queries while the engine decodes and writes the batch before. It ends (the query
+/// abandoned) when dropped.
 pub(super) struct ReadAhead {
-    pub(super) task: tokio::task::JoinHandle<(PgConnection, Result<Page, sqlx::Error>)>,
+    pub(super) task: tokio::task::JoinHandle<(PgConnection, Result<BatchRows, ReadFailure>)>,
     pub(super) request: PageRequest,
 }
 
