@@ -596,15 +596,21 @@ mod tests {
         assert_eq!(indexed, ["checkpoint_ns", "created_at_ms", "thread_id"]);
     }
 
-    #[tokio::test]
-    async fn full_segments_are_sealed_and_every_point_is_still_found() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = EdgeStore::new(dir.path().join("c"), "c".into(), 40);
+    /// A new checkpoint collection of 16 dimensions in `dir`, sealed past `segment_points`.
+    async fn checkpoint_collection(dir: &Path, segment_points: u64) -> EdgeStore {
+        let store = EdgeStore::new(dir.join("c"), "c".into(), segment_points);
         let indexes = super::super::points::CHECKPOINT_INDEXES;
         store
             .create(16, &indexes, &EmbeddingConfig::from_model(None))
             .await
             .unwrap();
+        store
+    }
+
+    #[tokio::test]
+    async fn full_segments_are_sealed_and_every_point_is_still_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = checkpoint_collection(dir.path(), 40).await;
         let ids: Vec<uuid::Uuid> = (0..150)
             .map(|i| super::super::point_id(&format!("checkpoint-{i}")))
             .collect();
@@ -666,12 +672,7 @@ mod tests {
     #[tokio::test]
     async fn a_collection_made_with_no_segment_size_is_never_sealed() {
         let dir = tempfile::tempdir().unwrap();
-        let store = EdgeStore::new(dir.path().join("c"), "c".into(), 0);
-        let indexes = super::super::points::CHECKPOINT_INDEXES;
-        store
-            .create(16, &indexes, &EmbeddingConfig::from_model(None))
-            .await
-            .unwrap();
+        let store = checkpoint_collection(dir.path(), 0).await;
         let points = (0..300).map(|i: usize| {
             let id = super::super::point_id(&format!("checkpoint-{i}"));
             (
