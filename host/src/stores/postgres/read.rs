@@ -39,7 +39,7 @@ enum Mode {
 
 pub struct PostgresSource {
     endpoint: Endpoint,
-    /// The snapshot's connection; `None` while a page is read ahead on it, or after
+    /// The snapshot's connection; `None` while a batch is read ahead on it, or after
     /// it broke (the next query reconnects).
     conn: Option<PgConnection>,
     /// The next batch of checkpoints, being read on the connection (see [`ReadAhead`]).
@@ -155,9 +155,9 @@ impl PostgresSource {
     async fn settle_read_ahead(&mut self) -> Option<(PageRequest, Result<BatchRows, ReadFailure>)> {
         let mut ahead = self.read_ahead.take()?;
         match (&mut ahead.task).await {
-            Ok((conn, page)) => {
+            Ok((conn, rows)) => {
                 self.conn = Some(conn);
-                Some((ahead.request.clone(), page))
+                Some((ahead.request.clone(), rows))
             }
             Err(e) => {
                 tracing::warn!(

@@ -41,6 +41,8 @@ use crate::error::StoreError;
 const INFO_FILE: &str = "ckpt-migrate.json";
 /// The shard's own config file: present once the shard exists.
 const EDGE_CONFIG_FILE: &str = "edge_config.json";
+/// Where the engine builds a segment it seals (qdrant-edge's `TEMP_SEGMENTS_PATH`).
+const TEMP_SEGMENTS_DIR: &str = "temp_segments";
 
 /// An open shard; updates and flushes take `writes`.
 struct Opened {
@@ -112,6 +114,38 @@ fn seals(shard: &EdgeShard) -> bool {
             .optimizers
             .indexing_threshold
             .is_some_and(|kb| kb > 0)
+}
+
+/// The engine builds a sealed segment under `temp_segments/` and moves it into place
+/// when it is done; a process killed before that leaves it there for ever (the engine
+/// never looks at it again: up to a segment's size on disk). Cleared once this process
+/// holds the collection (the engine's directory lock) and before it seals anything.
+fn clear_unfinished_sealings(dir: &Path) {
+    let temp = dir.join(TEMP_SEGMENTS_DIR);
+    let Ok(entries) = std::fs::read_dir(&temp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        match removed {
+            Ok(()) => tracing::info!(
+                "embedded collection {}: removed {} (a sealing a killed run left unfinished)",
+                dir.display(),
+                path.display()
+            ),
+            Err(e) => tracing::warn!(
+                "embedded collection {}: cannot remove {} (a sealing a killed run left \
+                 unfinished): {e}",
+                dir.display(),
+                path.display()
+            ),
+        }
+    }
 }
 
 /// The engine's configuration of a new collection: vectors on disk; no HNSW graph
@@ -250,7 +284,12 @@ impl EdgeStore {
                 Some(config) if !dir.join(EDGE_CONFIG_FILE).is_file() => {
                     EdgeShard::new(&dir, config).map_err(|e| engine_error(&dir, "creating", e))?
                 }
-                _ => EdgeShard::load(&dir, None).map_err(|e| engine_error(&dir, "opening", e))?,
+                _ => {
+                    let shard = EdgeShard::load(&dir, None)
+                        .map_err(|e| engine_error(&dir, "opening", e))?;
+                    clear_unfinished_sealings(&dir);
+                    shard
+                }
             };
             let shard = Arc::new(Opened {
                 shard,
@@ -667,6 +706,21 @@ mod tests {
                 .unwrap_or_else(|| panic!("point {i} is missing"));
             assert_eq!(point.payload["n"], i);
         }
+    }
+
+    #[tokio::test]
+    async fn a_sealing_a_killed_run_left_unfinished_is_cleared_when_the_collection_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(checkpoint_collection(dir.path(), 40).await);
+        let unfinished = dir.path().join("c").join(TEMP_SEGMENTS_DIR).join("segment");
+        std::fs::create_dir_all(&unfinished).unwrap();
+        std::fs::write(unfinished.join("payload_storage"), b"half a segment").unwrap();
+        let reopened = EdgeStore::new(dir.path().join("c"), "c".into(), 40);
+        assert_eq!(reopened.vector_size().await.unwrap(), Some(16));
+        assert!(
+            !unfinished.exists(),
+            "the unfinished segment is still there"
+        );
     }
 
     #[tokio::test]
