@@ -173,17 +173,16 @@ impl PostgresSource {
         if page.rows.len() < limits.max_records && page.bytes < limits.max_bytes {
             self.done = true;
         }
-        let Some(last) = page.rows.last() else {
+        let Some(last) = rows.last.clone() else {
             self.done = true;
             return Ok(None);
         };
-        let last = key_of(last).map_err(|e| self.error("reading a key", e))?;
         // The next batch is read while this one is assembled, decoded and written.
-        let before = self.after.replace(last.clone());
+        let before = self.after.replace(last);
         if !self.done {
             self.read_ahead(limits);
         }
-        match self.assemble(rows, last) {
+        match self.assemble(rows) {
             Ok(batch) => Ok(Some(batch)),
             Err(e) => {
                 // This batch is read again: the one read ahead is not its successor.
@@ -197,7 +196,7 @@ impl PostgresSource {
 
     /// A batch's records from its rows: blobs and writes spliced into their
     /// checkpoints; a checkpoint whose columns cannot be read is a failed read.
-    fn assemble(&self, rows: BatchRows, last: CheckpointKey) -> Result<SourceBatch, StoreError> {
+    fn assemble(&self, rows: BatchRows) -> Result<SourceBatch, StoreError> {
         let Mode::Checkpoints(tables) = &self.mode else {
             unreachable!("called in checkpoint mode")
         };
@@ -207,45 +206,42 @@ impl PostgresSource {
             page: Page { rows, mut bytes },
             blobs,
             writes,
+            last,
         } = rows;
-        let mut blob_map: HashMap<CheckpointKey, Vec<ChannelBlob>> = HashMap::new();
-        for r in blobs {
-            let key = key_of(&r).map_err(|e| self.error("reading checkpoint_blobs", e))?;
-            let blob = (|| {
-                Ok::<_, sqlx::Error>(ChannelBlob {
-                    channel: r.try_get(3)?,
-                    version: r.try_get(4)?,
-                    value: TypedValue::new(
-                        r.try_get::<String, _>(5)?,
-                        r.try_get::<Option<Vec<u8>>, _>(6)?.unwrap_or_default(),
-                    ),
-                })
-            })()
-            .map_err(|e| self.error("reading checkpoint_blobs", e))?;
-            bytes += blob.value.bytes.len();
-            blob_map.entry(key).or_default().push(blob);
-        }
-        let mut write_map: HashMap<CheckpointKey, Vec<PendingWrite>> = HashMap::new();
-        for r in writes {
-            let key = key_of(&r).map_err(|e| self.error("reading checkpoint_writes", e))?;
-            let write = (|| {
-                Ok::<_, sqlx::Error>(PendingWrite {
-                    task_id: r.try_get(3)?,
-                    task_path: r.try_get(4)?,
-                    idx: i64::from(r.try_get::<i32, _>(5)?),
-                    channel: r.try_get(6)?,
-                    value: TypedValue::new(
-                        r.try_get::<Option<String>, _>(7)?.unwrap_or_default(),
-                        r.try_get::<Option<Vec<u8>>, _>(8)?.unwrap_or_default(),
-                    ),
-                })
-            })()
-            .map_err(|e| self.error("reading checkpoint_writes", e))?;
-            bytes += write.value.bytes.len();
-            write_map.entry(key).or_default().push(write);
-        }
+        let mut blob_map = self.by_checkpoint(blobs, "reading checkpoint_blobs", |r| {
+            Ok(ChannelBlob {
+                channel: r.try_get(3)?,
+                version: r.try_get(4)?,
+                value: TypedValue::new(
+                    r.try_get::<String, _>(5)?,
+                    r.try_get::<Option<Vec<u8>>, _>(6)?.unwrap_or_default(),
+                ),
+            })
+        })?;
+        let mut write_map = self.by_checkpoint(writes, "reading checkpoint_writes", |r| {
+            Ok(PendingWrite {
+                task_id: r.try_get(3)?,
+                task_path: r.try_get(4)?,
+                idx: i64::from(r.try_get::<i32, _>(5)?),
+                channel: r.try_get(6)?,
+                value: TypedValue::new(
+                    r.try_get::<Option<String>, _>(7)?.unwrap_or_default(),
+                    r.try_get::<Option<Vec<u8>>, _>(8)?.unwrap_or_default(),
+                ),
+            })
+        })?;
+        bytes += blob_map
+            .values()
+            .flatten()
+            .map(|b| b.value.bytes.len())
+            .sum::<usize>()
+            + write_map
+                .values()
+                .flatten()
+                .map(|w| w.value.bytes.len())
+                .sum::<usize>();
         let mut batch = SourceBatch {
-            last_key: Some(last),
+            last_key: last,
             ..SourceBatch::default()
         };
         for row in rows {
@@ -284,6 +280,23 @@ impl PostgresSource {
         batch.bytes = bytes;
         Ok(batch)
     }
+    /// Rows of a checkpoint's blobs or writes (its key in the first three columns),
+    /// read by `read` and grouped by checkpoint in their order; `what` names the
+    /// table in an error.
+    fn by_checkpoint<T>(
+        &self,
+        rows: Vec<PgRow>,
+        what: &str,
+        read: impl Fn(&PgRow) -> Result<T, sqlx::Error>,
+    ) -> Result<HashMap<CheckpointKey, Vec<T>>, StoreError> {
+        let mut grouped: HashMap<CheckpointKey, Vec<T>> = HashMap::new();
+        for r in rows {
+            let key = key_of(&r).map_err(|e| self.error(what, e))?;
+            let value = read(&r).map_err(|e| self.error(what, e))?;
+            grouped.entry(key).or_default().push(value);
+        }
+        Ok(grouped)
+    }
 }
 
 /// A checkpoint's key from the first three columns of a row.
@@ -305,11 +318,12 @@ struct BatchQueries {
     limits: BatchLimits,
 }
 
-/// A batch's rows as the server returned them.
+/// A batch's rows as the server returned them, and its last key (`None`: no rows).
 pub(super) struct BatchRows {
     page: Page,
     blobs: Vec<PgRow>,
     writes: Vec<PgRow>,
+    last: Option<CheckpointKey>,
 }
 
 /// A batch's query that failed, named as its error says.
@@ -336,6 +350,7 @@ async fn read_batch(
     let mut rows = BatchRows {
         blobs: Vec::new(),
         writes: Vec::new(),
+        last: None,
         page,
     };
     let (Some(first), Some(last)) = (rows.page.rows.first(), rows.page.rows.last()) else {
@@ -361,6 +376,7 @@ async fn read_batch(
             .await
             .map_err(failure("reading checkpoint_writes"))?;
     }
+    rows.last = Some(last);
     Ok(rows)
 }
 
@@ -409,7 +425,7 @@ pub(super) struct ReadAhead {
     pub(super) request: PageRequest,
 }
 
-/// Which page: where it starts, and the limits it is read with.
+/// Which batch: where its page starts, and the limits it is read with.
 #[derive(Clone, PartialEq)]
 pub(super) struct PageRequest {
     after: Option<CheckpointKey>,
