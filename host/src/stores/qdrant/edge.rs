@@ -8,7 +8,9 @@
 //!   serialized here; an upsert returns only after its flush. A run's batch is
 //!   written in parts, and a flush after a batch's last part makes that batch and the
 //!   one before it durable: a run flushes every other batch and confirms each batch
-//!   one batch late, as a server's pipeline does ([`PointStore::commit`]);
+//!   one batch late, as a server's pipeline does ([`PointStore::commit`]). A part is
+//!   applied while the caller builds the next one's payloads (the engine's update is
+//!   the run's slowest step, on one core): its failure is returned by the next call;
 //! - the engine keeps the segment it appends to in memory (its payload indexes and id
 //!   tracker); a collection made here seals that segment into one the engine maps from
 //!   disk once it is full (`optimize`, right after a flush). That runs under the same
@@ -63,6 +65,10 @@ pub struct EdgeStore {
     unflushed: std::sync::atomic::AtomicBool,
     /// The segment size a collection this store creates gets (0: never sealed).
     segment_points: u64,
+    /// The batch part handed to the engine last, while the engine applies it: the
+    /// caller builds the next part's payloads meanwhile (on the other core). Every
+    /// other use of the shard waits for it first ([`EdgeStore::existing`]).
+    applying: Mutex<Option<tokio::task::JoinHandle<Result<(), StoreError>>>>,
 }
 
 fn engine_error(dir: &Path, what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -197,7 +203,17 @@ async fn blocking<T: Send + 'static>(
     what: &str,
     work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
-    match tokio::task::spawn_blocking(work).await {
+    joined(dir, what, tokio::task::spawn_blocking(work)).await
+}
+
+/// The outcome of engine work started on the blocking pool; a panic inside it is this
+/// store's error.
+async fn joined<T>(
+    dir: &Path,
+    what: &str,
+    work: tokio::task::JoinHandle<Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    match work.await {
         Ok(result) => result,
         Err(e) => Err(StoreError::fatal(format!(
             "embedded collection {}: {what}: the engine failed: {e}",
@@ -255,6 +271,7 @@ impl EdgeStore {
             opened: Mutex::new(None),
             unflushed: std::sync::atomic::AtomicBool::new(false),
             segment_points,
+            applying: Mutex::new(None),
         }
     }
 
@@ -304,8 +321,13 @@ impl EdgeStore {
         Ok(opened)
     }
 
-    /// The open shard of an existing collection.
+    /// The open shard of an existing collection, once the engine has applied the batch
+    /// part it was applying (an error of that part is returned here).
     async fn existing(&self) -> Result<Arc<Opened>, StoreError> {
+        let applying = locked(&self.applying).take();
+        if let Some(part) = applying {
+            joined(&self.dir, "upserting points", part).await?;
+        }
         if !self.exists() && locked(&self.opened).is_none() {
             return Err(StoreError::fatal(format!(
                 "embedded collection {:?} does not exist: no {} in {}",
@@ -317,8 +339,8 @@ impl EdgeStore {
         self.shard(None).await
     }
 
-    /// Runs updates, serialized with every other update and flush, and then flushes
-    /// (makes every update so far durable) when `flush`.
+    /// Runs `operations` ([`update`]) once the part being applied is, flushing after
+    /// them when `flush`.
     async fn apply(
         &self,
         what: &'static str,
@@ -328,27 +350,39 @@ impl EdgeStore {
         let opened = self.existing().await?;
         let dir = self.dir.clone();
         blocking(&self.dir, what, move || {
-            let _writing = locked(&opened.writes);
-            for operation in operations {
-                opened
-                    .shard
-                    .update(operation)
-                    .map_err(|e| engine_error(&dir, what, e))?;
-            }
-            if flush {
-                opened.shard.flush();
-                if seals(&opened.shard) {
-                    // Does nothing until the segment it appends to is full.
-                    opened
-                        .shard
-                        .optimize()
-                        .map_err(|e| engine_error(&dir, "sealing a full segment", e))?;
-                }
-            }
-            Ok(())
+            update(&opened, &dir, what, operations, flush)
         })
         .await
     }
+}
+
+/// Runs updates, serialized with every other update and flush, and then flushes
+/// (makes every update so far durable) when `flush`; seals a full segment after a flush.
+fn update(
+    opened: &Opened,
+    dir: &Path,
+    what: &str,
+    operations: Vec<UpdateOperation>,
+    flush: bool,
+) -> Result<(), StoreError> {
+    let _writing = locked(&opened.writes);
+    for operation in operations {
+        opened
+            .shard
+            .update(operation)
+            .map_err(|e| engine_error(dir, what, e))?;
+    }
+    if flush {
+        opened.shard.flush();
+        if seals(&opened.shard) {
+            // Does nothing until the segment it appends to is full.
+            opened
+                .shard
+                .optimize()
+                .map_err(|e| engine_error(dir, "sealing a full segment", e))?;
+        }
+    }
+    Ok(())
 }
 
 /// The engine updates that upsert `points`, [`POINTS_PER_UPDATE`] to an update.
@@ -475,7 +509,15 @@ impl PointStore for EdgeStore {
     }
 
     async fn write_part(&self, points: Vec<Point>) -> Result<(), StoreError> {
-        self.apply("upserting points", upserts(points), false).await
+        // Parts are applied in order: this one starts once the one before is applied,
+        // and is applied while the caller builds the next.
+        let opened = self.existing().await?;
+        let dir = self.dir.clone();
+        let part = tokio::task::spawn_blocking(move || {
+            update(&opened, &dir, "upserting points", upserts(points), false)
+        });
+        *locked(&self.applying) = Some(part);
+        Ok(())
     }
 
     async fn commit(&self, overlapped: bool) -> Result<(), StoreError> {
@@ -644,6 +686,67 @@ mod tests {
             .await
             .unwrap();
         store
+    }
+
+    /// A point of the checkpoint collection: `n` in its payload, a 16-dimension vector.
+    fn numbered_point(checkpoint: &str, n: usize) -> (uuid::Uuid, Vec<f32>, Value) {
+        let payload = serde_json::json!({"thread_id": "t", "checkpoint_ns": "", "n": n});
+        (super::super::point_id(checkpoint), vec![1.0; 16], payload)
+    }
+
+    #[tokio::test]
+    async fn a_batch_s_parts_are_applied_in_the_order_they_were_written() {
+        // Parts are applied after write_part returns: the same point in every part
+        // must end with the last part's payload.
+        let dir = tempfile::tempdir().unwrap();
+        let store = checkpoint_collection(dir.path(), DEFAULT_SEGMENT_POINTS).await;
+        let parts = (0..POINTS_PER_UPDATE * 5).map(|n| numbered_point(&format!("c{}", n % 3), n));
+        let (written, refused) = super::super::write_points(&store, parts, true)
+            .await
+            .unwrap();
+        assert_eq!((written, refused.len()), (POINTS_PER_UPDATE * 5, 0));
+        store.settle().await.unwrap();
+        let ids: Vec<uuid::Uuid> = (0..3)
+            .map(|i| super::super::point_id(&format!("c{i}")))
+            .collect();
+        let last = POINTS_PER_UPDATE * 5 - 1;
+        let found = store.retrieve(&ids).await.unwrap();
+        let ns: Vec<u64> = found
+            .iter()
+            .map(|p| p.as_ref().unwrap().payload["n"].as_u64().unwrap())
+            .collect();
+        let expected: Vec<u64> = (0..3)
+            .map(|i| (0..=last).rev().find(|n| n % 3 == i).unwrap() as u64)
+            .collect();
+        assert_eq!(ns, expected);
+    }
+
+    #[tokio::test]
+    async fn a_part_the_engine_refuses_after_write_part_returned_fails_the_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = checkpoint_collection(dir.path(), DEFAULT_SEGMENT_POINTS).await;
+        // The collection has 16 dimensions: the engine refuses a vector of 3, and
+        // does so while the caller is already building the next part.
+        let mut parts: Vec<_> = (0..POINTS_PER_UPDATE * 2)
+            .map(|n| numbered_point(&format!("c{n}"), n))
+            .collect();
+        parts[1].1 = vec![1.0; 3];
+        let error = super::super::write_points(&store, parts.into_iter(), false)
+            .await
+            .unwrap_err();
+        assert!(!error.retriable);
+        assert!(error.to_string().contains("upserting points"), "{error}");
+        // The store stays usable, and the failure is not reported twice.
+        let (written, _) =
+            super::super::write_points(&store, std::iter::once(numbered_point("ok", 1)), false)
+                .await
+                .unwrap();
+        assert_eq!(written, 1);
+        let found = store
+            .retrieve(&[super::super::point_id("ok")])
+            .await
+            .unwrap();
+        assert_eq!(found[0].as_ref().unwrap().payload["n"], 1);
     }
 
     #[tokio::test]

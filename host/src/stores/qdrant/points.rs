@@ -102,7 +102,9 @@ pub trait PointStore: Send + Sync {
         None
     }
 
-    /// Applies a part of a batch: visible, durable only after [`PointStore::commit`].
+    /// Applies a part of a batch: visible, durable only after [`PointStore::commit`]. A
+    /// store may go on applying it after this returns (while the caller builds the
+    /// next part); a failure is then returned by its next call.
     async fn write_part(&self, points: Vec<Point>) -> Result<(), StoreError> {
         self.upsert(points).await
     }
