@@ -98,6 +98,9 @@ fn engine_error(dir: &Path, what: &str, e: impl std::fmt::Display) -> StoreError
 /// batch of a run, see `commit`).
 const POINTS_PER_UPDATE: usize = 32;
 
+/// What a part's engine work is called in its errors, whichever call returns them.
+const UPSERTING: &str = "upserting points";
+
 /// Points the segment an embedded collection appends to holds before the engine seals
 /// it, unless the config says otherwise ([`super::config::QdrantConfig::segment_points`]).
 /// The engine keeps that segment's payload indexes and id tracker in memory, about
@@ -326,7 +329,7 @@ impl EdgeStore {
     async fn existing(&self) -> Result<Arc<Opened>, StoreError> {
         let applying = locked(&self.applying).take();
         if let Some(part) = applying {
-            joined(&self.dir, "upserting points", part).await?;
+            joined(&self.dir, UPSERTING, part).await?;
         }
         if !self.exists() && locked(&self.opened).is_none() {
             return Err(StoreError::fatal(format!(
@@ -501,7 +504,7 @@ impl PointStore for EdgeStore {
         if points.is_empty() {
             return Ok(());
         }
-        self.apply("upserting points", upserts(points), true).await
+        self.apply(UPSERTING, upserts(points), true).await
     }
 
     fn part_size(&self) -> Option<usize> {
@@ -514,7 +517,7 @@ impl PointStore for EdgeStore {
         let opened = self.existing().await?;
         let dir = self.dir.clone();
         let part = tokio::task::spawn_blocking(move || {
-            update(&opened, &dir, "upserting points", upserts(points), false)
+            update(&opened, &dir, UPSERTING, upserts(points), false)
         });
         *locked(&self.applying) = Some(part);
         Ok(())
@@ -830,14 +833,7 @@ mod tests {
     async fn a_collection_made_with_no_segment_size_is_never_sealed() {
         let dir = tempfile::tempdir().unwrap();
         let store = checkpoint_collection(dir.path(), 0).await;
-        let points = (0..300).map(|i: usize| {
-            let id = super::super::point_id(&format!("checkpoint-{i}"));
-            (
-                id,
-                vec![1.0; 16],
-                serde_json::json!({"thread_id": "t", "n": i}),
-            )
-        });
+        let points = (0..300).map(|i| numbered_point(&format!("checkpoint-{i}"), i));
         super::super::write_points(&store, points, false)
             .await
             .unwrap();

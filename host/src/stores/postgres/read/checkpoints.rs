@@ -280,6 +280,7 @@ impl PostgresSource {
         batch.bytes = bytes;
         Ok(batch)
     }
+
     /// Rows of a checkpoint's blobs or writes (its key in the first three columns),
     /// read by `read` and grouped by checkpoint in their order; `what` names the
     /// table in an error.
