@@ -21,8 +21,9 @@ pub use items::open_item_sink;
 pub use read::QdrantSource;
 pub use write::{EMBEDDED_BATCH_SIZE, QdrantSink};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
+use crate::codec::object;
 use crate::error::StoreError;
 use crate::record::Checkpoint;
 use config::{Location, QdrantConfig};
@@ -158,9 +159,9 @@ fn json_len(value: &impl serde::Serialize) -> usize {
 
 /// The point payload of a decoded record.
 ///
-/// Built entry by entry, the view's trees moved in once cloned: `json!` would turn each
-/// tree into a new one through `Serialize` (`to_value`), a second deep copy that was
-/// 8 % of the CPU of a run into an embedded collection (`perf record`).
+/// Built with [`crate::codec::object`], the view's trees moved in once cloned: `json!`
+/// would turn each tree into a new one through `Serialize` (`to_value`), a second deep
+/// copy that was 8 % of the CPU of a run into an embedded collection (`perf record`).
 pub fn payload(record: &Checkpoint, updated_at: &str) -> Value {
     let view = record.view.as_ref();
     let checkpoint = view.map_or(Value::Null, |v| v.checkpoint.clone());
@@ -168,15 +169,7 @@ pub fn payload(record: &Checkpoint, updated_at: &str) -> Value {
         .get("channel_versions")
         .cloned()
         .unwrap_or(Value::Null);
-    let ckpt_migrate = Map::from_iter([
-        ("format".to_owned(), PAYLOAD_FORMAT.into()),
-        ("raw".to_owned(), record.to_raw_json()),
-        (
-            "origin".to_owned(),
-            serde_json::to_value(&record.origin).unwrap_or(Value::Null),
-        ),
-    ]);
-    let entries: [(&str, Value); 14] = [
+    object([
         ("type", "checkpoint".into()),
         ("thread_id", record.key.thread_id.clone().into()),
         ("checkpoint_ns", record.key.checkpoint_ns.clone().into()),
@@ -201,14 +194,18 @@ pub fn payload(record: &Checkpoint, updated_at: &str) -> Value {
                 .into(),
         ),
         ("updated_at", updated_at.into()),
-        ("ckpt_migrate", Value::Object(ckpt_migrate)),
-    ];
-    Value::Object(
-        entries
-            .into_iter()
-            .map(|(key, value)| (key.to_owned(), value))
-            .collect(),
-    )
+        (
+            "ckpt_migrate",
+            object([
+                ("format", PAYLOAD_FORMAT.into()),
+                ("raw", record.to_raw_json()),
+                (
+                    "origin",
+                    serde_json::to_value(&record.origin).unwrap_or(Value::Null),
+                ),
+            ]),
+        ),
+    ])
 }
 
 /// A record from a point payload: ours (lossless, from the raw values) or the
