@@ -77,16 +77,21 @@ fn round_trip(place: &str) {
     let dir = tempfile::tempdir().unwrap();
     sqlite_fixture(dir.path());
     let name = collection("rt");
-    let yaml = unified_yaml(
+    let mut yaml = unified_yaml(
         place,
         &name,
         ", embedding: {provider: hash, dimensions: 64}",
     );
+    if place == EMBEDDED_SEALING {
+        // A flush every eighth batch, and a full segment is sealed after a flush.
+        yaml = yaml.replace("batch_size: 40", "batch_size: 10");
+    }
     let run = cli_yaml(dir.path(), &yaml, &["--verify"]);
     assert_eq!(run.code(), 0, "{}{}", run.stdout(), run.stderr());
     assert!(run.stdout().contains("equal"), "{}", run.stdout());
     if place == EMBEDDED_SEALING {
-        // 271 points at 64 dimensions, flushed every 80: three sealed, one open.
+        // 271 points at 64 dimensions, flushed every 80 (and at the end): three
+        // sealed, one open.
         let segments = std::fs::read_dir(dir.path().join("memory").join(&name).join("segments"))
             .unwrap()
             .count();
@@ -518,8 +523,8 @@ fn an_embedded_collection_resumes_after_kill_9_and_refuses_a_second_writer() {
     .replace("batch_size: 40", "batch_size: 20");
     std::fs::write(dir.path().join("migration.yaml"), &yaml).unwrap();
     crate::harness::kill_9_after_three_batches(dir.path(), "migration.yaml");
-    // Batches are confirmed one late (a flush every other batch): the state never
-    // records more than the collection holds.
+    // Batches are confirmed once flushed (a flush every eighth batch): the state
+    // never records more than the collection holds.
     let recorded = crate::harness::state_of(dir.path()).unwrap()["counts"]["written"]
         .as_u64()
         .unwrap();

@@ -7,6 +7,7 @@
 //! every batch the sink makes its output durable and the resume state records how far
 //! it got.
 
+mod confirm;
 pub mod dead_letter;
 pub mod fault;
 pub mod progress;
@@ -25,11 +26,11 @@ use crate::error::OpenError;
 use crate::error::{ConfigError, RunError, StoreError};
 use crate::filters::Filters;
 use crate::plugins::{Plugin, RunContext};
-use crate::record::CheckpointKey;
 use crate::retry::{self, Backoff};
 use crate::run::{RunInfo, RunStats};
 use crate::sinks::{self, Sink};
 use crate::sources::{BatchLimits, Source};
+use confirm::{Unconfirmed, Written};
 use dead_letter::{DeadLetter, Entry, Stage};
 use selection::Selection;
 pub use shutdown::Shutdown;
@@ -141,15 +142,6 @@ enum End {
     Failed(RunError),
 }
 
-/// A batch written: where the source is after it, and the run's counts then (what the
-/// resume state records once the destination confirms it).
-struct Written {
-    last_key: Option<CheckpointKey>,
-    position: Option<serde_json::Value>,
-    counts: Counts,
-    dead_letter_entries: u64,
-}
-
 /// One run, step by step: [`Migration::start`] opens everything (continuing an
 /// unfinished run when asked), [`Migration::spawn_reader`] reads ahead in its own
 /// task, [`Migration::move_batches`] filters, decodes, runs plugins, writes and
@@ -170,9 +162,8 @@ struct Migration<'a> {
     state: RunState,
     state_file: StateFile,
     resumed_from: Option<String>,
-    /// The last batch written to a sink that [`Sink::confirms_late`], not confirmed
-    /// yet.
-    unconfirmed: Option<Written>,
+    /// The latest batches written, not durable yet.
+    unconfirmed: Unconfirmed,
     progress: progress::Progress,
     started: Instant,
 }
@@ -267,7 +258,7 @@ impl<'a> Migration<'a> {
             state,
             state_file,
             resumed_from,
-            unconfirmed: None,
+            unconfirmed: Unconfirmed::default(),
             progress: progress::Progress::new(total),
             started: Instant::now(),
         })
@@ -373,19 +364,9 @@ impl<'a> Migration<'a> {
                 counts: Counts::of(&self.stats),
                 dead_letter_entries: self.dead.count(),
             };
-            let confirmed = match (self.sink.confirms_late(), sent) {
-                (false, _) => Some(written),
-                // A sink that confirms a batch late has just confirmed the one before.
-                (true, true) => self.unconfirmed.replace(written),
-                // Nothing of this batch reached the sink, so the batch it holds
-                // unconfirmed is still the earlier one: this batch's position waits in
-                // its place (confirming it now would record a position the sink has
-                // not made durable). With nothing waiting, it is confirmed now.
-                (true, false) => match self.unconfirmed.replace(written) {
-                    Some(_) => None,
-                    None => self.unconfirmed.take(),
-                },
-            };
+            let confirmed =
+                self.unconfirmed
+                    .written(written, sent, self.sink.unconfirmed_batches());
             if let Some(written) = confirmed
                 && let Err(e) = self.confirm(written).await
             {
@@ -408,9 +389,9 @@ impl<'a> Migration<'a> {
         End::Done
     }
 
-    /// Makes the batch `written` durable (for a sink that confirms late: every batch
-    /// but the one written last), then records it in the resume state with the counts
-    /// of its time: the state never runs ahead of the destination.
+    /// Makes the batch `written` durable (for a sink that leaves batches unconfirmed:
+    /// every batch but the ones written last), then records it in the resume state
+    /// with the counts of its time: the state never runs ahead of the destination.
     async fn confirm(&mut self, written: Written) -> Result<(), RunError> {
         let sink = &mut self.sink;
         let confirmed = retry::with_retries(
@@ -479,7 +460,7 @@ impl<'a> Migration<'a> {
                 .map_err(|e| RunError::store("closing the destination failed", e))?;
             return Err(error);
         }
-        if let Some(written) = self.unconfirmed.take() {
+        if let Some(written) = self.unconfirmed.all() {
             let sink = &mut self.sink;
             retry::with_retries(
                 self.config.retry,

@@ -1,13 +1,13 @@
 //! A store destination's batch sent on a task of its own, so that the store's server
 //! and this process work side by side: while the server takes batch n, the sink puts
-//! batch n + 1 in the store's shape. Such a sink [`confirms late`]: its
+//! batch n + 1 in the store's shape. Such a sink [`confirms late`] (one batch): its
 //! `write_batch(n + 1)` waits for batch n to land before it sends, so one batch is in
 //! flight at a time and batches arrive in order.
 //!
 //! The batch is kept until it landed: after an error (a lost connection) it waits to be
 //! sent again, which the engine's retry of the next `write_batch` does first.
 //!
-//! [`confirms late`]: super::Sink::confirms_late
+//! [`confirms late`]: super::Sink::unconfirmed_batches
 
 use std::future::Future;
 use std::pin::Pin;

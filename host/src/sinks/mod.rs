@@ -75,16 +75,19 @@ pub trait Sink: Send {
         Ok(Some(serde_json::Value::Null))
     }
 
-    /// Whether `checkpoint` leaves the latest written batch unconfirmed: a sink that
-    /// overlaps batches (a Qdrant server confirms batch n while batch n + 1 is in
-    /// flight) says so, and the engine then records a batch in the resume state only
-    /// after the next one was written, and the last one after [`Sink::settle`].
-    fn confirms_late(&self) -> bool {
-        false
+    /// How many of the latest written batches are not durable yet when `write_batch`
+    /// returns. 0: each batch is durable then. 1: a sink that overlaps batches (a
+    /// Qdrant server confirms batch n while batch n + 1 is in flight). Up to a few: a
+    /// sink that makes several batches durable at once (an embedded collection
+    /// flushes every few batches, and says 0 right after a flush). The engine records
+    /// a batch in the resume state only once the sink no longer counts it, and the
+    /// last ones after [`Sink::settle`].
+    fn unconfirmed_batches(&self) -> usize {
+        0
     }
 
-    /// Confirms every batch written so far (the end of a run of a sink that
-    /// [`Sink::confirms_late`]).
+    /// Confirms every batch written so far (the end of a run of a sink that leaves
+    /// [`Sink::unconfirmed_batches`]).
     async fn settle(&mut self) -> Result<(), StoreError> {
         Ok(())
     }

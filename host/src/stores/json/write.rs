@@ -854,8 +854,8 @@ impl Sink for JsonSink {
             .map_err(|e| StoreError::fatal(e.to_string()))
     }
 
-    fn confirms_late(&self) -> bool {
-        true
+    fn unconfirmed_batches(&self) -> usize {
+        1
     }
 
     async fn settle(&mut self) -> Result<(), StoreError> {

@@ -705,8 +705,8 @@ impl Sink for PostgresSink {
         Ok(rejected)
     }
 
-    fn confirms_late(&self) -> bool {
-        true
+    fn unconfirmed_batches(&self) -> usize {
+        1
     }
 
     async fn settle(&mut self) -> Result<(), StoreError> {

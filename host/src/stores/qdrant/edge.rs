@@ -7,10 +7,11 @@
 //!   `flush` panics when another thread is inside an update: updates and flushes are
 //!   serialized here; an upsert returns only after its flush. A run's batch is
 //!   written in parts, and a flush after a batch's last part makes that batch and the
-//!   one before it durable: a run flushes every other batch and confirms each batch
-//!   one batch late, as a server's pipeline does ([`PointStore::commit`]). A part is
-//!   applied while the caller builds the next one's payloads (the engine's update is
-//!   the run's slowest step, on one core): its failure is returned by the next call;
+//!   ones before it durable: a run flushes every eighth batch ([`UNFLUSHED_BATCHES`])
+//!   and the engine confirms batches once they are flushed ([`PointStore::commit`]).
+//!   A part is applied while the caller builds the next one's payloads (the engine's
+//!   update is the run's slowest step, on one core): its failure is returned by the
+//!   next call;
 //! - the engine keeps the segment it appends to in memory (its payload indexes and id
 //!   tracker); a collection made here seals that segment into one the engine maps from
 //!   disk once it is full (`optimize`, right after a flush). That runs under the same
@@ -21,7 +22,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
 
 use async_trait::async_trait;
@@ -60,9 +61,10 @@ pub struct EdgeStore {
     dir: PathBuf,
     collection: String,
     opened: Mutex<Option<Arc<Opened>>>,
-    /// Whether the latest overlapped batch is not flushed yet: the next overlapped
-    /// commit flushes it with its own, so a run flushes every other batch.
-    unflushed: std::sync::atomic::AtomicBool,
+    /// How many of the latest overlapped batches are not flushed yet (at most
+    /// [`UNFLUSHED_BATCHES`]): the overlapped commit after them flushes them with its
+    /// own batch.
+    unflushed: AtomicUsize,
     /// The segment size a collection this store creates gets (0: never sealed).
     segment_points: u64,
     /// The batch part handed to the engine last, while the engine applies it: the
@@ -94,12 +96,19 @@ fn engine_error(dir: &Path, what: &str, e: impl std::fmt::Display) -> StoreError
 /// engine serializes each update whole (into its write-ahead log): a batch of 500 in
 /// one update held a second copy of all their payloads, 17 MiB at the peak of a
 /// 10 000-checkpoint run (heaptrack), and the batch's payloads built at once held as
-/// much again. Parts are not flushed: a batch is, after its last part (every other
+/// much again. Parts are not flushed: a batch is, after its last part (every eighth
 /// batch of a run, see `commit`).
 const POINTS_PER_UPDATE: usize = 32;
 
 /// What a part's engine work is called in its errors, whichever call returns them.
 const UPSERTING: &str = "upserting points";
+
+/// Overlapped batches a run leaves unflushed before the next one's commit flushes
+/// them all: a flush costs about the same for one batch or several (the engine syncs
+/// 40-odd files each time, 23 ms of waiting on this machine's disk), and it holds up
+/// every update. The resume state records a batch once it was flushed, so a run that
+/// stops redoes at most this many batches and one more.
+const UNFLUSHED_BATCHES: usize = 7;
 
 /// Points the segment an embedded collection appends to holds before the engine seals
 /// it, unless the config says otherwise ([`super::config::QdrantConfig::segment_points`]).
@@ -272,7 +281,7 @@ impl EdgeStore {
             dir,
             collection,
             opened: Mutex::new(None),
-            unflushed: std::sync::atomic::AtomicBool::new(false),
+            unflushed: AtomicUsize::new(0),
             segment_points,
             applying: Mutex::new(None),
         }
@@ -524,26 +533,26 @@ impl PointStore for EdgeStore {
     }
 
     async fn commit(&self, overlapped: bool) -> Result<(), StoreError> {
-        // A flush costs the same for one batch or two (on a disk, most of a small
-        // batch's time): an overlapped batch waits for the next one's flush, which
-        // makes both durable, or for `settle`.
-        if overlapped && !self.unflushed.load(Ordering::SeqCst) {
-            self.unflushed.store(true, Ordering::SeqCst);
+        // A flush costs about the same for one batch or eight (on a disk, most of a
+        // small batch's time): an overlapped batch waits for a later one's flush,
+        // which makes them all durable, or for `settle`.
+        if overlapped && self.unflushed.load(Ordering::SeqCst) < UNFLUSHED_BATCHES {
+            self.unflushed.fetch_add(1, Ordering::SeqCst);
             return Ok(());
         }
         self.apply("flushing", Vec::new(), true).await?;
-        self.unflushed.store(false, Ordering::SeqCst);
+        self.unflushed.store(0, Ordering::SeqCst);
         Ok(())
     }
 
-    fn overlaps(&self) -> bool {
-        true
+    fn unconfirmed_batches(&self) -> usize {
+        self.unflushed.load(Ordering::SeqCst)
     }
 
     async fn settle(&self) -> Result<(), StoreError> {
-        if self.unflushed.load(Ordering::SeqCst) {
+        if self.unflushed.load(Ordering::SeqCst) > 0 {
             self.apply("flushing", Vec::new(), true).await?;
-            self.unflushed.store(false, Ordering::SeqCst);
+            self.unflushed.store(0, Ordering::SeqCst);
         }
         Ok(())
     }

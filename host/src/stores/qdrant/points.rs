@@ -110,17 +110,18 @@ pub trait PointStore: Send + Sync {
     }
 
     /// Ends a batch written in parts. Not `overlapped`: every part written so far is
-    /// durable when this returns. `overlapped`: as [`PointStore::upsert_overlapped`],
-    /// the batch before this one is, and this one is by the next overlapped commit or
-    /// [`PointStore::settle`].
+    /// durable when this returns. `overlapped`: every batch but the latest
+    /// [`PointStore::unconfirmed_batches`] is, and those are made durable by later
+    /// overlapped commits or [`PointStore::settle`].
     async fn commit(&self, _overlapped: bool) -> Result<(), StoreError> {
         Ok(())
     }
 
-    /// Whether an overlapped batch ([`PointStore::upsert_overlapped`], or parts ended
-    /// by an overlapped [`PointStore::commit`]) is left unconfirmed until the next one.
-    fn overlaps(&self) -> bool {
-        false
+    /// How many of the latest overlapped batches ([`PointStore::upsert_overlapped`],
+    /// or parts ended by an overlapped [`PointStore::commit`]) are not durable yet
+    /// ([`crate::sinks::Sink::unconfirmed_batches`]).
+    fn unconfirmed_batches(&self) -> usize {
+        0
     }
 
     /// Upserts the points of one batch of a run; when this returns, the batch before

@@ -352,8 +352,8 @@ impl PointStore for ServerStore {
         Ok(())
     }
 
-    fn overlaps(&self) -> bool {
-        self.pipeline
+    fn unconfirmed_batches(&self) -> usize {
+        usize::from(self.pipeline)
     }
 
     async fn upsert_overlapped(&self, points: Vec<Point>) -> Result<(), StoreError> {

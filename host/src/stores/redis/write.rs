@@ -595,8 +595,8 @@ impl Sink for RedisSink {
         Ok(rejected)
     }
 
-    fn confirms_late(&self) -> bool {
-        true
+    fn unconfirmed_batches(&self) -> usize {
+        1
     }
 
     async fn settle(&mut self) -> Result<(), StoreError> {
