@@ -13,6 +13,7 @@ pub mod error;
 pub mod filters;
 pub mod items;
 pub mod json_text;
+pub mod json_value;
 pub mod lane;
 pub mod migrate_items;
 pub mod plugins;

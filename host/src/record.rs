@@ -406,13 +406,11 @@ impl RecordView {
             self.pending_writes
                 .iter()
                 .map(|w| {
-                    // The value cloned, not turned into a new tree through `Serialize`
-                    // as `json!` would (see `stores::qdrant::payload`).
-                    serde_json::Value::Object(serde_json::Map::from_iter([
-                        ("task_id".to_owned(), w.task_id.clone().into()),
-                        ("channel".to_owned(), w.channel.clone().into()),
-                        ("value".to_owned(), w.value.clone()),
-                    ]))
+                    crate::json_value::object([
+                        ("task_id", w.task_id.clone().into()),
+                        ("channel", w.channel.clone().into()),
+                        ("value", w.value.clone()),
+                    ])
                 })
                 .collect(),
         )

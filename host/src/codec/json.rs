@@ -206,14 +206,14 @@ fn lost(obj: &PyObject, what: &str) -> String {
 fn marker(map: &Map<String, Value>, interrupts: bool) -> Option<Value> {
     let field = |name: &str| map.get(name).cloned().unwrap_or(Value::Null);
     if interrupts && map.get("__interrupt__") == Some(&Value::Bool(true)) {
-        return Some(super::object([
+        return Some(crate::json_value::object([
             ("value", field("value")),
             ("id", field("id")),
             ("response_schema", field("response_schema")),
         ]));
     }
     if map.get("__send__") == Some(&Value::Bool(true)) {
-        return Some(super::object([
+        return Some(crate::json_value::object([
             ("node", field("node")),
             ("arg", field("arg")),
         ]));

@@ -131,7 +131,7 @@ pub fn constructor(module: &str, name: &str, mut kwargs: Map<String, Value>) -> 
             .entry(*attr)
             .or_insert_with(|| Value::Array(Vec::new()));
     }
-    super::object([
+    crate::json_value::object([
         ("lc", Value::from(1)),
         ("type", Value::from("constructor")),
         (

@@ -39,12 +39,6 @@ impl DecodeError {
     }
 }
 
-/// A JSON object of `fields`, in their order, the values moved in. (`json!` with a
-/// `Value` inside serializes that value again, deeply: a copy of the whole subtree.)
-pub(crate) fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
-    Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
-}
-
 /// Type tag of a chat session's messages: a JSON array of LangChain
 /// `message_to_dict` objects (`{"type": "human", "data": {...}}`), as chat-history
 /// tables store them one per row.

@@ -157,7 +157,7 @@ pub fn render(mut obj: PyObject, style: Style) -> Rendered {
         },
         ("re", "compile") => {
             let mut args = std::mem::take(&mut obj.args).into_iter();
-            Rendered::known(super::object([
+            Rendered::known(crate::json_value::object([
                 ("pattern", args.next().unwrap_or(Value::Null)),
                 ("flags", args.next().unwrap_or(Value::Null)),
             ]))
@@ -177,7 +177,7 @@ pub fn render(mut obj: PyObject, style: Style) -> Rendered {
                     obj.args.get(1).cloned().unwrap_or(Value::Null),
                 ),
             };
-            Rendered::known(super::object([("node", node), ("arg", arg)]))
+            Rendered::known(crate::json_value::object([("node", node), ("arg", arg)]))
         }
         _ => render_class(obj),
     }

@@ -23,8 +23,8 @@ pub use write::{EMBEDDED_BATCH_SIZE, QdrantSink};
 
 use serde_json::Value;
 
-use crate::codec::object;
 use crate::error::StoreError;
+use crate::json_value::object;
 use crate::record::Checkpoint;
 use config::{Location, QdrantConfig};
 use points::{Point, PointStore};
@@ -159,9 +159,9 @@ fn json_len(value: &impl serde::Serialize) -> usize {
 
 /// The point payload of a decoded record.
 ///
-/// Built with [`crate::codec::object`], the view's trees moved in once cloned: `json!`
-/// would turn each tree into a new one through `Serialize` (`to_value`), a second deep
-/// copy that was 8 % of the CPU of a run into an embedded collection (`perf record`).
+/// Built with [`object`], the view's trees moved in once cloned: `json!` would turn
+/// each tree into a new one through `Serialize` (`to_value`), a second deep copy that
+/// was 8 % of the CPU of a run into an embedded collection (`perf record`).
 pub fn payload(record: &Checkpoint, updated_at: &str) -> Value {
     let view = record.view.as_ref();
     let checkpoint = view.map_or(Value::Null, |v| v.checkpoint.clone());

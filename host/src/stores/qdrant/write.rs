@@ -210,7 +210,8 @@ impl Sink for QdrantSink {
 /// Records per batch for an embedded collection. Its batch waits whole, as trees,
 /// for the engine: 250 took 28–36 MiB off the peak of 500 (30 000 checkpoints), and
 /// with a flush every other batch it ran as fast as 500 did with a flush per batch
-/// (docs/unified.md; every eighth batch since). A server keeps the default: its pipeline was measured at 500.
+/// (docs/unified.md; every eighth batch since). A server keeps the default: its
+/// pipeline was measured at 500.
 pub const EMBEDDED_BATCH_SIZE: usize = 250;
 
 impl OpenSink for QdrantConfig {
