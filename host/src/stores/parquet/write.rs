@@ -281,7 +281,7 @@ pub(super) fn writer_properties(
     };
     let builder = WriterProperties::builder()
         .set_compression(compression)
-        .set_max_row_group_size(usize::MAX)
+        .set_max_row_group_row_count(None)
         .set_key_value_metadata(Some(metadata));
     unique
         .iter()
