@@ -48,8 +48,9 @@ const MAX_OPEN_PARTITIONS: usize = 16;
 const DERIVED_PARTITIONS: [&str; 1] = ["date"];
 /// Columns that may be partition keys.
 const PARTITION_COLUMNS: [&str; 2] = ["thread_id", "checkpoint_ns"];
-/// Columns made from the view, left out in raw mode (`view: false`).
-const VIEW_COLUMNS: [&str; 5] = [
+/// Columns made from the view, left out in raw mode (`view: false`) and never read
+/// back (a record is rebuilt from its raw columns).
+pub(super) const VIEW_COLUMNS: [&str; 5] = [
     "ts",
     "ts_raw",
     "checkpoint_json",
