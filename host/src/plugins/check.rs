@@ -236,7 +236,7 @@ fn read_records(path: &std::path::Path) -> Result<Vec<Checkpoint>, String> {
         if line.trim().is_empty() {
             continue;
         }
-        let object: serde_json::Value =
+        let object: crate::stores::json::ExportedObject =
             serde_json::from_str(&line).map_err(|e| format!("{at}: not JSON: {e}"))?;
         let origin = Origin {
             store: "json".into(),

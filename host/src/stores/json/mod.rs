@@ -9,5 +9,5 @@ mod sync;
 mod write;
 
 pub use items::{ITEMS_FILE, open_item_sink, open_item_source};
-pub use read::{JsonSource, record_of};
+pub use read::{ExportedObject, JsonSource, record_of};
 pub use write::{ExportObject, FORMAT, FORMAT_VERSION, JsonSink, export_compact, export_object};

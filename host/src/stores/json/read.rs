@@ -102,7 +102,21 @@ struct Position {
 
 enum OpenFile {
     Lines(std::io::Lines<BufReader<File>>),
-    Array(VecDeque<Value>),
+    Array(VecDeque<ExportedObject>),
+}
+
+/// What a record is restored from in an exported object: its keys and `raw`. The
+/// view's fields (the largest part of a decoded export's object) and `origin` are
+/// skipped while the text is parsed, never built into a tree. A field of another type
+/// than expected reads as missing, as `object["thread_id"].as_str()` did.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ExportedObject {
+    thread_id: Value,
+    checkpoint_ns: Value,
+    checkpoint_id: Value,
+    parent_checkpoint_id: Value,
+    raw: Value,
 }
 
 impl JsonSource {
@@ -156,7 +170,7 @@ impl JsonSource {
         let err = |e: &dyn std::fmt::Display| StoreError::fatal(format!("{}: {e}", path.display()));
         let file = File::open(&path).map_err(|e| err(&e))?;
         let mut open = if self.array {
-            let items: Vec<Value> =
+            let items: Vec<ExportedObject> =
                 serde_json::from_reader(BufReader::new(file)).map_err(|e| err(&e))?;
             OpenFile::Array(items.into())
         } else {
@@ -179,7 +193,7 @@ impl JsonSource {
     }
 
     /// The next object, `None` at the end of the export.
-    fn next_object(&mut self) -> Result<Option<Result<Value, String>>, StoreError> {
+    fn next_object(&mut self) -> Result<Option<Result<ExportedObject, String>>, StoreError> {
         loop {
             if self.at.file >= self.files.len() {
                 return Ok(None);
@@ -191,7 +205,8 @@ impl JsonSource {
                 OpenFile::Lines(lines) => lines.next().map(|line| {
                     line.map_err(|e| StoreError::fatal(format!("{}: {e}", self.locator())))
                         .map(|l| {
-                            serde_json::from_str::<Value>(&l).map_err(|e| format!("not JSON: {e}"))
+                            serde_json::from_str::<ExportedObject>(&l)
+                                .map_err(|e| format!("not JSON: {e}"))
                         })
                 }),
                 OpenFile::Array(items) => items.pop_front().map(|v| Ok(Ok(v))),
@@ -213,19 +228,19 @@ impl JsonSource {
 /// A record from one exported object (a line of a JSON export): its key and its raw
 /// values; the error names the key when there is one.
 pub fn record_of(
-    object: &Value,
+    object: &ExportedObject,
     origin: Origin,
 ) -> Result<Checkpoint, (Option<CheckpointKey>, String)> {
-    let text = |k: &str| object[k].as_str().map(str::to_owned);
-    let key = match (text("thread_id"), text("checkpoint_id")) {
+    let text = |v: &Value| v.as_str().map(str::to_owned);
+    let key = match (text(&object.thread_id), text(&object.checkpoint_id)) {
         (Some(thread_id), Some(checkpoint_id)) => CheckpointKey {
             thread_id,
-            checkpoint_ns: text("checkpoint_ns").unwrap_or_default(),
+            checkpoint_ns: text(&object.checkpoint_ns).unwrap_or_default(),
             checkpoint_id,
         },
         _ => return Err((None, "the object has no thread_id and checkpoint_id".into())),
     };
-    if object["raw"].is_null() {
+    if object.raw.is_null() {
         return Err((
             Some(key),
             "the object has no raw values (`raw`), so it cannot be restored exactly".into(),
@@ -233,8 +248,8 @@ pub fn record_of(
     }
     Checkpoint::from_raw_json(
         key.clone(),
-        text("parent_checkpoint_id"),
-        &object["raw"],
+        text(&object.parent_checkpoint_id),
+        &object.raw,
         origin,
     )
     .map_err(|e| (Some(key), format!("raw values: {e}")))
@@ -308,7 +323,7 @@ impl Source for JsonSource {
         let mut counts = ThreadCounts::default();
         while let Some(object) = counter.next_object()? {
             counter.at.item += 1;
-            if let Some(thread) = object.ok().as_ref().and_then(|o| o["thread_id"].as_str()) {
+            if let Some(thread) = object.ok().as_ref().and_then(|o| o.thread_id.as_str()) {
                 *counts.per_thread.entry(thread.to_owned()).or_default() += 1;
             }
         }
@@ -320,5 +335,72 @@ impl Source for JsonSource {
 impl OpenSource for JsonSourceConfig {
     async fn open_source(&self, _filters: &Filters) -> Result<Box<dyn Source>, OpenError> {
         Ok(Box::new(JsonSource::open(self)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin() -> Origin {
+        Origin {
+            store: "json".into(),
+            locator: "export item 1".into(),
+        }
+    }
+
+    /// An exported object is restored from its keys and `raw` alone; the view's
+    /// fields, `origin` and `notices` are skipped whatever they hold.
+    #[test]
+    fn an_exported_object_is_restored_from_its_keys_and_raw_values_only() {
+        let line = r#"{"thread_id":"t-1","checkpoint_ns":"inner","checkpoint_id":"c-2","parent_checkpoint_id":"c-1",
+            "ts":"2026-11-23T23:33:58.367221+00:00",
+            "checkpoint":{"v":4,"channel_values":{"messages":[{"type":"human","content":"hi"}]}},
+            "metadata":{"step":2},"pending_writes":[{"task_id":"x","channel":"c","value":[1,{"a":null}]}],
+            "raw":{"checkpoint":{"type":"json","data":"e30="},"metadata":{"type":"msgpack","data":"gA=="},
+                   "channel_blobs":[{"channel":"messages","version":"00001","value":{"type":"json","data":"W10="}}],
+                   "pending_writes":[]},
+            "origin":{"store":"sqlite","locator":"checkpoints.db"},"notices":["a notice"]}"#;
+        let object: ExportedObject = serde_json::from_str(line).unwrap();
+        let record = record_of(&object, origin()).unwrap();
+        assert_eq!(
+            record.key,
+            CheckpointKey {
+                thread_id: "t-1".into(),
+                checkpoint_ns: "inner".into(),
+                checkpoint_id: "c-2".into(),
+            }
+        );
+        assert_eq!(record.parent_checkpoint_id.as_deref(), Some("c-1"));
+        assert_eq!(
+            (
+                record.checkpoint.type_tag.as_str(),
+                record.checkpoint.bytes.as_slice()
+            ),
+            ("json", b"{}".as_slice())
+        );
+        assert_eq!(record.metadata.bytes, [0x80]);
+        assert_eq!(record.channel_blobs.len(), 1);
+        assert_eq!(record.channel_blobs[0].value.bytes, b"[]");
+        assert!(record.view.is_none());
+        assert_eq!(record.origin, origin());
+    }
+
+    /// A key of another type than text reads as missing (as indexing a tree did), and
+    /// an object without `raw` is refused under its key.
+    #[test]
+    fn odd_keys_read_as_missing_and_an_object_without_raw_is_named() {
+        let odd: ExportedObject =
+            serde_json::from_str(r#"{"thread_id":7,"checkpoint_id":"c","raw":{}}"#).unwrap();
+        let (key, error) = record_of(&odd, origin()).unwrap_err();
+        assert!(key.is_none());
+        assert!(error.contains("no thread_id"), "{error}");
+
+        let bare: ExportedObject =
+            serde_json::from_str(r#"{"thread_id":"t","checkpoint_id":"c","checkpoint":{}}"#)
+                .unwrap();
+        let (key, error) = record_of(&bare, origin()).unwrap_err();
+        assert_eq!(key.map(|k| k.checkpoint_id).as_deref(), Some("c"));
+        assert!(error.contains("no raw values"), "{error}");
     }
 }
