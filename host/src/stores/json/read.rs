@@ -107,16 +107,84 @@ enum OpenFile {
 
 /// What a record is restored from in an exported object: its keys and `raw`. The
 /// view's fields (the largest part of a decoded export's object) and `origin` are
-/// skipped while the text is parsed, never built into a tree. A field of another type
-/// than expected reads as missing, as `object["thread_id"].as_str()` did.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+/// skipped while the text is parsed, never built into a tree.
+///
+/// It reads whatever JSON it is given as indexing a tree of it did: a field of another
+/// type than expected, or an item that is no object at all, reads as missing (the item
+/// then goes to the dead-letter file under its place, and an array file's other items
+/// are still read), and a field given twice keeps its last value.
+#[derive(Debug, Default)]
 pub struct ExportedObject {
     thread_id: Value,
     checkpoint_ns: Value,
     checkpoint_id: Value,
     parent_checkpoint_id: Value,
     raw: Value,
+}
+
+impl<'de> Deserialize<'de> for ExportedObject {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+        struct Fields;
+        impl<'de> Visitor<'de> for Fields {
+            type Value = ExportedObject;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ExportedObject, A::Error> {
+                let mut object = ExportedObject::default();
+                while let Some(name) = map.next_key::<String>()? {
+                    let field = match name.as_str() {
+                        "thread_id" => &mut object.thread_id,
+                        "checkpoint_ns" => &mut object.checkpoint_ns,
+                        "checkpoint_id" => &mut object.checkpoint_id,
+                        "parent_checkpoint_id" => &mut object.parent_checkpoint_id,
+                        "raw" => &mut object.raw,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *field = map.next_value()?;
+                }
+                Ok(object)
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ExportedObject, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(ExportedObject::default())
+            }
+
+            fn visit_bool<E>(self, _: bool) -> Result<ExportedObject, E> {
+                Ok(ExportedObject::default())
+            }
+
+            fn visit_i64<E>(self, _: i64) -> Result<ExportedObject, E> {
+                Ok(ExportedObject::default())
+            }
+
+            fn visit_u64<E>(self, _: u64) -> Result<ExportedObject, E> {
+                Ok(ExportedObject::default())
+            }
+
+            fn visit_f64<E>(self, _: f64) -> Result<ExportedObject, E> {
+                Ok(ExportedObject::default())
+            }
+
+            fn visit_str<E>(self, _: &str) -> Result<ExportedObject, E> {
+                Ok(ExportedObject::default())
+            }
+
+            fn visit_unit<E>(self) -> Result<ExportedObject, E> {
+                Ok(ExportedObject::default())
+            }
+        }
+
+        deserializer.deserialize_any(Fields)
+    }
 }
 
 impl JsonSource {
@@ -386,15 +454,60 @@ mod tests {
         assert_eq!(record.origin, origin());
     }
 
-    /// A key of another type than text reads as missing (as indexing a tree did), and
-    /// an object without `raw` is refused under its key.
+    /// An array file with an item that is no object still gives its other items; the
+    /// odd one goes to the dead-letter file under its place.
+    #[tokio::test]
+    async fn an_array_file_reads_past_an_item_that_is_no_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = serde_json::json!({
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "encoding": "json-array",
+            "files": [{ "file": "checkpoints.json" }],
+        });
+        std::fs::write(dir.path().join("manifest.json"), manifest.to_string()).unwrap();
+        let good = r#"{"thread_id":"t","checkpoint_ns":"","checkpoint_id":"c","checkpoint":{"v":4},
+            "raw":{"checkpoint":{"type":"json","data":"e30="},"metadata":{"type":"json","data":"e30="}}}"#;
+        std::fs::write(dir.path().join("checkpoints.json"), format!("[42, {good}]")).unwrap();
+        let config = JsonSourceConfig {
+            path: dir.path().to_owned(),
+        };
+        let mut source = JsonSource::open(&config).unwrap();
+        let limits = BatchLimits {
+            max_records: 10,
+            max_bytes: usize::MAX,
+        };
+        let batch = source.next_batch(limits).await.unwrap().unwrap();
+        assert_eq!(batch.records.len(), 1);
+        assert_eq!(batch.records[0].key.checkpoint_id, "c");
+        assert_eq!(batch.failed.len(), 1);
+        assert!(batch.failed[0].origin.locator.ends_with("item 1"));
+        assert!(batch.failed[0].error.contains("no thread_id"));
+    }
+
+    /// A key of another type than text, or an item that is no object, reads as missing
+    /// (as indexing a tree did); a field given twice keeps its last value; an object
+    /// without `raw` is refused under its key.
     #[test]
     fn odd_keys_read_as_missing_and_an_object_without_raw_is_named() {
-        let odd: ExportedObject =
-            serde_json::from_str(r#"{"thread_id":7,"checkpoint_id":"c","raw":{}}"#).unwrap();
-        let (key, error) = record_of(&odd, origin()).unwrap_err();
-        assert!(key.is_none());
-        assert!(error.contains("no thread_id"), "{error}");
+        for item in [
+            r#"{"thread_id":7,"checkpoint_id":"c","raw":{}}"#,
+            "42",
+            "null",
+            r#""text""#,
+            "[1, {\"thread_id\": \"t\"}]",
+        ] {
+            let odd: ExportedObject = serde_json::from_str(item).unwrap();
+            let (key, error) = record_of(&odd, origin()).unwrap_err();
+            assert!(key.is_none(), "{item}");
+            assert!(error.contains("no thread_id"), "{item}: {error}");
+        }
+
+        let twice: ExportedObject = serde_json::from_str(
+            r#"{"thread_id":"first","thread_id":"t","checkpoint_id":"c","raw":{"checkpoint":{"type":"json","data":"e30="},"metadata":{"type":"json","data":"e30="}}}"#,
+        )
+        .unwrap();
+        assert_eq!(record_of(&twice, origin()).unwrap().key.thread_id, "t");
 
         let bare: ExportedObject =
             serde_json::from_str(r#"{"thread_id":"t","checkpoint_id":"c","checkpoint":{}}"#)
