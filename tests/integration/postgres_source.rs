@@ -274,6 +274,70 @@ async fn pushed_down_filters_give_the_engine_result() {
 }
 
 /// The test database's PostgresSaver tables as a source, no filters.
+/// A blob is read once per batch however many checkpoints name it, and each
+/// checkpoint still gets every blob its `channel_versions` names: the same records
+/// as the oracle at a batch size where one blob serves many checkpoints. A
+/// `channel_versions` that is no object (the server's join failed the whole batch on
+/// it) sends that checkpoint alone to the dead-letter file, with the reason.
+#[tokio::test]
+async fn blobs_are_named_from_the_page_and_a_bad_channel_versions_fails_one_checkpoint() {
+    let db = pg_database(&["checkpoints.sql"]).await;
+    let records = read_postgres(&db, None, &FilterConfig::default(), Pushdown::On, 500).await;
+    assert_matches_oracle(&records, "postgres");
+    let named: usize = records.iter().map(|r| r.channel_blobs.len()).sum();
+    let mut distinct = BTreeSet::new();
+    for r in &records {
+        for b in &r.channel_blobs {
+            distinct.insert((
+                &r.key.thread_id,
+                &r.key.checkpoint_ns,
+                &b.channel,
+                &b.version,
+            ));
+        }
+    }
+    assert!(
+        named > distinct.len(),
+        "{named} blobs in records, {} distinct",
+        distinct.len()
+    );
+
+    let bad = &records[records.len() / 2].key;
+    pg_execute(
+        &db,
+        &[&format!(
+            "UPDATE checkpoints SET checkpoint = jsonb_set(checkpoint, '{{channel_versions}}', '\"7\"') \
+             WHERE thread_id = '{}' AND checkpoint_ns = '{}' AND checkpoint_id = '{}'",
+            bad.thread_id, bad.checkpoint_ns, bad.checkpoint_id
+        )],
+    )
+    .await;
+    let mut source = open_checkpoints(&db).await;
+    let limits = BatchLimits {
+        max_records: 50,
+        max_bytes: usize::MAX,
+    };
+    let (mut read, mut failed) = (Vec::new(), Vec::new());
+    while let Some(b) = source.next_batch(limits).await.unwrap() {
+        read.extend(b.records);
+        failed.extend(b.failed);
+    }
+    assert_eq!(read.len(), records.len() - 1);
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].key.as_ref(), Some(bad));
+    assert!(
+        failed[0]
+            .error
+            .contains("channel_versions is not an object"),
+        "{}",
+        failed[0].error
+    );
+    let before: BTreeMap<_, _> = records.iter().map(|r| (&r.key, &r.channel_blobs)).collect();
+    for r in &read {
+        assert_eq!(&r.channel_blobs, before[&r.key], "{}", r.key);
+    }
+}
+
 async fn open_checkpoints(db: &str) -> PostgresSource {
     let config = PostgresSourceConfig {
         connection_string: pg_url_for(db),

@@ -26,6 +26,7 @@ use crate::sources::{BatchLimits, Pushdown, Source, SourceBatch, ThreadCounts};
 use crate::stores::chat::SessionsAs;
 use crate::stores::sql::{self, Dialect, quote_ident, where_sql};
 
+mod blob_refs;
 mod checkpoints;
 mod sessions;
 

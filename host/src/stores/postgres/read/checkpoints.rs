@@ -7,6 +7,7 @@ use futures_util::TryStreamExt;
 use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
 
+use super::blob_refs::BlobRefs;
 use super::{Mode, PostgresSource};
 use crate::error::StoreError;
 use crate::record::{ChannelBlob, Checkpoint, CheckpointKey, PendingWrite, TypedValue};
@@ -93,23 +94,26 @@ impl PostgresSource {
         let Mode::Checkpoints(tables) = &self.mode else {
             unreachable!("called in checkpoint mode")
         };
-        let cp = &tables.checkpoints;
         // The thread range again as a plain column range: PostgreSQL cannot estimate a
         // row comparison and guesses a quarter of the table, so it planned some
-        // batches' blobs query as a scan of the whole `checkpoints` table (15 of 200
-        // batches at 100 000 checkpoints: 1.5 M rows read, a third of the server's CPU
-        // for the read), a cost that grows with the table. A column range it
-        // estimates from its statistics, and reads the batch's rows through an index.
+        // batches' queries as a scan of the whole table (15 of 200 batches' blobs
+        // queries at 100 000 checkpoints, when they joined `checkpoints`: 1.5 M rows
+        // read), a cost that grows with the table. A column range it estimates from
+        // its statistics, and reads the batch's rows through an index.
         let range = "(c.thread_id, c.checkpoint_ns, c.checkpoint_id) BETWEEN ($1, $2, $3) AND ($4, $5, $6) \
                      AND c.thread_id BETWEEN $1 AND $4";
-        // The blobs a checkpoint uses are those named by its channel_versions.
+        // The blobs a checkpoint uses are those named by its channel_versions, read
+        // from the page's documents (blob_refs.rs): each asked for once, by its
+        // primary key. `OFFSET 0` keeps the lookup a subquery run per key: flattened
+        // into a join, PostgreSQL planned it as a merge join that read the blobs
+        // table's thread index from its start to the batch's threads.
         let blobs = tables.blobs.as_ref().map(|blobs| {
             format!(
-                "SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, bl.channel, bl.version, bl.type, bl.blob \
-                 FROM {cp} c CROSS JOIN LATERAL jsonb_each_text(c.checkpoint -> 'channel_versions') cv \
-                 JOIN {blobs} bl ON bl.thread_id = c.thread_id AND bl.checkpoint_ns = c.checkpoint_ns \
-                   AND bl.channel = cv.key AND bl.version = cv.value \
-                 WHERE {range} ORDER BY 1, 2, 3, bl.channel"
+                "SELECT k.i, bl.type, bl.blob \
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS k(t, n, ch, v, i) \
+                 CROSS JOIN LATERAL (SELECT b.type, b.blob FROM {blobs} b \
+                   WHERE b.thread_id = k.t AND b.checkpoint_ns = k.n AND b.channel = k.ch AND b.version = k.v \
+                   OFFSET 0) bl"
             )
         });
         let task_path = if tables.writes_have_task_path {
@@ -204,20 +208,12 @@ impl PostgresSource {
         let cp = &tables.checkpoints;
         let BatchRows {
             page: Page { rows, mut bytes },
+            refs,
             blobs,
             writes,
             last,
         } = rows;
-        let mut blob_map = self.by_checkpoint(blobs, "reading checkpoint_blobs", |r| {
-            Ok(ChannelBlob {
-                channel: r.try_get(3)?,
-                version: r.try_get(4)?,
-                value: TypedValue::new(
-                    r.try_get::<String, _>(5)?,
-                    r.try_get::<Option<Vec<u8>>, _>(6)?.unwrap_or_default(),
-                ),
-            })
-        })?;
+        let mut fetched = self.named_blobs(&refs, blobs)?;
         let mut write_map = self.by_checkpoint(writes, "reading checkpoint_writes", |r| {
             Ok(PendingWrite {
                 task_id: r.try_get(3)?,
@@ -230,23 +226,30 @@ impl PostgresSource {
                 ),
             })
         })?;
-        bytes += blob_map
+        bytes += write_map
             .values()
             .flatten()
-            .map(|b| b.value.bytes.len())
-            .sum::<usize>()
-            + write_map
-                .values()
-                .flatten()
-                .map(|w| w.value.bytes.len())
-                .sum::<usize>();
+            .map(|w| w.value.bytes.len())
+            .sum::<usize>();
         let mut batch = SourceBatch {
             last_key: last,
             ..SourceBatch::default()
         };
-        for row in rows {
+        let mut uses = refs.uses;
+        for (row, named) in rows.into_iter().zip(refs.by_row) {
             let key = key_of(&row).map_err(|e| self.error("reading a key", e))?;
             let origin = self.origin(format!("{url} {cp}[{key}]"));
+            let named = match named {
+                Ok(named) => named,
+                Err(error) => {
+                    batch.failed.push(FailedRead {
+                        key: Some(key),
+                        origin,
+                        error: format!("{cp}: {error}"),
+                    });
+                    continue;
+                }
+            };
             let parts = (|| {
                 Ok::<_, sqlx::Error>((
                     row.try_get::<Option<String>, _>(3)?,
@@ -265,11 +268,34 @@ impl PostgresSource {
                     continue;
                 }
             };
+            // A blob moves into the last checkpoint that names it, and is copied
+            // into the others.
+            let channel_blobs = named
+                .into_iter()
+                .filter_map(|i| {
+                    uses[i] -= 1;
+                    let value = if uses[i] == 0 {
+                        fetched[i].take()
+                    } else {
+                        fetched[i].clone()
+                    }?;
+                    Some(ChannelBlob {
+                        channel: refs.channels[i].clone(),
+                        version: refs.versions[i].clone(),
+                        value,
+                    })
+                })
+                .collect::<Vec<_>>();
+            // The bytes moved, a blob counted in each checkpoint it goes into.
+            bytes += channel_blobs
+                .iter()
+                .map(|b| b.value.bytes.len())
+                .sum::<usize>();
             batch.records.push(Checkpoint {
                 parent_checkpoint_id: parent,
                 // JSONB: PostgreSQL's own text form is the most exact there is.
                 checkpoint: TypedValue::new("json", document.unwrap_or_else(|| "null".into())),
-                channel_blobs: blob_map.remove(&key).unwrap_or_default(),
+                channel_blobs,
                 metadata: TypedValue::new("json", metadata.unwrap_or_else(|| "{}".into())),
                 pending_writes: write_map.remove(&key).unwrap_or_default(),
                 origin,
@@ -279,6 +305,36 @@ impl PostgresSource {
         }
         batch.bytes = bytes;
         Ok(batch)
+    }
+
+    /// The blobs query's rows by their index in `refs` (`None`: a blob named but not
+    /// in the table, which no checkpoint then gets, as with the server's join).
+    fn named_blobs(
+        &self,
+        refs: &BlobRefs,
+        rows: Vec<PgRow>,
+    ) -> Result<Vec<Option<TypedValue>>, StoreError> {
+        let what = "reading checkpoint_blobs";
+        let mut fetched = vec![None; refs.threads.len()];
+        for r in rows {
+            let (index, kind, bytes) = (|| {
+                Ok::<_, sqlx::Error>((
+                    r.try_get::<i64, _>(0)?,
+                    r.try_get::<String, _>(1)?,
+                    r.try_get::<Option<Vec<u8>>, _>(2)?,
+                ))
+            })()
+            .map_err(|e| self.error(what, e))?;
+            let slot = usize::try_from(index - 1)
+                .ok()
+                .and_then(|i| fetched.get_mut(i))
+                .ok_or_else(|| {
+                    let e = format!("the server answered a blob never asked for (index {index})");
+                    self.error(what, sqlx::Error::Protocol(e))
+                })?;
+            *slot = Some(TypedValue::new(kind, bytes.unwrap_or_default()));
+        }
+        Ok(fetched)
     }
 
     /// Rows of a checkpoint's blobs or writes (its key in the first three columns),
@@ -322,6 +378,9 @@ struct BatchQueries {
 /// A batch's rows as the server returned them, and its last key (`None`: no rows).
 pub(super) struct BatchRows {
     page: Page,
+    /// The blobs the page's documents name, and the rows of the blobs query: each
+    /// blob's index (from 1) in `refs`, its type and bytes.
+    refs: BlobRefs,
     blobs: Vec<PgRow>,
     writes: Vec<PgRow>,
     last: Option<CheckpointKey>,
@@ -333,47 +392,65 @@ pub(super) struct ReadFailure {
     error: sqlx::Error,
 }
 
-/// Reads a batch: its page, then its blobs and writes, one query after the other on
-/// the snapshot's connection.
+/// Reads a batch: its page, then the blobs its documents name and the writes of its
+/// key range, one query after the other on the snapshot's connection.
 async fn read_batch(
     conn: &mut PgConnection,
     queries: &BatchQueries,
 ) -> Result<BatchRows, ReadFailure> {
     let failure = |what| move |error| ReadFailure { what, error };
     let page = read_page(
-        conn,
+        &mut *conn,
         &queries.page_sql,
         &queries.page_params,
         queries.limits,
     )
     .await
     .map_err(failure("reading checkpoints"))?;
+    let mut refs = BlobRefs::default();
+    if queries.blobs.is_some() {
+        for row in &page.rows {
+            refs.push_row((|| {
+                Some((
+                    row.try_get(0).ok()?,
+                    row.try_get(1).ok()?,
+                    row.try_get(5).ok()?,
+                ))
+            })());
+        }
+    }
     let mut rows = BatchRows {
         blobs: Vec::new(),
         writes: Vec::new(),
         last: None,
         page,
+        refs,
     };
     let (Some(first), Some(last)) = (rows.page.rows.first(), rows.page.rows.last()) else {
         return Ok(rows);
     };
     let first = key_of(first).map_err(failure("reading a key"))?;
     let last = key_of(last).map_err(failure("reading a key"))?;
-    let range = [first.parts(), last.parts()].concat();
-    let fetch_all = async |conn: &mut PgConnection, sql: &str| {
-        let mut query = sqlx::query(sql);
-        for p in &range {
-            query = query.bind(p);
-        }
-        query.fetch_all(conn).await
-    };
-    if let Some(sql) = &queries.blobs {
-        rows.blobs = fetch_all(conn, sql)
+    if let Some(sql) = &queries.blobs
+        && !rows.refs.is_empty()
+    {
+        let refs = &rows.refs;
+        rows.blobs = sqlx::query(sql)
+            .bind(&refs.threads)
+            .bind(&refs.namespaces)
+            .bind(&refs.channels)
+            .bind(&refs.versions)
+            .fetch_all(&mut *conn)
             .await
             .map_err(failure("reading checkpoint_blobs"))?;
     }
     if let Some(sql) = &queries.writes {
-        rows.writes = fetch_all(conn, sql)
+        let mut query = sqlx::query(sql);
+        for p in [first.parts(), last.parts()].concat() {
+            query = query.bind(p);
+        }
+        rows.writes = query
+            .fetch_all(&mut *conn)
             .await
             .map_err(failure("reading checkpoint_writes"))?;
     }
