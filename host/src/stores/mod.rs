@@ -6,6 +6,7 @@
 pub mod chat;
 pub mod json;
 pub mod layout;
+pub(crate) mod named_once;
 pub mod parquet;
 pub mod postgres;
 pub mod qdrant;

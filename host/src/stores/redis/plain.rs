@@ -13,6 +13,7 @@ use crate::error::StoreError;
 use crate::filters::ThreadPushdown;
 use crate::record::{ChannelBlob, Checkpoint, CheckpointKey, PendingWrite, TypedValue};
 use crate::sources::{BatchLimits, FailedRead, SourceBatch, ThreadCounts};
+use crate::stores::named_once::NamedOnce;
 
 pub struct PlainLayout {
     base: String,
@@ -195,15 +196,19 @@ impl PlainLayout {
             last_key: Some(last.clone()),
             ..SourceBatch::default()
         };
-        // Parse documents, then fetch every blob they name in one pipeline.
+        // Parse documents, then fetch every blob they name in one pipeline, each
+        // blob once however many checkpoints name it.
         let mut parsed = Vec::with_capacity(keys.len());
-        let mut blob_keys: Vec<(usize, String, String, String)> = Vec::new();
-        for (i, (key, doc)) in keys.iter().zip(docs).enumerate() {
+        let mut named: NamedOnce<String> = NamedOnce::default();
+        let mut blob_refs: Vec<Vec<(usize, String, String)>> = Vec::with_capacity(keys.len());
+        for (key, doc) in keys.iter().zip(docs) {
             let cp_key = key_bytes("cp", key);
             let origin = redis.origin(cp_key.as_bytes());
+            let mut refs = Vec::new();
             let Some(doc) = doc else {
                 batch.vanished += 1;
                 parsed.push(None);
+                blob_refs.push(refs);
                 continue;
             };
             batch.bytes += doc.len();
@@ -214,7 +219,7 @@ impl PlainLayout {
                             "{}:blob:{}:{}:{channel}:{version}",
                             self.base, key.thread_id, key.checkpoint_ns
                         );
-                        blob_keys.push((i, blob, channel, version));
+                        refs.push((named.name(blob), channel, version));
                     }
                     parsed.push(Some((checkpoint, metadata, parent, origin)));
                 }
@@ -227,30 +232,45 @@ impl PlainLayout {
                     parsed.push(None);
                 }
             }
+            blob_refs.push(refs);
         }
         let mut pipe = redis::pipe();
-        for (_, blob, _, _) in &blob_keys {
+        for blob in named.keys() {
             pipe.cmd("GET").arg(blob);
         }
-        let blob_values: Vec<Option<Vec<u8>>> = if blob_keys.is_empty() {
+        let blob_values: Vec<Option<Vec<u8>>> = if named.keys().is_empty() {
             Vec::new()
         } else {
             redis.pipe("GET blobs", &pipe).await?
         };
+        // Each blob unpacked once; a blob that cannot be is the error of every
+        // checkpoint naming it.
+        let mut unpacked: Vec<Option<Result<TypedValue, String>>> = named
+            .keys()
+            .iter()
+            .zip(blob_values)
+            .map(|(blob_key, value)| {
+                value.map(|v| unpack(&v).map_err(|e| format!("{blob_key}: {e}")))
+            })
+            .collect();
         let mut blobs: HashMap<usize, Vec<ChannelBlob>> = HashMap::new();
         let mut broken: HashMap<usize, String> = HashMap::new();
-        for ((i, blob_key, channel, version), value) in blob_keys.into_iter().zip(blob_values) {
-            // A channel version without a blob key: the channel has no value.
-            let Some(value) = value else { continue };
-            batch.bytes += value.len();
-            match unpack(&value) {
-                Ok(value) => blobs.entry(i).or_default().push(ChannelBlob {
-                    channel,
-                    version,
-                    value,
-                }),
-                Err(e) => {
-                    broken.entry(i).or_insert(format!("{blob_key}: {e}"));
+        for (i, refs) in blob_refs.into_iter().enumerate() {
+            for (blob, channel, version) in refs {
+                // A channel version without a blob key: the channel has no value.
+                match named.hand_out(&mut unpacked, blob) {
+                    None => {}
+                    Some(Ok(value)) => {
+                        batch.bytes += value.bytes.len();
+                        blobs.entry(i).or_default().push(ChannelBlob {
+                            channel,
+                            version,
+                            value,
+                        });
+                    }
+                    Some(Err(e)) => {
+                        broken.entry(i).or_insert(e);
+                    }
                 }
             }
         }

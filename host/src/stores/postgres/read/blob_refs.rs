@@ -10,27 +10,24 @@
 //! as PostgreSQL's own text, so the names are read from it here, and the server is
 //! asked for each named blob once, by its primary key.
 
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-/// The blobs a page's checkpoints name: each (thread, namespace, channel, version)
-/// once, column by column (the parameters of the blobs query), and per checkpoint the
-/// indices of its own.
+use crate::stores::named_once::NamedOnce;
+
+/// A blob's key: thread, namespace, channel, version.
+type BlobKey = (String, String, String, String);
+
+/// The blobs a page's checkpoints name, each key once (the blobs query's
+/// parameters), and per checkpoint the indices of its own.
 #[derive(Default)]
 pub(super) struct BlobRefs {
-    pub(super) threads: Vec<String>,
-    pub(super) namespaces: Vec<String>,
-    pub(super) channels: Vec<String>,
-    pub(super) versions: Vec<String>,
+    named: NamedOnce<BlobKey>,
     /// Per page row: the indices of the blobs it names, by channel (bytewise); or
     /// why its `channel_versions` names none that could be looked up.
     pub(super) by_row: Vec<Result<Vec<usize>, String>>,
-    /// How many rows name each blob (a blob is moved, not copied, into the last).
-    pub(super) uses: Vec<u32>,
-    index: HashMap<(String, String, String, String), usize>,
 }
 
 impl BlobRefs {
@@ -41,50 +38,44 @@ impl BlobRefs {
             self.by_row.push(Ok(Vec::new()));
             return;
         };
-        let named = match channel_versions(document) {
-            Ok(named) => named,
-            Err(reason) => {
-                self.by_row.push(Err(reason));
-                return;
-            }
-        };
-        let indices: Vec<usize> = named
-            .into_iter()
-            .map(|(channel, version)| self.index_of(thread, namespace, channel, version))
-            .collect();
-        for &i in &indices {
-            self.uses[i] += 1;
-        }
-        self.by_row.push(Ok(indices));
+        let named = channel_versions(document).map(|named| {
+            named
+                .into_iter()
+                .map(|(channel, version)| {
+                    let key = (thread.to_owned(), namespace.to_owned(), channel, version);
+                    self.named.name(key)
+                })
+                .collect()
+        });
+        self.by_row.push(named);
     }
 
-    /// True when no row names a blob (the blobs query is not sent).
-    pub(super) fn is_empty(&self) -> bool {
-        self.threads.is_empty()
+    /// How many distinct blobs the rows name (the blobs query is sent when any).
+    pub(super) fn len(&self) -> usize {
+        self.named.keys().len()
     }
 
-    fn index_of(
-        &mut self,
-        thread: &str,
-        namespace: &str,
-        channel: String,
-        version: String,
-    ) -> usize {
-        let next = self.threads.len();
-        let key = (thread.to_owned(), namespace.to_owned(), channel, version);
-        match self.index.entry(key) {
-            Entry::Occupied(e) => *e.get(),
-            Entry::Vacant(e) => {
-                let (thread, namespace, channel, version) = e.key().clone();
-                self.threads.push(thread);
-                self.namespaces.push(namespace);
-                self.channels.push(channel);
-                self.versions.push(version);
-                self.uses.push(0);
-                e.insert(next);
-                next
-            }
-        }
+    /// The blobs query's four array parameters: thread, namespace, channel and
+    /// version of each distinct blob, blob `i` at `i`.
+    pub(super) fn columns(&self) -> [Vec<&str>; 4] {
+        let keys = self.named.keys();
+        [
+            keys.iter().map(|k| k.0.as_str()).collect(),
+            keys.iter().map(|k| k.1.as_str()).collect(),
+            keys.iter().map(|k| k.2.as_str()).collect(),
+            keys.iter().map(|k| k.3.as_str()).collect(),
+        ]
+    }
+
+    /// Blob `i`'s channel and version.
+    pub(super) fn channel_version(&self, i: usize) -> (&str, &str) {
+        let key = &self.named.keys()[i];
+        (&key.2, &key.3)
+    }
+
+    /// Blob `i`'s value for one row naming it (see [`NamedOnce::hand_out`]).
+    pub(super) fn hand_out<T: Clone>(&mut self, values: &mut [Option<T>], i: usize) -> Option<T> {
+        self.named.hand_out(values, i)
     }
 }
 
@@ -211,16 +202,18 @@ mod tests {
         refs.push_row(Some(("t2", "", r#"{"channel_versions": {"m": "2"}}"#)));
         refs.push_row(None);
         refs.push_row(Some(("t2", "", r#"{"channel_versions": 5}"#)));
-        assert_eq!(refs.threads, ["t1", "t1", "t1", "t2"]);
-        assert_eq!(refs.channels, ["a", "m", "a", "m"]);
-        assert_eq!(refs.versions, ["1", "2", "3", "2"]);
-        assert_eq!(refs.uses, [1, 2, 1, 1]);
+        assert_eq!(refs.len(), 4);
+        let [threads, namespaces, channels, versions] = refs.columns();
+        assert_eq!(threads, ["t1", "t1", "t1", "t2"]);
+        assert_eq!(namespaces, ["", "", "", ""]);
+        assert_eq!(channels, ["a", "m", "a", "m"]);
+        assert_eq!(versions, ["1", "2", "3", "2"]);
         assert_eq!(refs.by_row[0], Ok(vec![0, 1]));
         assert_eq!(refs.by_row[1], Ok(vec![2, 1]));
         assert_eq!(refs.by_row[2], Ok(vec![3]));
         assert_eq!(refs.by_row[3], Ok(vec![]));
         assert!(refs.by_row[4].is_err());
-        assert!(!refs.is_empty());
-        assert!(BlobRefs::default().is_empty());
+        assert_eq!(refs.channel_version(2), ("a", "3"));
+        assert_eq!(BlobRefs::default().len(), 0);
     }
 }

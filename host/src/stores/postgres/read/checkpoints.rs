@@ -208,7 +208,7 @@ impl PostgresSource {
         let cp = &tables.checkpoints;
         let BatchRows {
             page: Page { rows, mut bytes },
-            refs,
+            mut refs,
             blobs,
             writes,
             last,
@@ -235,8 +235,8 @@ impl PostgresSource {
             last_key: last,
             ..SourceBatch::default()
         };
-        let mut uses = refs.uses;
-        for (row, named) in rows.into_iter().zip(refs.by_row) {
+        let by_row = std::mem::take(&mut refs.by_row);
+        for (row, named) in rows.into_iter().zip(by_row) {
             let key = key_of(&row).map_err(|e| self.error("reading a key", e))?;
             let origin = self.origin(format!("{url} {cp}[{key}]"));
             let named = match named {
@@ -273,15 +273,11 @@ impl PostgresSource {
             let channel_blobs = named
                 .into_iter()
                 .filter_map(|i| {
-                    uses[i] -= 1;
-                    let value = if uses[i] == 0 {
-                        fetched[i].take()
-                    } else {
-                        fetched[i].clone()
-                    }?;
+                    let value = refs.hand_out(&mut fetched, i)?;
+                    let (channel, version) = refs.channel_version(i);
                     Some(ChannelBlob {
-                        channel: refs.channels[i].clone(),
-                        version: refs.versions[i].clone(),
+                        channel: channel.to_owned(),
+                        version: version.to_owned(),
                         value,
                     })
                 })
@@ -315,7 +311,7 @@ impl PostgresSource {
         rows: Vec<PgRow>,
     ) -> Result<Vec<Option<TypedValue>>, StoreError> {
         let what = "reading checkpoint_blobs";
-        let mut fetched = vec![None; refs.threads.len()];
+        let mut fetched = vec![None; refs.len()];
         for r in rows {
             let (index, kind, bytes) = (|| {
                 Ok::<_, sqlx::Error>((
@@ -432,14 +428,14 @@ async fn read_batch(
     let first = key_of(first).map_err(failure("reading a key"))?;
     let last = key_of(last).map_err(failure("reading a key"))?;
     if let Some(sql) = &queries.blobs
-        && !rows.refs.is_empty()
+        && rows.refs.len() > 0
     {
-        let refs = &rows.refs;
+        let [threads, namespaces, channels, versions] = rows.refs.columns();
         rows.blobs = sqlx::query(sql)
-            .bind(&refs.threads)
-            .bind(&refs.namespaces)
-            .bind(&refs.channels)
-            .bind(&refs.versions)
+            .bind(threads)
+            .bind(namespaces)
+            .bind(channels)
+            .bind(versions)
             .fetch_all(&mut *conn)
             .await
             .map_err(failure("reading checkpoint_blobs"))?;
