@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 """The script a LangGraph user writes today to export checkpoints to JSON, with
-LangGraph's own SqliteSaver or PostgresSaver: every checkpoint of every thread
-(list()), LangChain objects through LangChain's own dumpd(), the rest made JSON-safe.
-The baseline that bench/run.sh (SQLite) and bench/postgres_export.sh (PostgreSQL)
-measure ckpt-migrate's JSON export against.
+LangGraph's own SqliteSaver, PostgresSaver or RedisSaver (langgraph-checkpoint-redis):
+every checkpoint of every thread (list()), LangChain objects through LangChain's own
+dumpd(), the rest made JSON-safe. The baseline that bench/run.sh (SQLite),
+bench/postgres_export.sh (PostgreSQL) and bench/redis_export.sh (Redis) measure
+ckpt-migrate's JSON export against.
 
-    python langgraph_export.py SQLITE_PATH|POSTGRES_URL OUT.jsonl
+    python langgraph_export.py SQLITE_PATH|POSTGRES_URL|REDIS_URL OUT.jsonl
+
+RedisSaver.list(None) answers at most 10 000 checkpoints (one FT.SEARCH page), so for
+Redis the script lists thread by thread, the threads found with SCAN, as a user must.
 """
 
 import base64
@@ -42,19 +46,40 @@ def open_saver(source: str, stack: contextlib.ExitStack):
         from langgraph.checkpoint.postgres import PostgresSaver
 
         return stack.enter_context(PostgresSaver.from_conn_string(source))
+    if source.startswith(("redis://", "rediss://")):
+        from langgraph.checkpoint.redis import RedisSaver
+
+        saver = stack.enter_context(RedisSaver.from_conn_string(source))
+        saver.setup()
+        return saver
     return SqliteSaver(sqlite3.connect(source, check_same_thread=False))
 
 
 def main() -> None:
     src_path, out_path = sys.argv[1], sys.argv[2]
     with contextlib.ExitStack() as stack:
-        export(open_saver(src_path, stack), out_path)
+        export(open_saver(src_path, stack), src_path, out_path)
 
 
-def export(saver, out_path: str) -> None:
+def checkpoints(saver, source: str):
+    """Every checkpoint: one list() for SQLite and PostgreSQL, one per thread for Redis."""
+    if not source.startswith(("redis://", "rediss://")):
+        yield from saver.list(None)
+        return
+    import redis
+
+    client = redis.Redis.from_url(source)
+    threads = sorted(
+        {key.split(b":")[1].decode() for key in client.scan_iter(b"checkpoint:*", count=1000)}
+    )
+    for thread in threads:
+        yield from saver.list({"configurable": {"thread_id": thread}})
+
+
+def export(saver, source: str, out_path: str) -> None:
     exported = 0
     with open(out_path, "w", encoding="utf-8") as out:
-        for tup in saver.list(None):
+        for tup in checkpoints(saver, source):
             cfg = tup.config["configurable"]
             parent = (tup.parent_config or {}).get("configurable", {})
             record = {

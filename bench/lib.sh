@@ -51,3 +51,12 @@ bench_measure() { # results db scale name -- command...
   after="$(bench_busy_s)"
   echo "{\"scale\": $scale, \"run\": \"$name\", \"machine_busy_s\": $(python3 -c "print(round($after - $before, 2))"), \"result\": $r}" >> "$results"
 }
+
+# A run whose source is a server on this machine (bench/postgres_export.sh,
+# bench/redis_export.sh): name scale -- command..., into the caller's $results; the
+# outputs it wrote under the caller's $out are removed after it.
+bench_server_measure() {
+  # No database file to warm: the source is the server's.
+  bench_measure "$results" "" "$2" "$1" "${@:3}"
+  rm -rf "${out:?}"/*
+}

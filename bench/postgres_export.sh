@@ -37,12 +37,6 @@ cleanup() {
 trap cleanup EXIT
 results="$work/results.jsonl"
 
-measure() { # name scale -- command...
-  # No database file to warm: the source is the server's.
-  bench_measure "$results" "" "$2" "$1" "${@:3}"
-  rm -rf "${out:?}"/*
-}
-
 for scale in "${scales[@]}"; do
   db="$(bench_sqlite_data "$scale" "$python")"
   name="bench_pg_export_${scale}_$$"
@@ -55,27 +49,11 @@ for scale in "${scales[@]}"; do
   psql -X -q -d "$url" -c "VACUUM ANALYZE" >/dev/null
   src=(--source postgresql --source-config "{\"connection_string\": \"$url\"}")
   out="$work/out"; mkdir -p "$out"
-  measure ckpt_migrate_to_json "$scale" -- "$bin" "${src[@]}" --destination json \
+  bench_server_measure ckpt_migrate_to_json "$scale" -- "$bin" "${src[@]}" --destination json \
     --dest-config "{\"output_dir\": \"$out/json\"}"
-  measure ckpt_migrate_to_parquet "$scale" -- "$bin" "${src[@]}" --destination parquet \
+  bench_server_measure ckpt_migrate_to_parquet "$scale" -- "$bin" "${src[@]}" --destination parquet \
     --dest-config "{\"output_path\": \"$out/ours.parquet\", \"compression\": \"zstd\"}"
-  measure langgraph_script_to_json "$scale" -- "$python" bench/langgraph_export.py "$url" "$out/langgraph.jsonl"
+  bench_server_measure langgraph_script_to_json "$scale" -- "$python" bench/langgraph_export.py "$url" "$out/langgraph.jsonl"
 done
 
-python3 - "$results" "bench/results/postgres-export-$stamp" <<'PY'
-import sys
-sys.path.insert(0, "bench")
-from results_table import by_scale, load, save
-rows = load(sys.argv[1])
-lines = []
-for scale, runs in by_scale(rows):
-    script = runs["langgraph_script_to_json"]["result"]["wall_s"]
-    for name, row in runs.items():
-        r = row["result"]
-        r["server_cpu_s"] = round(max(row["machine_busy_s"] - r["cpu_s"], 0), 2)
-        r["langgraph_script_speedup"] = round(script / r["wall_s"], 1)
-        lines.append(f"| {scale} | {name} | {r['wall_s']} s | {r['cpu_s']} s | {r['cpu_percent']} % | "
-                     f"{r['peak_rss_mib']} MiB | {r['server_cpu_s']} s | {r['langgraph_script_speedup']}× |")
-save(sys.argv[2], rows, ["scale", "run", "wall", "CPU (user+sys)", "CPU %", "peak RSS",
-                         "server CPU", "LangGraph script ÷ this"], lines)
-PY
+python3 bench/results_table.py server-export "$results" "bench/results/postgres-export-$stamp"

@@ -30,3 +30,31 @@ def save(out: str, rows: list[dict], header: list[str], lines: list[str]) -> Non
     print(f"Machine: {machine()}\n")
     print("\n".join(table))
     print(f"\nbench: figures in {out}.json and {out}.md")
+
+
+def save_server_export(results: str, out: str) -> None:
+    """The table of an export from a server on this machine (bench/postgres_export.sh,
+    bench/redis_export.sh): each run's wall, CPU, peak RSS, the server's CPU over it
+    (the machine's busy time minus ours) and the LangGraph script's wall over its."""
+    rows = load(results)
+    lines = []
+    for scale, runs in by_scale(rows):
+        script = runs["langgraph_script_to_json"]["result"]["wall_s"]
+        for name, row in runs.items():
+            r = row["result"]
+            r["server_cpu_s"] = round(max(row["machine_busy_s"] - r["cpu_s"], 0), 2)
+            r["langgraph_script_speedup"] = round(script / r["wall_s"], 1)
+            lines.append(f"| {scale} | {name} | {r['wall_s']} s | {r['cpu_s']} s | {r['cpu_percent']} % | "
+                         f"{r['peak_rss_mib']} MiB | {r['server_cpu_s']} s | {r['langgraph_script_speedup']}× |")
+    save(out, rows, ["scale", "run", "wall", "CPU (user+sys)", "CPU %", "peak RSS",
+                     "server CPU", "LangGraph script ÷ this"], lines)
+
+
+if __name__ == "__main__":
+    import sys
+
+    # python3 bench/results_table.py server-export RESULTS.jsonl OUT
+    if sys.argv[1:2] == ["server-export"]:
+        save_server_export(sys.argv[2], sys.argv[3])
+    else:
+        sys.exit("usage: results_table.py server-export RESULTS.jsonl OUT")

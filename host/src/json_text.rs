@@ -418,6 +418,75 @@ fn write_escape<T: TextBuf>(out: &mut T, byte: u8) {
     out.push_ascii(short);
 }
 
+/// The raw text of the fields `names` of the JSON object `text`, the other fields
+/// skipped without being built: `None` for a field that is absent, and for every
+/// field when `text` is a JSON value but no object; a field given twice has its last
+/// value (as a tree keeps it). An error when `text` is not JSON.
+pub fn object_fields<'a, const N: usize>(
+    text: &'a str,
+    names: [&str; N],
+) -> Result<[Option<&'a serde_json::value::RawValue>; N], serde_json::Error> {
+    use serde::Deserializer as _;
+    use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use serde_json::value::RawValue;
+
+    struct Pick<'n, const N: usize>([&'n str; N]);
+    impl<'de, const N: usize> Visitor<'de> for Pick<'_, N> {
+        type Value = [Option<&'de RawValue>; N];
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut fields = [None; N];
+            while let Some(name) = map.next_key::<String>()? {
+                match self.0.iter().position(|n| *n == name) {
+                    Some(i) => fields[i] = Some(map.next_value::<&'de RawValue>()?),
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(fields)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok([None; N])
+        }
+
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok([None; N])
+        }
+
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok([None; N])
+        }
+
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok([None; N])
+        }
+
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok([None; N])
+        }
+
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok([None; N])
+        }
+
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok([None; N])
+        }
+    }
+
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let fields = (&mut deserializer).deserialize_any(Pick(names))?;
+    deserializer.end()?;
+    Ok(fields)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -574,5 +643,23 @@ mod tests {
         )
         .unwrap();
         same_as_serde_json(&exact);
+    }
+
+    #[test]
+    fn object_fields_are_picked_raw_and_the_rest_skipped() {
+        let text = r#"{"a": "x\"y", "skip": {"deep": [1, {"a": 0}]}, "b": {"k": [1, 2]}, "a": 7}"#;
+        let [a, b, c] = object_fields(text, ["a", "b", "c"]).unwrap();
+        assert_eq!(
+            a.map(|r| r.get()),
+            Some("7"),
+            "the last of a repeated field"
+        );
+        assert_eq!(b.map(|r| r.get()), Some(r#"{"k": [1, 2]}"#));
+        assert!(c.is_none());
+        for other in ["[1, {\"a\": 1}]", "\"a\"", "12", "1.5", "true", "null"] {
+            assert!(object_fields(other, ["a"]).unwrap()[0].is_none(), "{other}");
+        }
+        assert!(object_fields("{\"a\": 1", ["a"]).is_err());
+        assert!(object_fields("{} trailing", ["a"]).is_err());
     }
 }

@@ -263,10 +263,25 @@ fn constructor(map: &Map<String, Value>) -> Option<PyObject> {
 /// SqliteSaver and PostgresSaver keep metadata as JSON text, and parsing it into a
 /// tree (a map per object, a `String` per number) was a twentieth of a decoded export.
 pub fn plain_view_text(bytes: &[u8]) -> Option<String> {
+    compact(bytes, true)
+}
+
+/// The compact text serde_json writes of its tree of the JSON value `bytes` (the raw
+/// form a store that keeps JSON documents gets, whitespace and escapes made
+/// serde_json's), without building the tree. `None` whenever the tree would change
+/// more than that (a repeated key, which the tree keeps once) or the text is not
+/// plain JSON; the caller then takes the tree's text.
+pub fn compact_text(bytes: &[u8]) -> Option<String> {
+    compact(bytes, false)
+}
+
+/// `bytes` written compact; with `view`, `None` at the markers the view renders.
+fn compact(bytes: &[u8], view: bool) -> Option<String> {
     let mut compact = Compact {
         bytes,
         pos: 0,
         out: Vec::with_capacity(bytes.len()),
+        view,
     };
     compact.value(0)?;
     compact.skip_space();
@@ -281,6 +296,8 @@ struct Compact<'a> {
     bytes: &'a [u8],
     pos: usize,
     out: Vec<u8>,
+    /// Refuse the keys the view renders (`lc` envelopes, `__interrupt__`, `__send__`).
+    view: bool,
 }
 
 impl Compact<'_> {
@@ -326,7 +343,7 @@ impl Compact<'_> {
             self.string()?;
             let key_end = self.out.len() - 1;
             let key = &self.out[key_at..key_end];
-            if matches!(key, b"lc" | b"__interrupt__" | b"__send__")
+            if (self.view && matches!(key, b"lc" | b"__interrupt__" | b"__send__"))
                 || keys.iter().any(|&(a, b)| &self.out[a..b] == key)
             {
                 return None;
@@ -541,6 +558,28 @@ mod tests {
         assert_eq!(v["s"], "NaN \" Infinity");
         assert_eq!(v["c"].as_f64(), Some(0.9949503943874963));
         assert!(parse(b"{\"a\": Nope}").is_err());
+    }
+
+    #[test]
+    fn compact_text_is_the_trees_text_markers_included() {
+        let tree = |text: &str| serde_json::from_str::<Value>(text).unwrap().to_string();
+        for text in [
+            r#" { "a" : [ 1 , 2.50 , -0 , 1e5 , 1E+5 , 123456789012345678901234567890 ] } "#,
+            r#"{"esc": "a\"b\\c\/d\n\t\u0001\u00e9\ud83d\ude80", "raw": "Grüße 日本"}"#,
+            r#"{"lc": 2, "type": "constructor", "id": ["uuid", "UUID"], "args": ["0"]}"#,
+            r#"{"a": {"__interrupt__": true, "value": 1}, "b": {"__send__": true}}"#,
+            r#"{"__bytes__": "AAE=", "e": [], "o": {}}"#,
+        ] {
+            assert_eq!(compact_text(text.as_bytes()), Some(tree(text)), "{text}");
+        }
+        for text in [
+            r#"{"a": 1, "a": 2}"#,
+            r#"{"a": 1, "\u0061": 2}"#,
+            "{",
+            r#"{"x": NaN}"#,
+        ] {
+            assert_eq!(compact_text(text.as_bytes()), None, "{text}");
+        }
     }
 
     #[test]

@@ -9,6 +9,10 @@ pub mod pickle;
 pub mod python;
 pub mod redis_form;
 
+/// JSON documents that stores keep as JSON (RedisJSON) are written compact as the
+/// tree of them is, without the tree where the text allows.
+pub use json::compact_text;
+
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 

@@ -128,7 +128,14 @@ pub fn render(mut obj: PyObject, style: Style) -> Rendered {
         ("datetime", "datetime") => match arg0() {
             Some(Value::String(iso)) if pydantic => Rendered::known(Value::String(utc_as_z(iso))),
             Some(v @ Value::String(_)) => Rendered::known(v),
-            _ => unknown(obj),
+            // The constructor's own arguments: the form the langgraph-redis
+            // destination writes a datetime in (codec::redis_form), which RedisSaver
+            // revives.
+            _ => match datetime_iso(&obj) {
+                Some(iso) if pydantic => Rendered::known(Value::String(utc_as_z(iso))),
+                Some(iso) => Rendered::known(Value::String(iso)),
+                None => unknown(obj),
+            },
         },
         ("datetime", "date") => match date_iso(&obj.args) {
             Some(s) => Rendered::known(Value::String(s)),
@@ -315,6 +322,34 @@ fn int_arg(args: &[Value], i: usize) -> Option<i64> {
 fn date_iso(args: &[Value]) -> Option<String> {
     let (y, m, d) = (int_arg(args, 0)?, int_arg(args, 1)?, int_arg(args, 2)?);
     Some(format!("{y:04}-{m:02}-{d:02}"))
+}
+
+/// `datetime.isoformat()` from the constructor's positional arguments `(year, month,
+/// day[, hour, minute, second, microsecond[, tzinfo]])`, the tzinfo rendered already
+/// (a fixed offset is "UTC" or "UTC±HH:MM"). `None` for any other timezone (a name,
+/// whose offset is not in the value) or other arguments.
+fn datetime_iso(obj: &PyObject) -> Option<String> {
+    let args = &obj.args;
+    if obj.kwargs.is_some() || obj.method.is_some() || !(3..=8).contains(&args.len()) {
+        return None;
+    }
+    let date = date_iso(args)?;
+    let int = |i: usize| args.get(i).map_or(Some(0), Value::as_i64);
+    let (h, mi, s, us) = (int(3)?, int(4)?, int(5)?, int(6)?);
+    let mut out = format!("{date}T{h:02}:{mi:02}:{s:02}");
+    if us != 0 {
+        out.push_str(&format!(".{us:06}"));
+    }
+    match args.get(7) {
+        None | Some(Value::Null) => {}
+        Some(Value::String(tz)) => match tz.strip_prefix("UTC") {
+            Some("") => out.push_str("+00:00"),
+            Some(offset) if offset.len() == 6 => out.push_str(offset),
+            _ => return None,
+        },
+        Some(_) => return None,
+    }
+    Some(out)
 }
 
 /// `datetime.time.isoformat()`: `HH:MM:SS[.ffffff][+HH:MM]`.
@@ -559,6 +594,49 @@ mod tests {
             r(obj("builtins", "bytes", vec!["00ff".into()])),
             serde_json::json!({"__bytes__": "AP8="})
         );
+    }
+
+    /// Regression: a datetime in its constructor's arguments (what the langgraph-redis
+    /// destination writes) was kept as `{"__type__": "datetime.datetime", "args": …}`
+    /// with a notice, so a Redis copy's view of it was not the ISO text the source's
+    /// view gave.
+    #[test]
+    fn datetimes_in_constructor_arguments_render_as_isoformat() {
+        let args = |tz: Option<&str>| {
+            let mut a: Vec<Value> = vec![2024, 12, 29, 17, 52, 40, 786_757]
+                .into_iter()
+                .map(Value::from)
+                .collect();
+            a.extend(tz.map(Value::from));
+            a
+        };
+        let r = |args: Vec<Value>, style| render(obj("datetime", "datetime", args), style);
+        let iso = |tz, style| r(args(tz), style).value;
+        assert_eq!(
+            iso(Some("UTC+05:30"), Style::Python),
+            "2024-12-29T17:52:40.786757+05:30"
+        );
+        assert_eq!(
+            iso(Some("UTC-03:00"), Style::Python),
+            "2024-12-29T17:52:40.786757-03:00"
+        );
+        assert_eq!(
+            iso(Some("UTC"), Style::Python),
+            "2024-12-29T17:52:40.786757+00:00"
+        );
+        assert_eq!(
+            iso(Some("UTC"), Style::PydanticJson),
+            "2024-12-29T17:52:40.786757Z"
+        );
+        assert_eq!(iso(None, Style::Python), "2024-12-29T17:52:40.786757");
+        assert_eq!(
+            r(vec![2025.into(), 1.into(), 2.into()], Style::Python).value,
+            "2025-01-02T00:00:00"
+        );
+        // A named timezone's offset is not in the value: kept, and said.
+        let named = r(args(Some("IST")), Style::Python);
+        assert_eq!(named.value["__type__"], "datetime.datetime");
+        assert!(named.notice.is_some());
     }
 
     #[test]

@@ -721,6 +721,17 @@ mod tests {
         assert_eq!(args[7]["args"][0]["args"], json!([0, 20730, 0]));
         assert_eq!(datetime_args("2025-03-14T09:26:53").unwrap().len(), 7);
         assert!(datetime_args("yesterday").is_none());
+        // The view renders the written form back to the isoformat it came from.
+        for iso in [
+            "2025-03-14T09:26:53.500000+05:45",
+            "2025-03-14T09:26:53-03:00",
+            "2025-03-14T09:26:53",
+        ] {
+            let written = envelope("datetime", "datetime", datetime_args(iso), None);
+            let mut notices = Vec::new();
+            assert_eq!(super::super::json::to_view(written, &mut notices), iso);
+            assert!(notices.is_empty(), "{notices:?}");
+        }
     }
 
     #[test]

@@ -4,12 +4,17 @@
 //! in `blob`), listed by the `write_keys_zset:{thread}:{ns}:{id}` zset. The empty
 //! namespace is stored as `__empty__`, empty ids as the all-zero UUID, no parent as "".
 
+use std::borrow::Cow;
+
 use base64::Engine as _;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::{Redis, ScanWalk, thread_glob};
+use crate::codec;
 use crate::error::StoreError;
 use crate::filters::ThreadPushdown;
+use crate::json_text;
 use crate::record::{Checkpoint, CheckpointKey, PendingWrite, TypedValue};
 use crate::sources::{BatchLimits, FailedRead, SourceBatch};
 
@@ -150,18 +155,49 @@ struct Document {
     zset_key: String,
 }
 
-/// `JSON.GET key $` gives a one-element array around the document.
-fn unwrap_document(text: &str) -> Result<Value, String> {
-    match serde_json::from_str::<Value>(text).map_err(|e| format!("document is not JSON: {e}"))? {
-        Value::Array(mut items) if items.len() == 1 => Ok(items.remove(0)),
-        other => Ok(other),
+/// `JSON.GET key $` gives a one-element array around the document: the document's
+/// text.
+fn unwrap_document(text: &str) -> Result<&str, String> {
+    let not_json = |e: serde_json::Error| format!("document is not JSON: {e}");
+    if text.trim_start().starts_with('[') {
+        let items: Vec<&RawValue> = serde_json::from_str(text).map_err(not_json)?;
+        if let [document] = items[..] {
+            return Ok(document.get());
+        }
     }
+    Ok(text)
 }
 
-fn field<'a>(doc: &'a Value, name: &str) -> Result<&'a str, String> {
-    doc.get(name)
-        .and_then(Value::as_str)
-        .ok_or_else(|| format!("document has no string field {name:?}"))
+/// The fields `names` of a document, raw; the others are skipped, never built.
+fn fields<'a, const N: usize>(
+    document: &'a str,
+    names: [&str; N],
+) -> Result<[Option<&'a RawValue>; N], String> {
+    json_text::object_fields(document, names).map_err(|e| format!("document is not JSON: {e}"))
+}
+
+/// A field's text when it is a JSON string.
+fn string(raw: Option<&RawValue>) -> Option<Cow<'_, str>> {
+    raw.and_then(|raw| serde_json::from_str::<Cow<str>>(raw.get()).ok())
+}
+
+fn field<'a>(raw: Option<&'a RawValue>, name: &str) -> Result<Cow<'a, str>, String> {
+    string(raw).ok_or_else(|| format!("document has no string field {name:?}"))
+}
+
+/// A JSON value as the compact text serde_json writes of its tree (the form the
+/// tree's `to_string` gave), without the tree when the text allows.
+fn compact(raw: &RawValue) -> Result<String, String> {
+    // RedisJSON answers compact text already: then it is taken as it is.
+    if json_text::is_compact_object(raw.get()) {
+        return Ok(raw.get().to_owned());
+    }
+    match codec::compact_text(raw.get().as_bytes()) {
+        Some(text) => Ok(text),
+        None => serde_json::from_str::<Value>(raw.get())
+            .map(|v| v.to_string())
+            .map_err(|e| format!("document is not JSON: {e}")),
+    }
 }
 
 fn id(stored: &str) -> String {
@@ -173,60 +209,138 @@ fn id(stored: &str) -> String {
 }
 
 fn parse_checkpoint(text: &str) -> Result<Document, String> {
-    let doc = unwrap_document(text)?;
+    let [thread, ns, cid, parent, checkpoint, metadata] = fields(
+        unwrap_document(text)?,
+        [
+            "thread_id",
+            "checkpoint_ns",
+            "checkpoint_id",
+            "parent_checkpoint_id",
+            "checkpoint",
+            "metadata",
+        ],
+    )?;
     let (thread, ns, cid) = (
-        field(&doc, "thread_id")?,
-        field(&doc, "checkpoint_ns")?,
-        field(&doc, "checkpoint_id")?,
+        field(thread, "thread_id")?,
+        field(ns, "checkpoint_ns")?,
+        field(cid, "checkpoint_id")?,
     );
-    let checkpoint = doc
-        .get("checkpoint")
-        .ok_or("document has no \"checkpoint\"")?;
+    let checkpoint = checkpoint.ok_or("document has no \"checkpoint\"")?;
     // The metadata is a JSON string inside the document (an object in older versions).
-    let metadata = match doc.get("metadata") {
-        Some(Value::String(s)) => s.clone().into_bytes(),
-        Some(other) => other.to_string().into_bytes(),
+    let metadata = match metadata {
+        Some(raw) => match string(Some(raw)) {
+            Some(text) => text.into_owned().into_bytes(),
+            None => compact(raw)?.into_bytes(),
+        },
         None => b"{}".to_vec(),
     };
     Ok(Document {
         key: CheckpointKey {
-            thread_id: id(thread),
+            thread_id: id(&thread),
             checkpoint_ns: if ns == EMPTY_NS {
                 String::new()
             } else {
-                ns.to_owned()
+                ns.clone().into_owned()
             },
-            checkpoint_id: id(cid),
+            checkpoint_id: id(&cid),
         },
-        parent: doc
-            .get("parent_checkpoint_id")
-            .and_then(Value::as_str)
-            .filter(|p| !p.is_empty())
-            .map(id),
-        checkpoint: TypedValue::new("json", checkpoint.to_string()),
+        parent: string(parent).filter(|p| !p.is_empty()).map(|p| id(&p)),
+        checkpoint: TypedValue::new("json", compact(checkpoint)?),
         metadata: TypedValue::new("json", metadata),
         zset_key: format!("write_keys_zset:{thread}:{ns}:{cid}"),
     })
 }
 
 fn parse_write(text: &str) -> Result<PendingWrite, String> {
-    let doc = unwrap_document(text)?;
-    let blob = field(&doc, "blob")?;
+    let [blob, task_id, task_path, idx, channel, kind] = fields(
+        unwrap_document(text)?,
+        ["blob", "task_id", "task_path", "idx", "channel", "type"],
+    )?;
     let bytes = base64::engine::general_purpose::STANDARD
-        .decode(blob)
+        .decode(field(blob, "blob")?.as_bytes())
         .map_err(|e| format!("blob is not base64: {e}"))?;
     Ok(PendingWrite {
-        task_id: field(&doc, "task_id")?.to_owned(),
-        task_path: doc
-            .get("task_path")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
-        idx: doc
-            .get("idx")
-            .and_then(Value::as_i64)
+        task_id: field(task_id, "task_id")?.into_owned(),
+        task_path: string(task_path).unwrap_or_default().into_owned(),
+        idx: idx
+            .and_then(|raw| serde_json::from_str::<i64>(raw.get()).ok())
             .ok_or("write has no integer idx")?,
-        channel: field(&doc, "channel")?.to_owned(),
-        value: TypedValue::new(field(&doc, "type")?, bytes),
+        channel: field(channel, "channel")?.into_owned(),
+        value: TypedValue::new(field(kind, "type")?, bytes),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the reader took from a document's tree before it read fields raw: the
+    /// same key, parent, texts and write, whatever the server's whitespace and escapes.
+    #[test]
+    fn fields_read_raw_give_what_the_tree_gave() {
+        let checkpoint = r#"{"v": 4, "id": "1f0", "channel_values": {"m": {"lc": 1, "type": "constructor", "kwargs": {"content": "caf\u00e9 \"x\""}}, "n": 1.50}, "a": 1, "a": 2}"#;
+        for inner in [
+            checkpoint.to_owned(),
+            serde_json::from_str::<Value>(checkpoint)
+                .unwrap()
+                .to_string(),
+        ] {
+            let document = format!(
+                r#"[{{"thread_id": "t\u0031", "checkpoint_ns": "__empty__", "checkpoint_id": "1f0", "parent_checkpoint_id": "", "checkpoint": {inner}, "metadata": "{{\"step\": 1}}", "other": [1, {{"thread_id": 5}}]}}]"#
+            );
+            let doc = parse_checkpoint(&document).unwrap();
+            assert_eq!(
+                doc.key.to_string(),
+                CheckpointKey {
+                    thread_id: "t1".into(),
+                    checkpoint_ns: String::new(),
+                    checkpoint_id: "1f0".into(),
+                }
+                .to_string()
+            );
+            assert_eq!(doc.parent, None);
+            let tree: Value = serde_json::from_str(&document).unwrap();
+            assert_eq!(
+                doc.checkpoint.bytes,
+                tree[0]["checkpoint"].to_string().into_bytes()
+            );
+            assert_eq!(doc.metadata.bytes, br#"{"step": 1}"#);
+            assert_eq!(doc.zset_key, "write_keys_zset:t1:__empty__:1f0");
+        }
+        let metadata_object = r#"{"thread_id": "t", "checkpoint_ns": "n", "checkpoint_id": "c", "parent_checkpoint_id": "p", "checkpoint": {}, "metadata": {"b": 1,  "a": [ ]}}"#;
+        let doc = parse_checkpoint(metadata_object).unwrap();
+        assert_eq!(doc.metadata.bytes, br#"{"b":1,"a":[]}"#);
+        assert_eq!(doc.parent.as_deref(), Some("p"));
+        for (bad, error) in [
+            (r#"[{"thread_id": 1}]"#, "no string field \"thread_id\""),
+            (
+                r#"{"thread_id": "t", "checkpoint_ns": "", "checkpoint_id": "c"}"#,
+                "no \"checkpoint\"",
+            ),
+            ("[1, 2]", "no string field"),
+            ("{", "not JSON"),
+        ] {
+            let e = parse_checkpoint(bad).err().unwrap();
+            assert!(e.contains(error), "{bad}: {e}");
+        }
+        let write = parse_write(
+            r#"[{"blob": "AAE=", "task_id": "t", "idx": 3, "channel": "c", "type": "msgpack", "extra": {}}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                write.idx,
+                write.value.bytes.as_slice(),
+                write.task_path.as_str()
+            ),
+            (3, &[0u8, 1][..], "")
+        );
+        assert!(
+            parse_write(
+                r#"{"blob": "AAE=", "task_id": "t", "idx": 1.5, "channel": "c", "type": "x"}"#
+            )
+            .unwrap_err()
+            .contains("integer idx")
+        );
+    }
 }
