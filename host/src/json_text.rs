@@ -418,71 +418,85 @@ fn write_escape<T: TextBuf>(out: &mut T, byte: u8) {
     out.push_ascii(short);
 }
 
-/// The raw text of the fields `names` of the JSON object `text`, the other fields
-/// skipped without being built: `None` for a field that is absent, and for every
-/// field when `text` is a JSON value but no object; a field given twice has its last
-/// value (as a tree keeps it). An error when `text` is not JSON.
+/// A serde visitor that reads the fields `names` of a JSON object as `T`s and skips
+/// the others without building them: `None` for a field that is absent, and for every
+/// field when the value is no object (any JSON is accepted, as indexing a tree of it
+/// would); a field given twice has its last value (as a tree keeps it).
+pub struct ObjectFields<'n, T, const N: usize> {
+    names: [&'n str; N],
+    value: std::marker::PhantomData<T>,
+}
+
+impl<'n, T, const N: usize> ObjectFields<'n, T, N> {
+    pub fn new(names: [&'n str; N]) -> Self {
+        Self {
+            names,
+            value: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<'de, T: serde::Deserialize<'de>, const N: usize> serde::de::Visitor<'de>
+    for ObjectFields<'_, T, N>
+{
+    type Value = [Option<T>; N];
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = std::array::from_fn(|_| None);
+        while let Some(name) = map.next_key::<String>()? {
+            match self.names.iter().position(|n| *n == name) {
+                Some(i) => fields[i] = Some(map.next_value::<T>()?),
+                None => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(fields)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(std::array::from_fn(|_| None))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(std::array::from_fn(|_| None))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(std::array::from_fn(|_| None))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(std::array::from_fn(|_| None))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(std::array::from_fn(|_| None))
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(std::array::from_fn(|_| None))
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(std::array::from_fn(|_| None))
+    }
+}
+
+/// The raw text of the fields `names` of the JSON object `text`, read as
+/// [`ObjectFields`] reads them. An error when `text` is not JSON.
 pub fn object_fields<'a, const N: usize>(
     text: &'a str,
     names: [&str; N],
 ) -> Result<[Option<&'a serde_json::value::RawValue>; N], serde_json::Error> {
     use serde::Deserializer as _;
-    use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
-    use serde_json::value::RawValue;
-
-    struct Pick<'n, const N: usize>([&'n str; N]);
-    impl<'de, const N: usize> Visitor<'de> for Pick<'_, N> {
-        type Value = [Option<&'de RawValue>; N];
-
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("any JSON value")
-        }
-
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut fields = [None; N];
-            while let Some(name) = map.next_key::<String>()? {
-                match self.0.iter().position(|n| *n == name) {
-                    Some(i) => fields[i] = Some(map.next_value::<&'de RawValue>()?),
-                    None => {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-            }
-            Ok(fields)
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
-            Ok([None; N])
-        }
-
-        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-            Ok([None; N])
-        }
-
-        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-            Ok([None; N])
-        }
-
-        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-            Ok([None; N])
-        }
-
-        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-            Ok([None; N])
-        }
-
-        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-            Ok([None; N])
-        }
-
-        fn visit_unit<E>(self) -> Result<Self::Value, E> {
-            Ok([None; N])
-        }
-    }
-
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    let fields = (&mut deserializer).deserialize_any(Pick(names))?;
+    let fields = (&mut deserializer).deserialize_any(ObjectFields::new(names))?;
     deserializer.end()?;
     Ok(fields)
 }

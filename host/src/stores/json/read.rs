@@ -124,66 +124,26 @@ pub struct ExportedObject {
 
 impl<'de> Deserialize<'de> for ExportedObject {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
-
-        struct Fields;
-        impl<'de> Visitor<'de> for Fields {
-            type Value = ExportedObject;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("any JSON value")
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ExportedObject, A::Error> {
-                let mut object = ExportedObject::default();
-                while let Some(name) = map.next_key::<String>()? {
-                    let field = match name.as_str() {
-                        "thread_id" => &mut object.thread_id,
-                        "checkpoint_ns" => &mut object.checkpoint_ns,
-                        "checkpoint_id" => &mut object.checkpoint_id,
-                        "parent_checkpoint_id" => &mut object.parent_checkpoint_id,
-                        "raw" => &mut object.raw,
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                            continue;
-                        }
-                    };
-                    *field = map.next_value()?;
-                }
-                Ok(object)
-            }
-
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ExportedObject, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(ExportedObject::default())
-            }
-
-            fn visit_bool<E>(self, _: bool) -> Result<ExportedObject, E> {
-                Ok(ExportedObject::default())
-            }
-
-            fn visit_i64<E>(self, _: i64) -> Result<ExportedObject, E> {
-                Ok(ExportedObject::default())
-            }
-
-            fn visit_u64<E>(self, _: u64) -> Result<ExportedObject, E> {
-                Ok(ExportedObject::default())
-            }
-
-            fn visit_f64<E>(self, _: f64) -> Result<ExportedObject, E> {
-                Ok(ExportedObject::default())
-            }
-
-            fn visit_str<E>(self, _: &str) -> Result<ExportedObject, E> {
-                Ok(ExportedObject::default())
-            }
-
-            fn visit_unit<E>(self) -> Result<ExportedObject, E> {
-                Ok(ExportedObject::default())
-            }
-        }
-
-        deserializer.deserialize_any(Fields)
+        let [
+            thread_id,
+            checkpoint_ns,
+            checkpoint_id,
+            parent_checkpoint_id,
+            raw,
+        ] = deserializer.deserialize_any(crate::json_text::ObjectFields::<Value, 5>::new([
+            "thread_id",
+            "checkpoint_ns",
+            "checkpoint_id",
+            "parent_checkpoint_id",
+            "raw",
+        ]))?;
+        Ok(ExportedObject {
+            thread_id: thread_id.unwrap_or_default(),
+            checkpoint_ns: checkpoint_ns.unwrap_or_default(),
+            checkpoint_id: checkpoint_id.unwrap_or_default(),
+            parent_checkpoint_id: parent_checkpoint_id.unwrap_or_default(),
+            raw: raw.unwrap_or_default(),
+        })
     }
 }
 

@@ -12,9 +12,9 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::json_text;
 use crate::stores::named_once::NamedOnce;
 
 /// A blob's key: thread, namespace, channel, version.
@@ -89,21 +89,10 @@ impl BlobRefs {
 /// error: the server's join failed the whole batch on it; here it is that
 /// checkpoint's reason to go to the dead-letter file.
 pub(super) fn channel_versions(document: &str) -> Result<Vec<(String, String)>, String> {
-    #[derive(Deserialize)]
-    struct Document<'a> {
-        #[serde(borrow, default, deserialize_with = "present")]
-        channel_versions: Option<&'a RawValue>,
-    }
-    /// A `null` is there too (`Option` alone reads it as absent).
-    fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
-        <&RawValue>::deserialize(d).map(Some)
-    }
-    // A struct also deserializes from an array; `->` reads only objects.
-    if !document.trim_start().starts_with('{') {
-        return Ok(Vec::new());
-    }
     let unreadable = |e: serde_json::Error| format!("unreadable checkpoint document: {e}");
-    let Document { channel_versions } = serde_json::from_str(document).map_err(unreadable)?;
+    // A document that is no object gives no field, as `->` gives SQL NULL.
+    let [channel_versions] =
+        json_text::object_fields(document, ["channel_versions"]).map_err(unreadable)?;
     let Some(raw) = channel_versions else {
         return Ok(Vec::new());
     };
