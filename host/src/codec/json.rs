@@ -2,6 +2,8 @@
 //! already in their `lc: 1` constructor form and other Python objects are
 //! `{"lc": 2, "type": "constructor", "id": [...module, Class], "method"?, "args"?, "kwargs"?}`.
 
+use std::ops::Range;
+
 use serde_json::{Map, Value};
 
 use super::DecodeError;
@@ -254,16 +256,20 @@ fn constructor(map: &Map<String, Value>) -> Option<PyObject> {
     })
 }
 
-/// The view's text of the JSON value `bytes` when rendering it changes nothing but
-/// its whitespace and escapes (no `lc` envelope, no `__interrupt__` or `__send__`
-/// marker, no repeated key, finite numbers): the compact text the tree path
-/// ([`parse`], [`to_view`], then `json_text`) writes, without building the tree.
-/// `None` whenever it is not that simple (the tree path then decides, errors included).
+/// The view's text of the JSON value `bytes`, its notices added to `notices`: the
+/// text the tree path ([`parse`], [`to_view`], then `json_text`) writes, written as
+/// the text is read. Only the objects the view changes (`lc: 2` envelopes,
+/// `__interrupt__` and `__send__` markers) and objects with a repeated key are made
+/// trees, each on its own, and rendered. `None` (and no notice) whenever it is not
+/// that simple: Python's non-finite floats, nesting deeper than 64, text that is not
+/// JSON; the tree path then decides, errors included.
 ///
 /// SqliteSaver and PostgresSaver keep metadata as JSON text, and parsing it into a
 /// tree (a map per object, a `String` per number) was a twentieth of a decoded export.
-pub fn plain_view_text(bytes: &[u8]) -> Option<String> {
-    compact(bytes, true)
+pub fn view_text(bytes: &[u8], notices: &mut Vec<String>) -> Option<String> {
+    let mut compact = Compact::new(bytes, Some(Render::new(true)));
+    compact.value(0)?;
+    compact.finish(notices)
 }
 
 /// The compact text serde_json writes of its tree of the JSON value `bytes` (the raw
@@ -272,23 +278,64 @@ pub fn plain_view_text(bytes: &[u8]) -> Option<String> {
 /// more than that (a repeated key, which the tree keeps once) or the text is not
 /// plain JSON; the caller then takes the tree's text.
 pub fn compact_text(bytes: &[u8]) -> Option<String> {
-    compact(bytes, false)
+    let mut compact = Compact::new(bytes, None);
+    compact.value(0)?;
+    compact.finish(&mut Vec::new())
 }
 
-/// `bytes` written compact; with `view`, `None` at the markers the view renders.
-fn compact(bytes: &[u8], view: bool) -> Option<String> {
-    let mut compact = Compact {
-        bytes,
-        pos: 0,
-        out: Vec::with_capacity(bytes.len()),
-        view,
-    };
-    compact.value(0)?;
-    compact.skip_space();
-    if compact.pos != bytes.len() {
+/// A JSON checkpoint document's view as text (PostgreSQL's JSONB, langgraph-redis'
+/// documents) and its top-level `ts` when that is a string, its notices added to
+/// `notices`: what the tree path ([`parse`], [`document_to_view`], then
+/// `codec::document_tree_text`) writes, written as [`view_text`] writes JSON.
+///
+/// With `channels` (values stored apart, as view text), those are set in the
+/// document's `channel_values` map as the tree path sets them: after the stored
+/// channels, the map added last when the document has none. `None` (and no notice)
+/// whenever it is not that simple: what [`view_text`] leaves to the tree, a document
+/// that is not an object or whose top-level keys repeat, a `channel_values` that is
+/// no plain object, a channel stored both in the document and apart (the tree path
+/// replaces it in place).
+///
+/// The tree of a langgraph-redis document (its messages inline) was most of the
+/// decoding of a Redis export.
+pub fn document_view_text(
+    bytes: &[u8],
+    channels: Option<&[(String, String)]>,
+    notices: &mut Vec<String>,
+) -> Option<(String, Option<String>)> {
+    let mut compact = Compact::new(bytes, Some(Render::new(false)));
+    if compact.next()? != b'{' {
         return None;
     }
-    String::from_utf8(compact.out).ok()
+    let (mut ts, mut merged) = (None, false);
+    compact.object_with(0, |compact, key, depth| {
+        let name = &compact.out[key];
+        let (is_ts, is_channels) = (name == b"ts", name == b"channel_values");
+        match channels {
+            Some(channels) if is_channels => {
+                compact.channel_values(depth + 1, channels)?;
+                merged = true;
+            }
+            _ => {
+                let at = compact.out.len();
+                compact.value(depth + 1)?;
+                if is_ts {
+                    ts = serde_json::from_slice::<String>(&compact.out[at..]).ok();
+                }
+            }
+        }
+        Some(())
+    })?;
+    if let Some(channels) = channels.filter(|_| !merged) {
+        compact.out.pop();
+        if compact.out.len() > 1 {
+            compact.out.push(b',');
+        }
+        compact.out.extend_from_slice(b"\"channel_values\":{");
+        compact.write_channels(false, channels);
+        compact.out.push(b'}');
+    }
+    Some((compact.finish(notices)?, ts))
 }
 
 /// Reads JSON text and writes it compact, as serde_json writes its tree.
@@ -296,11 +343,111 @@ struct Compact<'a> {
     bytes: &'a [u8],
     pos: usize,
     out: Vec<u8>,
-    /// Refuse the keys the view renders (`lc` envelopes, `__interrupt__`, `__send__`).
-    view: bool,
+    /// Writing the view: the objects it changes are rendered as trees.
+    render: Option<Render>,
+    /// The object being read was refused (a key the view renders, or repeated):
+    /// the innermost object that can be a tree takes it.
+    refused: bool,
 }
 
-impl Compact<'_> {
+/// How [`Compact`] renders what the view changes.
+struct Render {
+    /// Whether `__interrupt__` markers are rendered (not in documents: LangGraph's
+    /// checkpoint path does not revive them).
+    interrupts: bool,
+    /// The notices of what was rendered, handed over once the whole text is read.
+    notices: Vec<String>,
+}
+
+impl Render {
+    fn new(interrupts: bool) -> Self {
+        Render {
+            interrupts,
+            notices: Vec::new(),
+        }
+    }
+}
+
+impl<'a> Compact<'a> {
+    fn new(bytes: &'a [u8], render: Option<Render>) -> Self {
+        Compact {
+            bytes,
+            pos: 0,
+            out: Vec::with_capacity(bytes.len()),
+            render,
+            refused: false,
+        }
+    }
+
+    /// The text written, once the input is read to its end; the notices of what was
+    /// rendered added to `notices`.
+    fn finish(mut self, notices: &mut Vec<String>) -> Option<String> {
+        self.skip_space();
+        if self.pos != self.bytes.len() {
+            return None;
+        }
+        let text = String::from_utf8(self.out).ok()?;
+        if let Some(render) = &mut self.render {
+            notices.append(&mut render.notices);
+        }
+        Some(text)
+    }
+
+    /// The value that starts at `start` (written from `written` on, after `noted`
+    /// notices) read again as a tree and written rendered, over what was written of it.
+    fn tree_at(&mut self, start: usize, written: usize, noted: usize) -> Option<()> {
+        let render = self.render.as_mut()?;
+        render.notices.truncate(noted);
+        self.out.truncate(written);
+        let mut values = serde_json::Deserializer::from_slice(&self.bytes[start..]).into_iter();
+        let value: Value = values.next()?.ok()?;
+        self.pos = start + values.byte_offset();
+        let value = self::render(value, &mut render.notices, render.interrupts);
+        crate::json_text::write_value(&mut self.out, &value);
+        Some(())
+    }
+
+    /// The document's `channel_values` object at the cursor, with `channels` set in
+    /// it after the stored ones; `None` when it is no object or stores one of them.
+    fn channel_values(&mut self, depth: usize, channels: &[(String, String)]) -> Option<()> {
+        if self.next()? != b'{' {
+            return None;
+        }
+        let start = self.out.len();
+        let mut stored = Vec::new();
+        self.object_with(depth, |compact, key, depth| {
+            stored.push(key);
+            compact.value(depth + 1)
+        })?;
+        let mut escaped = Vec::new();
+        for (name, _) in channels {
+            escaped.clear();
+            crate::json_text::write_str(&mut escaped, name);
+            let name = &escaped[1..escaped.len() - 1];
+            if stored.iter().any(|key| &self.out[key.clone()] == name) {
+                return None;
+            }
+        }
+        self.out.pop();
+        self.write_channels(self.out.len() > start + 1, channels);
+        Some(())
+    }
+
+    /// `channels` as members of the object being written (after others when
+    /// `after_others`), and its closing brace.
+    fn write_channels(&mut self, after_others: bool, channels: &[(String, String)]) {
+        let mut comma = after_others;
+        for (name, text) in channels {
+            if std::mem::replace(&mut comma, true) {
+                self.out.push(b',');
+            }
+            crate::json_text::write_str(&mut self.out, name);
+            self.out.push(b':');
+            self.out.extend_from_slice(text.as_bytes());
+        }
+        self.out.push(b'}');
+    }
+
     fn skip_space(&mut self) {
         while matches!(self.bytes.get(self.pos), Some(b' ' | b'\n' | b'\r' | b'\t')) {
             self.pos += 1;
@@ -318,7 +465,15 @@ impl Compact<'_> {
             return None;
         }
         match self.next()? {
-            b'{' => self.object(depth),
+            b'{' => {
+                let start = (self.pos, self.out.len());
+                let noted = self.render.as_ref().map_or(0, |r| r.notices.len());
+                let object = self.object(depth);
+                if object.is_none() && std::mem::take(&mut self.refused) {
+                    return self.tree_at(start.0, start.1, noted);
+                }
+                object
+            }
             b'[' => self.array(depth),
             b'"' => self.string(),
             b't' => self.literal(b"true"),
@@ -330,35 +485,64 @@ impl Compact<'_> {
     }
 
     fn object(&mut self, depth: usize) -> Option<()> {
+        self.object_with(depth, |compact, _key, depth| compact.value(depth + 1))
+    }
+
+    /// The object at the cursor, each member's value written by `member`, given the
+    /// key's escaped text (where it is in `out`) and the object's depth.
+    fn object_with(
+        &mut self,
+        depth: usize,
+        mut member: impl FnMut(&mut Self, Range<usize>, usize) -> Option<()>,
+    ) -> Option<()> {
         if self.open(b'}')? {
             return Some(());
         }
         // Where each key's escaped text is in the output: equal texts, equal keys.
-        let mut keys: Vec<(usize, usize)> = Vec::new();
+        let mut keys: Vec<Range<usize>> = Vec::new();
         loop {
             if self.next()? != b'"' {
                 return None;
             }
             let key_at = self.out.len() + 1;
             self.string()?;
-            let key_end = self.out.len() - 1;
-            let key = &self.out[key_at..key_end];
-            if (self.view && matches!(key, b"lc" | b"__interrupt__" | b"__send__"))
-                || keys.iter().any(|&(a, b)| &self.out[a..b] == key)
+            let key = key_at..self.out.len() - 1;
+            let text = &self.out[key.clone()];
+            let view = self.render.is_some();
+            if (view && matches!(text, b"__interrupt__" | b"__send__"))
+                || keys.iter().any(|k| &self.out[k.clone()] == text)
             {
+                self.refused = true;
                 return None;
             }
-            keys.push((key_at, key_end));
+            let envelope_key = view && text == b"lc";
+            keys.push(key.clone());
             if self.next()? != b':' {
                 return None;
             }
             self.pos += 1;
             self.out.push(b':');
-            self.value(depth + 1)?;
+            // `lc: 1` is a LangChain object, kept as it is; any other `lc` may be an
+            // envelope the view renders.
+            if envelope_key && !self.at_token(b"1") {
+                self.refused = true;
+                return None;
+            }
+            member(self, key, depth)?;
             if !self.after_member(b'}')? {
                 return Some(());
             }
         }
+    }
+
+    /// Whether the value at the cursor is the number `token` (not a longer one).
+    fn at_token(&mut self, token: &[u8]) -> bool {
+        self.next().is_some()
+            && self.bytes[self.pos..].starts_with(token)
+            && !matches!(
+                self.bytes.get(self.pos + token.len()),
+                Some(b'0'..=b'9' | b'.' | b'e' | b'E')
+            )
     }
 
     fn array(&mut self, depth: usize) -> Option<()> {
@@ -583,13 +767,15 @@ mod tests {
     }
 
     #[test]
-    fn plain_json_is_written_as_the_tree_path_writes_it_or_left_to_it() {
+    fn json_is_written_as_the_tree_path_writes_it_or_left_to_it() {
         let tree = |text: &str| {
-            parse(text.as_bytes())
-                .map(|v| crate::json_text::to_string(&to_view(v, &mut Vec::new())))
-                .ok()
+            let mut notices = Vec::new();
+            parse(text.as_bytes()).ok().map(|v| {
+                let text = crate::json_text::to_string(&to_view(v, &mut notices));
+                (text, notices)
+            })
         };
-        let plain = [
+        let written = [
             r#"{"source": "loop", "step": -1, "parents": {}, "writes": null}"#,
             r#" { "a" : [ 1 , 2.50 , -0 , 1e5 , 1E+5 , -1.5e-7 , 123456789012345678901234567890 ] } "#,
             r#"{"t": true, "f": false, "n": null, "e": [], "o": {"x": {}}}"#,
@@ -598,33 +784,124 @@ mod tests {
             r#""just a string""#,
             "null",
             "12",
-        ];
-        for text in plain {
-            let fast = plain_view_text(text.as_bytes());
-            assert!(fast.is_some(), "{text}");
-            assert_eq!(fast, tree(text), "{text}");
-        }
-        // Left to the tree path: what it renders, repeated keys, Python's
-        // non-finite floats, and what is not JSON (the tree path's error).
-        let left = [
+            // LangChain's own objects are kept as they are.
+            r#"{"lc": 1, "type": "constructor", "id": ["langchain", "schema", "messages", "AIMessage"], "kwargs": {"content": "hi"}}"#,
+            r#"[{"\u006cc" : 1 }, {"lc": 1, "type": "not_implemented", "id": ["x"]}]"#,
+            // What the view renders, each object a tree of its own, notices in order.
             r#"{"lc": 2, "type": "constructor", "id": ["uuid", "UUID"], "args": ["0"]}"#,
-            r#"{"a": {"__interrupt__": true, "value": 1}}"#,
+            r#"{"a": [{"__interrupt__": true, "value": 1}, {"lc": 2, "type": "constructor", "id": ["decimal", "Decimal"]}], "b": 1}"#,
             r#"{"__send__": true, "node": "n", "arg": 1}"#,
-            r#"{"a": 1, "a": 2}"#,
+            r#"{"x": {"lc": 2, "type": "constructor", "id": ["datetime", "timedelta"]}, "lc": 2, "type": "constructor", "id": ["pathlib", "Path"]}"#,
+            r#"{"x": {"lc": 2, "type": "constructor", "id": ["datetime", "timedelta"]}, "y": {"lc": 2, "type": "constructor", "id": ["builtins", "frozenset"]}}"#,
+            r#"{"\u006cc": 2, "type": "constructor", "id": ["builtins", "set"], "args": [[1]]}"#,
+            r#"{"lc": 1.0}"#,
+            r#"{"lc": 10}"#,
+            r#"{"lc": "1"}"#,
+            // Repeated keys: the tree keeps the last value, where the first was.
+            r#"{"a": 1, "b": {"c": 1, "c": [2]}, "a": 2}"#,
             r#"{"a": 1, "\u0061": 2}"#,
-            r#"{"\u006cc": 1}"#,
+        ];
+        for text in written {
+            let mut notices = Vec::new();
+            let fast = view_text(text.as_bytes(), &mut notices);
+            assert!(fast.is_some(), "{text}");
+            assert_eq!(fast.map(|t| (t, notices)), tree(text), "{text}");
+        }
+        // Left to the tree path, with no notice: Python's non-finite floats, deep
+        // nesting, and what is not JSON (the tree path's error).
+        let deep = format!("{}{}", "[".repeat(70), "]".repeat(70));
+        let left = [
             r#"{"x": NaN}"#,
-            r#"{"x": -Infinity}"#,
+            r#"{"d": {"lc": 2, "type": "constructor", "id": ["decimal", "Decimal"]}, "x": -Infinity}"#,
             r#"{"x": 1,}"#,
             r#"{"x": 01}"#,
             r#"{"x": "tab	inside"}"#,
             r#"{"x": 1} trailing"#,
+            r#"{"x": {"lc": 2, "a": 1,}}"#,
+            &deep,
             "",
             "\u{ff}",
         ];
         for text in left {
-            assert_eq!(plain_view_text(text.as_bytes()), None, "{text}");
+            let mut notices = Vec::new();
+            assert_eq!(view_text(text.as_bytes(), &mut notices), None, "{text}");
+            assert!(notices.is_empty(), "{text}");
         }
-        assert_eq!(plain_view_text(b"{\"bad\": \"\xff\"}"), None);
+        assert_eq!(view_text(b"{\"bad\": \"\xff\"}", &mut Vec::new()), None);
+    }
+
+    #[test]
+    fn documents_are_written_as_the_tree_path_writes_them_or_left_to_it() {
+        let channels: Vec<(String, String)> = vec![
+            (
+                "messages".into(),
+                r#"[{"lc":1,"type":"constructor"}]"#.into(),
+            ),
+            ("q\"uote".into(), "7".into()),
+        ];
+        let tree = |text: &str, channels: Option<&[(String, String)]>| {
+            let mut notices = Vec::new();
+            let doc = document_to_view(parse(text.as_bytes()).unwrap(), &mut notices);
+            crate::codec::document_tree_text(&doc, channels.map(<[_]>::to_vec))
+                .map(|text| (text, notices))
+        };
+        let documents = [
+            r#"{"v": 4, "ts": "2025-01-01T00:00:00+00:00", "channel_values": {"a": 1, "m": [{"lc": 1, "type": "constructor", "id": ["langchain", "schema", "messages", "HumanMessage"], "kwargs": {"content": "hi"}}]}, "channel_versions": {"a": "00001.0"}}"#,
+            r#" { "channel_values" : { } , "t\u0073" : "when\n" } "#,
+            r#"{"ts": 12, "id": "x"}"#,
+            r#"{"id": "x"}"#,
+            "{}",
+            // Envelopes and markers: trees of their own (an interrupt is no marker in
+            // a document).
+            r#"{"channel_values": {"d": {"lc": 2, "type": "constructor", "id": ["decimal", "Decimal"]}, "i": {"__interrupt__": true, "value": 1}}}"#,
+        ];
+        for text in documents {
+            for channels in [None, Some(channels.as_slice()), Some(&[][..])] {
+                let mut notices = Vec::new();
+                let fast = document_view_text(text.as_bytes(), channels, &mut notices);
+                assert!(fast.is_some(), "{text} {channels:?}");
+                assert_eq!(
+                    fast.map(|f| (f, notices)),
+                    tree(text, channels),
+                    "{text} {channels:?}"
+                );
+            }
+        }
+        let (_, ts) = document_view_text(documents[1].as_bytes(), None, &mut Vec::new()).unwrap();
+        assert_eq!(ts.as_deref(), Some("when\n"));
+        // Left to the tree path: what it renders or replaces, and documents that are
+        // not objects.
+        let left = [
+            (
+                r#"{"channel_values": {"__send__": true}}"#,
+                Some(channels.as_slice()),
+            ),
+            (
+                r#"{"channel_values": {"x": 1, "x": 2}}"#,
+                Some(channels.as_slice()),
+            ),
+            (
+                r#"{"channel_values": {"messages": 1}}"#,
+                Some(channels.as_slice()),
+            ),
+            (
+                r#"{"channel_values": {"q\u0022uote": 1}}"#,
+                Some(channels.as_slice()),
+            ),
+            (r#"{"channel_values": [1]}"#, Some(channels.as_slice())),
+            (r#"{"a": 1, "a": 2}"#, None),
+            ("[1]", None),
+            (r#""text""#, None),
+            (r#"{"a": 1} {}"#, None),
+        ];
+        for (text, channels) in left {
+            let mut notices = Vec::new();
+            assert_eq!(
+                document_view_text(text.as_bytes(), channels, &mut notices),
+                None,
+                "{text}"
+            );
+            assert!(notices.is_empty(), "{text}");
+        }
     }
 }

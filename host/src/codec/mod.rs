@@ -86,7 +86,7 @@ pub fn decode_typed(value: &TypedValue, notices: &mut Vec<String>) -> Result<Val
 fn decode_typed_text(value: &TypedValue, notices: &mut Vec<String>) -> Result<String, DecodeError> {
     match value.type_tag.as_str() {
         "msgpack" => msgpack::view_text_of_bytes(&value.bytes, notices),
-        "json" => match json::plain_view_text(&value.bytes) {
+        "json" => match json::view_text(&value.bytes, notices) {
             Some(text) => Ok(text),
             None => decode_typed(value, notices).map(|v| crate::json_text::to_string(&v)),
         },
@@ -138,11 +138,19 @@ fn view_as_text(checkpoint: &Checkpoint) -> Option<RecordView> {
     let bytes = &checkpoint.checkpoint.bytes;
     let (document, ts) = match checkpoint.checkpoint.type_tag.as_str() {
         "msgpack" => msgpack::document_text(bytes, channel_values, &mut notices).ok()??,
-        // PostgreSQL's JSONB document: small (channel values are mostly blobs), its
-        // tree written out with the blobs' text merged in.
+        // PostgreSQL's JSONB and langgraph-redis' documents: written from their text
+        // where that is plain, else their tree written out, the blobs' text merged in.
         "json" => {
-            let doc = json::document_to_view(json::parse(bytes).ok()?, &mut notices);
-            document_tree_text(&doc, channel_values)?
+            if !channel_values.as_deref().is_none_or(distinct_channels) {
+                return None;
+            }
+            match json::document_view_text(bytes, channel_values.as_deref(), &mut notices) {
+                Some(found) => found,
+                None => {
+                    let doc = json::document_to_view(json::parse(bytes).ok()?, &mut notices);
+                    document_tree_text(&doc, channel_values)?
+                }
+            }
         }
         _ => return None,
     };
@@ -178,10 +186,18 @@ fn view_as_text(checkpoint: &Checkpoint) -> Option<RecordView> {
     })
 }
 
+/// Whether no channel is given twice (the tree path sets the last one; the text paths
+/// leave that to it).
+fn distinct_channels(channels: &[(String, String)]) -> bool {
+    let mut names = std::collections::HashSet::with_capacity(channels.len());
+    channels.iter().all(|(name, _)| names.insert(name.as_str()))
+}
+
 /// A checkpoint document's tree as text, with its `ts`, and the channel values stored
-/// apart set in its `channel_values` map as [`decode_record`] sets them; `None` when
-/// that is not a map, or a channel is stored twice (the tree path replaces in place).
-fn document_tree_text(
+/// apart (each channel once) set in its `channel_values` map as [`decode_record`]
+/// sets them; `None` when that is not a map, or a channel is stored in it too (the
+/// tree path replaces in place).
+pub(super) fn document_tree_text(
     doc: &Value,
     channel_values: Option<msgpack::ChannelTexts>,
 ) -> Option<(String, Option<String>)> {
@@ -193,10 +209,6 @@ fn document_tree_text(
     let Some(channels) = channel_values else {
         return Some((crate::json_text::to_string(doc), ts));
     };
-    let mut names = std::collections::HashSet::with_capacity(channels.len());
-    if !channels.iter().all(|(name, _)| names.insert(name.as_str())) {
-        return None;
-    }
     let write_values = |out: &mut String, stored: &Map<String, Value>| {
         out.push('{');
         let mut first = true;
