@@ -17,6 +17,7 @@ pub mod json_value;
 pub mod lane;
 pub mod migrate_items;
 pub mod plugins;
+pub mod read_pool;
 pub mod record;
 pub mod retry;
 pub mod run;
