@@ -9,7 +9,7 @@
 #   bench/redis_export.sh REDIS_URL [SCALE ...]   # default: 30000
 #
 # REDIS_URL: an EMPTY server on this machine with RedisJSON and RediSearch, which the
-# bench fills and empties again (FLUSHALL) for each scale: scripts/test-servers.sh
+# bench fills and empties again (its indexes dropped, then FLUSHALL) for each scale: scripts/test-servers.sh
 # starts one (its CKPT_TEST_REDIS_SEARCH_URL), but start a server of its own for the
 # bench (the tests' keys and indexes would be flushed, and 100 000 documents slow the
 # tests' searches down). Each scale's SqliteSaver database (target/bench-data/scale-N/,
@@ -27,12 +27,22 @@ python="${PYTHON:-target/test-tools/venv/bin/python}"
 source bench/lib.sh
 # redis-py comes with the LangGraph venv (python3 may not have it).
 rcli() { "$python" -c 'import sys, redis; print(redis.Redis.from_url(sys.argv[1]).execute_command(*sys.argv[2:]))' "$url" "$@"; }
+# Empties the server: its search indexes dropped first, then its keys. valkey 9.1 with
+# the RediSearch 2.10 module hung in FLUSHALL SYNC (every thread waiting on a lock)
+# while the indexes were still there, and crashed in FLUSHALL ASYNC.
+flush() {
+  "$python" -c 'import sys, redis
+r = redis.Redis.from_url(sys.argv[1])
+for index in r.execute_command("FT._LIST"):
+    r.execute_command("FT.DROPINDEX", index)
+r.execute_command("FLUSHALL", "SYNC")' "$url"
+}
 [ "$(rcli DBSIZE)" = 0 ] || { echo "bench: the Redis server holds keys: give an empty one (the bench flushes it)" >&2; exit 2; }
 bin="$(bench_binary)"
 mkdir -p bench/results
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
 work="$(mktemp -d)"
-trap 'rm -rf "$work"; rcli FLUSHALL SYNC >/dev/null || true' EXIT
+trap 'rm -rf "$work"; flush || true' EXIT
 results="$work/results.jsonl"
 
 for scale in "${scales[@]}"; do
@@ -47,7 +57,7 @@ for scale in "${scales[@]}"; do
   bench_server_measure ckpt_migrate_to_parquet "$scale" -- "$bin" "${src[@]}" --destination parquet \
     --dest-config "{\"output_path\": \"$out/ours.parquet\", \"compression\": \"zstd\"}"
   bench_server_measure langgraph_script_to_json "$scale" -- "$python" bench/langgraph_export.py "$url" "$out/langgraph.jsonl"
-  rcli FLUSHALL SYNC >/dev/null
+  flush
 done
 
 python3 bench/results_table.py server-export "$results" "bench/results/redis-export-$stamp"

@@ -90,6 +90,54 @@ async fn langgraph_redis_json_documents_match_the_oracle() {
     );
 }
 
+/// The reader fetches a checkpoint's writes under the zset named from its key while
+/// it parses the documents; a document under a key not named that way gets the writes
+/// of the zset its own fields name (regression test for that guess).
+#[tokio::test]
+async fn writes_come_from_the_documents_own_zset_whatever_its_key() {
+    let url = redis_db();
+    redis_load(&url, "redis-json/dump.jsonl").await;
+    let (before, _) = read_redis(&url, "checkpoint:", &FilterConfig::default(), 50).await;
+    let writes_of =
+        |records: &[ckpt_migrate::record::Checkpoint]| -> BTreeMap<String, Vec<String>> {
+            records
+                .iter()
+                .map(|r| {
+                    let writes = r
+                        .pending_writes
+                        .iter()
+                        .map(|w| {
+                            format!("{} {} {} {:?}", w.task_id, w.channel, w.idx, w.value.bytes)
+                        })
+                        .collect();
+                    (r.key.to_string(), writes)
+                })
+                .collect()
+        };
+    let moved: Vec<_> = before
+        .iter()
+        .filter(|r| !r.pending_writes.is_empty())
+        .take(5)
+        .map(|r| {
+            let ns = if r.key.checkpoint_ns.is_empty() {
+                "__empty__"
+            } else {
+                &r.key.checkpoint_ns
+            };
+            format!(
+                "checkpoint:{}:{ns}:{}",
+                r.key.thread_id, r.key.checkpoint_id
+            )
+        })
+        .collect();
+    assert_eq!(moved.len(), 5);
+    for key in &moved {
+        redis_exec(&url, &[&["RENAME", key, &format!("{key}:moved")]]).await;
+    }
+    let (after, _) = read_redis(&url, "checkpoint:", &FilterConfig::default(), 50).await;
+    assert_eq!(writes_of(&after), writes_of(&before));
+}
+
 #[tokio::test]
 async fn the_docs_example_layout_reads_back_the_same_raw_values() {
     // LangGraph's docs example writes checkpoint$… / writes$… hashes; build them from

@@ -57,19 +57,37 @@ impl JsonLayout {
         } else {
             redis.pipe("JSON.GET", &pipe).await?
         };
-        let parsed = read_pool::map(texts, |text| {
-            text.map(|text| (text.len(), answer_text(&text).and_then(parse_checkpoint)))
-        })
-        .await;
+        // Each checkpoint's writes are listed in a zset named from its thread,
+        // namespace and id, which its key holds too: fetched under that guess while
+        // the documents are parsed (the server works while we do), then checked
+        // against each document's own fields.
+        let guesses: Vec<Option<String>> = json_keys.iter().map(|k| zset_key_guess(k)).collect();
+        let (parsed, guessed) = tokio::join!(
+            read_pool::map(texts, |text| {
+                text.map(|text| (text.len(), answer_text(&text).and_then(parse_checkpoint)))
+            }),
+            fetch_writes(redis, guesses.iter().flatten()),
+        );
+        let mut guessed = guessed?.into_iter();
         let mut docs = Vec::new();
-        for (k, parsed) in json_keys.into_iter().zip(parsed) {
+        let mut unguessed = Vec::new();
+        for ((k, parsed), guess) in json_keys.into_iter().zip(parsed).zip(guesses) {
+            let writes = guess.map(|guess| (guess, guessed.next().unwrap_or_default()));
             let Some((len, parsed)) = parsed else {
                 batch.vanished += 1;
                 continue;
             };
             batch.bytes += len;
             match parsed {
-                Ok(doc) => docs.push((k, doc)),
+                Ok(doc) => {
+                    let writes = writes
+                        .filter(|(guess, _)| *guess == doc.zset_key)
+                        .map(|(_, writes)| writes);
+                    if writes.is_none() {
+                        unguessed.push(docs.len());
+                    }
+                    docs.push((k, doc, writes));
+                }
                 Err(error) => batch.failed.push(FailedRead {
                     key: None,
                     origin: redis.origin(&k),
@@ -77,29 +95,18 @@ impl JsonLayout {
                 }),
             }
         }
-        // Writes: the zset of each checkpoint names its write documents.
-        let mut pipe = redis::pipe();
-        for (_, doc) in &docs {
-            pipe.cmd("ZRANGE").arg(&doc.zset_key).arg(0).arg(-1);
+        // The zsets not guessed right (a key not named as langgraph-redis names it).
+        let zsets = unguessed.iter().map(|&i| &docs[i].1.zset_key);
+        let fetched = fetch_writes(redis, zsets).await?;
+        for (i, writes) in unguessed.into_iter().zip(fetched) {
+            docs[i].2 = Some(writes);
         }
-        let write_keys: Vec<Vec<Vec<u8>>> = if docs.is_empty() {
-            Vec::new()
-        } else {
-            redis.pipe("ZRANGE", &pipe).await?
-        };
-        let mut pipe = redis::pipe();
-        for keys in &write_keys {
-            for k in keys {
-                pipe.cmd("JSON.GET").arg(k).arg("$");
-            }
-        }
-        let any_writes = write_keys.iter().any(|k| !k.is_empty());
-        let write_texts: Vec<Option<Vec<u8>>> = if any_writes {
-            redis.pipe("JSON.GET writes", &pipe).await?
-        } else {
-            Vec::new()
-        };
-        let mut write_texts = read_pool::map(write_texts, |text| {
+        let (docs, writes): (Vec<_>, Vec<_>) = docs
+            .into_iter()
+            .map(|(k, doc, writes)| ((k, doc), writes.unwrap_or_default()))
+            .unzip();
+        let (write_keys, write_texts): (Vec<_>, Vec<_>) = writes.into_iter().unzip();
+        let mut write_texts = read_pool::map(write_texts.into_iter().flatten().collect(), |text| {
             text.map(|text| (text.len(), answer_text(&text).and_then(parse_write)))
         })
         .await
@@ -155,6 +162,50 @@ pub fn thread_of_key(key: &[u8]) -> Option<String> {
     let rest = key.strip_prefix(b"checkpoint:")?;
     let end = rest.iter().position(|&b| b == b':').unwrap_or(rest.len());
     Some(String::from_utf8_lossy(&rest[..end]).into_owned())
+}
+
+/// The write zset langgraph-redis keeps for the checkpoint stored under `key`
+/// (`checkpoint:{thread}:{ns}:{id}` → `write_keys_zset:{thread}:{ns}:{id}`); `None`
+/// for a key not named that way.
+fn zset_key_guess(key: &[u8]) -> Option<String> {
+    let rest = std::str::from_utf8(key.strip_prefix(b"checkpoint:")?).ok()?;
+    Some(format!("write_keys_zset:{rest}"))
+}
+
+/// What each zset in `zsets` lists (the keys of a checkpoint's write documents, in
+/// order) and those documents' answers to `JSON.GET` (`None`: gone since), in one
+/// pipeline for the zsets and one for the documents.
+async fn fetch_writes(
+    redis: &mut Redis,
+    zsets: impl Iterator<Item = &String>,
+) -> Result<Vec<(Vec<Vec<u8>>, Vec<Option<Vec<u8>>>)>, StoreError> {
+    let mut pipe = redis::pipe();
+    for zset in zsets {
+        pipe.cmd("ZRANGE").arg(zset).arg(0).arg(-1);
+    }
+    if pipe.cmd_iter().next().is_none() {
+        return Ok(Vec::new());
+    }
+    let write_keys: Vec<Vec<Vec<u8>>> = redis.pipe("ZRANGE", &pipe).await?;
+    let mut pipe = redis::pipe();
+    for k in write_keys.iter().flatten() {
+        pipe.cmd("JSON.GET").arg(k).arg("$");
+    }
+    let mut texts: Vec<Option<Vec<u8>>> = if pipe.cmd_iter().next().is_none() {
+        Vec::new()
+    } else {
+        redis.pipe("JSON.GET writes", &pipe).await?
+    }
+    .into_iter()
+    .rev()
+    .collect();
+    Ok(write_keys
+        .into_iter()
+        .map(|keys| {
+            let answers = keys.iter().map(|_| texts.pop().flatten()).collect();
+            (keys, answers)
+        })
+        .collect())
 }
 
 struct Document {
@@ -382,5 +433,15 @@ mod tests {
             .unwrap_err()
             .contains("integer idx")
         );
+    }
+
+    #[test]
+    fn the_zset_is_guessed_from_a_langgraph_redis_key_only() {
+        assert_eq!(
+            zset_key_guess(b"checkpoint:t:1:__empty__:1f0").as_deref(),
+            Some("write_keys_zset:t:1:__empty__:1f0")
+        );
+        assert_eq!(zset_key_guess(b"app:checkpoint:t:__empty__:1f0"), None);
+        assert_eq!(zset_key_guess(b"checkpoint:\xff"), None);
     }
 }
