@@ -60,3 +60,15 @@ bench_server_measure() {
   bench_measure "$results" "" "$2" "$1" "${@:3}"
   rm -rf "${out:?}"/*
 }
+
+# Empties the Redis server at URL (with PYTHON's redis-py): its search indexes dropped
+# first, then its keys. valkey 9.1 with the RediSearch 2.10 module hung in FLUSHALL
+# SYNC (every thread waiting on a lock) while the indexes were still there, and
+# crashed in FLUSHALL ASYNC.
+bench_redis_flush() { # url python
+  "$2" -c 'import sys, redis
+r = redis.Redis.from_url(sys.argv[1])
+for index in r.execute_command("FT._LIST"):
+    r.execute_command("FT.DROPINDEX", index)
+r.execute_command("FLUSHALL", "SYNC")' "$1"
+}

@@ -27,16 +27,7 @@ python="${PYTHON:-target/test-tools/venv/bin/python}"
 source bench/lib.sh
 # redis-py comes with the LangGraph venv (python3 may not have it).
 rcli() { "$python" -c 'import sys, redis; print(redis.Redis.from_url(sys.argv[1]).execute_command(*sys.argv[2:]))' "$url" "$@"; }
-# Empties the server: its search indexes dropped first, then its keys. valkey 9.1 with
-# the RediSearch 2.10 module hung in FLUSHALL SYNC (every thread waiting on a lock)
-# while the indexes were still there, and crashed in FLUSHALL ASYNC.
-flush() {
-  "$python" -c 'import sys, redis
-r = redis.Redis.from_url(sys.argv[1])
-for index in r.execute_command("FT._LIST"):
-    r.execute_command("FT.DROPINDEX", index)
-r.execute_command("FLUSHALL", "SYNC")' "$url"
-}
+flush() { bench_redis_flush "$url" "$python"; }
 [ "$(rcli DBSIZE)" = 0 ] || { echo "bench: the Redis server holds keys: give an empty one (the bench flushes it)" >&2; exit 2; }
 bin="$(bench_binary)"
 mkdir -p bench/results

@@ -39,7 +39,7 @@ case "$admin" in
     ours_cmd=("$bin" "${source_args[@]}" --destination redis --dest-config "{\"redis_url\": \"$admin\"}")
     count_and_clear() {
       "$python" -c 'import sys, redis; print(sum(1 for _ in redis.Redis.from_url(sys.argv[1]).scan_iter("checkpoint:*", count=1000)))' "$admin"
-      rcli FLUSHALL >/dev/null
+      bench_redis_flush "$admin" "$python"
     }
     ;;
   *)
