@@ -338,6 +338,19 @@ pub fn document_view_text(
     Some((compact.finish(notices)?, ts))
 }
 
+/// How deep [`Compact`] reads (containers in containers); deeper text is left to the
+/// tree path, which fails at serde_json's recursion limit (128).
+const MAX_DEPTH: usize = 64;
+
+/// How many containers deep `value` is (0 for a scalar).
+fn nesting(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(nesting).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(nesting).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
 /// Reads JSON text and writes it compact, as serde_json writes its tree.
 struct Compact<'a> {
     bytes: &'a [u8],
@@ -393,14 +406,19 @@ impl<'a> Compact<'a> {
         Some(text)
     }
 
-    /// The value that starts at `start` (written from `written` on, after `noted`
-    /// notices) read again as a tree and written rendered, over what was written of it.
-    fn tree_at(&mut self, start: usize, written: usize, noted: usize) -> Option<()> {
+    /// The value at `depth` that starts at `start` (written from `written` on, after
+    /// `noted` notices) read again as a tree and written rendered, over what was
+    /// written of it; `None` when the whole value nests deeper than [`MAX_DEPTH`], as
+    /// the text itself does.
+    fn tree_at(&mut self, start: usize, written: usize, noted: usize, depth: usize) -> Option<()> {
         let render = self.render.as_mut()?;
         render.notices.truncate(noted);
         self.out.truncate(written);
         let mut values = serde_json::Deserializer::from_slice(&self.bytes[start..]).into_iter();
         let value: Value = values.next()?.ok()?;
+        if depth + nesting(&value) > MAX_DEPTH + 1 {
+            return None;
+        }
         self.pos = start + values.byte_offset();
         let value = self::render(value, &mut render.notices, render.interrupts);
         crate::json_text::write_value(&mut self.out, &value);
@@ -461,7 +479,7 @@ impl<'a> Compact<'a> {
 
     fn value(&mut self, depth: usize) -> Option<()> {
         // Deep nesting is the tree path's to refuse (serde_json's recursion limit).
-        if depth > 64 {
+        if depth > MAX_DEPTH {
             return None;
         }
         match self.next()? {
@@ -470,7 +488,7 @@ impl<'a> Compact<'a> {
                 let noted = self.render.as_ref().map_or(0, |r| r.notices.len());
                 let object = self.object(depth);
                 if object.is_none() && std::mem::take(&mut self.refused) {
-                    return self.tree_at(start.0, start.1, noted);
+                    return self.tree_at(start.0, start.1, noted, depth);
                 }
                 object
             }
@@ -810,6 +828,12 @@ mod tests {
         // Left to the tree path, with no notice: Python's non-finite floats, deep
         // nesting, and what is not JSON (the tree path's error).
         let deep = format!("{}{}", "[".repeat(70), "]".repeat(70));
+        // An envelope's tree nests no deeper than the text is read.
+        let deep_envelope = format!(
+            r#"{{"x": {{"lc": 2, "type": "constructor", "id": ["builtins", "set"], "args": {}1{}}}}}"#,
+            "[".repeat(70),
+            "]".repeat(70)
+        );
         let left = [
             r#"{"x": NaN}"#,
             r#"{"d": {"lc": 2, "type": "constructor", "id": ["decimal", "Decimal"]}, "x": -Infinity}"#,
@@ -819,6 +843,7 @@ mod tests {
             r#"{"x": 1} trailing"#,
             r#"{"x": {"lc": 2, "a": 1,}}"#,
             &deep,
+            &deep_envelope,
             "",
             "\u{ff}",
         ];
