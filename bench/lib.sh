@@ -61,6 +61,20 @@ bench_server_measure() {
   rm -rf "${out:?}"/*
 }
 
+# The runs of a server-export bench at one scale: ckpt-migrate from the source given by
+# SRC_ARGS to JSON and to Parquet, and the LangGraph script reading URL, each with the
+# server's CPU beside ours (uses $bin, $python, $work and $results).
+bench_server_exports() { # scale url src-args...
+  local scale="$1" url="$2"
+  shift 2
+  out="$work/out"; mkdir -p "$out"
+  bench_server_measure ckpt_migrate_to_json "$scale" -- "$bin" "$@" --destination json \
+    --dest-config "{\"output_dir\": \"$out/json\"}"
+  bench_server_measure ckpt_migrate_to_parquet "$scale" -- "$bin" "$@" --destination parquet \
+    --dest-config "{\"output_path\": \"$out/ours.parquet\", \"compression\": \"zstd\"}"
+  bench_server_measure langgraph_script_to_json "$scale" -- "$python" bench/langgraph_export.py "$url" "$out/langgraph.jsonl"
+}
+
 # Empties the Redis server at URL (with PYTHON's redis-py): its search indexes dropped
 # first, then its keys. valkey 9.1 with the RediSearch 2.10 module hung in FLUSHALL
 # SYNC (every thread waiting on a lock) while the indexes were still there, and

@@ -47,13 +47,7 @@ for scale in "${scales[@]}"; do
   "$bin" --source sqlite --source-config "{\"connection_string\": \"$db\"}" \
     --destination postgresql --dest-config "{\"connection_string\": \"$url\"}" >&2
   psql -X -q -d "$url" -c "VACUUM ANALYZE" >/dev/null
-  src=(--source postgresql --source-config "{\"connection_string\": \"$url\"}")
-  out="$work/out"; mkdir -p "$out"
-  bench_server_measure ckpt_migrate_to_json "$scale" -- "$bin" "${src[@]}" --destination json \
-    --dest-config "{\"output_dir\": \"$out/json\"}"
-  bench_server_measure ckpt_migrate_to_parquet "$scale" -- "$bin" "${src[@]}" --destination parquet \
-    --dest-config "{\"output_path\": \"$out/ours.parquet\", \"compression\": \"zstd\"}"
-  bench_server_measure langgraph_script_to_json "$scale" -- "$python" bench/langgraph_export.py "$url" "$out/langgraph.jsonl"
+  bench_server_exports "$scale" "$url" --source postgresql --source-config "{\"connection_string\": \"$url\"}"
 done
 
 python3 bench/results_table.py server-export "$results" "bench/results/postgres-export-$stamp"

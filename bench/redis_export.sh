@@ -41,13 +41,7 @@ for scale in "${scales[@]}"; do
   echo "bench: scale $scale: copying the SqliteSaver database into langgraph-redis" >&2
   "$bin" --source sqlite --source-config "{\"connection_string\": \"$db\"}" \
     --destination redis --dest-config "{\"redis_url\": \"$url\"}" >&2
-  src=(--source redis --source-config "{\"redis_url\": \"$url\"}")
-  out="$work/out"; mkdir -p "$out"
-  bench_server_measure ckpt_migrate_to_json "$scale" -- "$bin" "${src[@]}" --destination json \
-    --dest-config "{\"output_dir\": \"$out/json\"}"
-  bench_server_measure ckpt_migrate_to_parquet "$scale" -- "$bin" "${src[@]}" --destination parquet \
-    --dest-config "{\"output_path\": \"$out/ours.parquet\", \"compression\": \"zstd\"}"
-  bench_server_measure langgraph_script_to_json "$scale" -- "$python" bench/langgraph_export.py "$url" "$out/langgraph.jsonl"
+  bench_server_exports "$scale" "$url" --source redis --source-config "{\"redis_url\": \"$url\"}"
   flush
 done
 
