@@ -431,12 +431,7 @@ impl<'a> Compact<'a> {
         if self.next()? != b'{' {
             return None;
         }
-        let start = self.out.len();
-        let mut stored = Vec::new();
-        self.object_with(depth, |compact, key, depth| {
-            stored.push(key);
-            compact.value(depth + 1)
-        })?;
+        let stored = self.object(depth)?;
         let mut escaped = Vec::new();
         for (name, _) in channels {
             escaped.clear();
@@ -447,7 +442,7 @@ impl<'a> Compact<'a> {
             }
         }
         self.out.pop();
-        self.write_channels(self.out.len() > start + 1, channels);
+        self.write_channels(!stored.is_empty(), channels);
         Some(())
     }
 
@@ -486,7 +481,7 @@ impl<'a> Compact<'a> {
             b'{' => {
                 let start = (self.pos, self.out.len());
                 let noted = self.render.as_ref().map_or(0, |r| r.notices.len());
-                let object = self.object(depth);
+                let object = self.object(depth).map(|_keys| ());
                 if object.is_none() && std::mem::take(&mut self.refused) {
                     return self.tree_at(start.0, start.1, noted, depth);
                 }
@@ -502,19 +497,21 @@ impl<'a> Compact<'a> {
         }
     }
 
-    fn object(&mut self, depth: usize) -> Option<()> {
+    /// The object at the cursor, written; where its keys' escaped texts are in `out`.
+    fn object(&mut self, depth: usize) -> Option<Vec<Range<usize>>> {
         self.object_with(depth, |compact, _key, depth| compact.value(depth + 1))
     }
 
     /// The object at the cursor, each member's value written by `member`, given the
-    /// key's escaped text (where it is in `out`) and the object's depth.
+    /// key's escaped text (where it is in `out`) and the object's depth; where its
+    /// keys' escaped texts are in `out`.
     fn object_with(
         &mut self,
         depth: usize,
         mut member: impl FnMut(&mut Self, Range<usize>, usize) -> Option<()>,
-    ) -> Option<()> {
+    ) -> Option<Vec<Range<usize>>> {
         if self.open(b'}')? {
-            return Some(());
+            return Some(Vec::new());
         }
         // Where each key's escaped text is in the output: equal texts, equal keys.
         let mut keys: Vec<Range<usize>> = Vec::new();
@@ -548,7 +545,7 @@ impl<'a> Compact<'a> {
             }
             member(self, key, depth)?;
             if !self.after_member(b'}')? {
-                return Some(());
+                return Some(keys);
             }
         }
     }

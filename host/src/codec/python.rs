@@ -611,24 +611,31 @@ mod tests {
             a
         };
         let r = |args: Vec<Value>, style| render(obj("datetime", "datetime", args), style);
-        let iso = |tz, style| r(args(tz), style).value;
-        assert_eq!(
-            iso(Some("UTC+05:30"), Style::Python),
-            "2024-12-29T17:52:40.786757+05:30"
-        );
-        assert_eq!(
-            iso(Some("UTC-03:00"), Style::Python),
-            "2024-12-29T17:52:40.786757-03:00"
-        );
-        assert_eq!(
-            iso(Some("UTC"), Style::Python),
-            "2024-12-29T17:52:40.786757+00:00"
-        );
-        assert_eq!(
-            iso(Some("UTC"), Style::PydanticJson),
-            "2024-12-29T17:52:40.786757Z"
-        );
-        assert_eq!(iso(None, Style::Python), "2024-12-29T17:52:40.786757");
+        for (tz, style, iso) in [
+            (
+                Some("UTC+05:30"),
+                Style::Python,
+                "2024-12-29T17:52:40.786757+05:30",
+            ),
+            (
+                Some("UTC-03:00"),
+                Style::Python,
+                "2024-12-29T17:52:40.786757-03:00",
+            ),
+            (
+                Some("UTC"),
+                Style::Python,
+                "2024-12-29T17:52:40.786757+00:00",
+            ),
+            (
+                Some("UTC"),
+                Style::PydanticJson,
+                "2024-12-29T17:52:40.786757Z",
+            ),
+            (None, Style::Python, "2024-12-29T17:52:40.786757"),
+        ] {
+            assert_eq!(r(args(tz), style).value, iso, "{tz:?}");
+        }
         assert_eq!(
             r(vec![2025.into(), 1.into(), 2.into()], Style::Python).value,
             "2025-01-02T00:00:00"
