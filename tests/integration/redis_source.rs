@@ -394,6 +394,50 @@ async fn a_wrong_typed_key_goes_to_the_dead_letter_file() {
     );
 }
 
+/// A write document of another type fails its checkpoint into the dead-letter file,
+/// named; the other checkpoints of its page are written (regression test: the
+/// server's refusal failed the whole page's request, and the run with it).
+#[tokio::test]
+async fn a_wrong_typed_write_fails_its_checkpoint_only() {
+    let url = redis_db();
+    redis_load(&url, "redis-json/dump.jsonl").await;
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut writes: Vec<String> = redis::cmd("KEYS")
+        .arg("checkpoint_write:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    writes.sort();
+    redis_exec(
+        &url,
+        &[&["DEL", &writes[0]], &["SET", &writes[0], "a string"]],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "source_type: redis\nsource_config: {{redis_url: '{url}'}}\ndestination_type: json\ndestination_config: {{output_dir: out}}\n"
+    );
+    let run = tokio::task::spawn_blocking({
+        let dir = dir.path().to_owned();
+        move || cli_yaml(&dir, &yaml, &[])
+    })
+    .await
+    .unwrap();
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    assert!(
+        run.stderr()
+            .contains("read 271  written 270  filtered 0  failed 1"),
+        "{}",
+        run.stderr()
+    );
+    let dead = std::fs::read_to_string(dir.path().join("out/dead-letter.jsonl")).unwrap();
+    assert!(
+        dead.contains(&writes[0]) && dead.contains("JSON.GET writes refused it"),
+        "{dead}"
+    );
+}
+
 #[test]
 fn redis_cluster_is_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();

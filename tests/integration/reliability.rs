@@ -261,6 +261,32 @@ async fn postgres_to_json_survives_a_crash() {
     .unwrap();
 }
 
+/// The langgraph-redis reader reads the next SCAN page while it parses one: the
+/// resume position saved with a batch is the cursor after that batch's own page, never
+/// after the page read ahead (regression test: a crash between the two would have lost
+/// the page read ahead).
+#[tokio::test]
+async fn langgraph_redis_to_json_survives_a_crash_after_its_read_ahead() {
+    let url = harness::redis_db();
+    harness::redis_load(&url, "redis-json/dump.jsonl").await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "source_type: redis\nsource_config: {{redis_url: '{url}'}}\ndestination_type: {JSON_DEST}\nbatch_size: 10\n"
+    );
+    let dir_path = dir.path().to_owned();
+    tokio::task::spawn_blocking(move || {
+        crash_resume_verify(&dir_path, &yaml, "crash-after-commit:1", 271);
+        let keys: Vec<_> = read_json_export(&dir_path.join("out"))
+            .iter()
+            .map(key_of)
+            .collect();
+        let unique: BTreeSet<_> = keys.iter().collect();
+        assert_eq!((keys.len(), unique.len()), (271, 271));
+    })
+    .await
+    .unwrap();
+}
+
 #[test]
 fn kill_9_mid_run_then_resume() {
     let dir = tempfile::tempdir().unwrap();

@@ -24,6 +24,19 @@ pub(super) const EMPTY_ID: &str = "00000000-0000-0000-0000-000000000000";
 
 pub struct JsonLayout {
     pub scan: ScanWalk,
+    /// The next page, read while the last one was parsed.
+    ahead: Option<Page>,
+}
+
+/// A page of checkpoint documents as the server answered them.
+struct Page {
+    /// Where the walk was before this page: what a batch that fails goes back to.
+    from: (u64, bool),
+    /// The keys holding documents and each one's answer to `JSON.GET` (bytes, checked
+    /// as UTF-8 where they are parsed, on the read pool).
+    documents: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The batch this page starts: its position, its vanished and refused keys.
+    batch: SourceBatch,
 }
 
 impl JsonLayout {
@@ -33,127 +46,250 @@ impl JsonLayout {
         pattern.extend(b":*");
         Self {
             scan: ScanWalk::new(pattern, format!("{prefix}*").into_bytes()),
+            ahead: None,
         }
     }
 
+    /// Where the walk is after the batches returned (a page read ahead not counted).
+    pub fn position(&self) -> (u64, bool) {
+        match &self.ahead {
+            Some(page) => page.from,
+            None => (self.scan.cursor, self.scan.done),
+        }
+    }
+
+    /// Goes back to a position [`Self::position`] gave, forgetting any page read ahead.
+    pub fn restore(&mut self, (cursor, done): (u64, bool)) {
+        self.ahead = None;
+        (self.scan.cursor, self.scan.done) = (cursor, done);
+    }
+
+    /// The next page's checkpoints. While this page is parsed and its writes fetched,
+    /// the server already reads the next page (on the same multiplexed connection),
+    /// so neither waits for the other. A next page that fails is read again in the
+    /// next call, where its error counts.
     pub async fn next_batch(
         &mut self,
         redis: &mut Redis,
         limits: BatchLimits,
     ) -> Result<Option<SourceBatch>, StoreError> {
-        let Some((keys, mut batch)) = self.scan.next_page(redis, limits.max_records).await? else {
-            return Ok(None);
+        let page = match self.ahead.take() {
+            Some(page) => page,
+            None => match read_page(&mut self.scan, redis, limits.max_records).await? {
+                Some(page) => page,
+                None => return Ok(None),
+            },
         };
-        let json_keys = redis
-            .keys_of_type(keys, "ReJSON-RL", "a RedisJSON document", &mut batch)
-            .await?;
-        let mut pipe = redis::pipe();
-        for k in &json_keys {
-            pipe.cmd("JSON.GET").arg(k).arg("$");
-        }
-        // Bytes, checked as UTF-8 where they are parsed, on the read pool.
-        let texts: Vec<Option<Vec<u8>>> = if json_keys.is_empty() {
-            Vec::new()
-        } else {
-            redis.pipe("JSON.GET", &pipe).await?
-        };
-        // Each checkpoint's writes are listed in a zset named from its thread,
-        // namespace and id, which its key holds too: fetched under that guess while
-        // the documents are parsed (the server works while we do), then checked
-        // against each document's own fields.
-        let guesses: Vec<Option<String>> = json_keys.iter().map(|k| zset_key_guess(k)).collect();
-        let (parsed, guessed) = tokio::join!(
-            read_pool::map(texts, |text| {
-                text.map(|text| (text.len(), answer_text(&text).and_then(parse_checkpoint)))
-            }),
-            fetch_writes(redis, guesses.iter().flatten()),
+        let before_ahead = (self.scan.cursor, self.scan.done);
+        let mut ahead_redis = redis.clone();
+        let (batch, ahead) = tokio::join!(
+            checkpoints(page, redis),
+            read_page(&mut self.scan, &mut ahead_redis, limits.max_records),
         );
-        let mut guessed = guessed?.into_iter();
-        let mut docs = Vec::new();
-        let mut unguessed = Vec::new();
-        for ((k, parsed), guess) in json_keys.into_iter().zip(parsed).zip(guesses) {
-            let writes = guess.map(|guess| (guess, guessed.next().unwrap_or_default()));
-            let Some((len, parsed)) = parsed else {
-                batch.vanished += 1;
-                continue;
-            };
-            batch.bytes += len;
-            match parsed {
-                Ok(doc) => {
-                    let writes = writes
-                        .filter(|(guess, _)| *guess == doc.zset_key)
-                        .map(|(_, writes)| writes);
-                    if writes.is_none() {
-                        unguessed.push(docs.len());
-                    }
-                    docs.push((k, doc, writes));
-                }
-                Err(error) => batch.failed.push(FailedRead {
-                    key: None,
-                    origin: redis.origin(&k),
-                    error,
-                }),
-            }
+        let batch = batch?;
+        match ahead {
+            Ok(ahead) => self.ahead = ahead,
+            Err(_) => (self.scan.cursor, self.scan.done) = before_ahead,
         }
-        // The zsets not guessed right (a key not named as langgraph-redis names it).
-        let zsets = unguessed.iter().map(|&i| &docs[i].1.zset_key);
-        let fetched = fetch_writes(redis, zsets).await?;
-        for (i, writes) in unguessed.into_iter().zip(fetched) {
-            docs[i].2 = Some(writes);
-        }
-        let (docs, writes): (Vec<_>, Vec<_>) = docs
-            .into_iter()
-            .map(|(k, doc, writes)| ((k, doc), writes.unwrap_or_default()))
-            .unzip();
-        let (write_keys, write_texts): (Vec<_>, Vec<_>) = writes.into_iter().unzip();
-        let mut write_texts = read_pool::map(write_texts.into_iter().flatten().collect(), |text| {
-            text.map(|text| (text.len(), answer_text(&text).and_then(parse_write)))
-        })
-        .await
-        .into_iter();
-        for ((k, doc), keys) in docs.into_iter().zip(write_keys) {
-            let origin = redis.origin(&k);
-            let mut writes = Vec::with_capacity(keys.len());
-            let mut error = None;
-            for wk in keys {
-                let Some((len, parsed)) = write_texts.next().flatten() else {
-                    // Listed but gone (expired): the write is no longer there.
-                    batch.vanished += 1;
-                    continue;
-                };
-                batch.bytes += len;
-                match parsed {
-                    Ok(w) => writes.push(w),
-                    Err(e) => {
-                        error = Some(format!("write {:?}: {e}", String::from_utf8_lossy(&wk)))
-                    }
-                }
-            }
-            if let Some(error) = error {
-                batch.failed.push(FailedRead {
-                    key: Some(doc.key),
-                    origin,
-                    error,
-                });
-                continue;
-            }
-            // Kept in the zset's order (score = idx, then key): the order RedisSaver's
-            // own `_load_pending_writes` returns them in.
-            batch.records.push(Checkpoint {
-                key: doc.key,
-                parent_checkpoint_id: doc.parent,
-                checkpoint: doc.checkpoint,
-                channel_blobs: Vec::new(),
-                metadata: doc.metadata,
-                pending_writes: writes,
-                origin,
-                view: None,
-            });
-        }
-        batch.records.sort_by(|a, b| a.key.cmp(&b.key));
-        batch.last_key = batch.records.last().map(|r| r.key.clone());
         Ok(Some(batch))
     }
+}
+
+/// The next SCAN page's documents; `None` at the end of the walk.
+async fn read_page(
+    scan: &mut ScanWalk,
+    redis: &mut Redis,
+    want: usize,
+) -> Result<Option<Page>, StoreError> {
+    let from = (scan.cursor, scan.done);
+    let Some((keys, mut batch)) = scan.next_page(redis, want).await? else {
+        return Ok(None);
+    };
+    let documents = get_documents(redis, keys, &mut batch).await?;
+    Ok(Some(Page {
+        from,
+        documents,
+        batch,
+    }))
+}
+
+/// Each key's answer to `JSON.GET key $`, asked straight away: keys gone since the
+/// SCAN are counted in `batch.vanished`; a key the server refuses is then asked its
+/// `TYPE`, so a key of another type fails into `batch.failed` named with its type (a
+/// page of documents costs one request per key, not two).
+async fn get_documents(
+    redis: &mut Redis,
+    keys: Vec<Vec<u8>>,
+    batch: &mut SourceBatch,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    let answers = json_get(redis, &keys, "JSON.GET").await?;
+    let mut documents = Vec::with_capacity(keys.len());
+    let mut refused = Vec::new();
+    for (key, answer) in keys.into_iter().zip(answers) {
+        match answer {
+            Ok(Some(text)) => documents.push((key, text)),
+            Ok(None) => batch.vanished += 1,
+            Err(refusal) => refused.push((key, refusal)),
+        }
+    }
+    if !refused.is_empty() {
+        let keys = refused.iter().map(|(key, _)| key.clone()).collect();
+        let typed = redis
+            .keys_of_type(keys, "ReJSON-RL", "a RedisJSON document", batch)
+            .await?;
+        // Documents the server would not give for another reason: named with it.
+        for (key, refusal) in refused {
+            if typed.contains(&key) {
+                batch.failed.push(FailedRead {
+                    key: None,
+                    origin: redis.origin(&key),
+                    error: refusal,
+                });
+            }
+        }
+    }
+    Ok(documents)
+}
+
+/// `JSON.GET key $` of each of `keys` in one pipeline: the answer (`None`: the key
+/// is gone), or what the server said when it refused that key. A refusal worth a
+/// retry (the server loading, `TRYAGAIN`) fails the whole request, as a lost
+/// connection does.
+async fn json_get(
+    redis: &mut Redis,
+    keys: impl IntoIterator<Item = &Vec<u8>>,
+    what: &str,
+) -> Result<Vec<Result<Option<Vec<u8>>, String>>, StoreError> {
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    for key in keys {
+        pipe.cmd("JSON.GET").arg(key).arg("$");
+    }
+    if pipe.cmd_iter().next().is_none() {
+        return Ok(Vec::new());
+    }
+    let answers: Vec<redis::RedisResult<Option<Vec<u8>>>> = redis.pipe(what, &pipe).await?;
+    answers
+        .into_iter()
+        .map(|answer| match answer {
+            Ok(text) => Ok(Ok(text)),
+            Err(e) => {
+                let error = redis.failed(what, &e);
+                if error.retriable {
+                    Err(error)
+                } else {
+                    Ok(Err(format!("{what} refused it: {e}")))
+                }
+            }
+        })
+        .collect()
+}
+
+/// A page's checkpoints with their writes: the documents parsed on the read pool
+/// while the writes are fetched.
+async fn checkpoints(page: Page, redis: &mut Redis) -> Result<SourceBatch, StoreError> {
+    let Page {
+        documents,
+        mut batch,
+        ..
+    } = page;
+    let (json_keys, texts): (Vec<_>, Vec<_>) = documents.into_iter().unzip();
+    // Each checkpoint's writes are listed in a zset named from its thread,
+    // namespace and id, which its key holds too: fetched under that guess while
+    // the documents are parsed (the server works while we do), then checked
+    // against each document's own fields.
+    let guesses: Vec<Option<String>> = json_keys.iter().map(|k| zset_key_guess(k)).collect();
+    let (parsed, guessed) = tokio::join!(
+        read_pool::map(texts, |text| {
+            (text.len(), answer_text(&text).and_then(parse_checkpoint))
+        }),
+        fetch_writes(redis, guesses.iter().flatten()),
+    );
+    let mut guessed = guessed?.into_iter();
+    let mut docs = Vec::new();
+    let mut unguessed = Vec::new();
+    for ((k, (len, parsed)), guess) in json_keys.into_iter().zip(parsed).zip(guesses) {
+        let writes = guess.map(|guess| (guess, guessed.next().unwrap_or_default()));
+        batch.bytes += len;
+        match parsed {
+            Ok(doc) => {
+                let writes = writes
+                    .filter(|(guess, _)| *guess == doc.zset_key)
+                    .map(|(_, writes)| writes);
+                if writes.is_none() {
+                    unguessed.push(docs.len());
+                }
+                docs.push((k, doc, writes));
+            }
+            Err(error) => batch.failed.push(FailedRead {
+                key: None,
+                origin: redis.origin(&k),
+                error,
+            }),
+        }
+    }
+    // The zsets not guessed right (a key not named as langgraph-redis names it).
+    let zsets = unguessed.iter().map(|&i| &docs[i].1.zset_key);
+    let fetched = fetch_writes(redis, zsets).await?;
+    for (i, writes) in unguessed.into_iter().zip(fetched) {
+        docs[i].2 = Some(writes);
+    }
+    let (docs, writes): (Vec<_>, Vec<_>) = docs
+        .into_iter()
+        .map(|(k, doc, writes)| ((k, doc), writes.unwrap_or_default()))
+        .unzip();
+    let (write_keys, write_texts): (Vec<_>, Vec<_>) = writes.into_iter().unzip();
+    let mut write_texts = read_pool::map(write_texts.into_iter().flatten().collect(), |text| {
+        text.map(|text| text.map(|text| (text.len(), answer_text(&text).and_then(parse_write))))
+    })
+    .await
+    .into_iter();
+    for ((k, doc), keys) in docs.into_iter().zip(write_keys) {
+        let origin = redis.origin(&k);
+        let mut writes = Vec::with_capacity(keys.len());
+        let mut error = None;
+        for wk in keys {
+            let parsed = match write_texts.next() {
+                Some(Ok(Some((len, parsed)))) => {
+                    batch.bytes += len;
+                    parsed
+                }
+                Some(Err(refusal)) => Err(refusal),
+                // Listed but gone (expired): the write is no longer there.
+                Some(Ok(None)) | None => {
+                    batch.vanished += 1;
+                    continue;
+                }
+            };
+            match parsed {
+                Ok(w) => writes.push(w),
+                Err(e) => error = Some(format!("write {:?}: {e}", String::from_utf8_lossy(&wk))),
+            }
+        }
+        if let Some(error) = error {
+            batch.failed.push(FailedRead {
+                key: Some(doc.key),
+                origin,
+                error,
+            });
+            continue;
+        }
+        // Kept in the zset's order (score = idx, then key): the order RedisSaver's
+        // own `_load_pending_writes` returns them in.
+        batch.records.push(Checkpoint {
+            key: doc.key,
+            parent_checkpoint_id: doc.parent,
+            checkpoint: doc.checkpoint,
+            channel_blobs: Vec::new(),
+            metadata: doc.metadata,
+            pending_writes: writes,
+            origin,
+            view: None,
+        });
+    }
+    batch.records.sort_by(|a, b| a.key.cmp(&b.key));
+    batch.last_key = batch.records.last().map(|r| r.key.clone());
+    Ok(batch)
 }
 
 /// The thread of a `checkpoint:` key, for counting: the text up to the next `:`
@@ -173,12 +309,12 @@ fn zset_key_guess(key: &[u8]) -> Option<String> {
 }
 
 /// What each zset in `zsets` lists (the keys of a checkpoint's write documents, in
-/// order) and those documents' answers to `JSON.GET` (`None`: gone since), in one
+/// order) and those documents' answers to `JSON.GET` (see [`json_get`]), in one
 /// pipeline for the zsets and one for the documents.
 async fn fetch_writes(
     redis: &mut Redis,
     zsets: impl Iterator<Item = &String>,
-) -> Result<Vec<(Vec<Vec<u8>>, Vec<Option<Vec<u8>>>)>, StoreError> {
+) -> Result<Vec<WriteAnswers>, StoreError> {
     let mut pipe = redis::pipe();
     for zset in zsets {
         pipe.cmd("ZRANGE").arg(zset).arg(0).arg(-1);
@@ -187,26 +323,20 @@ async fn fetch_writes(
         return Ok(Vec::new());
     }
     let write_keys: Vec<Vec<Vec<u8>>> = redis.pipe("ZRANGE", &pipe).await?;
-    let mut pipe = redis::pipe();
-    for k in write_keys.iter().flatten() {
-        pipe.cmd("JSON.GET").arg(k).arg("$");
-    }
-    let mut texts: Vec<Option<Vec<u8>>> = if pipe.cmd_iter().next().is_none() {
-        Vec::new()
-    } else {
-        redis.pipe("JSON.GET writes", &pipe).await?
-    }
-    .into_iter()
-    .rev()
-    .collect();
+    let mut texts = json_get(redis, write_keys.iter().flatten(), "JSON.GET writes")
+        .await?
+        .into_iter();
     Ok(write_keys
         .into_iter()
         .map(|keys| {
-            let answers = keys.iter().map(|_| texts.pop().flatten()).collect();
+            let answers = texts.by_ref().take(keys.len()).collect();
             (keys, answers)
         })
         .collect())
 }
+
+/// The keys of a checkpoint's write documents and their answers to `JSON.GET`.
+type WriteAnswers = (Vec<Vec<u8>>, Vec<Result<Option<Vec<u8>>, String>>);
 
 struct Document {
     key: CheckpointKey,

@@ -117,7 +117,9 @@ pub(super) async fn create_json_index(
 /// Keys asked for per SCAN call.
 const SCAN_COUNT: usize = 500;
 
-/// The connection and what every layout needs to talk about it.
+/// The connection and what every layout needs to talk about it. A clone shares the
+/// multiplexed connection (its requests are pipelined with the original's).
+#[derive(Clone)]
 pub struct Redis {
     client: redis::Client,
     conn: Option<MultiplexedConnection>,
@@ -359,25 +361,25 @@ impl RedisSource {
 /// Where a layout is in its walk, to undo a failed batch.
 enum SavedPosition {
     Plain(plain::Position),
-    Scan(u64, bool),
+    Scan((u64, bool)),
 }
 
 impl RedisSource {
     fn position_state(&self) -> SavedPosition {
         match &self.layout {
             Layout::Plain(p) => SavedPosition::Plain(p.position()),
-            Layout::Json(l) => SavedPosition::Scan(l.scan.cursor, l.scan.done),
-            Layout::Docs(l) => SavedPosition::Scan(l.scan.cursor, l.scan.done),
-            Layout::Chat(l) => SavedPosition::Scan(l.scan.cursor, l.scan.done),
+            Layout::Json(l) => SavedPosition::Scan(l.position()),
+            Layout::Docs(l) => SavedPosition::Scan((l.scan.cursor, l.scan.done)),
+            Layout::Chat(l) => SavedPosition::Scan((l.scan.cursor, l.scan.done)),
         }
     }
 
     fn restore_position(&mut self, saved: SavedPosition) {
         match (&mut self.layout, saved) {
             (Layout::Plain(p), SavedPosition::Plain(pos)) => p.restore(pos),
-            (Layout::Json(l), SavedPosition::Scan(c, d)) => (l.scan.cursor, l.scan.done) = (c, d),
-            (Layout::Docs(l), SavedPosition::Scan(c, d)) => (l.scan.cursor, l.scan.done) = (c, d),
-            (Layout::Chat(l), SavedPosition::Scan(c, d)) => (l.scan.cursor, l.scan.done) = (c, d),
+            (Layout::Json(l), SavedPosition::Scan(at)) => l.restore(at),
+            (Layout::Docs(l), SavedPosition::Scan(at)) => (l.scan.cursor, l.scan.done) = at,
+            (Layout::Chat(l), SavedPosition::Scan(at)) => (l.scan.cursor, l.scan.done) = at,
             _ => {}
         }
     }
