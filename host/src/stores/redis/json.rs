@@ -565,6 +565,25 @@ mod tests {
         );
     }
 
+    /// A batch that fails goes back to where the walk was before its own page, not
+    /// to after the page read ahead, and forgets that page.
+    #[test]
+    fn a_failed_batch_goes_back_before_the_page_read_ahead() {
+        let mut layout = JsonLayout::new("checkpoint:", ThreadPushdown::default());
+        (layout.scan.cursor, layout.scan.done) = (9, true);
+        assert_eq!(layout.position(), (9, true));
+        layout.ahead = Some(Page {
+            from: (5, false),
+            documents: Vec::new(),
+            batch: SourceBatch::default(),
+        });
+        let saved = layout.position();
+        assert_eq!(saved, (5, false));
+        layout.restore(saved);
+        assert!(layout.ahead.is_none());
+        assert_eq!((layout.scan.cursor, layout.scan.done), (5, false));
+    }
+
     #[test]
     fn the_zset_is_guessed_from_a_langgraph_redis_key_only() {
         assert_eq!(
