@@ -361,6 +361,8 @@ struct Compact<'a> {
     /// The object being read was refused (a key the view renders, or repeated):
     /// the innermost object that can be a tree takes it.
     refused: bool,
+    /// How many values were read again as trees (the tests check which are not).
+    trees: usize,
 }
 
 /// How [`Compact`] renders what the view changes.
@@ -389,6 +391,7 @@ impl<'a> Compact<'a> {
             out: Vec::with_capacity(bytes.len()),
             render,
             refused: false,
+            trees: 0,
         }
     }
 
@@ -412,6 +415,7 @@ impl<'a> Compact<'a> {
     /// the text itself does.
     fn tree_at(&mut self, start: usize, written: usize, noted: usize, depth: usize) -> Option<()> {
         let render = self.render.as_mut()?;
+        self.trees += 1;
         render.notices.truncate(noted);
         self.out.truncate(written);
         let mut values = serde_json::Deserializer::from_slice(&self.bytes[start..]).into_iter();
@@ -481,7 +485,10 @@ impl<'a> Compact<'a> {
             b'{' => {
                 let start = (self.pos, self.out.len());
                 let noted = self.render.as_ref().map_or(0, |r| r.notices.len());
-                let object = self.object(depth).map(|_keys| ());
+                let object = match self.field_map_envelope(depth) {
+                    Some(streamed) => streamed,
+                    None => self.object(depth).map(|_keys| ()),
+                };
                 if object.is_none() && std::mem::take(&mut self.refused) {
                     return self.tree_at(start.0, start.1, noted, depth);
                 }
@@ -495,6 +502,124 @@ impl<'a> Compact<'a> {
             b'-' | b'0'..=b'9' => self.number(),
             _ => None,
         }
+    }
+
+    /// An `lc: 2` envelope whose view is its keyword arguments, written as they are
+    /// read, without a tree: a class with no rule of its own (a dataclass: its field
+    /// map) or a pydantic model (that map and its `__type__`), as
+    /// [`python::render`] renders them. Dataclasses and models are most of what a
+    /// langgraph-redis document holds in envelopes, and their trees were a third of
+    /// its decoding.
+    ///
+    /// `None`, the cursor where it was, when the text at the cursor is not such an
+    /// envelope written as LangGraph's serializer writes one (`lc`, `type`, `id`,
+    /// `method`?, then `kwargs`, plain keys); `Some(None)` with `refused` set when
+    /// the rest of it shows the view renders it otherwise (its tree then decides).
+    fn field_map_envelope(&mut self, depth: usize) -> Option<Option<()>> {
+        self.render.as_ref()?;
+        let start = self.pos;
+        let head = self.envelope_head();
+        let Some((module, name, pydantic)) = head.filter(|(module, name, pydantic)| {
+            let other_rule = python::has_rule_by_name(module)
+                || (*pydantic && super::langchain::is_serializable(module))
+                || [true, false]
+                    .into_iter()
+                    .any(|no_kwargs| valueless_revival(module, name, true, no_kwargs).is_some());
+            !other_rule
+        }) else {
+            self.pos = start;
+            return None;
+        };
+        if self.next() != Some(b'{') {
+            self.pos = start;
+            return None;
+        }
+        let keys = match self.object(depth + 1) {
+            Some(keys) => keys,
+            // The arguments refused themselves: the envelope's tree decides.
+            None => return Some(None),
+        };
+        let key_is = |name: &[u8]| keys.iter().any(|k| &self.out[k.clone()] == name);
+        // An exception's notes (revived as None), a model's own `__type__` (replaced
+        // in place), anything after the arguments (`args`: another rule).
+        let other_rule = key_is(b"__notes__") || (pydantic && key_is(b"__type__"));
+        if other_rule || self.next() != Some(b'}') {
+            self.refused = true;
+            return Some(None);
+        }
+        self.pos += 1;
+        if pydantic {
+            self.out.pop();
+            if !keys.is_empty() {
+                self.out.push(b',');
+            }
+            self.out.extend_from_slice(b"\"__type__\":");
+            crate::json_text::write_str(&mut self.out, &format!("{module}.{name}"));
+            self.out.push(b'}');
+        }
+        Some(Some(()))
+    }
+
+    /// The head of an `lc: 2` envelope up to its `kwargs` value, nothing written:
+    /// the class's module and name, and whether it is a pydantic model (a `method`
+    /// of `[null, name]`). `None` for anything else.
+    fn envelope_head(&mut self) -> Option<(String, &'a str, bool)> {
+        self.expect(b"{")?;
+        self.expect(b"\"lc\"")?;
+        self.expect(b":")?;
+        if !self.at_token(b"2") {
+            return None;
+        }
+        self.pos += 1;
+        self.expect(b",")?;
+        self.expect(b"\"type\"")?;
+        self.expect(b":")?;
+        self.expect(b"\"constructor\"")?;
+        self.expect(b",")?;
+        self.expect(b"\"id\"")?;
+        self.expect(b":")?;
+        self.expect(b"[")?;
+        let mut id = vec![self.plain_string()?];
+        while self.expect(b",").is_some() {
+            id.push(self.plain_string()?);
+        }
+        self.expect(b"]")?;
+        self.expect(b",")?;
+        let pydantic = self.expect(b"\"method\"").is_some();
+        if pydantic {
+            self.expect(b":")?;
+            self.expect(b"[")?;
+            self.expect(b"null")?;
+            self.expect(b",")?;
+            self.plain_string()?;
+            self.expect(b"]")?;
+            self.expect(b",")?;
+        }
+        self.expect(b"\"kwargs\"")?;
+        self.expect(b":")?;
+        let (name, module) = id.split_last()?;
+        Some((module.join("."), name, pydantic))
+    }
+
+    /// Steps over `token` after any whitespace; `None` (the cursor moved over the
+    /// whitespace only) when the text does not go on with it.
+    fn expect(&mut self, token: &[u8]) -> Option<()> {
+        self.skip_space();
+        self.bytes[self.pos..]
+            .starts_with(token)
+            .then(|| self.pos += token.len())
+    }
+
+    /// The string at the cursor when it has no escape, stepped over.
+    fn plain_string(&mut self) -> Option<&'a str> {
+        self.expect(b"\"")?;
+        let rest = &self.bytes[self.pos..];
+        let end = crate::json_text::unescaped_len(rest);
+        if rest.get(end) != Some(&b'"') {
+            return None;
+        }
+        self.pos += end + 1;
+        std::str::from_utf8(&rest[..end]).ok()
     }
 
     /// The object at the cursor, written; where its keys' escaped texts are in `out`.
@@ -604,9 +729,12 @@ impl<'a> Compact<'a> {
         let rest = self.bytes.get(start..)?;
         let end = crate::json_text::unescaped_len(rest);
         match *rest.get(end)? {
+            // Nothing serde_json escapes (no quote, backslash or control byte): the
+            // bytes are its text. Their UTF-8 is checked once, with the whole output,
+            // in `finish`.
             b'"' => {
-                let text = std::str::from_utf8(&rest[..end]).ok()?;
-                crate::json_text::write_str(&mut self.out, text);
+                self.out
+                    .extend_from_slice(&self.bytes[self.pos..=start + end]);
                 self.pos = start + end + 1;
             }
             b'\\' => {
@@ -850,6 +978,79 @@ mod tests {
             assert!(notices.is_empty(), "{text}");
         }
         assert_eq!(view_text(b"{\"bad\": \"\xff\"}", &mut Vec::new()), None);
+    }
+
+    /// Envelopes whose view is their keyword arguments (dataclasses, pydantic
+    /// models, classes with no rule of their own) are written as they are read, with
+    /// no tree of their own, and give the tree path's text and notices; written any
+    /// other way, or rendered by another rule, they take the tree.
+    #[test]
+    fn field_map_envelopes_are_written_without_a_tree() {
+        let tree = |text: &str| {
+            let mut notices = Vec::new();
+            let view = to_view(parse(text.as_bytes()).unwrap(), &mut notices);
+            (crate::json_text::to_string(&view), notices)
+        };
+        let dataclass = r#"{"lc": 2, "type": "constructor", "id": ["fixture_models", "CustomerProfile"], "kwargs": {"customer_id": "C0002", "flags": ["beta", "vip"], "address": {"city": "Paris"}, "notes": null}}"#;
+        let model = r#"{"lc":2,"type":"constructor","id":["app","models","Order"],"method":[null,"model_construct"],"kwargs":{"id":7,"when":{"lc":2,"type":"constructor","id":["datetime","timedelta"],"args":[1,2,3]}}}"#;
+        let streamed = [
+            (dataclass.to_owned(), 0),
+            (model.to_owned(), 1),
+            (format!("[{dataclass}, {model}]"), 1),
+            (
+                r#"{"lc": 2, "type": "constructor", "id": ["m", "Empty"], "method": [null, "construct"], "kwargs": {}}"#.to_owned(),
+                0,
+            ),
+            (
+                r#"{"lc": 2, "type": "constructor", "id": ["m", "Empty"], "kwargs": {}}"#.to_owned(),
+                0,
+            ),
+            (r#"{ "lc" : 2 , "type" : "constructor" , "id" : [ "Solo" ] , "kwargs" : { "a" : 1 } }"#.to_owned(), 0),
+            // An unknown class inside: a tree of its own, its notice given.
+            (
+                r#"{"lc": 2, "type": "constructor", "id": ["m", "Outer"], "kwargs": {"u": {"lc": 2, "type": "constructor", "id": ["m", "Odd"], "args": [1, 2]}, "i": {"lc": 1, "type": "constructor", "id": ["langchain", "schema", "messages", "AIMessage"], "kwargs": {"content": "hi"}}}}"#.to_owned(),
+                1,
+            ),
+        ];
+        // Each is a tree: another rule, another order, escapes, what follows.
+        let refused = [
+            r#"{"lc": 2, "type": "constructor", "id": ["datetime", "timedelta"], "kwargs": {}}"#,
+            r#"{"lc": 2, "type": "constructor", "id": ["langchain_core", "messages", "ai", "AIMessage"], "method": [null, "model_construct"], "kwargs": {"content": "x"}}"#,
+            r#"{"lc": 2, "type": "constructor", "id": ["builtins", "ValueError"], "kwargs": {"__notes__": ["n"]}}"#,
+            r#"{"lc": 2, "type": "constructor", "id": ["m", "E"], "kwargs": {"__notes__": ["n"]}}"#,
+            r#"{"lc": 2, "type": "constructor", "id": ["m", "M"], "method": [null, "model_construct"], "kwargs": {"__type__": "x", "a": 1}}"#,
+            r#"{"lc": 2, "type": "constructor", "id": ["m", "C"], "kwargs": {"a": 1}, "args": [1]}"#,
+            r#"{"lc": 2, "type": "constructor", "id": ["m", "C"], "method": "from_dict", "kwargs": {"a": 1}}"#,
+            r#"{"lc": 2, "type": "constructor", "id": ["m", "C"], "kwargs": {"a": 1, "a": 2}}"#,
+            r#"{"lc": 2, "type": "constructor", "id": ["m", "C"], "kwargs": {"lc": 2, "type": "constructor", "id": ["uuid", "UUID"], "args": ["0"]}}"#,
+            r#"{"lc": 2, "type": "constructor", "id": ["m", "C"], "kwargs": {"__send__": true, "node": "n", "arg": 1}}"#,
+            r#"{"lc": 2, "type": "constructor", "id": ["m", "C"], "kwargs": {"a": 1}, "lc": 3}"#,
+            r#"{"type": "constructor", "lc": 2, "id": ["m", "C"], "kwargs": {"a": 1}}"#,
+            r#"{"lc": 2, "type": "constructor", "id": ["m", "C\u0031"], "kwargs": {"a": 1}}"#,
+            r#"{"lc": 2, "type": "constructor", "id": [], "kwargs": {"a": 1}}"#,
+            r#"{"lc": 2, "type": "constructor", "id": ["m", 1], "kwargs": {"a": 1}}"#,
+            r#"{"lc": 2, "type": "constructor", "id": ["m", "C"], "kwargs": [1]}"#,
+            r#"{"lc": 2.0, "type": "constructor", "id": ["m", "C"], "kwargs": {"a": 1}}"#,
+            r#"{"lc": 2, "type": "constructor", "id": ["numpy", "ndarray"], "kwargs": {"a": 1}}"#,
+            r#"{"lc": 2, "type": "constructor", "id": ["langgraph", "store", "base", "Item"], "kwargs": {}}"#,
+        ];
+        let fast = |text: &str| {
+            let mut compact = Compact::new(text.as_bytes(), Some(Render::new(true)));
+            compact.value(0).unwrap();
+            let trees = compact.trees;
+            let mut notices = Vec::new();
+            (compact.finish(&mut notices).unwrap(), notices, trees)
+        };
+        for (text, trees) in &streamed {
+            let (written, notices, made) = fast(text);
+            assert_eq!((written, notices), tree(text), "{text}");
+            assert_eq!(made, *trees, "{text}");
+        }
+        for text in refused {
+            let (written, notices, made) = fast(text);
+            assert_eq!((written, notices), tree(text), "{text}");
+            assert_eq!(made, 1, "{text}");
+        }
     }
 
     #[test]
