@@ -265,6 +265,18 @@ async fn thread_filters_go_into_scan_match_with_the_engine_result() {
     assert_eq!(engine, expected);
 }
 
+/// Exports the Redis database `url` (with the source settings `more`, each after a
+/// comma) to JSON under `dir/out`, off the test's runtime.
+async fn export_to_json(dir: &std::path::Path, url: &str, more: &str) -> harness::Run {
+    let yaml = format!(
+        "source_type: redis\nsource_config: {{redis_url: '{url}'{more}}}\ndestination_type: json\ndestination_config: {{output_dir: out}}\n"
+    );
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || cli_yaml(&dir, &yaml, &[]))
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn vanished_keys_are_skipped_and_counted_and_bad_values_dead_lettered() {
     let url = redis_db();
@@ -301,15 +313,7 @@ async fn vanished_keys_are_skipped_and_counted_and_bad_values_dead_lettered() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let yaml = format!(
-        "source_type: redis\nsource_config: {{redis_url: '{url}', key_prefix: 'lg:'}}\ndestination_type: json\ndestination_config: {{output_dir: out}}\n"
-    );
-    let run = tokio::task::spawn_blocking({
-        let dir = dir.path().to_owned();
-        move || cli_yaml(&dir, &yaml, &[])
-    })
-    .await
-    .unwrap();
+    let run = export_to_json(dir.path(), &url, ", key_prefix: 'lg:'").await;
     assert_eq!(run.code(), 1, "{}", run.stderr());
     let stderr = run.stderr();
     assert!(stderr.contains("2 key(s) vanished"), "{stderr}");
@@ -415,15 +419,7 @@ async fn a_wrong_typed_write_fails_its_checkpoint_only() {
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let yaml = format!(
-        "source_type: redis\nsource_config: {{redis_url: '{url}'}}\ndestination_type: json\ndestination_config: {{output_dir: out}}\n"
-    );
-    let run = tokio::task::spawn_blocking({
-        let dir = dir.path().to_owned();
-        move || cli_yaml(&dir, &yaml, &[])
-    })
-    .await
-    .unwrap();
+    let run = export_to_json(dir.path(), &url, "").await;
     assert_eq!(run.code(), 1, "{}", run.stderr());
     assert!(
         run.stderr()
