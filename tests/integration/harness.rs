@@ -637,6 +637,20 @@ pub async fn read_redis(
     (out, vanished)
 }
 
+/// The Redis source's settings for the keys under `prefix` at `url`, the rest default.
+pub fn redis_source_config(
+    url: &str,
+    prefix: &str,
+) -> ckpt_migrate::stores::redis::config::RedisSourceConfig {
+    ckpt_migrate::stores::redis::config::RedisSourceConfig {
+        redis_url: url.to_owned(),
+        key_prefix: prefix.to_owned(),
+        decode_responses: None,
+        upgrade: Default::default(),
+        thread_id_template: None,
+    }
+}
+
 /// [`read_redis`], also giving the reads that failed.
 pub async fn read_redis_all(
     url: &str,
@@ -646,13 +660,7 @@ pub async fn read_redis_all(
 ) -> (Vec<Checkpoint>, u64, Vec<ckpt_migrate::sources::FailedRead>) {
     use ckpt_migrate::stores::redis::RedisSource;
     let compiled = filters.compile().unwrap();
-    let config = ckpt_migrate::stores::redis::config::RedisSourceConfig {
-        redis_url: url.to_owned(),
-        key_prefix: prefix.to_owned(),
-        decode_responses: None,
-        upgrade: Default::default(),
-        thread_id_template: None,
-    };
+    let config = redis_source_config(url, prefix);
     let mut source = RedisSource::open(&config, &compiled).await.expect("open");
     let (mut out, vanished, failed) = drain_all(&mut source, batch).await;
     out.sort_by(|a, b| a.key.cmp(&b.key));

@@ -277,6 +277,85 @@ async fn export_to_json(dir: &std::path::Path, url: &str, more: &str) -> harness
         .unwrap()
 }
 
+/// The langgraph-redis reader holds the next page, read ahead, when its connection is
+/// cut: the batch of that page fails (retriable), the retry reconnects and reads that
+/// page again, and every checkpoint comes once (the engine's retry, done by hand).
+#[tokio::test]
+async fn a_batch_that_fails_after_the_read_ahead_is_read_again_whole() {
+    use ckpt_migrate::sources::{BatchLimits, Source};
+    use ckpt_migrate::stores::redis::RedisSource;
+    let url = redis_db();
+    redis_load(&url, "redis-json/dump.jsonl").await;
+    let (all, _) = read_redis(&url, "checkpoint:", &FilterConfig::default(), 10).await;
+    let config = harness::redis_source_config(&url, "checkpoint:");
+    let filters = FilterConfig::default().compile().unwrap();
+    let mut source = RedisSource::open(&config, &filters).await.unwrap();
+    let limits = BatchLimits {
+        max_records: 10,
+        max_bytes: usize::MAX,
+    };
+    let first = source.next_batch(limits).await.unwrap().unwrap();
+    assert!(first.records.len() < all.len(), "more than one page");
+    let mut keys: Vec<String> = first.records.iter().map(|r| r.key.to_string()).collect();
+    // The reader's connection cut (the clients on this test's database but this
+    // one; other tests use other databases), with the page read ahead held.
+    let db = url.rsplit('/').next().unwrap().to_owned();
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let me: i64 = redis::cmd("CLIENT")
+        .arg("ID")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let clients: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut cut = 0;
+    for line in clients.lines() {
+        let field = |name: &str| {
+            line.split(' ')
+                .find_map(|f| f.strip_prefix(name))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        if field("db=") == db && field("id=") != me.to_string() {
+            let () = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("ID")
+                .arg(field("id="))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            cut += 1;
+        }
+    }
+    assert!(cut >= 1, "{clients}");
+    let mut failures = 0;
+    loop {
+        match source.next_batch(limits).await {
+            Ok(Some(batch)) => keys.extend(batch.records.iter().map(|r| r.key.to_string())),
+            Ok(None) => break,
+            Err(e) => {
+                assert!(e.retriable, "{}", e.message);
+                failures += 1;
+                assert!(failures < 5, "{}", e.message);
+            }
+        }
+    }
+    assert!(failures >= 1, "the cut connection was noticed");
+    keys.sort();
+    let expected: Vec<String> = all.iter().map(|r| r.key.to_string()).collect();
+    let missing = expected.iter().filter(|k| !keys.contains(k)).count();
+    assert!(
+        keys == expected,
+        "every checkpoint once: {} read, {} expected, {missing} missing",
+        keys.len(),
+        expected.len()
+    );
+}
+
 #[tokio::test]
 async fn vanished_keys_are_skipped_and_counted_and_bad_values_dead_lettered() {
     let url = redis_db();
