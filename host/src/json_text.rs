@@ -222,6 +222,34 @@ pub fn is_compact_object(text: &str) -> bool {
     scan.bytes.first() == Some(&b'{') && scan.value(0) && scan.at == scan.bytes.len()
 }
 
+/// The raw text of the fields `names` of `text` when `text` is an object that
+/// [`is_compact_object`] accepts (and with it the text of every field); `None` for
+/// any other text, which the caller reads the long way ([`object_fields`]). One pass
+/// both finds the fields and proves them compact, where the long way parses the
+/// object and the caller then scans a field again to see it is compact. `names` hold
+/// no byte JSON escapes, so a key is compared as it is written.
+pub fn compact_object_fields<'a, const N: usize>(
+    text: &'a str,
+    names: [&str; N],
+) -> Option<[Option<&'a str>; N]> {
+    debug_assert!(names.iter().all(|n| !n.bytes().any(special_byte::<false>)));
+    let mut scan = CompactScan {
+        bytes: text.as_bytes(),
+        at: 0,
+        keys: Vec::new(),
+    };
+    let mut found = [None; N];
+    let object = scan.bytes.first() == Some(&b'{')
+        && scan.object_with(0, |key, value| {
+            if let Some(i) = names.iter().position(|n| n.as_bytes() == key) {
+                // A value starts after a `:` and ends before a `,` or `}`: both are
+                // character boundaries.
+                found[i] = Some(&text[value]);
+            }
+        });
+    (object && scan.at == scan.bytes.len()).then_some(found)
+}
+
 /// Deeper than this, [`is_compact_object`] says no (serde_json refuses 128 levels).
 const MAX_COMPACT_DEPTH: usize = 64;
 
@@ -270,6 +298,16 @@ impl<'a> CompactScan<'a> {
     }
 
     fn object(&mut self, depth: usize) -> bool {
+        self.object_with(depth, |_, _| {})
+    }
+
+    /// An object, each member's key (as written) and the span of its value given to
+    /// `member` once the value is read.
+    fn object_with(
+        &mut self,
+        depth: usize,
+        mut member: impl FnMut(&'a [u8], std::ops::Range<usize>),
+    ) -> bool {
         self.at += 1;
         let from = self.keys.len();
         if !self.eat(b'}') {
@@ -278,9 +316,14 @@ impl<'a> CompactScan<'a> {
                     return false;
                 };
                 self.keys.push(key);
-                if !(self.eat(b':') && self.value(depth + 1)) {
+                if !self.eat(b':') {
                     return false;
                 }
+                let start = self.at;
+                if !self.value(depth + 1) {
+                    return false;
+                }
+                member(key, start..self.at);
                 if self.eat(b'}') {
                     break;
                 }
@@ -539,9 +582,18 @@ mod tests {
             &deep,
             &every_byte,
         ];
+        // The fields found in one pass are the ones the parser finds.
+        const NAMES: [&str; 5] = ["a", "b", "s", "x", "n"];
+        let parsed = |text: &str| {
+            object_fields(text, NAMES)
+                .unwrap()
+                .map(|raw| raw.map(|raw| raw.get().to_owned()))
+        };
         for text in compact {
             assert!(written_back(text), "{text}");
             assert!(is_compact_object(text), "{text}");
+            let found = compact_object_fields(text, NAMES).expect(text);
+            assert_eq!(found.map(|f| f.map(str::to_owned)), parsed(text), "{text}");
         }
         let not_compact = [
             "",
@@ -581,6 +633,7 @@ mod tests {
         ];
         for text in not_compact {
             assert!(!is_compact_object(text), "{text}");
+            assert!(compact_object_fields(text, NAMES).is_none(), "{text}");
         }
         // Beyond the depth it reads, it leaves the text to the parser.
         let deeper = format!("{}1{}", "{\"a\":[".repeat(70), "]}".repeat(70));
@@ -592,6 +645,8 @@ mod tests {
         ] {
             let text = to_string(&value);
             assert!(is_compact_object(&text), "{text}");
+            let found = compact_object_fields(&text, NAMES).unwrap();
+            assert_eq!(found.map(|f| f.map(str::to_owned)), parsed(&text), "{text}");
         }
     }
 
