@@ -534,3 +534,69 @@ async fn msgpack_values_write_back_byte_for_byte() {
         "the fixtures hold 880 msgpack values; read {checked}"
     );
 }
+
+/// langgraph-redis's JSON form written straight from the msgpack is, byte for byte,
+/// the text of the tree the general path builds, with the same losses counted and the
+/// same errors, lossy or not: for every channel value and pending write of both
+/// fixture sets (the type zoo holds every type LangGraph writes).
+#[tokio::test]
+async fn redis_json_form_text_is_the_trees_text() {
+    use ckpt_migrate::codec::msgpack;
+    use ckpt_migrate::codec::redis_form::JsonFormWriter;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut checked, mut streamed) = (0, 0);
+    for fixture in ["sqlite/checkpoints.db", "typezoo/sqlite/checkpoints.db"] {
+        let db = dir.path().join(fixture.replace('/', "_"));
+        std::fs::copy(harness::fixtures().join(fixture), &db).unwrap();
+        for record in harness::read_sqlite(&db, 50).await {
+            let mut values: Vec<&[u8]> = Vec::new();
+            let bytes = &record.checkpoint.bytes;
+            if record.checkpoint.type_tag == "msgpack" {
+                for (key, range) in msgpack::map_entry_ranges(bytes, 0).unwrap() {
+                    if key == "channel_values" {
+                        for (_, value) in msgpack::map_entry_ranges(bytes, range.start).unwrap() {
+                            values.push(&bytes[value]);
+                        }
+                    }
+                }
+            }
+            values.extend(
+                record
+                    .pending_writes
+                    .iter()
+                    .filter(|w| w.value.type_tag == "msgpack")
+                    .map(|w| w.value.bytes.as_slice()),
+            );
+            for value in values {
+                for lossy in [false, true] {
+                    let mut tree_writer = JsonFormWriter::new(lossy);
+                    let tree = tree_writer.channel_value(value).map(|tree| {
+                        let mut text = Vec::new();
+                        ckpt_migrate::json_text::write_value(&mut text, &tree);
+                        text
+                    });
+                    let mut text_writer = JsonFormWriter::new(lossy);
+                    let mut text = b"[".to_vec();
+                    let written = text_writer
+                        .write_channel_value(value, &mut text)
+                        .map(|()| text[1..].to_vec());
+                    assert_eq!(
+                        written.as_ref().map_err(|e| &e.0),
+                        tree.as_ref().map_err(|e| &e.0),
+                        "{fixture}: {} (lossy: {lossy})",
+                        record.key
+                    );
+                    assert_eq!(text_writer.losses, tree_writer.losses, "{}", record.key);
+                    checked += 1;
+                }
+                streamed += usize::from(msgpack::plain_or_langchain(value));
+            }
+        }
+    }
+    println!("JSON form text checked against the tree: {checked} values, {streamed} streamed");
+    assert!(
+        streamed > 100 && streamed * 2 < checked,
+        "{streamed} of {} values streamed: both paths must be exercised",
+        checked / 2
+    );
+}

@@ -234,6 +234,25 @@ pub fn ext_view(code: i8, data: &[u8], notices: &mut Vec<String>) -> Result<Valu
     ext_to_view(code, data, notices, Style::Python, 0)
 }
 
+/// Whether `bytes` holds one value made only of plain msgpack (nil, booleans,
+/// integers up to `i64::MAX`, finite floats, strings, bytes, arrays, maps whose keys
+/// are strings) and LangChain objects (pydantic extensions of LangChain's serializable
+/// modules, whose payload is one value starting with the module's and the class's
+/// names, and is not looked into further). `false` for anything else, malformed or
+/// deeply nested bytes included.
+///
+/// Such a value is rendered by rules every JSON form of LangGraph's values shares
+/// (LangChain objects as LangChain's own `dumpd`): langgraph-redis's form of it is
+/// its view ([`crate::codec::redis_form`]).
+pub fn plain_or_langchain(bytes: &[u8]) -> bool {
+    let mut reader = ViewReader { bytes, pos: 0 };
+    reader.plain_or_langchain(0).unwrap_or(false) && reader.pos == bytes.len()
+}
+
+/// Deeper than this, [`plain_or_langchain`] says no (the caller's general path
+/// decides).
+const PLAIN_DEPTH: usize = 64;
+
 /// Nesting deeper than this is refused, as by the msgpack decoder used elsewhere
 /// (rmpv): a hostile value must not take unbounded memory.
 const MAX_DEPTH: usize = 1024;
@@ -340,6 +359,71 @@ impl<'a> ViewReader<'a> {
         }
     }
 
+    /// The type code and data of the extension whose marker was just read.
+    fn extension(&mut self, marker: u8) -> Result<(i8, &'a [u8]), DecodeError> {
+        let len = match marker {
+            0xc7 => self.length(1)?,
+            0xc8 => self.length(2)?,
+            0xc9 => self.length(4)?,
+            _ => 1 << (marker - 0xd4),
+        };
+        let [code] = self.array::<1>()?;
+        Ok((i8::from_be_bytes([code]), self.take(len)?))
+    }
+
+    /// [`plain_or_langchain`] for the value at the cursor, which it passes when it
+    /// says yes.
+    fn plain_or_langchain(&mut self, depth: usize) -> Result<bool, DecodeError> {
+        if depth > PLAIN_DEPTH {
+            return Ok(false);
+        }
+        let [marker] = self.array::<1>()?;
+        Ok(match marker {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => true,
+            // u8 to u32 and i8 to i64: one, two, four or eight bytes.
+            0xcc..=0xce | 0xd0..=0xd3 => {
+                self.take(1 << (marker & 3))?;
+                true
+            }
+            0xcf => i64::try_from(u64::from_be_bytes(self.array()?)).is_ok(),
+            0xca => f32::from_be_bytes(self.array()?).is_finite(),
+            0xcb => f64::from_be_bytes(self.array()?).is_finite(),
+            0xa0..=0xbf | 0xd9..=0xdb => {
+                let len = self.string_len(marker)?;
+                self.take(len)?;
+                true
+            }
+            0xc4..=0xc6 => {
+                let len = self.length(1 << (marker - 0xc4))?;
+                self.take(len)?;
+                true
+            }
+            0x90..=0x9f | 0xdc | 0xdd => {
+                let len = self.container_len(marker)?;
+                for _ in 0..len {
+                    if !self.plain_or_langchain(depth + 1)? {
+                        return Ok(false);
+                    }
+                }
+                true
+            }
+            0x80..=0x8f | 0xde | 0xdf => {
+                let len = self.container_len(marker)?;
+                for _ in 0..len {
+                    if self.str_ref()?.is_none() || !self.plain_or_langchain(depth + 1)? {
+                        return Ok(false);
+                    }
+                }
+                true
+            }
+            0xd4..=0xd8 | 0xc7..=0xc9 => {
+                let (code, data) = self.extension(marker)?;
+                code == EXT_PYDANTIC_V2 && is_langchain_payload(data)?
+            }
+            _ => false,
+        })
+    }
+
     fn render(
         &mut self,
         notices: &mut Vec<String>,
@@ -413,15 +497,8 @@ impl<'a> ViewReader<'a> {
                 Value::Object(map)
             }
             0xd4..=0xd8 | 0xc7 | 0xc8 | 0xc9 => {
-                let len = match marker {
-                    0xc7 => self.length(1)?,
-                    0xc8 => self.length(2)?,
-                    0xc9 => self.length(4)?,
-                    _ => 1 << (marker - 0xd4),
-                };
-                let [code] = self.array::<1>()?;
-                let data = self.take(len)?;
-                ext_to_view(i8::from_be_bytes([code]), data, notices, style, depth + 1)?
+                let (code, data) = self.extension(marker)?;
+                ext_to_view(code, data, notices, style, depth + 1)?
             }
             0xc1 => {
                 return Err(DecodeError::Msgpack(format!(
@@ -450,6 +527,23 @@ impl<'a> ViewReader<'a> {
             other => python::canonical_json(&other),
         })
     }
+}
+
+/// Whether an extension's payload is one value, an array that starts with the names
+/// of a LangChain serializable module and a class.
+fn is_langchain_payload(data: &[u8]) -> Result<bool, DecodeError> {
+    if value_end(data, 0)? != data.len() {
+        return Ok(false);
+    }
+    let mut payload = ViewReader {
+        bytes: data,
+        pos: 0,
+    };
+    if payload.array_len()?.is_none_or(|len| len < 2) {
+        return Ok(false);
+    }
+    let module = payload.str_ref()?;
+    Ok(module.is_some_and(super::langchain::is_serializable) && payload.str_ref()?.is_some())
 }
 
 /// A float's view in `style`: pydantic's JSON mode writes NaN and the infinities as

@@ -407,6 +407,26 @@ impl JsonFormWriter {
         self.value(&value, Place::ChannelValues)
     }
 
+    /// [`JsonFormWriter::channel_value`]'s compact JSON text, appended to `out`.
+    ///
+    /// A value of plain msgpack and LangChain objects (most of an agent's state: its
+    /// messages) has the view as its JSON form, so its text is written straight from
+    /// the bytes ([`msgpack::view_text_of_bytes`], which also writes a thread's
+    /// repeated messages again from their text of before). Anything else, and anything
+    /// that path refuses, goes through the tree, which says what is wrong.
+    pub fn write_channel_value(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), Loss> {
+        if msgpack::plain_or_langchain(bytes) {
+            // The view's notices say what a view leaves out; this form keeps it all.
+            if let Ok(text) = msgpack::view_text_of_bytes(bytes, &mut Vec::new()) {
+                out.extend_from_slice(text.as_bytes());
+                return Ok(());
+            }
+        }
+        let value = self.channel_value(bytes)?;
+        crate::json_text::write_value(out, &value);
+        Ok(())
+    }
+
     fn lossy(&mut self, what: &str, nearest: Value) -> Result<Value, Loss> {
         if self.allow_lossy {
             *self.losses.entry(what.to_owned()).or_default() += 1;
@@ -792,6 +812,96 @@ mod tests {
                 .channel_value(&nested_bytes)
                 .is_err()
         );
+    }
+
+    /// What the text path leaves to the tree (or takes and hands back) comes out as
+    /// the tree's text, losses and errors: values with no exact JSON form, keys that
+    /// collide or are not strings, other extensions, LangChain payloads that are not
+    /// what they claim, bytes in and out of envelopes.
+    #[test]
+    fn channel_value_text_is_the_trees_text_at_every_edge() {
+        let message = |payload: Vec<Mp>| ext(5, payload);
+        let human = || {
+            message(vec![
+                "langchain_core.messages.human".into(),
+                "HumanMessage".into(),
+                Mp::Map(vec![("content".into(), "hi".into())]),
+            ])
+        };
+        let values = [
+            Mp::Map(vec![("a".into(), 1.into()), ("b".into(), Mp::F64(1.5))]),
+            Mp::Array(vec![
+                human(),
+                Mp::Binary(vec![0, 255]),
+                Mp::Nil,
+                true.into(),
+            ]),
+            Mp::Map(vec![("a".into(), 1.into()), ("a".into(), 2.into())]),
+            Mp::Map(vec![(1.into(), "x".into())]),
+            Mp::Integer(u64::MAX.into()),
+            Mp::Integer(i64::MIN.into()),
+            Mp::F64(f64::NAN),
+            Mp::F32(f32::INFINITY),
+            Mp::String("caf\u{e9} \"q\" \u{1}".into()),
+            message(vec!["langchain_core.messages.human".into()]),
+            message(vec!["app.models".into(), "Order".into(), Mp::Map(vec![])]),
+            message(vec![
+                "langchain_core.messages.ai".into(),
+                Mp::Binary(vec![1]),
+                Mp::Map(vec![]),
+            ]),
+            ext(5, vec![]),
+            Mp::Ext(5, vec![0x92, 0xa1, b'l']),
+            ext(
+                2,
+                vec![
+                    "a".into(),
+                    "B".into(),
+                    Mp::Map(vec![("x".into(), Mp::Binary(vec![1]))]),
+                ],
+            ),
+            ext(
+                0,
+                vec![
+                    "uuid".into(),
+                    "UUID".into(),
+                    "00000000000000000000000000000000".into(),
+                ],
+            ),
+            Mp::Array(vec![Mp::Array(vec![]); 3]),
+        ];
+        // A string that is not UTF-8, as bytes: no tree holds it.
+        let not_utf8 = vec![0xa2, 0xff, 0xfe];
+        let encoded = values.iter().map(msgpack::encode).chain([not_utf8]);
+        for (value, bytes) in values.iter().map(Some).chain([None]).zip(encoded) {
+            for lossy in [false, true] {
+                let mut tree_writer = JsonFormWriter::new(lossy);
+                let tree = tree_writer.channel_value(&bytes).map(|tree| {
+                    let mut text = Vec::new();
+                    crate::json_text::write_value(&mut text, &tree);
+                    text
+                });
+                let mut text_writer = JsonFormWriter::new(lossy);
+                let mut text = Vec::new();
+                let written = text_writer
+                    .write_channel_value(&bytes, &mut text)
+                    .map(|()| text);
+                assert_eq!(
+                    written.as_ref().map_err(|e| &e.0),
+                    tree.as_ref().map_err(|e| &e.0),
+                    "{value:?} (lossy: {lossy})"
+                );
+                assert_eq!(text_writer.losses, tree_writer.losses, "{value:?}");
+            }
+        }
+        // Plain values and LangChain messages are the ones written from the bytes.
+        let streamed: Vec<bool> = values
+            .iter()
+            .map(|v| msgpack::plain_or_langchain(&msgpack::encode(v)))
+            .collect();
+        assert_eq!(streamed[..4], [true, true, true, false]);
+        assert!(!streamed[4] && streamed[5] && !streamed[6] && !streamed[7]);
+        assert!(streamed[10..16].iter().all(|s| !s));
     }
 
     #[test]

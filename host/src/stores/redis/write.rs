@@ -13,8 +13,10 @@
 //! The empty namespace is stored as `__empty__`, an empty id as the all-zero UUID, as
 //! RedisSaver does. Each batch goes in one `MULTI`/`EXEC`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -32,6 +34,7 @@ use crate::codec::redis_form::JsonFormWriter;
 use crate::error::OpenError;
 use crate::error::StoreError;
 use crate::filters::Filters;
+use crate::json_text;
 use crate::record::{Checkpoint, CheckpointKey, TypedValue};
 use crate::retry::RetryPolicy;
 use crate::run::RunInfo;
@@ -111,7 +114,12 @@ fn safe_ns(ns: &str) -> &str {
 
 /// One checkpoint as RedisSaver stores it.
 pub struct RedisDocuments {
-    checkpoint: Value,
+    /// The checkpoint document's compact JSON text, as it is sent.
+    checkpoint: String,
+    /// Where its `checkpoint` field's text is in it.
+    checkpoint_field: std::ops::Range<usize>,
+    /// Its `metadata` field: JSON text, stored as a string.
+    metadata: String,
     /// `(key, document)` of each pending write, with its score in the write-key zset.
     writes: Vec<(String, Value, i64)>,
 }
@@ -120,16 +128,23 @@ impl RedisDocuments {
     /// The record as RedisSaver's reader (and our Redis source) sees these documents.
     pub fn as_record(&self, record: &Checkpoint) -> Checkpoint {
         let mut out = record.clone();
-        out.checkpoint = TypedValue::new("json", self.checkpoint["checkpoint"].to_string());
+        out.checkpoint = TypedValue::new(
+            "json",
+            self.checkpoint[self.checkpoint_field.clone()].to_owned(),
+        );
         out.channel_blobs = Vec::new();
-        out.metadata =
-            TypedValue::new("json", self.checkpoint["metadata"].as_str().unwrap_or("{}"));
+        out.metadata = TypedValue::new("json", self.metadata.as_str());
         out.view = None;
         out
     }
 }
 
 /// The documents for one record, or why RedisSaver's layout cannot hold it exactly.
+///
+/// The checkpoint document is written as text, field by field, in the order
+/// RedisSaver's `put()` gives them: no tree of the document is made, and a channel
+/// value is written straight from its msgpack when it can be
+/// ([`JsonFormWriter::write_channel_value`]).
 pub fn documents(
     record: &Checkpoint,
     writer: &mut JsonFormWriter,
@@ -137,7 +152,7 @@ pub fn documents(
 ) -> Result<RedisDocuments, LayoutError> {
     let keys = Keys::new(keys_prefix);
     let key = &record.key;
-    let checkpoint = checkpoint_json(record, writer)?;
+    let checkpoint = CheckpointSource::of(record)?;
     let metadata_text = String::from_utf8(layout::metadata_json(record)?.into_owned())
         .map_err(|_| LayoutError("metadata is not UTF-8 text".into()))?;
     if metadata_text.contains("\\u0000") && !writer.allow_lossy {
@@ -147,40 +162,40 @@ pub fn documents(
     }
     let metadata_text = metadata_text.replace("\\u0000", "");
     let metadata: Value = serde_json::from_str(&metadata_text).unwrap_or(Value::Null);
-    let mut doc = Map::new();
-    doc.insert("thread_id".into(), safe_id(&key.thread_id).into());
     let run_id = metadata
         .get("run_id")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    doc.insert(
-        "run_id".into(),
+    let mut doc =
+        ObjectText::with_capacity(record.checkpoint.bytes.len() * 2 + metadata_text.len() + 512);
+    doc.string("thread_id", safe_id(&key.thread_id));
+    doc.string(
+        "run_id",
         if run_id.is_empty() {
-            "".into()
+            ""
         } else {
-            safe_id(run_id).into()
+            safe_id(run_id)
         },
     );
-    doc.insert("checkpoint_ns".into(), safe_ns(&key.checkpoint_ns).into());
-    doc.insert("checkpoint_id".into(), safe_id(&key.checkpoint_id).into());
-    doc.insert(
-        "parent_checkpoint_id".into(),
-        record
-            .parent_checkpoint_id
-            .as_deref()
-            .map_or("", safe_id)
-            .into(),
+    doc.string("checkpoint_ns", safe_ns(&key.checkpoint_ns));
+    doc.string("checkpoint_id", safe_id(&key.checkpoint_id));
+    doc.string(
+        "parent_checkpoint_id",
+        record.parent_checkpoint_id.as_deref().map_or("", safe_id),
     );
-    doc.insert("checkpoint_ts".into(), checkpoint_ts(&checkpoint));
-    doc.insert("checkpoint".into(), checkpoint);
-    doc.insert("metadata".into(), Value::String(metadata_text));
-    doc.insert(
-        "has_writes".into(),
-        Value::Bool(!record.pending_writes.is_empty()),
+    doc.value("checkpoint_ts", &checkpoint_ts(checkpoint.ts()?.as_deref()));
+    doc.key("checkpoint");
+    let field_start = doc.text.len();
+    checkpoint.write(writer, &mut doc.text)?;
+    let checkpoint_field = field_start..doc.text.len();
+    doc.string("metadata", &metadata_text);
+    doc.value(
+        "has_writes",
+        &Value::Bool(!record.pending_writes.is_empty()),
     );
     if let (Some(source), Some(step)) = (metadata.get("source"), metadata.get("step")) {
-        doc.insert("source".into(), source.clone());
-        doc.insert("step".into(), step.clone());
+        doc.value("source", source);
+        doc.value("step", step);
     }
     // Scores number each task's writes from 0, as RedisSaver's put_writes() does.
     let mut per_task: BTreeMap<&str, i64> = BTreeMap::new();
@@ -206,55 +221,185 @@ pub fn documents(
         })
         .collect();
     Ok(RedisDocuments {
-        checkpoint: Value::Object(doc),
+        checkpoint: doc.finish(),
+        checkpoint_field,
+        metadata: metadata_text,
         writes,
     })
 }
 
-/// The `checkpoint` field: RedisSaver's `{"type": …, **checkpoint, "pending_sends": []}`
-/// with channel values in its JSON form. A langgraph-redis record is already in it.
-fn checkpoint_json(record: &Checkpoint, writer: &mut JsonFormWriter) -> Result<Value, LayoutError> {
-    if let Some(doc) = layout::langgraph_redis_document(record) {
-        return Ok(Value::Object(doc));
+/// A JSON object's compact text, written field by field.
+struct ObjectText {
+    text: Vec<u8>,
+}
+
+impl ObjectText {
+    fn with_capacity(capacity: usize) -> Self {
+        let mut text = Vec::with_capacity(capacity);
+        text.push(b'{');
+        Self { text }
     }
-    let whole = layout::whole(record)?;
-    if whole.type_tag != "msgpack" {
-        return Err(LayoutError(format!(
-            "the checkpoint is stored as {:?}: RedisSaver's JSON document cannot hold it",
-            whole.type_tag
-        )));
+
+    /// The next field's name: its value is written next.
+    fn key(&mut self, name: &str) {
+        if self.text.len() > 1 {
+            self.text.push(b',');
+        }
+        json_text::write_str(&mut self.text, name);
+        self.text.push(b':');
     }
-    let bytes = &whole.bytes;
-    let mut doc = Map::new();
-    doc.insert("type".into(), "json".into());
-    for (key, range) in msgpack::map_entry_ranges(bytes, 0)? {
-        let value = if key == "channel_values" {
-            let mut channels = Map::new();
-            for (channel, r) in msgpack::map_entry_ranges(bytes, range.start)? {
-                let v = writer
-                    .channel_value(&bytes[r])
-                    .map_err(|e| LayoutError(format!("channel {channel:?}: {} (RedisSaver's JSON form cannot hold it exactly; allow_lossy: true writes the nearest form)", e.0)))?;
-                channels.insert(channel, v);
+
+    fn string(&mut self, name: &str, value: &str) {
+        self.key(name);
+        json_text::write_str(&mut self.text, value);
+    }
+
+    fn value(&mut self, name: &str, value: &Value) {
+        self.key(name);
+        json_text::write_value(&mut self.text, value);
+    }
+
+    fn finish(mut self) -> String {
+        self.text.push(b'}');
+        // Made of `&str`s escaped as JSON and of JSON text: UTF-8.
+        String::from_utf8(self.text).expect("JSON text is UTF-8")
+    }
+}
+
+/// The checkpoint a record holds, for RedisSaver's `checkpoint` field.
+enum CheckpointSource<'r> {
+    /// A langgraph-redis record: its `checkpoint` document as it is.
+    Document(Map<String, Value>),
+    /// LangGraph's msgpack of the whole checkpoint.
+    Msgpack(Cow<'r, TypedValue>),
+}
+
+impl<'r> CheckpointSource<'r> {
+    fn of(record: &'r Checkpoint) -> Result<Self, LayoutError> {
+        if let Some(doc) = layout::langgraph_redis_document(record) {
+            return Ok(Self::Document(doc));
+        }
+        let whole = layout::whole(record)?;
+        if whole.type_tag != "msgpack" {
+            return Err(LayoutError(format!(
+                "the checkpoint is stored as {:?}: RedisSaver's JSON document cannot hold it",
+                whole.type_tag
+            )));
+        }
+        Ok(Self::Msgpack(whole))
+    }
+
+    /// Its `ts`, when that is a string.
+    fn ts(&self) -> Result<Option<String>, LayoutError> {
+        match self {
+            Self::Document(doc) => Ok(doc.get("ts").and_then(Value::as_str).map(str::to_owned)),
+            Self::Msgpack(whole) => {
+                let bytes = &whole.bytes;
+                // A key given twice counts with its last value, as in a map.
+                let last = msgpack::map_entry_ranges(bytes, 0)?
+                    .into_iter()
+                    .rfind(|(key, _)| key == "ts");
+                Ok(match last {
+                    Some((_, range)) => match msgpack::parse(&bytes[range])? {
+                        rmpv::Value::String(s) => s.into_str(),
+                        _ => None,
+                    },
+                    None => None,
+                })
             }
-            Value::Object(channels)
-        } else {
-            // Versions as they are (RedisSaver's own writer makes them strings; its
-            // reader takes both).
-            layout::plain_json(&msgpack::parse(&bytes[range])?)
-                .map_err(|e| LayoutError(format!("checkpoint field {key:?}: {e}")))?
-        };
-        doc.insert(key, value);
+        }
     }
-    doc.insert("pending_sends".into(), Value::Array(Vec::new()));
-    Ok(Value::Object(doc))
+
+    /// Writes RedisSaver's `{"type": …, **checkpoint, "pending_sends": []}` with the
+    /// channel values in its JSON form. A langgraph-redis record is already in it.
+    fn write(&self, writer: &mut JsonFormWriter, out: &mut Vec<u8>) -> Result<(), LayoutError> {
+        let bytes = match self {
+            Self::Document(doc) => {
+                json_text::write_value(out, &Value::Object(doc.clone()));
+                return Ok(());
+            }
+            Self::Msgpack(whole) => &whole.bytes,
+        };
+        // The fields as a map keeps them: a key given twice keeps its first place and
+        // its last value, `type` first, `pending_sends` last unless it was there.
+        let mut fields: Fields = vec![("type".into(), None)];
+        for (key, range) in msgpack::map_entry_ranges(bytes, 0)? {
+            set_field(&mut fields, key, Some(range));
+        }
+        set_field(&mut fields, "pending_sends".into(), None);
+        write_object(out, &fields, |out, key, range| {
+            match (key, range) {
+                ("type", None) => out.extend_from_slice(b"\"json\""),
+                (_, None) => out.extend_from_slice(b"[]"),
+                ("channel_values", Some(range)) => {
+                    write_channel_values(bytes, range.start, writer, out)?;
+                }
+                (_, Some(range)) => {
+                    // Versions as they are (RedisSaver's own writer makes them
+                    // strings; its reader takes both).
+                    let value = layout::plain_json(&msgpack::parse(&bytes[range.clone()])?)
+                        .map_err(|e| LayoutError(format!("checkpoint field {key:?}: {e}")))?;
+                    json_text::write_value(out, &value);
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+type Fields = Vec<(String, Option<Range<usize>>)>;
+
+/// The object of `fields` in order, each value written by `value`.
+fn write_object(
+    out: &mut Vec<u8>,
+    fields: &Fields,
+    mut value: impl FnMut(&mut Vec<u8>, &str, &Option<Range<usize>>) -> Result<(), LayoutError>,
+) -> Result<(), LayoutError> {
+    out.push(b'{');
+    for (i, (key, range)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json_text::write_str(out, key);
+        out.push(b':');
+        value(out, key, range)?;
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// Sets `key` in `fields` as a map would: in place when it is there, else last.
+fn set_field(fields: &mut Fields, key: String, value: Option<Range<usize>>) {
+    match fields.iter_mut().find(|(k, _)| *k == key) {
+        Some(field) => field.1 = value,
+        None => fields.push((key, value)),
+    }
+}
+
+/// The checkpoint's `channel_values` map (at `start` of `bytes`), each value in
+/// RedisSaver's JSON form.
+fn write_channel_values(
+    bytes: &[u8],
+    start: usize,
+    writer: &mut JsonFormWriter,
+    out: &mut Vec<u8>,
+) -> Result<(), LayoutError> {
+    let mut channels = Fields::new();
+    for (channel, range) in msgpack::map_entry_ranges(bytes, start)? {
+        set_field(&mut channels, channel, Some(range));
+    }
+    write_object(out, &channels, |out, channel, range| {
+        let range = range.clone().expect("every channel has its value");
+        writer
+            .write_channel_value(&bytes[range], out)
+            .map_err(|e| LayoutError(format!("channel {channel:?}: {} (RedisSaver's JSON form cannot hold it exactly; allow_lossy: true writes the nearest form)", e.0)))
+    })
 }
 
 /// RedisSaver's `checkpoint_ts` (milliseconds): here the checkpoint's own `ts`, so the
 /// field is the same on every run (RedisSaver uses the clock at `put()`).
-fn checkpoint_ts(checkpoint: &Value) -> Value {
-    let ms = checkpoint
-        .get("ts")
-        .and_then(Value::as_str)
+fn checkpoint_ts(ts: Option<&str>) -> Value {
+    let ms = ts
         .and_then(crate::codec::parse_timestamp)
         .map(|t| t.timestamp_micros() as f64 / 1000.0)
         .unwrap_or(0.0);
@@ -264,7 +409,7 @@ fn checkpoint_ts(checkpoint: &Value) -> Value {
 /// `value` as compact JSON text in `buf` (cleared first).
 fn document_text<'b>(value: &Value, buf: &'b mut Vec<u8>) -> &'b [u8] {
     buf.clear();
-    crate::json_text::write_value(buf, value);
+    json_text::write_value(buf, value);
     buf
 }
 
@@ -272,7 +417,7 @@ fn document_text<'b>(value: &Value, buf: &'b mut Vec<u8>) -> &'b [u8] {
 struct ShapedBatch {
     /// With `on_conflict: fail`: each checkpoint's key, Redis key and document, to
     /// compare with what is there.
-    expected: Vec<(CheckpointKey, String, Value)>,
+    expected: Vec<(CheckpointKey, String, String)>,
     /// Every document's `JSON.SET`, with the write-key zsets and expiries, in one
     /// transaction.
     set: redis::Pipeline,
@@ -310,10 +455,7 @@ impl ShapedBatch {
         let (mode, ttl, set) = (self.mode, self.ttl, &mut self.set);
         let key = keys.checkpoint(&record.key);
         let mut command = redis::cmd("JSON.SET");
-        command
-            .arg(&key)
-            .arg("$")
-            .arg(document_text(&d.checkpoint, text));
+        command.arg(&key).arg("$").arg(d.checkpoint.as_bytes());
         self.writes_per_checkpoint.push(d.writes.len());
         if mode != OnConflict::Overwrite {
             command.arg("NX");
@@ -375,8 +517,11 @@ impl ShapedBatch {
             for ((record_key, _, checkpoint), text) in self.expected.iter().zip(existing) {
                 let Some(text) = text else { continue };
                 let stored: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                // Compared as trees: the server writes its own text of the document.
+                // One too deep to parse is never taken as the same.
+                let ours = serde_json::from_str::<Value>(checkpoint).ok();
                 // JSON.GET with a path answers an array of the one document.
-                if !matches!(stored.as_array().map(Vec::as_slice), Some([only]) if only == checkpoint)
+                if !matches!((stored.as_array().map(Vec::as_slice), ours), (Some([only]), Some(ours)) if *only == ours)
                 {
                     return Err(StoreError::fatal(format!(
                         "Redis {}: checkpoint {record_key} already exists with other content (on_conflict: fail); nothing of this batch was written",
