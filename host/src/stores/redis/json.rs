@@ -24,17 +24,30 @@ pub(super) const EMPTY_ID: &str = "00000000-0000-0000-0000-000000000000";
 
 pub struct JsonLayout {
     pub scan: ScanWalk,
-    /// The next page, read while the last one was parsed.
-    ahead: Option<Page>,
+    /// The next page, read in the background (on a clone of the walk and of the
+    /// connection) while the last one is parsed and decoded; `scan` stays where the
+    /// walk was before it until it is taken.
+    ahead: Option<Ahead>,
 }
 
-/// A page of checkpoint documents as the server answered them.
+/// A page being read in the background: the walk after it, and the page. Dropped, it
+/// stops.
+struct Ahead(tokio::task::JoinHandle<(ScanWalk, Result<Option<Page>, StoreError>)>);
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A page of checkpoint documents as the server answered them, with their writes.
 struct Page {
-    /// Where the walk was before this page: what a batch that fails goes back to.
-    from: (u64, bool),
     /// The keys holding documents and each one's answer to `JSON.GET` (bytes, checked
     /// as UTF-8 where they are parsed, on the read pool).
     documents: Vec<(Vec<u8>, Vec<u8>)>,
+    /// For each document, the writes listed under the zset its key names, and that
+    /// zset's name (see [`read_page`]).
+    guessed: Vec<Option<(String, WriteAnswers)>>,
     /// The batch this page starts: its position, its vanished and refused keys.
     batch: SourceBatch,
 }
@@ -52,63 +65,72 @@ impl JsonLayout {
 
     /// Where the walk is after the batches returned (a page read ahead not counted).
     pub fn position(&self) -> (u64, bool) {
-        match &self.ahead {
-            Some(page) => page.from,
-            None => (self.scan.cursor, self.scan.done),
-        }
+        (self.scan.cursor, self.scan.done)
     }
 
-    /// Goes back to a position [`Self::position`] gave, forgetting any page read ahead.
+    /// Goes back to a position [`Self::position`] gave, stopping and forgetting any
+    /// page read ahead.
     pub fn restore(&mut self, (cursor, done): (u64, bool)) {
         self.ahead = None;
         (self.scan.cursor, self.scan.done) = (cursor, done);
     }
 
-    /// The next page's checkpoints. While this page is parsed and its writes fetched,
-    /// the server already reads the next page (on the same multiplexed connection),
-    /// so neither waits for the other. A next page that fails is read again in the
-    /// next call, where its error counts.
+    /// The next page's checkpoints. Once a page is read, the next one is read in the
+    /// background while this one is parsed and then decoded by the engine, so the
+    /// server works while we do. A page read ahead that failed is read again here,
+    /// where its error counts.
     pub async fn next_batch(
         &mut self,
         redis: &mut Redis,
         limits: BatchLimits,
     ) -> Result<Option<SourceBatch>, StoreError> {
-        let page = match self.ahead.take() {
-            Some(page) => page,
-            None => match read_page(&mut self.scan, redis, limits.max_records).await? {
-                Some(page) => page,
-                None => return Ok(None),
+        let read = match self.ahead.take() {
+            Some(mut ahead) => match (&mut ahead.0).await {
+                Ok((scan, Ok(page))) => {
+                    self.scan = scan;
+                    Ok(page)
+                }
+                _ => read_page(&mut self.scan, redis, limits.max_records).await,
             },
+            None => read_page(&mut self.scan, redis, limits.max_records).await,
         };
-        let before_ahead = (self.scan.cursor, self.scan.done);
-        let mut ahead_redis = redis.clone();
-        let (batch, ahead) = tokio::join!(
-            checkpoints(page, redis),
-            read_page(&mut self.scan, &mut ahead_redis, limits.max_records),
-        );
-        let batch = batch?;
-        match ahead {
-            Ok(ahead) => self.ahead = ahead,
-            Err(_) => (self.scan.cursor, self.scan.done) = before_ahead,
-        }
-        Ok(Some(batch))
+        let Some(page) = read? else {
+            return Ok(None);
+        };
+        let (mut scan, mut ahead_redis) = (self.scan.clone(), redis.clone());
+        self.ahead = Some(Ahead(tokio::spawn(async move {
+            let page = read_page(&mut scan, &mut ahead_redis, limits.max_records).await;
+            (scan, page)
+        })));
+        checkpoints(page, redis).await.map(Some)
     }
 }
 
-/// The next SCAN page's documents; `None` at the end of the walk.
+/// The next SCAN page's documents and their writes; `None` at the end of the walk.
+///
+/// Each checkpoint's writes are listed in a zset named from its thread, namespace
+/// and id, which its key holds too: they are fetched under that guess with the page,
+/// and the guess is checked against each document's own fields when it is parsed.
 async fn read_page(
     scan: &mut ScanWalk,
     redis: &mut Redis,
     want: usize,
 ) -> Result<Option<Page>, StoreError> {
-    let from = (scan.cursor, scan.done);
     let Some((keys, mut batch)) = scan.next_page(redis, want).await? else {
         return Ok(None);
     };
     let documents = get_documents(redis, keys, &mut batch).await?;
+    let guesses: Vec<Option<String>> = documents.iter().map(|(k, _)| zset_key_guess(k)).collect();
+    let mut fetched = fetch_writes(redis, guesses.iter().flatten())
+        .await?
+        .into_iter();
+    let guessed = guesses
+        .into_iter()
+        .map(|guess| guess.map(|guess| (guess, fetched.next().unwrap_or_default())))
+        .collect();
     Ok(Some(Page {
-        from,
         documents,
+        guessed,
         batch,
     }))
 }
@@ -185,31 +207,22 @@ async fn json_get(
         .collect()
 }
 
-/// A page's checkpoints with their writes: the documents parsed on the read pool
-/// while the writes are fetched.
+/// A page's checkpoints with their writes: the documents parsed on the read pool,
+/// the writes fetched under a wrong guess fetched again.
 async fn checkpoints(page: Page, redis: &mut Redis) -> Result<SourceBatch, StoreError> {
     let Page {
         documents,
+        guessed,
         mut batch,
-        ..
     } = page;
     let (json_keys, texts): (Vec<_>, Vec<_>) = documents.into_iter().unzip();
-    // Each checkpoint's writes are listed in a zset named from its thread,
-    // namespace and id, which its key holds too: fetched under that guess while
-    // the documents are parsed (the server works while we do), then checked
-    // against each document's own fields.
-    let guesses: Vec<Option<String>> = json_keys.iter().map(|k| zset_key_guess(k)).collect();
-    let (parsed, guessed) = tokio::join!(
-        read_pool::map(texts, |text| {
-            (text.len(), answer_text(&text).and_then(parse_checkpoint))
-        }),
-        fetch_writes(redis, guesses.iter().flatten()),
-    );
-    let mut guessed = guessed?.into_iter();
+    let parsed = read_pool::map(texts, |text| {
+        (text.len(), answer_text(&text).and_then(parse_checkpoint))
+    })
+    .await;
     let mut docs = Vec::new();
     let mut unguessed = Vec::new();
-    for ((k, (len, parsed)), guess) in json_keys.into_iter().zip(parsed).zip(guesses) {
-        let writes = guess.map(|guess| (guess, guessed.next().unwrap_or_default()));
+    for ((k, (len, parsed)), writes) in json_keys.into_iter().zip(parsed).zip(guessed) {
         batch.bytes += len;
         match parsed {
             Ok(doc) => {
@@ -606,22 +619,28 @@ mod tests {
     }
 
     /// A batch that fails goes back to where the walk was before its own page, not
-    /// to after the page read ahead, and forgets that page.
-    #[test]
-    fn a_failed_batch_goes_back_before_the_page_read_ahead() {
+    /// to after the page read ahead, and stops and forgets that page.
+    #[tokio::test]
+    async fn a_failed_batch_goes_back_before_the_page_read_ahead() {
         let mut layout = JsonLayout::new("checkpoint:", ThreadPushdown::default());
-        (layout.scan.cursor, layout.scan.done) = (9, true);
-        assert_eq!(layout.position(), (9, true));
-        layout.ahead = Some(Page {
-            from: (5, false),
-            documents: Vec::new(),
-            batch: SourceBatch::default(),
-        });
+        (layout.scan.cursor, layout.scan.done) = (5, false);
+        let (started, running) = tokio::sync::oneshot::channel();
+        let walk_after = layout.scan.clone();
+        layout.ahead = Some(Ahead(tokio::spawn(async move {
+            let _ = started.send(());
+            std::future::pending::<()>().await;
+            (walk_after, Ok(None))
+        })));
+        running.await.unwrap();
         let saved = layout.position();
         assert_eq!(saved, (5, false));
+        let ahead = layout.ahead.as_ref().unwrap().0.abort_handle();
         layout.restore(saved);
         assert!(layout.ahead.is_none());
         assert_eq!((layout.scan.cursor, layout.scan.done), (5, false));
+        // The read ahead was stopped, not left running.
+        tokio::task::yield_now().await;
+        assert!(ahead.is_finished());
     }
 
     #[test]

@@ -532,6 +532,7 @@ impl Source for RedisSource {
 
 /// A SCAN walk whose position (the cursor after whole pages) can be saved and
 /// resumed: a batch always ends at a page boundary.
+#[derive(Clone)]
 pub struct ScanWalk {
     pub pattern: Vec<u8>,
     /// The same pattern without pushdown (for counting everything).
