@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::Redis;
 use super::config::RedisSinkConfig;
@@ -117,7 +117,7 @@ pub struct RedisDocuments {
     /// The checkpoint document's compact JSON text, as it is sent.
     checkpoint: String,
     /// Where its `checkpoint` field's text is in it.
-    checkpoint_field: std::ops::Range<usize>,
+    checkpoint_field: Range<usize>,
     /// Its `metadata` field: JSON text, stored as a string.
     metadata: String,
     /// `(key, document)` of each pending write, with its score in the write-key zset.
@@ -269,15 +269,21 @@ impl ObjectText {
 /// The checkpoint a record holds, for RedisSaver's `checkpoint` field.
 enum CheckpointSource<'r> {
     /// A langgraph-redis record: its `checkpoint` document as it is.
-    Document(Map<String, Value>),
-    /// LangGraph's msgpack of the whole checkpoint.
-    Msgpack(Cow<'r, TypedValue>),
+    Document(Value),
+    /// LangGraph's msgpack of the whole checkpoint, with RedisSaver's fields of it.
+    Msgpack {
+        whole: Cow<'r, TypedValue>,
+        /// `{"type": …, **checkpoint, "pending_sends": []}` as a map keeps them: a key
+        /// given twice keeps its first place and its last value, `type` first,
+        /// `pending_sends` last unless it was there; `None` for the two set here.
+        fields: Fields,
+    },
 }
 
 impl<'r> CheckpointSource<'r> {
     fn of(record: &'r Checkpoint) -> Result<Self, LayoutError> {
         if let Some(doc) = layout::langgraph_redis_document(record) {
-            return Ok(Self::Document(doc));
+            return Ok(Self::Document(Value::Object(doc)));
         }
         let whole = layout::whole(record)?;
         if whole.type_tag != "msgpack" {
@@ -286,48 +292,42 @@ impl<'r> CheckpointSource<'r> {
                 whole.type_tag
             )));
         }
-        Ok(Self::Msgpack(whole))
+        let mut fields: Fields = vec![("type".into(), None)];
+        for (key, range) in msgpack::map_entry_ranges(&whole.bytes, 0)? {
+            set_field(&mut fields, key, Some(range));
+        }
+        set_field(&mut fields, "pending_sends".into(), None);
+        Ok(Self::Msgpack { whole, fields })
     }
 
     /// Its `ts`, when that is a string.
     fn ts(&self) -> Result<Option<String>, LayoutError> {
         match self {
             Self::Document(doc) => Ok(doc.get("ts").and_then(Value::as_str).map(str::to_owned)),
-            Self::Msgpack(whole) => {
-                let bytes = &whole.bytes;
-                // A key given twice counts with its last value, as in a map.
-                let last = msgpack::map_entry_ranges(bytes, 0)?
-                    .into_iter()
-                    .rfind(|(key, _)| key == "ts");
-                Ok(match last {
-                    Some((_, range)) => match msgpack::parse(&bytes[range])? {
+            Self::Msgpack { whole, fields } => {
+                let range = fields.iter().find(|(key, _)| key == "ts");
+                Ok(match range {
+                    Some((_, Some(range))) => match msgpack::parse(&whole.bytes[range.clone()])? {
                         rmpv::Value::String(s) => s.into_str(),
                         _ => None,
                     },
-                    None => None,
+                    _ => None,
                 })
             }
         }
     }
 
-    /// Writes RedisSaver's `{"type": …, **checkpoint, "pending_sends": []}` with the
-    /// channel values in its JSON form. A langgraph-redis record is already in it.
+    /// Writes RedisSaver's `checkpoint` field, with the channel values in its JSON
+    /// form. A langgraph-redis record is already in it.
     fn write(&self, writer: &mut JsonFormWriter, out: &mut Vec<u8>) -> Result<(), LayoutError> {
-        let bytes = match self {
+        let (bytes, fields) = match self {
             Self::Document(doc) => {
-                json_text::write_value(out, &Value::Object(doc.clone()));
+                json_text::write_value(out, doc);
                 return Ok(());
             }
-            Self::Msgpack(whole) => &whole.bytes,
+            Self::Msgpack { whole, fields } => (&whole.bytes, fields),
         };
-        // The fields as a map keeps them: a key given twice keeps its first place and
-        // its last value, `type` first, `pending_sends` last unless it was there.
-        let mut fields: Fields = vec![("type".into(), None)];
-        for (key, range) in msgpack::map_entry_ranges(bytes, 0)? {
-            set_field(&mut fields, key, Some(range));
-        }
-        set_field(&mut fields, "pending_sends".into(), None);
-        write_object(out, &fields, |out, key, range| {
+        write_object(out, fields, |out, key, range| {
             match (key, range) {
                 ("type", None) => out.extend_from_slice(b"\"json\""),
                 (_, None) => out.extend_from_slice(b"[]"),
