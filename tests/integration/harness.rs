@@ -351,6 +351,7 @@ pub async fn read_postgres(
         table_name: table_name.map(str::to_owned),
         upgrade: Default::default(),
         thread_id_template: None,
+        connections: None,
     };
     let mut source = PostgresSource::open(&config, &compiled, pushdown)
         .await

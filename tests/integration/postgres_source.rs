@@ -339,34 +339,165 @@ async fn blobs_are_named_from_the_page_and_a_bad_channel_versions_fails_one_chec
 }
 
 async fn open_checkpoints(db: &str) -> PostgresSource {
+    open_with_connections(db, None).await.unwrap()
+}
+
+async fn open_with_connections(
+    db: &str,
+    connections: Option<u8>,
+) -> Result<PostgresSource, ckpt_migrate::error::StoreError> {
     let config = PostgresSourceConfig {
         connection_string: pg_url_for(db),
         table_name: None,
         upgrade: Default::default(),
         thread_id_template: None,
+        connections,
     };
     let filters = FilterConfig::default().compile().unwrap();
-    PostgresSource::open(&config, &filters, Pushdown::On)
+    PostgresSource::open(&config, &filters, Pushdown::On).await
+}
+
+/// Every stored part of each record (not its origin or view), in read order.
+async fn read_raw(source: &mut PostgresSource, limits: BatchLimits) -> Vec<String> {
+    let mut records = Vec::new();
+    while let Some(batch) = source.next_batch(limits).await.unwrap() {
+        assert!(batch.failed.is_empty(), "{:?}", batch.failed);
+        records.extend(batch.records.iter().map(|r| {
+            format!(
+                "{:?}",
+                (
+                    &r.key,
+                    &r.parent_checkpoint_id,
+                    &r.checkpoint,
+                    &r.metadata,
+                    &r.channel_blobs,
+                    &r.pending_writes,
+                )
+            )
+        }));
+    }
+    records
+}
+
+/// How many connections to `db` are open in a transaction (the source's snapshot).
+async fn connections_in_transaction(db: &str) -> i64 {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(&pg_url_for(db)).await.unwrap();
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = $1 AND state LIKE 'idle in transaction%'",
+    )
+    .bind(db)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap()
+}
+
+/// A role allowed one connection (as a server with few slots left) still reads
+/// everything, on one connection.
+#[tokio::test]
+async fn a_server_that_refuses_the_second_connection_is_read_on_one() {
+    let db = pg_database(&["checkpoints.sql"]).await;
+    let limits = BatchLimits {
+        max_records: 40,
+        max_bytes: usize::MAX,
+    };
+    let before = read_raw(&mut open_checkpoints(&db).await, limits).await;
+    let role = format!("r_{db}");
+    pg_execute(
+        &db,
+        &[
+            &format!("CREATE ROLE {role} LOGIN PASSWORD 'one-slot' CONNECTION LIMIT 1"),
+            &format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"),
+        ],
+    )
+    .await;
+    let url = pg_url_for(&db);
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (_, host) = rest.rsplit_once('@').unwrap();
+    let config = PostgresSourceConfig {
+        connection_string: format!("{scheme}://{role}:one-slot@{host}"),
+        table_name: None,
+        upgrade: Default::default(),
+        thread_id_template: None,
+        connections: None,
+    };
+    let filters = FilterConfig::default().compile().unwrap();
+    let mut source = PostgresSource::open(&config, &filters, Pushdown::On)
         .await
-        .unwrap()
+        .unwrap();
+    assert_eq!(connections_in_transaction(&db).await, 1);
+    let read = read_raw(&mut source, limits).await;
+    drop(source);
+    pg_execute(
+        &db,
+        &[
+            &format!("DROP OWNED BY {role}"),
+            &format!("DROP ROLE {role}"),
+        ],
+    )
+    .await;
+    assert_eq!(read, before);
+}
+
+/// A checkpoint read reads each batch's writes on a second connection in the same
+/// snapshot (`connections`, default 2), or on one: the records are the same.
+#[tokio::test]
+async fn one_or_two_connections_read_the_same_records() {
+    let db = pg_database(&["checkpoints.sql"]).await;
+    let limits = BatchLimits {
+        max_records: 40,
+        max_bytes: usize::MAX,
+    };
+    let mut by_count = Vec::new();
+    for (connections, open) in [(Some(1), 1), (None, 2), (Some(2), 2)] {
+        let mut source = open_with_connections(&db, connections).await.unwrap();
+        assert_eq!(
+            connections_in_transaction(&db).await,
+            open,
+            "connections: {connections:?}"
+        );
+        let records = read_raw(&mut source, limits).await;
+        assert_eq!(records.len(), 271);
+        assert_eq!(
+            connections_in_transaction(&db).await,
+            0,
+            "the snapshot ended"
+        );
+        by_count.push(records);
+    }
+    assert_eq!(by_count[0], by_count[1]);
+    assert_eq!(by_count[1], by_count[2]);
+    let err = open_with_connections(&db, Some(3)).await.err().unwrap();
+    assert!(
+        err.message.contains("source_config.connections: 3"),
+        "{}",
+        err.message
+    );
 }
 
 #[tokio::test]
 async fn one_snapshot_for_the_whole_read() {
     let db = pg_database(&["checkpoints.sql"]).await;
-    let mut source = open_checkpoints(&db).await;
     let limits = BatchLimits {
         max_records: 50,
         max_bytes: usize::MAX,
     };
-    let mut seen = source
-        .next_batch(limits)
-        .await
-        .unwrap()
-        .unwrap()
-        .records
-        .len();
-    // A writer adds a checkpoint (sorting last) and deletes one not read yet.
+    let before = read_raw(&mut open_checkpoints(&db).await, limits).await;
+    let mut source = open_checkpoints(&db).await;
+    // A writer deletes every blob and pending write once the source is open, before
+    // it reads: its second connection (the writes) is in the snapshot of the first.
+    pg_execute(
+        &db,
+        &[
+            "DELETE FROM checkpoint_blobs",
+            "DELETE FROM checkpoint_writes",
+        ],
+    )
+    .await;
+    let first = source.next_batch(limits).await.unwrap().unwrap();
+    assert_eq!(first.records.len(), 50);
+    // It adds a checkpoint (sorting last) and deletes one not read yet.
     pg_execute(
         &db,
         &[
@@ -376,14 +507,19 @@ async fn one_snapshot_for_the_whole_read() {
         ],
     )
     .await;
-    while let Some(b) = source.next_batch(limits).await.unwrap() {
-        assert!(b.records.iter().all(|r| r.key.thread_id != "zzz-new"));
-        seen += b.records.len();
-    }
+    let rest = read_raw(&mut source, limits).await;
+    let first_writes = first
+        .records
+        .iter()
+        .map(|r| r.pending_writes.len())
+        .sum::<usize>();
+    assert!(first_writes > 0, "the first batch's writes were read");
     assert_eq!(
-        seen, 271,
-        "the read saw the table as it was when it started"
+        rest,
+        before[50..],
+        "the read saw the tables as they were when it started"
     );
+    assert!(before.len() == 271 && rest.iter().any(|r| r.contains("PendingWrite")));
 }
 
 #[test]

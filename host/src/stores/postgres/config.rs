@@ -22,6 +22,12 @@ pub struct PostgresSourceConfig {
     /// session's id (`"chat-{session_id}"`); default: the session id. Thread filters
     /// and shards then apply to these thread ids.
     pub thread_id_template: Option<String>,
+    /// How many connections a checkpoint read holds: `2` (default) reads each batch's
+    /// pending writes on a second connection, in the same snapshot, while its blobs
+    /// are read on the first; `1` reads them one after the other on one connection,
+    /// for a server with few connection slots. A server that refuses the second
+    /// connection gets one. Chat-history tables are read on one.
+    pub connections: Option<u8>,
 }
 
 /// PostgresSaver schema to write.

@@ -43,6 +43,13 @@ pub struct PostgresSource {
     /// The snapshot's connection; `None` while a batch is read ahead on it, or after
     /// it broke (the next query reconnects).
     conn: Option<PgConnection>,
+    /// A second connection in the same snapshot (see [`PostgresSource::join_snapshot`]),
+    /// on which a batch's writes are read while its blobs are read on the first. It
+    /// goes with `conn`: lent with it, dropped with it, made again after a reconnect.
+    second: Option<PgConnection>,
+    /// The server gave no second connection once (no slot left, no snapshot export):
+    /// not asked again; a batch's queries run one after the other on `conn`.
+    no_second: bool,
     /// The next batch of checkpoints, being read on the connection (see [`ReadAhead`]).
     read_ahead: Option<ReadAhead>,
     mode: Mode,
@@ -61,9 +68,20 @@ impl PostgresSource {
         pushdown: Pushdown,
     ) -> Result<Self, StoreError> {
         let endpoint = Endpoint::parse(&config.connection_string)?;
+        let no_second = match config.connections {
+            None | Some(2) => false,
+            Some(1) => true,
+            Some(n) => {
+                return Err(StoreError::fatal(format!(
+                    "source_config.connections: {n}: a PostgreSQL source reads on 1 or 2"
+                )));
+            }
+        };
         let mut source = Self {
             endpoint,
             conn: None,
+            second: None,
+            no_second,
             read_ahead: None,
             mode: Mode::Checkpoints(CheckpointTables {
                 checkpoints: String::new(),
@@ -94,6 +112,7 @@ impl PostgresSource {
             e
         })?;
         source.mode = source.detect(config.table_name.as_deref()).await?;
+        source.join_snapshot().await?;
         match &mut source.mode {
             Mode::Chat(chat) => {
                 chat.sessions = SessionsAs::new(config.upgrade, config.thread_id_template.clone())
@@ -119,19 +138,69 @@ impl PostgresSource {
         self.endpoint.error(what, e)
     }
 
-    /// Opens the connection and the snapshot transaction.
+    /// Opens the connection and the snapshot transaction (and the second connection
+    /// in it, reading checkpoints).
     async fn connect(&mut self) -> Result<(), StoreError> {
+        self.second = None;
+        self.conn = Some(self.begin(None).await?);
+        self.join_snapshot().await
+    }
+
+    /// A new connection in a `REPEATABLE READ READ ONLY` transaction: a snapshot of
+    /// its own, or the one exported as `snapshot`.
+    async fn begin(&self, snapshot: Option<&str>) -> Result<PgConnection, StoreError> {
         let mut conn = self.endpoint.connect().await?;
-        for statement in [
-            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-            "SET LOCAL TimeZone = 'UTC'",
-        ] {
+        let import = snapshot.map(|id| format!("SET TRANSACTION SNAPSHOT '{id}'"));
+        let statements = ["BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"]
+            .into_iter()
+            .chain(import.as_deref())
+            .chain(["SET LOCAL TimeZone = 'UTC'"]);
+        for statement in statements {
             sqlx::query(statement)
                 .execute(&mut conn)
                 .await
                 .map_err(|e| self.error("cannot start a snapshot", e))?;
         }
-        self.conn = Some(conn);
+        Ok(conn)
+    }
+
+    /// Opens the second connection of a checkpoint read (one that has writes to
+    /// read), importing the snapshot of the first (`pg_export_snapshot`), so that a
+    /// batch's writes are read beside its blobs: each batch's three queries ran one
+    /// after the other, and a raw export waited on them (docs/decisions.md). A server
+    /// that gives none (no connection slot left, a pooler that cannot export) leaves
+    /// the read as it was, said once in the log. Called before anything is read in
+    /// the snapshot: an export that fails ends the first connection's transaction, so
+    /// it is opened again.
+    async fn join_snapshot(&mut self) -> Result<(), StoreError> {
+        let wanted = matches!(&self.mode, Mode::Checkpoints(t) if t.writes.is_some());
+        if !wanted || self.no_second || self.second.is_some() {
+            return Ok(());
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(());
+        };
+        let exported = sqlx::query_scalar::<_, String>("SELECT pg_export_snapshot()")
+            .fetch_one(conn)
+            .await;
+        let second = match exported {
+            Ok(id) => self.begin(Some(&id)).await,
+            Err(e) => {
+                self.conn = Some(self.begin(None).await?);
+                Err(self.error("cannot export the snapshot", e))
+            }
+        };
+        match second {
+            Ok(second) => self.second = Some(second),
+            Err(e) => {
+                self.no_second = true;
+                tracing::info!(
+                    "PostgreSQL {}: one connection only, each batch's queries one after the other ({})",
+                    self.endpoint.url,
+                    e.message
+                );
+            }
+        }
         Ok(())
     }
 
@@ -139,6 +208,14 @@ impl PostgresSource {
     /// it is waited for first (and dropped: only [`PostgresSource::take_batch`] takes
     /// it).
     async fn conn(&mut self) -> Result<&mut PgConnection, StoreError> {
+        Ok(self.conns().await?.0)
+    }
+
+    /// The live connection and the second one in its snapshot (when there is one),
+    /// as [`PostgresSource::conn`].
+    async fn conns(
+        &mut self,
+    ) -> Result<(&mut PgConnection, Option<&mut PgConnection>), StoreError> {
         self.settle_read_ahead().await;
         if self.conn.is_none() {
             tracing::warn!(
@@ -147,7 +224,8 @@ impl PostgresSource {
             );
             self.connect().await?;
         }
-        Ok(self.conn.as_mut().expect("connected above"))
+        let conn = self.conn.as_mut().expect("connected above");
+        Ok((conn, self.second.as_mut()))
     }
 
     /// Waits for a batch being read ahead: its connection comes back, and its rows (or
@@ -156,8 +234,9 @@ impl PostgresSource {
     async fn settle_read_ahead(&mut self) -> Option<(PageRequest, Result<BatchRows, ReadFailure>)> {
         let mut ahead = self.read_ahead.take()?;
         match (&mut ahead.task).await {
-            Ok((conn, rows)) => {
+            Ok((conn, second, rows)) => {
                 self.conn = Some(conn);
+                self.second = second;
                 Some((ahead.request.clone(), rows))
             }
             Err(e) => {
@@ -175,6 +254,7 @@ impl PostgresSource {
         let error = self.error(what, e);
         if error.retriable {
             self.conn = None;
+            self.second = None;
         }
         error
     }
@@ -358,12 +438,12 @@ impl Source for PostgresSource {
             Mode::Checkpoints(_) => self.next_checkpoints(limits).await?,
             Mode::Chat(_) => self.next_sessions(limits).await?,
         };
-        if self.done
-            && let Some(mut conn) = self.conn.take()
-        {
-            // End the snapshot; the connection closes when dropped.
-            let _ = sqlx::query("COMMIT").execute(&mut conn).await;
-            let _ = conn.close().await;
+        if self.done {
+            // End the snapshot; the connections close when dropped.
+            for mut conn in [self.second.take(), self.conn.take()].into_iter().flatten() {
+                let _ = sqlx::query("COMMIT").execute(&mut conn).await;
+                let _ = conn.close().await;
+            }
         }
         Ok(batch)
     }

@@ -743,6 +743,7 @@ impl Sink for PostgresSink {
             table_name: Some(format!("{}.checkpoints", self.config.schema)),
             upgrade: Default::default(),
             thread_id_template: None,
+            connections: None,
         };
         let source = super::PostgresSource::open(&written, &Filters::none(), Pushdown::On).await?;
         Ok(Box::new(source))

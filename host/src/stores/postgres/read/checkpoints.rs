@@ -146,7 +146,8 @@ impl PostgresSource {
             Some((read, rows)) if read == request => rows,
             _ => {
                 let queries = self.batch_queries(&request);
-                read_batch(self.conn().await?, &queries).await
+                let (conn, second) = self.conns().await?;
+                read_batch(conn, second, &queries).await
             }
         };
         rows.map_err(|e| self.failed(e.what, e.error))
@@ -159,11 +160,12 @@ impl PostgresSource {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
+        let mut second = self.second.take();
         let request = self.page_request(limits);
         let queries = self.batch_queries(&request);
         let task = tokio::spawn(async move {
-            let rows = read_batch(&mut conn, &queries).await;
-            (conn, rows)
+            let rows = read_batch(&mut conn, second.as_mut(), &queries).await;
+            (conn, second, rows)
         });
         self.read_ahead = Some(ReadAhead { task, request });
     }
@@ -389,9 +391,11 @@ pub(super) struct ReadFailure {
 }
 
 /// Reads a batch: its page, then the blobs its documents name and the writes of its
-/// key range, one query after the other on the snapshot's connection.
+/// key range, the writes on `second` (the same snapshot) while the blobs are read,
+/// else one after the other on the snapshot's connection.
 async fn read_batch(
     conn: &mut PgConnection,
+    second: Option<&mut PgConnection>,
     queries: &BatchQueries,
 ) -> Result<BatchRows, ReadFailure> {
     let failure = |what| move |error| ReadFailure { what, error };
@@ -427,29 +431,45 @@ async fn read_batch(
     };
     let first = key_of(first).map_err(failure("reading a key"))?;
     let last = key_of(last).map_err(failure("reading a key"))?;
-    if let Some(sql) = &queries.blobs
-        && rows.refs.len() > 0
-    {
-        let [threads, namespaces, channels, versions] = rows.refs.columns();
-        rows.blobs = sqlx::query(sql)
-            .bind(threads)
-            .bind(namespaces)
-            .bind(channels)
-            .bind(versions)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(failure("reading checkpoint_blobs"))?;
-    }
-    if let Some(sql) = &queries.writes {
-        let mut query = sqlx::query(sql);
-        for p in [first.parts(), last.parts()].concat() {
-            query = query.bind(p);
+    let blobs = async |conn: &mut PgConnection| match &queries.blobs {
+        Some(sql) if rows.refs.len() > 0 => {
+            let [threads, namespaces, channels, versions] = rows.refs.columns();
+            sqlx::query(sql)
+                .bind(threads)
+                .bind(namespaces)
+                .bind(channels)
+                .bind(versions)
+                .fetch_all(conn)
+                .await
+                .map_err(failure("reading checkpoint_blobs"))
         }
-        rows.writes = query
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(failure("reading checkpoint_writes"))?;
-    }
+        _ => Ok(Vec::new()),
+    };
+    let writes = async |conn: &mut PgConnection| match &queries.writes {
+        Some(sql) => {
+            let mut query = sqlx::query(sql);
+            for p in [first.parts(), last.parts()].concat() {
+                query = query.bind(p);
+            }
+            query
+                .fetch_all(conn)
+                .await
+                .map_err(failure("reading checkpoint_writes"))
+        }
+        None => Ok(Vec::new()),
+    };
+    let (blob_rows, write_rows) = match second {
+        Some(second) => {
+            let (blob_rows, write_rows) = tokio::join!(blobs(conn), writes(second));
+            (blob_rows?, write_rows?)
+        }
+        None => {
+            let blob_rows = blobs(&mut *conn).await?;
+            (blob_rows, writes(conn).await?)
+        }
+    };
+    rows.blobs = blob_rows;
+    rows.writes = write_rows;
     rows.last = Some(last);
     Ok(rows)
 }
@@ -495,9 +515,17 @@ async fn read_page(
 /// queries while the engine decodes and writes the batch before. It ends (the query
 /// abandoned) when dropped.
 pub(super) struct ReadAhead {
-    pub(super) task: tokio::task::JoinHandle<(PgConnection, Result<BatchRows, ReadFailure>)>,
+    pub(super) task: tokio::task::JoinHandle<ReadAheadDone>,
     pub(super) request: PageRequest,
 }
+
+/// What a read-ahead task gives back: the snapshot's connections (the second one when
+/// there is one) and the batch's rows.
+pub(super) type ReadAheadDone = (
+    PgConnection,
+    Option<PgConnection>,
+    Result<BatchRows, ReadFailure>,
+);
 
 /// Which batch: where its page starts, and the limits it is read with.
 #[derive(Clone, PartialEq)]
