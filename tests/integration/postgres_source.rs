@@ -379,6 +379,18 @@ async fn read_raw(source: &mut PostgresSource, limits: BatchLimits) -> Vec<Strin
     records
 }
 
+/// A fresh database of the PostgresSaver fixture, batches of `max_records`, and every
+/// record of it as [`read_raw`] reads them.
+async fn fixture_read_whole(max_records: usize) -> (String, BatchLimits, Vec<String>) {
+    let db = pg_database(&["checkpoints.sql"]).await;
+    let limits = BatchLimits {
+        max_records,
+        max_bytes: usize::MAX,
+    };
+    let whole = read_raw(&mut open_checkpoints(&db).await, limits).await;
+    (db, limits, whole)
+}
+
 /// How many connections to `db` are open in a transaction (the source's snapshot).
 async fn connections_in_transaction(db: &str) -> i64 {
     use sqlx::Connection as _;
@@ -397,12 +409,7 @@ async fn connections_in_transaction(db: &str) -> i64 {
 /// everything, on one connection.
 #[tokio::test]
 async fn a_server_that_refuses_the_second_connection_is_read_on_one() {
-    let db = pg_database(&["checkpoints.sql"]).await;
-    let limits = BatchLimits {
-        max_records: 40,
-        max_bytes: usize::MAX,
-    };
-    let before = read_raw(&mut open_checkpoints(&db).await, limits).await;
+    let (db, limits, before) = fixture_read_whole(40).await;
     let role = format!("r_{db}");
     pg_execute(
         &db,
@@ -478,12 +485,7 @@ async fn one_or_two_connections_read_the_same_records() {
 
 #[tokio::test]
 async fn one_snapshot_for_the_whole_read() {
-    let db = pg_database(&["checkpoints.sql"]).await;
-    let limits = BatchLimits {
-        max_records: 50,
-        max_bytes: usize::MAX,
-    };
-    let before = read_raw(&mut open_checkpoints(&db).await, limits).await;
+    let (db, limits, before) = fixture_read_whole(50).await;
     let mut source = open_checkpoints(&db).await;
     // A writer deletes every blob and pending write once the source is open, before
     // it reads: its second connection (the writes) is in the snapshot of the first.
