@@ -346,8 +346,16 @@ async fn open_with_connections(
     db: &str,
     connections: Option<u8>,
 ) -> Result<PostgresSource, ckpt_migrate::error::StoreError> {
+    open_url(pg_url_for(db), connections).await
+}
+
+/// The checkpoint source at `url`, reading on `connections`.
+async fn open_url(
+    url: String,
+    connections: Option<u8>,
+) -> Result<PostgresSource, ckpt_migrate::error::StoreError> {
     let config = PostgresSourceConfig {
-        connection_string: pg_url_for(db),
+        connection_string: url,
         table_name: None,
         upgrade: Default::default(),
         thread_id_template: None,
@@ -422,15 +430,7 @@ async fn a_server_that_refuses_the_second_connection_is_read_on_one() {
     let url = pg_url_for(&db);
     let (scheme, rest) = url.split_once("://").unwrap();
     let (_, host) = rest.rsplit_once('@').unwrap();
-    let config = PostgresSourceConfig {
-        connection_string: format!("{scheme}://{role}:one-slot@{host}"),
-        table_name: None,
-        upgrade: Default::default(),
-        thread_id_template: None,
-        connections: None,
-    };
-    let filters = FilterConfig::default().compile().unwrap();
-    let mut source = PostgresSource::open(&config, &filters, Pushdown::On)
+    let mut source = open_url(format!("{scheme}://{role}:one-slot@{host}"), None)
         .await
         .unwrap();
     assert_eq!(connections_in_transaction(&db).await, 1);
